@@ -1,0 +1,179 @@
+//! A small client of the Missive protocol over real sockets: registration,
+//! HTTP calls and a WebSocket connection. Used by the end-to-end tests and
+//! by `missive bench`.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub phone: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub access_token: String,
+}
+
+/// HTTP side of a server at `base` (like `http://127.0.0.1:8080`).
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    /// POSTs JSON; returns status and body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.post(format!("{}{}", self.base, path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.get(format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Registers `phone`: requests a code, reads it with `read_code`, verifies.
+    pub async fn register<F, Fut>(&self, phone: &str, device_name: &str, read_code: F) -> anyhow::Result<Account>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<String>>,
+    {
+        let (status, body) = self.post("/v1/auth/otp", None, &json!({"phone": phone})).await?;
+        if status != 202 {
+            bail!("otp request answered {status}: {body}");
+        }
+        let code = read_code(phone.to_string()).await?;
+        let (status, body) = self
+            .post("/v1/auth/verify", None, &json!({"phone": phone, "code": code, "device_name": device_name}))
+            .await?;
+        if status != 200 {
+            bail!("verify answered {status}: {body}");
+        }
+        let field = |name: &str| body[name].as_str().map(str::to_string).ok_or_else(|| anyhow!("verify: no {name} in {body}"));
+        Ok(Account {
+            phone: phone.to_string(),
+            user_id: field("user_id")?,
+            device_id: field("device_id")?,
+            access_token: field("access_token")?,
+        })
+    }
+}
+
+/// Reads the newest code for `phone` from a `file:` SMS sink, waiting for it.
+pub async fn code_from_sink_file(path: &std::path::Path, phone: &str, timeout: Duration) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(text) = tokio::fs::read_to_string(path).await {
+            let newest = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|entry| entry["to"] == phone)
+                .filter_map(|entry| entry["code"].as_str().map(str::to_string))
+                .last();
+            if let Some(code) = newest {
+                return Ok(code);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no code for {phone} in {}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket connection after `welcome`.
+pub struct Connection {
+    pub socket: Socket,
+    pub welcome: Value,
+}
+
+impl Connection {
+    /// Connects to `ws_url` (like `ws://127.0.0.1:8080/v1/ws`) and says hello.
+    pub async fn open(ws_url: &str, token: &str, resume: Option<(&str, u64)>) -> anyhow::Result<Connection> {
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.context("websocket connect")?;
+        let mut hello = json!({"type": "hello", "token": token});
+        if let Some((epoch, seq)) = resume {
+            hello["resume"] = json!({"epoch": epoch, "seq": seq});
+        }
+        socket.send(Message::text(hello.to_string())).await?;
+        let mut connection = Connection { socket, welcome: Value::Null };
+        let welcome = connection.next_frame(Duration::from_secs(10)).await?.ok_or_else(|| anyhow!("closed before welcome"))?;
+        if welcome["type"] != "welcome" {
+            bail!("expected welcome, got {welcome}");
+        }
+        connection.welcome = welcome;
+        Ok(connection)
+    }
+
+    pub async fn send_json(&mut self, frame: &Value) -> anyhow::Result<()> {
+        self.socket.send(Message::text(frame.to_string())).await?;
+        Ok(())
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.socket.send(Message::text(text.to_string())).await?;
+        Ok(())
+    }
+
+    /// The next JSON frame; `None` when the server closed; error on timeout.
+    pub async fn next_frame(&mut self, timeout: Duration) -> anyhow::Result<Option<Value>> {
+        loop {
+            let message = tokio::time::timeout(timeout, self.socket.next()).await.context("timed out waiting for a frame")?;
+            match message {
+                None => return Ok(None),
+                Some(Err(_)) => return Ok(None),
+                Some(Ok(Message::Text(text))) => return Ok(Some(serde_json::from_str(&text)?)),
+                Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Frames until `done` says stop or the deadline passes.
+    pub async fn collect_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut frames = Vec::new();
+        while !done(&frames) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                bail!("deadline passed with {} frames collected", frames.len());
+            }
+            match self.next_frame(left).await? {
+                Some(frame) => frames.push(frame),
+                None => bail!("connection closed after {} frames", frames.len()),
+            }
+        }
+        Ok(frames)
+    }
+
+    pub async fn send_message(&mut self, req: &str, to: &str, client_msg_id: &str, content: &str) -> anyhow::Result<()> {
+        self.send_json(&json!({"type": "send", "req": req, "to": {"user": to}, "client_msg_id": client_msg_id, "content": content}))
+            .await
+    }
+
+    pub async fn ack(&mut self, seq: u64) -> anyhow::Result<()> {
+        self.send_json(&json!({"type": "ack", "seq": seq})).await
+    }
+}

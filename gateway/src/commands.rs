@@ -1,0 +1,121 @@
+//! Turning client intents into commands on the log. The gateway validates
+//! what it can cheaply (shape, sizes, recipient exists, membership), mints
+//! the message id, appends, and for sends waits for the conversation
+//! processor's outcome so that `sent` carries the final message id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus, SendMessage};
+use missive_core::delivery::{Delivery, DeliveryItem};
+use missive_core::users::{RegisterDevice, UserCommand};
+use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, UserId};
+use missive_infra::{Header, Log, OutRecord};
+use missive_processors::topics::{COMMANDS_CONVERSATION, COMMANDS_USER, DELIVERIES, headers};
+use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_command_to_wire};
+use missive_schemas::wire::CommandReply;
+use missive_schemas::{Codec, WireValue};
+
+use crate::auth::Principal;
+use crate::errors::ApiError;
+use crate::metrics::GatewayMetrics;
+use crate::replies::{PendingReply, ReplyRouter};
+use crate::snowflake::Snowflakes;
+
+/// How long a client waits for a command's outcome before being told to retry.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for a submitted command's outcome.
+pub async fn wait_reply(pending: PendingReply) -> Result<CommandReply, ApiError> {
+    pending.wait(REPLY_TIMEOUT).await.ok_or_else(|| ApiError::unavailable("no outcome yet; retry with the same client_msg_id"))
+}
+
+pub struct CommandBus {
+    log: Arc<dyn Log>,
+    codec: Arc<Codec>,
+    replies: Arc<ReplyRouter>,
+    snowflakes: Snowflakes,
+    metrics: GatewayMetrics,
+}
+
+impl CommandBus {
+    pub fn new(log: Arc<dyn Log>, codec: Arc<Codec>, replies: Arc<ReplyRouter>, node: u16, metrics: GatewayMetrics) -> CommandBus {
+        CommandBus { log, codec, replies, snowflakes: Snowflakes::new(node), metrics }
+    }
+
+    async fn append(&self, topic: &str, key: u64, value: &WireValue, reply: Option<&PendingReply>) -> Result<(), ApiError> {
+        let value = self.codec.encode_value(value).map_err(|error| ApiError::internal(error.to_string()))?;
+        let mut record_headers = Vec::new();
+        if let Some(reply) = reply {
+            record_headers.push(Header { key: headers::REPLY_TO.into(), value: reply.address() });
+        }
+        let record = OutRecord {
+            topic: topic.to_string(),
+            partition: None,
+            key: key.to_string().into_bytes(),
+            value,
+            headers: record_headers,
+            timestamp: None,
+        };
+        let started = Instant::now();
+        let result = self.log.append(vec![record]).await;
+        self.metrics.append_latency.observe(started.elapsed().as_secs_f64());
+        result.map(|_| ()).map_err(|error| ApiError::unavailable(format!("the log refused the command ({error}); retry")))
+    }
+
+    /// Appends a command whose outcome someone waits for.
+    async fn submit(&self, topic: &str, key: u64, value: &WireValue) -> Result<PendingReply, ApiError> {
+        let pending = self.replies.register();
+        self.append(topic, key, value, Some(&pending)).await?;
+        Ok(pending)
+    }
+
+    async fn command_with_reply(&self, topic: &str, key: u64, value: &WireValue) -> Result<CommandReply, ApiError> {
+        wait_reply(self.submit(topic, key, value).await?).await
+    }
+
+    pub async fn register_device(&self, user: UserId, device: DeviceId, device_name: String) -> Result<CommandReply, ApiError> {
+        let command = UserCommand::RegisterDevice(RegisterDevice { user_id: user, device_id: device, device_name });
+        self.command_with_reply(COMMANDS_USER, user.0, &user_command_to_wire(&command)).await
+    }
+
+    /// A fresh device id (Snowflake, like message ids).
+    pub fn mint_device_id(&self) -> DeviceId {
+        DeviceId(self.snowflakes.next().0)
+    }
+
+    /// Appends a send; the returned reply says `accepted` or `duplicate`
+    /// (with the message id) or why it was refused. Appending before
+    /// returning keeps a connection's sends in the order it sent them.
+    pub async fn submit_send(
+        &self,
+        from: Principal,
+        to: UserId,
+        client_msg_id: String,
+        content: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<PendingReply, ApiError> {
+        let conversation_id = ConversationId::direct(from.user, to);
+        let command = ConversationCommand::Send(SendMessage {
+            conversation_id,
+            message_id: self.snowflakes.next(),
+            from: from.user,
+            from_device: from.device,
+            to,
+            client_msg_id,
+            content,
+            reply_to,
+        });
+        self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
+    }
+
+    pub async fn ack(&self, by: Principal, seq: FeedSeq) -> Result<(), ApiError> {
+        let delivery = Delivery { recipient: by.user, item: DeliveryItem::DeviceAcked { device_id: by.device, seq } };
+        self.append(DELIVERIES, by.user.0, &delivery_to_wire(&delivery), None).await
+    }
+
+    pub async fn read(&self, by: Principal, conversation_id: ConversationId, up_to: ConvSeq) -> Result<(), ApiError> {
+        let command = ConversationCommand::Receipt(MarkReceipt { conversation_id, by: by.user, status: ReceiptStatus::Read, up_to });
+        self.append(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command), None).await
+    }
+}

@@ -1,0 +1,93 @@
+//! The gateway: HTTP (warp) and WebSocket endpoints for clients. It
+//! authenticates devices, turns client frames into commands on the log,
+//! and pushes each connected user's feed. It writes no domain state itself.
+//! `client` is a small Rust client of the same protocol, used by the
+//! end-to-end tests and the load generator.
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod commands;
+pub mod errors;
+pub mod metrics;
+pub mod protocol;
+pub mod reads;
+pub mod replies;
+pub mod snowflake;
+pub mod ws;
+
+use std::sync::Arc;
+
+use missive_infra::Log;
+use missive_processors::FeedHub;
+use missive_schemas::Codec;
+use prometheus::{Encoder, Registry, TextEncoder};
+use rocksdb::DB;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+
+use crate::auth::{Auth, AuthConfig};
+use crate::commands::CommandBus;
+use crate::metrics::GatewayMetrics;
+use crate::protocol::MAX_FRAME_BYTES;
+use crate::reads::ReadModels;
+use crate::replies::ReplyRouter;
+use crate::ws::SessionDeps;
+
+pub struct GatewayConfig {
+    /// Names this gateway on the `replies` topic.
+    pub gateway_id: String,
+    /// Snowflake node id (0..=1023), unique per running gateway.
+    pub node_id: u16,
+    pub auth: AuthConfig,
+}
+
+/// Serves until `cancel` fires. The listener is bound by the caller so it
+/// can report the real address (port 0 picks a free one).
+pub async fn serve(
+    listener: TcpListener,
+    config: GatewayConfig,
+    log: Arc<dyn Log>,
+    db: Arc<DB>,
+    codec: Arc<Codec>,
+    hub: FeedHub,
+    registry: Registry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = GatewayMetrics::new(&registry)?;
+    let replies = ReplyRouter::new(config.gateway_id.clone());
+    let reply_task = tokio::spawn(replies.clone().run(log.clone(), codec.clone(), cancel.clone()));
+    let auth = Arc::new(Auth::new(db.clone(), config.auth));
+    let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
+    let reads = ReadModels::new(db);
+    let deps = SessionDeps { auth: auth.clone(), bus: bus.clone(), reads: reads.clone(), hub, metrics };
+
+    let websocket = warp::path!("v1" / "ws").and(warp::ws()).map(move |upgrade: warp::ws::Ws| {
+        let deps = deps.clone();
+        upgrade
+            .max_message_size(MAX_FRAME_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
+            .on_upgrade(move |socket| ws::run(socket, deps))
+    });
+    let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
+        warp::http::Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(buffer)
+            .unwrap_or_default()
+    });
+    let routes = websocket
+        .or(health)
+        .or(metrics_route)
+        .or(api::routes(auth, bus, reads))
+        .recover(api::handle_rejection)
+        .with(warp::trace::request());
+    let shutdown = cancel.clone();
+    warp::serve(routes).incoming(listener).graceful(async move { shutdown.cancelled().await }).run().await;
+    cancel.cancel();
+    let _ = reply_task.await;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The JSON client protocol (see docs/PROTOCOL.md): frames a client sends,
+//! and builders for frames the server sends. 64-bit ids travel as strings.
+
+use missive_core::conversation::MessageSent;
+use missive_core::delivery::Receipt;
+use missive_projections::{ConversationSummary, FeedEntry};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Largest WebSocket frame or message the server reads; larger ones close the connection.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Deserialize)]
+pub struct Resume {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Recipient {
+    pub user: String,
+}
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Hello {
+        token: String,
+        resume: Option<Resume>,
+    },
+    Send {
+        req: Option<String>,
+        to: Recipient,
+        client_msg_id: String,
+        content: String,
+        reply_to: Option<String>,
+    },
+    Ack {
+        seq: u64,
+    },
+    Read {
+        conversation_id: String,
+        up_to: u64,
+    },
+    Ping,
+}
+
+/// Why a frame could not be parsed: the stable code and a message.
+pub struct FrameError {
+    pub req: Option<String>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub const KNOWN_TYPES: [&str; 5] = ["hello", "send", "ack", "read", "ping"];
+
+/// Parses a text frame, telling a missing/unknown type from bad fields.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|error| FrameError { req: None, code: "bad_frame", message: format!("invalid JSON: {error}") })?;
+    let req = value.get("req").and_then(Value::as_str).map(str::to_string);
+    let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_string) else {
+        return Err(FrameError { req, code: "bad_frame", message: "a frame needs a string \"type\"".into() });
+    };
+    if !KNOWN_TYPES.contains(&kind.as_str()) {
+        return Err(FrameError {
+            req,
+            code: "unknown_type",
+            message: format!("unknown frame type {kind:?}; known: {}", KNOWN_TYPES.join(", ")),
+        });
+    }
+    serde_json::from_value(value).map_err(|error| FrameError { req, code: "bad_frame", message: format!("bad {kind} frame: {error}") })
+}
+
+pub fn error_frame(req: Option<&str>, code: &str, message: &str) -> Value {
+    let mut frame = json!({"type": "error", "code": code, "message": message});
+    if let Some(req) = req {
+        frame["req"] = json!(req);
+    }
+    frame
+}
+
+pub fn message_json(message: &MessageSent) -> Value {
+    let mut value = json!({
+        "kind": "message",
+        "message_id": message.message_id.to_string(),
+        "conversation_id": message.conversation_id.to_string(),
+        "conv_seq": message.conv_seq.0,
+        "from": message.from.to_string(),
+        "from_device": message.from_device.to_string(),
+        "content": message.content,
+        "sent_at": message.sent_at.0,
+    });
+    if let Some(reply_to) = message.reply_to {
+        value["reply_to"] = json!(reply_to.to_string());
+    }
+    value
+}
+
+pub fn receipt_json(receipt: &Receipt) -> Value {
+    json!({
+        "kind": "receipt",
+        "conversation_id": receipt.conversation_id.to_string(),
+        "message_id": receipt.message_id.to_string(),
+        "status": receipt.status.as_str(),
+        "by": receipt.by.to_string(),
+        "at": receipt.at.0,
+    })
+}
+
+pub fn entry_json(entry: &FeedEntry) -> Value {
+    match entry {
+        FeedEntry::Message(message) => message_json(message),
+        FeedEntry::Receipt(receipt) => receipt_json(receipt),
+    }
+}
+
+pub fn summary_json(summary: &ConversationSummary) -> Value {
+    json!({
+        "conversation_id": summary.conversation_id.to_string(),
+        "peer": summary.peer.to_string(),
+        "last_message": summary.last_message.as_ref().map(message_json),
+        "unread": summary.unread,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_or_explain() {
+        assert!(matches!(parse_client_frame(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping)));
+        assert!(matches!(parse_client_frame(r#"{"type":"ack","seq":3}"#), Ok(ClientFrame::Ack { seq: 3 })));
+        let error = parse_client_frame("{nope").err().expect("invalid JSON");
+        assert_eq!(error.code, "bad_frame");
+        let error = parse_client_frame(r#"{"type":"dance","req":"r1"}"#).err().expect("unknown type");
+        assert_eq!((error.code, error.req.as_deref()), ("unknown_type", Some("r1")));
+        let error = parse_client_frame(r#"{"type":"ack","seq":"three"}"#).err().expect("wrong type");
+        assert_eq!(error.code, "bad_frame");
+        let error = parse_client_frame(r#"{"type":"send","req":"r2","to":{"user":"1"}}"#).err().expect("missing fields");
+        assert_eq!((error.code, error.req.as_deref()), ("bad_frame", Some("r2")));
+    }
+}

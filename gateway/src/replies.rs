@@ -1,0 +1,92 @@
+//! Command outcomes for this gateway: processors write a `CommandReply` to
+//! the `replies` topic (keyed by gateway id); this router tails the
+//! gateway's partition and completes the waiting request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use missive_infra::{Log, TopicPartition};
+use missive_processors::topics::REPLIES;
+use missive_schemas::wire::CommandReply;
+use missive_schemas::{Codec, WireValue};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub struct ReplyRouter {
+    pub gateway_id: String,
+    next_request: AtomicI64,
+    waiting: Mutex<HashMap<i64, oneshot::Sender<CommandReply>>>,
+}
+
+/// A request waiting for its reply; forgets itself when dropped.
+pub struct PendingReply {
+    router: Arc<ReplyRouter>,
+    pub request: i64,
+    answer: oneshot::Receiver<CommandReply>,
+}
+
+impl PendingReply {
+    /// `reply-to` header value for the command.
+    pub fn address(&self) -> Vec<u8> {
+        format!("{}/{}", self.router.gateway_id, self.request).into_bytes()
+    }
+
+    pub async fn wait(mut self, timeout: Duration) -> Option<CommandReply> {
+        tokio::time::timeout(timeout, &mut self.answer).await.ok().and_then(Result::ok)
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        self.router.waiting.lock().remove(&self.request);
+    }
+}
+
+impl ReplyRouter {
+    pub fn new(gateway_id: String) -> Arc<ReplyRouter> {
+        // Request ids start from the clock so a restarted gateway never
+        // reuses an id whose old reply might still be relayed.
+        let start = missive_infra::now_ms() << 16;
+        Arc::new(ReplyRouter { gateway_id, next_request: AtomicI64::new(start), waiting: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn register(self: &Arc<Self>) -> PendingReply {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (sender, answer) = oneshot::channel();
+        self.waiting.lock().insert(request, sender);
+        PendingReply { router: self.clone(), request, answer }
+    }
+
+    fn complete(&self, reply: CommandReply) {
+        if reply.gateway != self.gateway_id {
+            return;
+        }
+        if let Some(sender) = self.waiting.lock().remove(&reply.request) {
+            let _ = sender.send(reply);
+        }
+    }
+
+    /// Tails this gateway's replies partition from its current end.
+    pub async fn run(self: Arc<Self>, log: Arc<dyn Log>, codec: Arc<Codec>, cancel: CancellationToken) -> anyhow::Result<()> {
+        let partition = log.partition_for(REPLIES, self.gateway_id.as_bytes()).await?;
+        let partition = TopicPartition::new(REPLIES, partition);
+        let start = log.watermarks(&partition).await?.high;
+        let mut consumer = log.consumer(vec![(partition, start)]).await?;
+        loop {
+            let records = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
+            };
+            for record in records {
+                match codec.decode(&record.value) {
+                    Ok(WireValue::CommandReply(reply)) => self.complete(reply),
+                    Ok(other) => tracing::warn!(record_type = ?other.record_type(), "unexpected record on replies"),
+                    Err(error) => tracing::warn!(%error, "undecodable reply"),
+                }
+            }
+        }
+    }
+}

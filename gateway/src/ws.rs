@@ -1,0 +1,332 @@
+//! A WebSocket session: hello/welcome, feed push with resume, and the
+//! client's sends, acks and reads.
+//!
+//! One task per connection drives everything with `select!`: frames from
+//! the client, feed wake-ups from the inbox, finished sends, and a timer for
+//! idle detection. Sends are pipelined (up to `MAX_IN_FLIGHT` per
+//! connection; beyond that the session stops reading until some finish).
+//! A client that does not take its frames within `SEND_TIMEOUT` is
+//! disconnected rather than allowed to grow server memory.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{Future, SinkExt, StreamExt};
+use missive_core::conversation::MAX_CONTENT_BYTES;
+use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, UserId};
+use missive_processors::FeedHub;
+use missive_projections::{FeedEntry, ResumePlan};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use warp::ws::{Message, WebSocket};
+
+use crate::api::require_member;
+use crate::auth::{Auth, Principal};
+use crate::commands::{CommandBus, wait_reply};
+use crate::errors::ApiError;
+use crate::metrics::GatewayMetrics;
+use crate::protocol::{ClientFrame, entry_json, error_frame, parse_client_frame};
+use crate::reads::ReadModels;
+
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Feed entries read per store query while catching up.
+const PUSH_CHUNK: usize = 256;
+
+/// What a session needs; each a narrow handle.
+#[derive(Clone)]
+pub struct SessionDeps {
+    pub auth: Arc<Auth>,
+    pub bus: Arc<CommandBus>,
+    pub reads: ReadModels,
+    pub hub: FeedHub,
+    pub metrics: GatewayMetrics,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
+
+struct Session {
+    socket: WebSocket,
+    deps: SessionDeps,
+    principal: Principal,
+    sent_through: FeedSeq,
+}
+
+fn frame_type(frame: &Value) -> &str {
+    frame.get("type").and_then(Value::as_str).unwrap_or("unknown")
+}
+
+impl Session {
+    async fn push(&mut self, frame: Value) -> Result<(), ()> {
+        self.deps.metrics.frames_out.with_label_values(&[frame_type(&frame)]).inc();
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::text(frame.to_string()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Pushes every stored entry after `sent_through`.
+    async fn push_feed(&mut self) -> Result<(), ()> {
+        loop {
+            let entries = match self.deps.reads.feed_entries(self.principal.user, self.sent_through, PUSH_CHUNK).await {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::error!(%error.message, "reading the feed failed");
+                    return Err(());
+                }
+            };
+            let count = entries.len();
+            let now = missive_infra::now_ms();
+            for (seq, entry) in entries {
+                if let FeedEntry::Message(message) = &entry
+                    && message.from != self.principal.user
+                {
+                    self.deps.metrics.send_to_deliver.observe((now - message.sent_at.0).max(0) as f64 / 1000.0);
+                }
+                self.push(json!({"type": "event", "seq": seq.0, "event": entry_json(&entry)})).await?;
+                self.sent_through = seq;
+            }
+            if count < PUSH_CHUNK {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn send_error(req: Option<&str>, error: &ApiError) -> Value {
+    error_frame(req, error.code, &error.message)
+}
+
+/// Validates a send and returns the future that appends it and yields the reply frame.
+async fn start_send(
+    deps: &SessionDeps,
+    principal: Principal,
+    req: Option<String>,
+    to: String,
+    client_msg_id: String,
+    content: String,
+    reply_to: Option<String>,
+) -> Result<Pending, Value> {
+    let reject = |code: &'static str, message: &str| error_frame(req.as_deref(), code, message);
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(reject("too_large", &format!("content is limited to {MAX_CONTENT_BYTES} bytes")));
+    }
+    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+        return Err(reject("bad_frame", "client_msg_id must be 1..128 bytes"));
+    }
+    let Ok(to) = to.parse::<UserId>() else {
+        return Err(reject("bad_frame", "to.user must be a decimal user id string"));
+    };
+    let reply_to = match reply_to.map(|text| text.parse::<MessageId>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Err(reject("bad_frame", "reply_to must be a decimal message id string")),
+    };
+    match deps.reads.user_exists(to).await {
+        Ok(true) => {}
+        Ok(false) => return Err(reject("unknown_recipient", "no such user; sync contacts to find registered users")),
+        Err(error) => return Err(send_error(req.as_deref(), &error)),
+    }
+    let pending = match deps.bus.submit_send(principal, to, client_msg_id, content, reply_to).await {
+        Ok(pending) => pending,
+        Err(error) => return Err(send_error(req.as_deref(), &error)),
+    };
+    Ok(Box::pin(async move {
+        match wait_reply(pending).await {
+            Ok(reply) if reply.outcome == "accepted" || reply.outcome == "duplicate" => {
+                let mut frame = json!({
+                    "type": "sent",
+                    "message_id": reply.message_id.unwrap_or_default().to_string(),
+                    "conversation_id": reply.conversation_id.unwrap_or_default().to_string(),
+                    "conv_seq": reply.conv_seq.unwrap_or_default(),
+                    "at": reply.at,
+                });
+                if let Some(req) = &req {
+                    frame["req"] = json!(req);
+                }
+                frame
+            }
+            Ok(reply) => {
+                let code: &'static str = match reply.outcome.as_str() {
+                    "too_large" => "too_large",
+                    "not_member" => "not_member",
+                    "wrong_conversation" => "wrong_conversation",
+                    _ => "bad_frame",
+                };
+                error_frame(req.as_deref(), code, &reply.detail)
+            }
+            Err(error) => send_error(req.as_deref(), &error),
+        }
+    }))
+}
+
+async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Principal, Option<(Epoch, FeedSeq)>)> {
+    let refuse = |message: &str| Message::text(error_frame(None, "unauthorized", message).to_string());
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.next()).await {
+        Ok(Some(Ok(message))) => message,
+        Ok(_) => return None,
+        Err(_) => {
+            let _ = socket.send(refuse("no hello within 10 s")).await;
+            return None;
+        }
+    };
+    let text = first.to_str().unwrap_or("");
+    let (token, resume) = match parse_client_frame(text) {
+        Ok(ClientFrame::Hello { token, resume }) => (token, resume),
+        _ => {
+            let _ = socket.send(refuse("the first frame must be a hello with a token")).await;
+            return None;
+        }
+    };
+    let principal = match deps.auth.verify_access(&token) {
+        Ok(principal) => principal,
+        Err(error) => {
+            let _ = socket.send(refuse(&error.message)).await;
+            return None;
+        }
+    };
+    // A resume with an unparsable epoch can never prove continuity.
+    let resume = resume.map(|resume| (Epoch(resume.epoch.parse().unwrap_or(u64::MAX)), FeedSeq(resume.seq)));
+    Some((principal, resume))
+}
+
+/// Runs one connection to its end.
+pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
+    let Some((principal, resume)) = authenticate(&mut socket, &deps).await else {
+        let _ = socket.close().await;
+        return;
+    };
+    deps.metrics.frames_in.with_label_values(&["hello"]).inc();
+    // Subscribe before reading the feed so no entry slips between the two.
+    let mut subscription = deps.hub.subscribe(principal.user);
+    let feed = match deps.reads.feed_state(principal.user).await {
+        Ok(feed) => feed,
+        Err(error) => {
+            let _ = socket.send(Message::text(send_error(None, &error).to_string())).await;
+            return;
+        }
+    };
+    let (epoch, plan) = match &feed {
+        Some(feed) => (feed.epoch, feed.resume_plan(principal.device, resume)),
+        None => (Epoch(0), ResumePlan { send_after: FeedSeq(0), recovered: false }),
+    };
+    deps.metrics.connections.inc();
+    let mut session = Session { socket, deps: deps.clone(), principal, sent_through: plan.send_after };
+    let welcome = json!({
+        "type": "welcome",
+        "user_id": principal.user.to_string(),
+        "device_id": principal.device.to_string(),
+        "epoch": epoch.0.to_string(),
+        "recovered": plan.recovered,
+    });
+    if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
+        let _ = serve(&mut session, &mut subscription.changes).await;
+    }
+    deps.metrics.connections.dec();
+    let _ = session.socket.close().await;
+}
+
+async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedSeq>) -> Result<(), ()> {
+    let mut in_flight: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut last_heard = Instant::now();
+    let mut idle_check = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            incoming = session.socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    // Closed, or a protocol violation such as a frame over 1 MiB.
+                    _ => return Ok(()),
+                };
+                last_heard = Instant::now();
+                if message.is_close() {
+                    return Ok(());
+                }
+                if message.is_ping() || message.is_pong() {
+                    continue;
+                }
+                let Ok(text) = message.to_str() else {
+                    session.push(error_frame(None, "bad_frame", "frames are JSON text")).await?;
+                    continue;
+                };
+                if let Some(frame) = handle_frame(session, text).await? {
+                    in_flight.push(frame);
+                }
+            }
+            Some(frame) = in_flight.next() => {
+                session.push(frame).await?;
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let head = *changes.borrow_and_update();
+                if head > session.sent_through {
+                    session.push_feed().await?;
+                }
+            }
+            _ = idle_check.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    let _ = session.push(error_frame(None, "idle_timeout", "no frame for 60 s; closing")).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Handles one client frame; returns a pending send if one was started.
+async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pending>, ()> {
+    let frame = match parse_client_frame(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            session.deps.metrics.frames_in.with_label_values(&["invalid"]).inc();
+            session.push(error_frame(error.req.as_deref(), error.code, &error.message)).await?;
+            return Ok(None);
+        }
+    };
+    let principal = session.principal;
+    let deps = session.deps.clone();
+    match frame {
+        ClientFrame::Hello { .. } => {
+            deps.metrics.frames_in.with_label_values(&["hello"]).inc();
+            session.push(error_frame(None, "bad_frame", "already authenticated")).await?;
+        }
+        ClientFrame::Ping => {
+            deps.metrics.frames_in.with_label_values(&["ping"]).inc();
+            session.push(json!({"type": "pong", "server_time": missive_infra::now_ms()})).await?;
+        }
+        ClientFrame::Ack { seq } => {
+            deps.metrics.frames_in.with_label_values(&["ack"]).inc();
+            if let Err(error) = deps.bus.ack(principal, FeedSeq(seq)).await {
+                session.push(send_error(None, &error)).await?;
+            }
+        }
+        ClientFrame::Read { conversation_id, up_to } => {
+            deps.metrics.frames_in.with_label_values(&["read"]).inc();
+            let Ok(conversation) = conversation_id.parse::<ConversationId>() else {
+                session.push(error_frame(None, "bad_frame", "conversation_id must be a decimal id string")).await?;
+                return Ok(None);
+            };
+            let result = match require_member(&deps.reads, principal.user, conversation).await {
+                Ok(()) => deps.bus.read(principal, conversation, ConvSeq(up_to)).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                session.push(send_error(None, &error)).await?;
+            }
+        }
+        ClientFrame::Send { req, to, client_msg_id, content, reply_to } => {
+            deps.metrics.frames_in.with_label_values(&["send"]).inc();
+            match start_send(&deps, principal, req, to.user, client_msg_id, content, reply_to).await {
+                Ok(pending) => return Ok(Some(pending)),
+                Err(frame) => session.push(frame).await?,
+            }
+        }
+    }
+    Ok(None)
+}

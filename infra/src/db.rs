@@ -1,0 +1,60 @@
+//! One RocksDB per process. In embedded mode the log and every processor's
+//! state live in the same database, in separate column families, so that a
+//! processor's state, input position and outbox commit in one WriteBatch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+/// Log records: `[topic id][partition][offset]` -> encoded record.
+pub const CF_LOG: &str = "log";
+/// Sparse time index: `[topic id][partition][timestamp]` -> first offset at or after it.
+pub const CF_LOG_TIME: &str = "log_time";
+/// Topic metadata.
+pub const CF_META: &str = "meta";
+/// Consumer-group positions mirrored for lag tooling.
+pub const CF_GROUPS: &str = "groups";
+/// Processor state, input positions and dedupe marks, prefixed by processor name.
+pub const CF_STATE: &str = "state";
+/// Processor outboxes: output records committed but not yet relayed.
+pub const CF_OUTBOX: &str = "outbox";
+/// Gateway-local auth state (OTP challenges, refresh tokens).
+pub const CF_AUTH: &str = "auth";
+
+const ALL_FAMILIES: [&str; 7] = [CF_LOG, CF_LOG_TIME, CF_META, CF_GROUPS, CF_STATE, CF_OUTBOX, CF_AUTH];
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the store at {path}: {source}. Is another missive process using this data directory?")]
+pub struct OpenError {
+    pub path: String,
+    #[source]
+    pub source: rocksdb::Error,
+}
+
+/// Opens (or creates) the process's database with every column family.
+pub fn open_db(path: &Path) -> Result<Arc<DB>, OpenError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.increase_parallelism(2);
+    options.set_max_background_jobs(2);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_write_buffer_size(64 << 20);
+    options.set_max_total_wal_size(256 << 20);
+    options.set_enable_pipelined_write(true);
+    let families = ALL_FAMILIES.iter().map(|name| {
+        let mut family = Options::default();
+        family.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        family.set_write_buffer_size(32 << 20);
+        ColumnFamilyDescriptor::new(*name, family)
+    });
+    DB::open_cf_descriptors(&options, path, families)
+        .map(Arc::new)
+        .map_err(|source| OpenError { path: path.display().to_string(), source })
+}
+
+/// The handle of a column family opened by [`open_db`].
+pub fn family<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is created by open_db"))
+}

@@ -1,0 +1,675 @@
+//! The embedded log: Kafka's model stored in RocksDB.
+//!
+//! Appends go through one writer thread that groups concurrent requests into
+//! a single WriteBatch (group commit), assigns offsets, writes, then publishes
+//! the new high watermarks and wakes consumers. Reads are RocksDB range scans
+//! on blocking threads. Survives `kill -9`: a write is in the WAL before the
+//! append returns (with `sync` it is also fsynced, surviving power loss).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, family};
+use crate::log::{
+    Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
+    kafka_partition,
+};
+use crate::{Offset, now_ms};
+
+/// Bound of the append queue; producers wait when it is full.
+const APPEND_QUEUE: usize = 4096;
+/// Most append requests folded into one WriteBatch.
+const MAX_GROUP: usize = 512;
+
+struct PartitionState {
+    /// Next offset to be written, as published to readers.
+    high: AtomicU64,
+    low: AtomicU64,
+    max_timestamp: AtomicI64,
+}
+
+struct TopicState {
+    id: u32,
+    spec: TopicSpec,
+    partitions: Vec<PartitionState>,
+    /// Bumped after every append to the topic; consumers wait on it.
+    changed: watch::Sender<u64>,
+}
+
+struct AppendRequest {
+    records: Vec<OutRecord>,
+    reply: oneshot::Sender<Result<Vec<(u32, Offset)>, LogError>>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    create_lock: Mutex<()>,
+}
+
+/// Cheap to clone; every clone shares the same writer.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+    appends: mpsc::Sender<AppendRequest>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredTopic {
+    id: u32,
+    name: String,
+    partitions: u32,
+    retention_ms: Option<i64>,
+    compacted: bool,
+}
+
+fn storage(error: rocksdb::Error) -> LogError {
+    LogError::Storage(error.to_string())
+}
+
+fn partition_prefix(topic_id: u32, partition: u32) -> [u8; 8] {
+    let mut prefix = [0u8; 8];
+    prefix[..4].copy_from_slice(&topic_id.to_be_bytes());
+    prefix[4..].copy_from_slice(&partition.to_be_bytes());
+    prefix
+}
+
+fn log_key(topic_id: u32, partition: u32, offset: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&partition_prefix(topic_id, partition));
+    key[8..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Timestamps sort as unsigned big-endian after flipping the sign bit.
+fn time_key(topic_id: u32, partition: u32, timestamp: i64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&partition_prefix(topic_id, partition));
+    key[8..].copy_from_slice(&((timestamp as u64) ^ (1 << 63)).to_be_bytes());
+    key
+}
+
+fn tail_u64(key: &[u8]) -> u64 {
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&key[key.len() - 8..]);
+    u64::from_be_bytes(tail)
+}
+
+fn encode_record(timestamp: i64, key: &[u8], value: &[u8], headers: &[Header]) -> Vec<u8> {
+    let header_bytes: usize = headers.iter().map(|h| 6 + h.key.len() + h.value.len()).sum();
+    let mut out = Vec::with_capacity(18 + key.len() + value.len() + header_bytes);
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+    out.extend_from_slice(&(headers.len() as u16).to_be_bytes());
+    for header in headers {
+        out.extend_from_slice(&(header.key.len() as u16).to_be_bytes());
+        out.extend_from_slice(header.key.as_bytes());
+        out.extend_from_slice(&(header.value.len() as u32).to_be_bytes());
+        out.extend_from_slice(&header.value);
+    }
+    out
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < count {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(count);
+        self.bytes = rest;
+        Some(head)
+    }
+    fn u16(&mut self) -> Option<usize> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+    }
+    fn u32(&mut self) -> Option<usize> {
+        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+}
+
+fn decode_record(topic: &str, partition: u32, offset: u64, bytes: &[u8]) -> Option<Record> {
+    let mut cursor = Cursor { bytes };
+    let timestamp = i64::from_be_bytes(cursor.take(8)?.try_into().ok()?);
+    let key_len = cursor.u32()?;
+    let key = cursor.take(key_len)?.to_vec();
+    let value_len = cursor.u32()?;
+    let value = cursor.take(value_len)?.to_vec();
+    let header_count = cursor.u16()?;
+    let mut headers = Vec::with_capacity(header_count);
+    for _ in 0..header_count {
+        let name_len = cursor.u16()?;
+        let name = String::from_utf8(cursor.take(name_len)?.to_vec()).ok()?;
+        let value_len = cursor.u32()?;
+        headers.push(Header { key: name, value: cursor.take(value_len)?.to_vec() });
+    }
+    Some(Record { topic: topic.to_string(), partition, offset: Offset(offset), timestamp, key, value, headers })
+}
+
+impl EmbeddedLog {
+    /// Opens the log stored in `db` (see [`crate::db::open_db`]) and starts its writer thread.
+    pub fn open(db: Arc<DB>, sync_writes: bool) -> Result<EmbeddedLog, LogError> {
+        let mut topics = HashMap::new();
+        for item in db.iterator_cf(family(&db, CF_META), IteratorMode::From(b"topic/", Direction::Forward)) {
+            let (key, value) = item.map_err(storage)?;
+            if !key.starts_with(b"topic/") {
+                break;
+            }
+            let stored: StoredTopic =
+                serde_json::from_slice(&value).map_err(|error| LogError::Storage(format!("topic metadata: {error}")))?;
+            let state = load_topic_state(&db, stored)?;
+            topics.insert(state.spec.name.clone(), Arc::new(state));
+        }
+        let inner = Arc::new(Inner { db, topics: RwLock::new(topics), create_lock: Mutex::new(()) });
+        let (appends, requests) = mpsc::channel(APPEND_QUEUE);
+        let writer_inner = inner.clone();
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || run_writer(writer_inner, requests, sync_writes))
+            .map_err(|error| LogError::Storage(format!("cannot start the log writer thread: {error}")))?;
+        Ok(EmbeddedLog { inner, appends })
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
+        self.inner.topics.read().get(name).cloned().ok_or_else(|| LogError::UnknownTopic(name.to_string()))
+    }
+
+    fn partition_state(&self, partition: &TopicPartition) -> Result<(Arc<TopicState>, usize), LogError> {
+        let topic = self.topic(&partition.topic)?;
+        let index = partition.partition as usize;
+        if index >= topic.partitions.len() {
+            return Err(LogError::UnknownPartition {
+                topic: partition.topic.clone(),
+                partitions: topic.spec.partitions,
+                partition: partition.partition,
+            });
+        }
+        Ok((topic, index))
+    }
+
+    /// Deletes records older than each topic's retention. Returns how many
+    /// partitions moved their low watermark. Blocking: call from a blocking thread.
+    pub fn enforce_retention(&self, now: i64) -> Result<usize, LogError> {
+        let topics: Vec<Arc<TopicState>> = self.inner.topics.read().values().cloned().collect();
+        let db = &self.inner.db;
+        let mut moved = 0;
+        for topic in topics {
+            let Retention::Millis(retention) = topic.spec.retention else { continue };
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                let index = index as u32;
+                let high = partition.high.load(Ordering::Acquire);
+                let low = partition.low.load(Ordering::Acquire);
+                let keep_from = first_offset_at(db, topic.id, index, now - retention)?.unwrap_or(high).min(high);
+                if keep_from <= low {
+                    continue;
+                }
+                let mut batch = WriteBatch::default();
+                batch.delete_range_cf(
+                    family(db, CF_LOG),
+                    log_key(topic.id, index, low),
+                    log_key(topic.id, index, keep_from),
+                );
+                batch.delete_range_cf(
+                    family(db, CF_LOG_TIME),
+                    time_key(topic.id, index, i64::MIN),
+                    time_key(topic.id, index, now - retention),
+                );
+                db.write(batch).map_err(storage)?;
+                partition.low.store(keep_from, Ordering::Release);
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+fn first_offset_at(db: &DB, topic_id: u32, partition: u32, timestamp: i64) -> Result<Option<u64>, LogError> {
+    let prefix = partition_prefix(topic_id, partition);
+    let start = time_key(topic_id, partition, timestamp);
+    let mut iter = db.iterator_cf(family(db, CF_LOG_TIME), IteratorMode::From(&start, Direction::Forward));
+    match iter.next() {
+        Some(item) => {
+            let (key, value) = item.map_err(storage)?;
+            Ok(key.starts_with(&prefix).then(|| tail_u64(&value)))
+        }
+        None => Ok(None),
+    }
+}
+
+fn load_topic_state(db: &DB, stored: StoredTopic) -> Result<TopicState, LogError> {
+    let mut partitions = Vec::with_capacity(stored.partitions as usize);
+    for partition in 0..stored.partitions {
+        let prefix = partition_prefix(stored.id, partition);
+        let mut last = db.iterator_cf(
+            family(db, CF_LOG),
+            IteratorMode::From(&log_key(stored.id, partition, u64::MAX), Direction::Reverse),
+        );
+        let high = match last.next() {
+            Some(item) => {
+                let (key, _) = item.map_err(storage)?;
+                if key.starts_with(&prefix) { tail_u64(&key) + 1 } else { 0 }
+            }
+            None => 0,
+        };
+        let mut first = db.iterator_cf(family(db, CF_LOG), IteratorMode::From(&prefix, Direction::Forward));
+        let low = match first.next() {
+            Some(item) => {
+                let (key, _) = item.map_err(storage)?;
+                if key.starts_with(&prefix) { tail_u64(&key) } else { high }
+            }
+            None => high,
+        };
+        let mut last_time = db.iterator_cf(
+            family(db, CF_LOG_TIME),
+            IteratorMode::From(&time_key(stored.id, partition, i64::MAX), Direction::Reverse),
+        );
+        let max_timestamp = match last_time.next() {
+            Some(item) => {
+                let (key, _) = item.map_err(storage)?;
+                if key.starts_with(&prefix) { (tail_u64(&key) ^ (1 << 63)) as i64 } else { i64::MIN }
+            }
+            None => i64::MIN,
+        };
+        partitions.push(PartitionState {
+            high: AtomicU64::new(high),
+            low: AtomicU64::new(low),
+            max_timestamp: AtomicI64::new(max_timestamp),
+        });
+    }
+    let spec = TopicSpec {
+        name: stored.name,
+        partitions: stored.partitions,
+        retention: stored.retention_ms.map_or(Retention::Forever, Retention::Millis),
+        compacted: stored.compacted,
+    };
+    Ok(TopicState { id: stored.id, spec, partitions, changed: watch::channel(0).0 })
+}
+
+fn run_writer(inner: Arc<Inner>, mut requests: mpsc::Receiver<AppendRequest>, sync_writes: bool) {
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(sync_writes);
+    while let Some(first) = requests.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        write_group(&inner, group, &write_options);
+    }
+}
+
+fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOptions) {
+    let db = &inner.db;
+    let topics = inner.topics.read().clone();
+    let mut batch = WriteBatch::default();
+    // Offsets handed out in this group, per (topic, partition).
+    let mut next: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    let mut max_times: BTreeMap<(u32, u32), i64> = BTreeMap::new();
+    let mut touched: HashMap<u32, Arc<TopicState>> = HashMap::new();
+    let mut accepted = Vec::with_capacity(group.len());
+    let now = now_ms();
+    for request in group {
+        let mut placed = Vec::with_capacity(request.records.len());
+        let mut failure = None;
+        for record in &request.records {
+            let Some(topic) = topics.get(&record.topic) else {
+                failure = Some(LogError::UnknownTopic(record.topic.clone()));
+                break;
+            };
+            let partition = record.partition.unwrap_or_else(|| kafka_partition(&record.key, topic.spec.partitions));
+            if partition >= topic.spec.partitions {
+                failure = Some(LogError::UnknownPartition {
+                    topic: record.topic.clone(),
+                    partitions: topic.spec.partitions,
+                    partition,
+                });
+                break;
+            }
+            placed.push((topic.clone(), partition));
+        }
+        if let Some(error) = failure {
+            let _ = request.reply.send(Err(error));
+            continue;
+        }
+        let mut offsets = Vec::with_capacity(placed.len());
+        for (record, (topic, partition)) in request.records.iter().zip(placed) {
+            let slot = (topic.id, partition);
+            let offset = *next.entry(slot).or_insert_with(|| topic.partitions[partition as usize].high.load(Ordering::Acquire));
+            next.insert(slot, offset + 1);
+            let timestamp = record.timestamp.unwrap_or(now);
+            batch.put_cf(
+                family(db, CF_LOG),
+                log_key(topic.id, partition, offset),
+                encode_record(timestamp, &record.key, &record.value, &record.headers),
+            );
+            let known_max = *max_times
+                .entry(slot)
+                .or_insert_with(|| topic.partitions[partition as usize].max_timestamp.load(Ordering::Acquire));
+            if timestamp > known_max {
+                batch.put_cf(family(db, CF_LOG_TIME), time_key(topic.id, partition, timestamp), offset.to_be_bytes());
+                max_times.insert(slot, timestamp);
+            }
+            touched.insert(topic.id, topic.clone());
+            offsets.push((partition, Offset(offset)));
+        }
+        accepted.push((request.reply, offsets));
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    if let Err(error) = db.write_opt(batch, write_options) {
+        tracing::error!(%error, "log append failed");
+        for (reply, _) in accepted {
+            let _ = reply.send(Err(LogError::Storage(error.to_string())));
+        }
+        return;
+    }
+    for topic in touched.values() {
+        for ((topic_id, partition), high) in next.range((topic.id, 0)..=(topic.id, u32::MAX)) {
+            debug_assert_eq!(*topic_id, topic.id);
+            let state = &topic.partitions[*partition as usize];
+            state.high.store(*high, Ordering::Release);
+            if let Some(max) = max_times.get(&(topic.id, *partition)) {
+                state.max_timestamp.store(*max, Ordering::Release);
+            }
+        }
+        topic.changed.send_modify(|generation| *generation += 1);
+    }
+    for (reply, offsets) in accepted {
+        let _ = reply.send(Ok(offsets));
+    }
+}
+
+fn group_key(group: &str, partition: &TopicPartition) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + partition.topic.len() + 6);
+    key.extend_from_slice(group.as_bytes());
+    key.push(0);
+    key.extend_from_slice(partition.topic.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&partition.partition.to_be_bytes());
+    key
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, LogError> + Send + 'static) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| LogError::Storage(format!("blocking task failed: {error}")))?
+}
+
+#[async_trait]
+impl Log for EmbeddedLog {
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        if let Ok(existing) = self.topic(&spec.name) {
+            if existing.spec.partitions != spec.partitions {
+                return Err(LogError::PartitionMismatch {
+                    topic: spec.name.clone(),
+                    existing: existing.spec.partitions,
+                    requested: spec.partitions,
+                });
+            }
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        blocking(move || {
+            let _guard = inner.create_lock.lock();
+            if inner.topics.read().contains_key(&spec.name) {
+                return Ok(());
+            }
+            let id = inner.topics.read().values().map(|topic| topic.id).max().unwrap_or(0) + 1;
+            let stored = StoredTopic {
+                id,
+                name: spec.name.clone(),
+                partitions: spec.partitions.max(1),
+                retention_ms: match spec.retention {
+                    Retention::Forever => None,
+                    Retention::Millis(ms) => Some(ms),
+                },
+                compacted: spec.compacted,
+            };
+            let bytes = serde_json::to_vec(&stored).map_err(|error| LogError::Storage(error.to_string()))?;
+            let mut write_options = WriteOptions::default();
+            write_options.set_sync(true);
+            let mut batch = WriteBatch::default();
+            batch.put_cf(family(&inner.db, CF_META), format!("topic/{}", spec.name), bytes);
+            inner.db.write_opt(batch, &write_options).map_err(storage)?;
+            let state = load_topic_state(&inner.db, stored)?;
+            inner.topics.write().insert(spec.name.clone(), Arc::new(state));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicSpec>, LogError> {
+        let mut specs: Vec<TopicSpec> = self.inner.topics.read().values().map(|topic| topic.spec.clone()).collect();
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(specs)
+    }
+
+    async fn append(&self, records: Vec<OutRecord>) -> Result<Vec<(u32, Offset)>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.appends.send(AppendRequest { records, reply }).await.map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn partition_for(&self, topic: &str, key: &[u8]) -> Result<u32, LogError> {
+        Ok(kafka_partition(key, self.topic(topic)?.spec.partitions))
+    }
+
+    async fn watermarks(&self, partition: &TopicPartition) -> Result<Watermarks, LogError> {
+        let (topic, index) = self.partition_state(partition)?;
+        let state = &topic.partitions[index];
+        Ok(Watermarks {
+            low: Offset(state.low.load(Ordering::Acquire)),
+            high: Offset(state.high.load(Ordering::Acquire)),
+        })
+    }
+
+    async fn offset_for_time(&self, partition: &TopicPartition, timestamp_ms: i64) -> Result<Offset, LogError> {
+        let (topic, index) = self.partition_state(partition)?;
+        let high = topic.partitions[index].high.load(Ordering::Acquire);
+        let low = topic.partitions[index].low.load(Ordering::Acquire);
+        let db = self.inner.db.clone();
+        let topic_id = topic.id;
+        let found =
+            blocking(move || first_offset_at(&db, topic_id, partition_index(index), timestamp_ms)).await?;
+        Ok(Offset(found.unwrap_or(high).clamp(low, high)))
+    }
+
+    async fn consumer(&self, assignment: Vec<(TopicPartition, Offset)>) -> Result<Box<dyn LogConsumer>, LogError> {
+        let mut partitions = Vec::with_capacity(assignment.len());
+        let mut watchers: BTreeMap<u32, watch::Receiver<u64>> = BTreeMap::new();
+        for (partition, offset) in assignment {
+            let (topic, _) = self.partition_state(&partition)?;
+            watchers.entry(topic.id).or_insert_with(|| topic.changed.subscribe());
+            partitions.push(Assigned { partition, topic, position: offset });
+        }
+        Ok(Box::new(EmbeddedConsumer {
+            db: self.inner.db.clone(),
+            partitions,
+            watchers: watchers.into_values().collect(),
+            next_start: 0,
+        }))
+    }
+
+    async fn commit_positions(&self, group: &str, positions: &[(TopicPartition, Offset)]) -> Result<(), LogError> {
+        let db = self.inner.db.clone();
+        let entries: Vec<(Vec<u8>, u64)> =
+            positions.iter().map(|(partition, offset)| (group_key(group, partition), offset.0)).collect();
+        blocking(move || {
+            let mut batch = WriteBatch::default();
+            for (key, offset) in entries {
+                batch.put_cf(family(&db, CF_GROUPS), key, offset.to_be_bytes());
+            }
+            db.write(batch).map_err(storage)
+        })
+        .await
+    }
+
+    async fn committed_positions(&self, group: &str) -> Result<Vec<(TopicPartition, Offset)>, LogError> {
+        let db = self.inner.db.clone();
+        let mut prefix = group.as_bytes().to_vec();
+        prefix.push(0);
+        blocking(move || {
+            let mut positions = Vec::new();
+            for item in db.iterator_cf(family(&db, CF_GROUPS), IteratorMode::From(&prefix, Direction::Forward)) {
+                let (key, value) = item.map_err(storage)?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                let rest = &key[prefix.len()..];
+                if rest.len() < 5 {
+                    continue;
+                }
+                let topic = String::from_utf8_lossy(&rest[..rest.len() - 5]).into_owned();
+                let partition = u32::from_be_bytes(rest[rest.len() - 4..].try_into().unwrap_or_default());
+                positions.push((TopicPartition::new(topic, partition), Offset(tail_u64(&value))));
+            }
+            Ok(positions)
+        })
+        .await
+    }
+}
+
+fn partition_index(index: usize) -> u32 {
+    index as u32
+}
+
+struct Assigned {
+    partition: TopicPartition,
+    topic: Arc<TopicState>,
+    position: Offset,
+}
+
+struct EmbeddedConsumer {
+    db: Arc<DB>,
+    partitions: Vec<Assigned>,
+    watchers: Vec<watch::Receiver<u64>>,
+    /// Round-robin start so one busy partition cannot starve the others.
+    next_start: usize,
+}
+
+struct ReadPlan {
+    index: usize,
+    topic: Arc<TopicState>,
+    partition: u32,
+    from: u64,
+    to: u64,
+}
+
+fn read_plans(plans: &[ReadPlan], db: &DB, max_records: usize) -> Result<Vec<(usize, Vec<Record>)>, LogError> {
+    let mut out = Vec::with_capacity(plans.len());
+    let mut budget = max_records;
+    for plan in plans {
+        if budget == 0 {
+            break;
+        }
+        let prefix = partition_prefix(plan.topic.id, plan.partition);
+        let start = log_key(plan.topic.id, plan.partition, plan.from);
+        let mut records = Vec::new();
+        for item in db.iterator_cf(family(db, CF_LOG), IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(storage)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let offset = tail_u64(&key);
+            if offset >= plan.to || budget == 0 {
+                break;
+            }
+            let record = decode_record(&plan.topic.spec.name, plan.partition, offset, &value)
+                .ok_or_else(|| LogError::Storage(format!("corrupt log record {}/{}@{}", plan.topic.spec.name, plan.partition, offset)))?;
+            records.push(record);
+            budget -= 1;
+        }
+        out.push((plan.index, records));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl LogConsumer for EmbeddedConsumer {
+    async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            for watcher in &mut self.watchers {
+                watcher.borrow_and_update();
+            }
+            let count = self.partitions.len();
+            let mut plans = Vec::new();
+            for step in 0..count {
+                let index = (self.next_start + step) % count;
+                let assigned = &self.partitions[index];
+                let state = &assigned.topic.partitions[assigned.partition.partition as usize];
+                let high = state.high.load(Ordering::Acquire);
+                let low = state.low.load(Ordering::Acquire);
+                let from = assigned.position.0.max(low);
+                if from < high {
+                    plans.push(ReadPlan {
+                        index,
+                        topic: assigned.topic.clone(),
+                        partition: assigned.partition.partition,
+                        from,
+                        to: high,
+                    });
+                }
+            }
+            if count > 0 {
+                self.next_start = (self.next_start + 1) % count;
+            }
+            if !plans.is_empty() {
+                let db = self.db.clone();
+                let batches = blocking(move || read_plans(&plans, &db, max_records.max(1))).await?;
+                let mut records = Vec::new();
+                for (index, batch) in batches {
+                    if let Some(last) = batch.last() {
+                        self.partitions[index].position = Offset(last.offset.0 + 1);
+                    }
+                    records.extend(batch);
+                }
+                if !records.is_empty() {
+                    return Ok(records);
+                }
+            }
+            if self.watchers.is_empty() {
+                return Ok(Vec::new());
+            }
+            let changes = self.watchers.iter_mut().map(|watcher| Box::pin(watcher.changed()));
+            let wait = futures::future::select_all(changes);
+            match tokio::time::timeout_at(deadline, wait).await {
+                Ok((Ok(()), _, _)) => continue,
+                Ok((Err(_), _, _)) => return Err(LogError::Closed),
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn seek(&mut self, partition: &TopicPartition, offset: Offset) -> Result<(), LogError> {
+        let assigned = self
+            .partitions
+            .iter_mut()
+            .find(|assigned| &assigned.partition == partition)
+            .ok_or_else(|| LogError::UnknownTopic(format!("{partition} is not assigned to this consumer")))?;
+        assigned.position = offset;
+        Ok(())
+    }
+
+    fn position(&self, partition: &TopicPartition) -> Option<Offset> {
+        self.partitions.iter().find(|assigned| &assigned.partition == partition).map(|assigned| assigned.position)
+    }
+}

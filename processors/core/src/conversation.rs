@@ -1,0 +1,426 @@
+//! The conversation decider: 1:1 conversations, gap-free `conv_seq`,
+//! idempotent sends and delivered/read watermarks.
+//!
+//! `decide` is a pure function of the conversation's state, the command and
+//! the few facts the shell looked up for it (a prior send with the same
+//! client id, the messages a receipt covers). `evolve` folds an event into the
+//! state. The processor runtime owns storage; nothing here does I/O.
+
+use std::collections::BTreeMap;
+
+use crate::ids::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
+
+/// Largest message body, in bytes of UTF-8.
+pub const MAX_CONTENT_BYTES: usize = 65_536;
+/// Longest accepted `client_msg_id`.
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
+/// How long `(device, client_msg_id)` is remembered for deduplication.
+pub const DEDUPE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendMessage {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub from: UserId,
+    pub from_device: DeviceId,
+    pub to: UserId,
+    pub client_msg_id: String,
+    pub content: String,
+    pub reply_to: Option<MessageId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Read => "read",
+        }
+    }
+}
+
+/// A member says it has received (or read) everything up to `up_to`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MarkReceipt {
+    pub conversation_id: ConversationId,
+    pub by: UserId,
+    pub status: ReceiptStatus,
+    pub up_to: ConvSeq,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConversationCommand {
+    Send(SendMessage),
+    Receipt(MarkReceipt),
+}
+
+impl ConversationCommand {
+    pub fn conversation_id(&self) -> ConversationId {
+        match self {
+            ConversationCommand::Send(send) => send.conversation_id,
+            ConversationCommand::Receipt(mark) => mark.conversation_id,
+        }
+    }
+}
+
+/// A message as the conversation log records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageSent {
+    pub conversation_id: ConversationId,
+    pub conv_seq: ConvSeq,
+    pub message_id: MessageId,
+    pub from: UserId,
+    pub from_device: DeviceId,
+    pub members: Vec<UserId>,
+    pub client_msg_id: String,
+    pub content: String,
+    pub reply_to: Option<MessageId>,
+    pub sent_at: Millis,
+}
+
+/// Which message a receipt is about, and whom to tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageRef {
+    pub message_id: MessageId,
+    pub conv_seq: ConvSeq,
+    pub from: UserId,
+}
+
+/// A member's delivered or read watermark moved; `messages` are the other
+/// members' messages it newly covers (their senders get a receipt each).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptsAdvanced {
+    pub conversation_id: ConversationId,
+    pub by: UserId,
+    pub status: ReceiptStatus,
+    pub up_to: ConvSeq,
+    pub at: Millis,
+    pub messages: Vec<MessageRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConversationEvent {
+    MessageSent(MessageSent),
+    ReceiptsAdvanced(ReceiptsAdvanced),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Watermarks {
+    pub delivered: ConvSeq,
+    pub read: ConvSeq,
+}
+
+/// Everything the decider needs to know about one conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ConversationState {
+    /// Sorted; empty until the first message creates the conversation.
+    pub members: Vec<UserId>,
+    pub last_seq: ConvSeq,
+    pub watermarks: BTreeMap<UserId, Watermarks>,
+}
+
+/// An earlier send with the same `(device, client_msg_id)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PriorSend {
+    pub message_id: MessageId,
+    pub conv_seq: ConvSeq,
+    pub at: Millis,
+}
+
+/// Why a command was refused. Codes are part of the client protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the conversation id does not belong to these two users")]
+    WrongConversation,
+    #[error("you are not a member of this conversation")]
+    NotMember,
+    #[error("message content is over {MAX_CONTENT_BYTES} bytes")]
+    TooLarge,
+    #[error("client_msg_id must be 1..={MAX_CLIENT_MSG_ID_BYTES} bytes")]
+    BadClientMsgId,
+}
+
+impl Rejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::WrongConversation => "wrong_conversation",
+            Rejection::NotMember => "not_member",
+            Rejection::TooLarge => "too_large",
+            Rejection::BadClientMsgId => "bad_frame",
+        }
+    }
+}
+
+/// What the sender is told.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SendOutcome {
+    Accepted { message_id: MessageId, conv_seq: ConvSeq },
+    /// A retry: the original message's identity, nothing new is recorded.
+    Duplicate { message_id: MessageId, conv_seq: ConvSeq },
+}
+
+/// Decides a send. `prior` is the earlier send with the same
+/// `(from_device, client_msg_id)` if the shell found one.
+pub fn decide_send(
+    state: &ConversationState,
+    send: &SendMessage,
+    prior: Option<PriorSend>,
+    now: Millis,
+) -> Result<(SendOutcome, Vec<ConversationEvent>), Rejection> {
+    if send.content.len() > MAX_CONTENT_BYTES {
+        return Err(Rejection::TooLarge);
+    }
+    if send.client_msg_id.is_empty() || send.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        return Err(Rejection::BadClientMsgId);
+    }
+    if ConversationId::direct(send.from, send.to) != send.conversation_id {
+        return Err(Rejection::WrongConversation);
+    }
+    if !state.members.is_empty() && state.members.binary_search(&send.from).is_err() {
+        return Err(Rejection::NotMember);
+    }
+    if let Some(prior) = prior
+        && now.0 - prior.at.0 <= DEDUPE_WINDOW_MS
+    {
+        let outcome = SendOutcome::Duplicate { message_id: prior.message_id, conv_seq: prior.conv_seq };
+        return Ok((outcome, Vec::new()));
+    }
+    let members = if state.members.is_empty() {
+        let mut members = vec![send.from, send.to];
+        members.sort();
+        members.dedup();
+        members
+    } else {
+        state.members.clone()
+    };
+    let conv_seq = state.last_seq.next();
+    let event = MessageSent {
+        conversation_id: send.conversation_id,
+        conv_seq,
+        message_id: send.message_id,
+        from: send.from,
+        from_device: send.from_device,
+        members,
+        client_msg_id: send.client_msg_id.clone(),
+        content: send.content.clone(),
+        reply_to: send.reply_to,
+        sent_at: now,
+    };
+    let outcome = SendOutcome::Accepted { message_id: send.message_id, conv_seq };
+    Ok((outcome, vec![ConversationEvent::MessageSent(event)]))
+}
+
+/// The range of `conv_seq` a receipt would newly cover, clamped to what exists;
+/// `None` when the watermark would not move. The shell loads the messages in
+/// this range and hands them to [`decide_receipt`].
+pub fn receipt_range(state: &ConversationState, mark: &MarkReceipt) -> Option<(ConvSeq, ConvSeq)> {
+    let marks = state.watermarks.get(&mark.by).copied().unwrap_or_default();
+    let current = match mark.status {
+        ReceiptStatus::Delivered => marks.delivered,
+        ReceiptStatus::Read => marks.read,
+    };
+    let up_to = ConvSeq(mark.up_to.0.min(state.last_seq.0));
+    (up_to > current).then_some((current.next(), up_to))
+}
+
+/// Decides a delivered/read mark. `covered` are the messages in
+/// [`receipt_range`], in order. Reading implies delivery, so a read mark
+/// that passes the delivered watermark advances both.
+pub fn decide_receipt(
+    state: &ConversationState,
+    mark: &MarkReceipt,
+    covered: &[MessageRef],
+    now: Millis,
+) -> Result<Vec<ConversationEvent>, Rejection> {
+    if state.members.binary_search(&mark.by).is_err() {
+        return Err(Rejection::NotMember);
+    }
+    let Some((_, up_to)) = receipt_range(state, mark) else {
+        return Ok(Vec::new());
+    };
+    let marks = state.watermarks.get(&mark.by).copied().unwrap_or_default();
+    let others = |after: ConvSeq| -> Vec<MessageRef> {
+        covered
+            .iter()
+            .filter(|message| message.from != mark.by && message.conv_seq > after && message.conv_seq <= up_to)
+            .copied()
+            .collect()
+    };
+    let mut events = Vec::new();
+    if mark.status == ReceiptStatus::Read && up_to > marks.delivered {
+        events.push(ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
+            conversation_id: mark.conversation_id,
+            by: mark.by,
+            status: ReceiptStatus::Delivered,
+            up_to,
+            at: now,
+            messages: others(marks.delivered),
+        }));
+    }
+    let after = match mark.status {
+        ReceiptStatus::Delivered => marks.delivered,
+        ReceiptStatus::Read => marks.read,
+    };
+    events.push(ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
+        conversation_id: mark.conversation_id,
+        by: mark.by,
+        status: mark.status,
+        up_to,
+        at: now,
+        messages: others(after),
+    }));
+    Ok(events)
+}
+
+/// Folds one event into the conversation state.
+pub fn evolve(mut state: ConversationState, event: &ConversationEvent) -> ConversationState {
+    match event {
+        ConversationEvent::MessageSent(sent) => {
+            if state.members.is_empty() {
+                state.members = sent.members.clone();
+            }
+            state.last_seq = sent.conv_seq;
+            // The sender has obviously seen its own message.
+            let marks = state.watermarks.entry(sent.from).or_default();
+            marks.delivered = marks.delivered.max(sent.conv_seq);
+            marks.read = marks.read.max(sent.conv_seq);
+        }
+        ConversationEvent::ReceiptsAdvanced(advanced) => {
+            let marks = state.watermarks.entry(advanced.by).or_default();
+            match advanced.status {
+                ReceiptStatus::Delivered => marks.delivered = marks.delivered.max(advanced.up_to),
+                ReceiptStatus::Read => marks.read = marks.read.max(advanced.up_to),
+            }
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const MALLORY: UserId = UserId(3);
+
+    fn send(from: UserId, to: UserId, client_msg_id: &str, message_id: u64) -> SendMessage {
+        SendMessage {
+            conversation_id: ConversationId::direct(from, to),
+            message_id: MessageId(message_id),
+            from,
+            from_device: DeviceId(from.0 * 10),
+            to,
+            client_msg_id: client_msg_id.to_string(),
+            content: format!("hello {message_id}"),
+            reply_to: None,
+        }
+    }
+
+    fn given(events: &[ConversationEvent]) -> ConversationState {
+        events.iter().fold(ConversationState::default(), evolve)
+    }
+
+    fn sent(state: &ConversationState, command: &SendMessage) -> ConversationEvent {
+        let (_, events) = decide_send(state, command, None, Millis(1000)).expect("accepted");
+        events.into_iter().next().expect("one event")
+    }
+
+    #[test]
+    fn first_send_creates_the_conversation_at_seq_one() {
+        let command = send(ALICE, BOB, "c1", 100);
+        let (outcome, events) = decide_send(&ConversationState::default(), &command, None, Millis(5)).expect("ok");
+        assert_eq!(outcome, SendOutcome::Accepted { message_id: MessageId(100), conv_seq: ConvSeq(1) });
+        let ConversationEvent::MessageSent(message) = &events[0] else { panic!("expected a message") };
+        assert_eq!(message.members, vec![ALICE, BOB]);
+        assert_eq!(message.sent_at, Millis(5));
+    }
+
+    #[test]
+    fn sequence_is_gap_free_across_both_senders() {
+        let mut state = ConversationState::default();
+        for index in 0..10u64 {
+            let (from, to) = if index % 3 == 0 { (BOB, ALICE) } else { (ALICE, BOB) };
+            let event = sent(&state, &send(from, to, &format!("c{index}"), 100 + index));
+            state = evolve(state, &event);
+            assert_eq!(state.last_seq, ConvSeq(index + 1));
+        }
+    }
+
+    #[test]
+    fn retry_returns_the_original_identity_and_records_nothing() {
+        let state = given(&[sent(&ConversationState::default(), &send(ALICE, BOB, "c1", 100))]);
+        let prior = PriorSend { message_id: MessageId(100), conv_seq: ConvSeq(1), at: Millis(1000) };
+        let retry = send(ALICE, BOB, "c1", 999);
+        let (outcome, events) = decide_send(&state, &retry, Some(prior), Millis(2000)).expect("ok");
+        assert_eq!(outcome, SendOutcome::Duplicate { message_id: MessageId(100), conv_seq: ConvSeq(1) });
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_stale_prior_outside_the_window_is_a_new_message() {
+        let state = given(&[sent(&ConversationState::default(), &send(ALICE, BOB, "c1", 100))]);
+        let prior = PriorSend { message_id: MessageId(100), conv_seq: ConvSeq(1), at: Millis(0) };
+        let (outcome, _) =
+            decide_send(&state, &send(ALICE, BOB, "c1", 101), Some(prior), Millis(DEDUPE_WINDOW_MS + 1)).expect("ok");
+        assert_eq!(outcome, SendOutcome::Accepted { message_id: MessageId(101), conv_seq: ConvSeq(2) });
+    }
+
+    #[test]
+    fn refusals_carry_stable_codes() {
+        let empty = ConversationState::default();
+        let mut big = send(ALICE, BOB, "c1", 1);
+        big.content = "x".repeat(MAX_CONTENT_BYTES + 1);
+        assert_eq!(decide_send(&empty, &big, None, Millis(0)).map(|_| ()), Err(Rejection::TooLarge));
+        let mut forged = send(ALICE, BOB, "c1", 1);
+        forged.conversation_id = ConversationId(42);
+        assert_eq!(decide_send(&empty, &forged, None, Millis(0)).map(|_| ()).map_err(|r| r.code()), Err("wrong_conversation"));
+        let no_id = send(ALICE, BOB, "", 1);
+        assert_eq!(decide_send(&empty, &no_id, None, Millis(0)).map(|_| ()), Err(Rejection::BadClientMsgId));
+        let state = given(&[sent(&empty, &send(ALICE, BOB, "c1", 1))]);
+        let mark = MarkReceipt {
+            conversation_id: ConversationId::direct(ALICE, BOB),
+            by: MALLORY,
+            status: ReceiptStatus::Read,
+            up_to: ConvSeq(1),
+        };
+        assert_eq!(decide_receipt(&state, &mark, &[], Millis(0)), Err(Rejection::NotMember));
+    }
+
+    #[test]
+    fn read_covers_only_the_other_members_messages_and_implies_delivery() {
+        let mut state = ConversationState::default();
+        let mut refs = Vec::new();
+        for (index, (from, to)) in [(ALICE, BOB), (BOB, ALICE), (ALICE, BOB)].into_iter().enumerate() {
+            let event = sent(&state, &send(from, to, &format!("c{index}"), 10 + index as u64));
+            if let ConversationEvent::MessageSent(message) = &event {
+                refs.push(MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: message.from });
+            }
+            state = evolve(state, &event);
+        }
+        let mark = MarkReceipt {
+            conversation_id: ConversationId::direct(ALICE, BOB),
+            by: BOB,
+            status: ReceiptStatus::Read,
+            up_to: ConvSeq(99),
+        };
+        assert_eq!(receipt_range(&state, &mark), Some((ConvSeq(1), ConvSeq(3))));
+        let events = decide_receipt(&state, &mark, &refs, Millis(7)).expect("ok");
+        assert_eq!(events.len(), 2, "delivered then read");
+        for event in &events {
+            let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!("receipt") };
+            assert_eq!(advanced.up_to, ConvSeq(3));
+            let ids: Vec<u64> = advanced.messages.iter().map(|m| m.message_id.0).collect();
+            assert_eq!(ids, vec![10, 12]);
+        }
+        let state = events.iter().fold(state, evolve);
+        assert_eq!(receipt_range(&state, &mark), None, "a repeated read changes nothing");
+        let delivered = MarkReceipt { status: ReceiptStatus::Delivered, ..mark };
+        assert_eq!(decide_receipt(&state, &delivered, &refs, Millis(8)), Ok(Vec::new()));
+    }
+}

@@ -1,0 +1,124 @@
+//! Fan-out: which user's inbox hears about which event. Pure routing from
+//! conversation and user events to per-recipient delivery items; the inbox
+//! projection folds those into feeds.
+
+use crate::conversation::{ConversationEvent, MessageSent, ReceiptStatus};
+use crate::ids::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
+use crate::users::UserEvent;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub status: ReceiptStatus,
+    pub by: UserId,
+    pub at: Millis,
+}
+
+/// One thing for one user's inbox, in the order the inbox must fold it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DeliveryItem {
+    /// A message for every device of a member (the sender's included).
+    Message(MessageSent),
+    /// A delivered/read tick for the sender of a message.
+    Receipt(Receipt),
+    /// The user read a conversation up to here (on some device): unread counts drop.
+    ReadSync { conversation_id: ConversationId, up_to: ConvSeq },
+    /// A device joined the account; its feed position starts at the head.
+    DeviceAdded { device_id: DeviceId },
+    /// A device acknowledged its feed cumulatively up to `seq`.
+    DeviceAcked { device_id: DeviceId, seq: FeedSeq },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub recipient: UserId,
+    pub item: DeliveryItem,
+}
+
+pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
+    match event {
+        ConversationEvent::MessageSent(message) => message
+            .members
+            .iter()
+            .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(message.clone()) })
+            .collect(),
+        ConversationEvent::ReceiptsAdvanced(advanced) => {
+            let mut deliveries: Vec<Delivery> = advanced
+                .messages
+                .iter()
+                .filter(|message| message.from != advanced.by)
+                .map(|message| Delivery {
+                    recipient: message.from,
+                    item: DeliveryItem::Receipt(Receipt {
+                        conversation_id: advanced.conversation_id,
+                        message_id: message.message_id,
+                        status: advanced.status,
+                        by: advanced.by,
+                        at: advanced.at,
+                    }),
+                })
+                .collect();
+            if advanced.status == ReceiptStatus::Read {
+                deliveries.push(Delivery {
+                    recipient: advanced.by,
+                    item: DeliveryItem::ReadSync { conversation_id: advanced.conversation_id, up_to: advanced.up_to },
+                });
+            }
+            deliveries
+        }
+    }
+}
+
+pub fn route_user_event(event: &UserEvent) -> Vec<Delivery> {
+    match event {
+        UserEvent::DeviceRegistered(registered) => vec![Delivery {
+            recipient: registered.user_id,
+            item: DeliveryItem::DeviceAdded { device_id: registered.device_id },
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{MessageRef, ReceiptsAdvanced};
+
+    #[test]
+    fn a_message_reaches_every_member_and_a_read_tells_each_sender() {
+        let (alice, bob) = (UserId(1), UserId(2));
+        let conversation_id = ConversationId::direct(alice, bob);
+        let message = MessageSent {
+            conversation_id,
+            conv_seq: ConvSeq(1),
+            message_id: MessageId(9),
+            from: alice,
+            from_device: DeviceId(1),
+            members: vec![alice, bob],
+            client_msg_id: "c".into(),
+            content: "hi".into(),
+            reply_to: None,
+            sent_at: Millis(1),
+        };
+        let recipients: Vec<UserId> = route_conversation_event(&ConversationEvent::MessageSent(message))
+            .into_iter()
+            .map(|delivery| delivery.recipient)
+            .collect();
+        assert_eq!(recipients, vec![alice, bob]);
+
+        let read = ReceiptsAdvanced {
+            conversation_id,
+            by: bob,
+            status: ReceiptStatus::Read,
+            up_to: ConvSeq(2),
+            at: Millis(5),
+            messages: vec![MessageRef { message_id: MessageId(9), conv_seq: ConvSeq(1), from: alice }],
+        };
+        let deliveries = route_conversation_event(&ConversationEvent::ReceiptsAdvanced(read));
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries[0].recipient, alice);
+        assert!(matches!(deliveries[0].item, DeliveryItem::Receipt(Receipt { status: ReceiptStatus::Read, .. })));
+        assert_eq!(deliveries[1].recipient, bob);
+        assert!(matches!(deliveries[1].item, DeliveryItem::ReadSync { up_to: ConvSeq(2), .. }));
+    }
+}

@@ -1,0 +1,131 @@
+//! The conversation processor: the shell around `missive_core::conversation`.
+//! Input `commands.conversation`; outputs `events.conversation`, the
+//! `deliveries` fan-out and command replies.
+
+use std::sync::Arc;
+
+use missive_core::conversation::{
+    self, ConversationCommand, ConversationEvent, ConversationState, MessageRef, PriorSend, SendOutcome,
+};
+use missive_core::delivery::route_conversation_event;
+use missive_core::{ConvSeq, Millis};
+use missive_infra::Record;
+use missive_schemas::Codec;
+use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire};
+
+use crate::common::{decode, long, output, reply};
+use crate::keys;
+use crate::runtime::{HandleError, Handler};
+use crate::topics::{DELIVERIES, EVENTS_CONVERSATION};
+use crate::tx::Tx;
+
+pub const PROCESSOR: &str = "conversation";
+
+pub struct ConversationHandler {
+    pub codec: Arc<Codec>,
+}
+
+impl ConversationHandler {
+    fn emit_events(&self, tx: &mut Tx<'_>, cause: &Record, events: &[ConversationEvent]) -> Result<(), HandleError> {
+        for event in events {
+            let conversation_id = match event {
+                ConversationEvent::MessageSent(message) => message.conversation_id,
+                ConversationEvent::ReceiptsAdvanced(advanced) => advanced.conversation_id,
+            };
+            let record = output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
+            tx.emit(record);
+            for delivery in route_conversation_event(event) {
+                let record = output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?;
+                tx.emit(record);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler for ConversationHandler {
+    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+        let command = ConversationCommand::try_from(decode(&self.codec, record)?)
+            .map_err(|error| HandleError::Poison(error.to_string()))?;
+        let conversation_id = command.conversation_id();
+        let state_key = keys::conversation(conversation_id);
+        let mut state: ConversationState = tx.get_json(&state_key)?.unwrap_or_default();
+        let now = Millis(tx.timestamp);
+        let decided = match &command {
+            ConversationCommand::Send(send) => {
+                let dedupe_key = keys::conversation_dedupe(conversation_id, send.from_device, &send.client_msg_id);
+                let prior: Option<PriorSend> = tx.get_json(&dedupe_key)?;
+                match conversation::decide_send(&state, send, prior, now) {
+                    Ok((outcome, events)) => {
+                        if let SendOutcome::Accepted { message_id, conv_seq } = outcome {
+                            tx.put_json(dedupe_key, &PriorSend { message_id, conv_seq, at: now })?;
+                        }
+                        Ok((Some(outcome), events))
+                    }
+                    Err(rejection) => Err(rejection),
+                }
+            }
+            ConversationCommand::Receipt(mark) => {
+                let covered = match conversation::receipt_range(&state, mark) {
+                    Some((from, to)) => {
+                        let start = keys::conversation_message(conversation_id, from);
+                        let end = keys::conversation_message(conversation_id, ConvSeq(to.0 + 1));
+                        let entries = tx.scan(&start, &end, (to.0 - from.0 + 1) as usize)?;
+                        entries
+                            .into_iter()
+                            .map(|(_, bytes)| serde_json::from_slice::<MessageRef>(&bytes))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|error| HandleError::Storage(format!("corrupt message index: {error}")))?
+                    }
+                    None => Vec::new(),
+                };
+                conversation::decide_receipt(&state, mark, &covered, now).map(|events| (None, events))
+            }
+        };
+        match decided {
+            Ok((outcome, events)) => {
+                for event in &events {
+                    if let ConversationEvent::MessageSent(message) = event {
+                        let reference =
+                            MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: message.from };
+                        tx.put_json(keys::conversation_message(conversation_id, message.conv_seq), &reference)?;
+                    }
+                    state = conversation::evolve(state, event);
+                }
+                if !events.is_empty() {
+                    tx.put_json(state_key, &state)?;
+                }
+                self.emit_events(tx, record, &events)?;
+                if let Some(outcome) = outcome {
+                    let (name, message_id, conv_seq) = match outcome {
+                        SendOutcome::Accepted { message_id, conv_seq } => ("accepted", message_id, conv_seq),
+                        SendOutcome::Duplicate { message_id, conv_seq } => ("duplicate", message_id, conv_seq),
+                    };
+                    if let Some(reply) = reply(&self.codec, record, |reply| {
+                        reply.outcome = name.into();
+                        reply.conversation_id = Some(long(conversation_id.0));
+                        reply.message_id = Some(long(message_id.0));
+                        reply.conv_seq = Some(long(conv_seq.0));
+                    })? {
+                        tx.emit(reply);
+                    }
+                } else if let Some(reply) = reply(&self.codec, record, |reply| {
+                    reply.outcome = "accepted".into();
+                    reply.conversation_id = Some(long(conversation_id.0));
+                })? {
+                    tx.emit(reply);
+                }
+            }
+            Err(rejection) => {
+                if let Some(reply) = reply(&self.codec, record, |reply| {
+                    reply.outcome = rejection.code().into();
+                    reply.detail = rejection.to_string();
+                    reply.conversation_id = Some(long(conversation_id.0));
+                })? {
+                    tx.emit(reply);
+                }
+            }
+        }
+        Ok(())
+    }
+}

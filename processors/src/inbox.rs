@@ -1,0 +1,146 @@
+//! The inbox projection: folds each user's deliveries into their feed
+//! (gap-free seq, epoch, per-device acks, backlog) and conversation list.
+//! Input `deliveries`; outputs delivered marks to `commands.conversation`.
+//! After each commit it wakes the sessions of the users whose feed grew.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use missive_core::conversation::ConversationCommand;
+use missive_core::delivery::{Delivery, DeliveryItem};
+use missive_core::{ConvSeq, Epoch, FeedSeq, UserId};
+use missive_infra::Record;
+use missive_projections::{ConversationSummary, FeedEntry, FeedState};
+use missive_schemas::Codec;
+use missive_schemas::convert::conversation_command_to_wire;
+
+use crate::common::{decode, output};
+use crate::hub::FeedHub;
+use crate::keys;
+use crate::runtime::{HandleError, Handler};
+use crate::topics::COMMANDS_CONVERSATION;
+use crate::tx::Tx;
+
+pub const PROCESSOR: &str = "inbox";
+
+pub struct InboxHandler {
+    pub codec: Arc<Codec>,
+    pub hub: FeedHub,
+    /// Users whose feed head moved in the current batch.
+    pub touched: BTreeMap<UserId, FeedSeq>,
+}
+
+impl InboxHandler {
+    pub fn new(codec: Arc<Codec>, hub: FeedHub) -> InboxHandler {
+        InboxHandler { codec, hub, touched: BTreeMap::new() }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
+    serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
+}
+
+fn append_entry(tx: &mut Tx<'_>, user: UserId, feed: &mut FeedState, entry: &FeedEntry) -> Result<FeedSeq, HandleError> {
+    let seq = feed.append();
+    tx.put_json(keys::feed_entry(user, seq), entry)?;
+    Ok(seq)
+}
+
+fn apply_message(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    message: &missive_core::conversation::MessageSent,
+) -> Result<(), HandleError> {
+    let summary_key = keys::summary(user, message.conversation_id);
+    let existing: Option<ConversationSummary> = tx.get_json(&summary_key)?;
+    if let Some(old) = &existing {
+        tx.delete(keys::recency(user, old.last_activity, old.conversation_id));
+    }
+    let mut summary = existing.unwrap_or_else(|| ConversationSummary::new(user, message));
+    if summary.apply_message(user, message) {
+        tx.put(keys::unread_marker(user, message.conversation_id, message.conv_seq), Vec::new());
+    }
+    tx.put(keys::recency(user, summary.last_activity, summary.conversation_id), summary.conversation_id.to_be_bytes().to_vec());
+    tx.put_json(summary_key, &summary)
+}
+
+fn apply_read(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    conversation_id: missive_core::ConversationId,
+    up_to: ConvSeq,
+) -> Result<(), HandleError> {
+    let summary_key = keys::summary(user, conversation_id);
+    let Some(mut summary) = tx.get_json::<ConversationSummary>(&summary_key)? else { return Ok(()) };
+    let Some((from, to)) = summary.read_range(up_to) else { return Ok(()) };
+    let start = keys::unread_marker(user, conversation_id, from);
+    let end = keys::unread_marker(user, conversation_id, ConvSeq(to.0 + 1));
+    let markers = tx.scan(&start, &end, usize::MAX)?;
+    for (key, _) in &markers {
+        tx.delete(key.clone());
+    }
+    summary.apply_read(up_to, markers.len() as u64);
+    tx.put_json(summary_key, &summary)
+}
+
+impl Handler for InboxHandler {
+    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+        let delivery =
+            Delivery::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+        let user = delivery.recipient;
+        let header_key = keys::feed_header(user);
+        let mut feed: FeedState = match tx.get(&header_key)? {
+            Some(bytes) => parse(&bytes)?,
+            // Derived from the input, so a replay of the same log gives the same epoch.
+            None => FeedState::new(Epoch((record.timestamp.max(1) as u64) << 8 | u64::from(record.partition & 0xff))),
+        };
+        let head_before = feed.head;
+        match delivery.item {
+            DeliveryItem::Message(message) => {
+                apply_message(tx, user, &message)?;
+                append_entry(tx, user, &mut feed, &FeedEntry::Message(message))?;
+            }
+            DeliveryItem::Receipt(receipt) => {
+                append_entry(tx, user, &mut feed, &FeedEntry::Receipt(receipt))?;
+            }
+            DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
+            DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
+            DeliveryItem::DeviceAcked { device_id, seq } => {
+                let newly = match feed.newly_delivered_range(seq) {
+                    Some((from, to)) => tx
+                        .scan(&keys::feed_entry(user, from), &keys::feed_entry(user, to.next()), usize::MAX)?
+                        .into_iter()
+                        .map(|(key, bytes)| {
+                            let seq = FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or_default()));
+                            parse::<FeedEntry>(&bytes).map(|entry| (seq, entry))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => Vec::new(),
+                };
+                let floor_before = feed.floor;
+                let effects = feed.ack(user, device_id, seq, &newly);
+                for mark in effects.delivered {
+                    let conversation_id = mark.conversation_id;
+                    let command = conversation_command_to_wire(&ConversationCommand::Receipt(mark));
+                    tx.emit(output(&self.codec, record, COMMANDS_CONVERSATION, conversation_id.0, &command)?);
+                }
+                if let Some(through) = effects.trim_through {
+                    for (key, _) in tx.scan(&keys::feed_entry(user, floor_before.next()), &keys::feed_entry(user, through.next()), usize::MAX)? {
+                        tx.delete(key);
+                    }
+                }
+            }
+        }
+        tx.put_json(header_key, &feed)?;
+        if feed.head != head_before {
+            self.touched.insert(user, feed.head);
+        }
+        Ok(())
+    }
+
+    fn after_commit(&mut self) {
+        for (user, head) in std::mem::take(&mut self.touched) {
+            self.hub.publish(user, head);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! State keys. Ids are big-endian so that range scans follow numeric order.
+//! Every processor owns one prefix; queries read the same keys.
+
+use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, Millis, UserId};
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+pub fn conversation(conversation: ConversationId) -> Vec<u8> {
+    key(&[b"conv/", &conversation.to_be_bytes()])
+}
+
+pub fn conversation_message(conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
+    key(&[b"conv/", &conversation.to_be_bytes(), b"/m/", &seq.to_be_bytes()])
+}
+
+pub fn conversation_dedupe(conversation: ConversationId, device: DeviceId, client_msg_id: &str) -> Vec<u8> {
+    key(&[b"conv/", &conversation.to_be_bytes(), b"/d/", &device.to_be_bytes(), client_msg_id.as_bytes()])
+}
+
+pub fn user(user: UserId) -> Vec<u8> {
+    key(&[b"user/", &user.to_be_bytes()])
+}
+
+pub fn feed_header(user: UserId) -> Vec<u8> {
+    key(&[b"inbox/", &user.to_be_bytes(), b"/h"])
+}
+
+pub fn feed_entry(user: UserId, seq: FeedSeq) -> Vec<u8> {
+    key(&[b"inbox/", &user.to_be_bytes(), b"/e/", &seq.to_be_bytes()])
+}
+
+pub fn summary(user: UserId, conversation: ConversationId) -> Vec<u8> {
+    key(&[b"inbox/", &user.to_be_bytes(), b"/c/", &conversation.to_be_bytes()])
+}
+
+pub fn unread_marker(user: UserId, conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
+    key(&[b"inbox/", &user.to_be_bytes(), b"/u/", &conversation.to_be_bytes(), &seq.to_be_bytes()])
+}
+
+/// Newest first: the activity time is stored inverted.
+pub fn recency(user: UserId, activity: Millis, conversation: ConversationId) -> Vec<u8> {
+    let inverted = u64::MAX - (activity.0.max(0) as u64);
+    key(&[b"inbox/", &user.to_be_bytes(), b"/r/", &inverted.to_be_bytes(), &conversation.to_be_bytes()])
+}
+
+pub fn recency_prefix(user: UserId) -> Vec<u8> {
+    key(&[b"inbox/", &user.to_be_bytes(), b"/r/"])
+}
+
+pub fn history_message(conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/m/", &seq.to_be_bytes()])
+}
+
+pub fn history_members(conversation: ConversationId) -> Vec<u8> {
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/members"])
+}
+
+pub fn directory(user: UserId) -> Vec<u8> {
+    key(&[b"dir/", &user.to_be_bytes()])
+}

@@ -1,0 +1,90 @@
+//! The processor runtime and Missive's processors and projections, as tasks
+//! over the `Log`: conversation (decides sends and receipts), users
+//! (accounts and devices), inbox (per-user feeds and conversation lists),
+//! history and directory (read models for the gateway). The same code runs
+//! in embedded mode and against Kafka; only the `Log` differs.
+
+pub mod common;
+pub mod conversation;
+pub mod history;
+pub mod hub;
+pub mod inbox;
+pub mod keys;
+pub mod queries;
+pub mod runtime;
+pub mod topics;
+pub mod tx;
+pub mod users;
+
+use std::sync::Arc;
+
+use missive_infra::{Log, LogError, TopicPartition};
+use missive_schemas::Codec;
+use rocksdb::DB;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use hub::FeedHub;
+pub use runtime::{RuntimeError, RuntimeMetrics};
+
+/// Creates every topic Missive uses (idempotent).
+pub async fn create_topics(log: &dyn Log) -> Result<(), LogError> {
+    for spec in topics::all_topics() {
+        log.create_topic(&spec).await?;
+    }
+    Ok(())
+}
+
+fn partitions_of(topic: &str) -> u32 {
+    topics::all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
+}
+
+/// Starts a task per partition of every processor. Each handle ends when
+/// `cancel` fires or the task fails (fail-stop: the caller shuts down).
+pub fn spawn_all(
+    log: Arc<dyn Log>,
+    db: Arc<DB>,
+    codec: Arc<Codec>,
+    hub: FeedHub,
+    metrics: RuntimeMetrics,
+    cancel: CancellationToken,
+) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
+    type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
+    let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
+        (conversation::PROCESSOR, topics::COMMANDS_CONVERSATION, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(conversation::ConversationHandler { codec: codec.clone() }))
+        }),
+        (users::PROCESSOR, topics::COMMANDS_USER, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(users::UsersHandler { codec: codec.clone() }))
+        }),
+        (inbox::PROCESSOR, topics::DELIVERIES, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(inbox::InboxHandler::new(codec.clone(), hub.clone())))
+        }),
+        (history::HISTORY, topics::EVENTS_CONVERSATION, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(history::HistoryHandler { codec: codec.clone() }))
+        }),
+        (history::DIRECTORY, topics::EVENTS_USER, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(history::DirectoryHandler { codec: codec.clone() }))
+        }),
+    ];
+    let mut handles = Vec::new();
+    for (processor, topic, make) in processors {
+        for partition in 0..partitions_of(topic) {
+            let spec = runtime::TaskSpec { processor, input: TopicPartition::new(topic, partition) };
+            handles.push(tokio::spawn(runtime::run_task(
+                log.clone(),
+                db.clone(),
+                spec,
+                make(),
+                metrics.clone(),
+                cancel.clone(),
+            )));
+        }
+    }
+    handles
+}

@@ -1,0 +1,86 @@
+//! Read-side queries over the projections' keys, for gateways. Blocking
+//! RocksDB reads: call them from a blocking thread.
+
+use missive_core::conversation::MessageSent;
+use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
+use missive_infra::db::{CF_STATE, family};
+use missive_projections::{ConversationSummary, FeedEntry, FeedState};
+use rocksdb::{DB, Direction, IteratorMode};
+
+use crate::history::DirectoryEntry;
+use crate::keys;
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading projections failed: {0}")]
+pub struct QueryError(pub String);
+
+fn get_json<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, QueryError> {
+    match db.get_cf(family(db, CF_STATE), key).map_err(|error| QueryError(error.to_string()))? {
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| QueryError(error.to_string())),
+        None => Ok(None),
+    }
+}
+
+pub fn feed_state(db: &DB, user: UserId) -> Result<Option<FeedState>, QueryError> {
+    get_json(db, &keys::feed_header(user))
+}
+
+/// Entries with seq in `(after, after + limit]`, in order.
+pub fn feed_entries(db: &DB, user: UserId, after: FeedSeq, limit: usize) -> Result<Vec<(FeedSeq, FeedEntry)>, QueryError> {
+    let start = keys::feed_entry(user, after.next());
+    let end = keys::feed_entry(user, FeedSeq(u64::MAX));
+    let mut entries = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&start, Direction::Forward)) {
+        let (key, value) = item.map_err(|error| QueryError(error.to_string()))?;
+        if key.as_ref() >= end.as_slice() || entries.len() >= limit {
+            break;
+        }
+        let seq = FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().map_err(|_| QueryError("bad key".into()))?));
+        let entry: FeedEntry = serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?;
+        entries.push((seq, entry));
+    }
+    Ok(entries)
+}
+
+/// The user's conversations, most recent first.
+pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>, QueryError> {
+    let prefix = keys::recency_prefix(user);
+    let mut summaries = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(|error| QueryError(error.to_string()))?;
+        if !key.starts_with(&prefix) || summaries.len() >= limit {
+            break;
+        }
+        let conversation = ConversationId(u64::from_be_bytes(value.as_ref().try_into().map_err(|_| QueryError("bad recency".into()))?));
+        if let Some(summary) = get_json::<ConversationSummary>(db, &keys::summary(user, conversation))? {
+            summaries.push(summary);
+        }
+    }
+    Ok(summaries)
+}
+
+/// Messages with `conv_seq < before` (all when `None`), newest first.
+pub fn history(db: &DB, conversation: ConversationId, before: Option<ConvSeq>, limit: usize) -> Result<Vec<MessageSent>, QueryError> {
+    let start = keys::history_message(conversation, ConvSeq(0));
+    let end = keys::history_message(conversation, before.unwrap_or(ConvSeq(u64::MAX)));
+    let mut messages = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&end, Direction::Reverse)) {
+        let (key, value) = item.map_err(|error| QueryError(error.to_string()))?;
+        if key.as_ref() >= end.as_slice() {
+            continue;
+        }
+        if key.as_ref() < start.as_slice() || messages.len() >= limit {
+            break;
+        }
+        messages.push(serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?);
+    }
+    Ok(messages)
+}
+
+pub fn members(db: &DB, conversation: ConversationId) -> Result<Option<Vec<UserId>>, QueryError> {
+    get_json(db, &keys::history_members(conversation))
+}
+
+pub fn directory(db: &DB, user: UserId) -> Result<Option<DirectoryEntry>, QueryError> {
+    get_json(db, &keys::directory(user))
+}

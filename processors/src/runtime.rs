@@ -1,0 +1,356 @@
+//! The processor runtime: DESIGN.md's commit protocol.
+//!
+//! A task owns one partition of a processor's input topic. For each batch it
+//! decodes and handles the records, then writes ONE RocksDB WriteBatch
+//! holding the state changes, the new input position, the dedupe marks and
+//! an outbox of output records; then it relays the outbox to the log and
+//! forgets it. After a crash the task reloads its position, re-relays what
+//! is still in the outbox and continues. Outputs carry `(source task, sseq)`
+//! headers; consumers drop any `sseq` they have already applied, so a
+//! re-relayed output is never applied twice. Handlers are deterministic
+//! (time comes from record timestamps), so a re-sent output is identical.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use missive_infra::db::{CF_OUTBOX, CF_STATE, family};
+use missive_infra::log::{decode_out_record, encode_out_record};
+use missive_infra::{Header, Log, LogError, Offset, OutRecord, Record, TopicPartition};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use tokio_util::sync::CancellationToken;
+
+use crate::topics::{DEAD_LETTERS, headers};
+use crate::tx::Tx;
+
+/// Most records handled in one batch (one WriteBatch, one relay).
+pub const MAX_BATCH: usize = 1024;
+
+/// What went wrong while handling one record.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The record cannot be processed (undecodable, impossible values): it
+    /// goes to the dead-letter topic with its original bytes and the error.
+    #[error("poison record: {0}")]
+    Poison(String),
+    /// The store failed: the batch is abandoned and the task stops.
+    #[error("state storage failed: {0}")]
+    Storage(String),
+}
+
+/// A processor's logic for one partition: decode, decide, write state, emit.
+pub trait Handler: Send + 'static {
+    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError>;
+
+    /// Runs after the batch is committed and its outputs relayed.
+    fn after_commit(&mut self) {}
+}
+
+/// Identity and input of a task.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub processor: &'static str,
+    pub input: TopicPartition,
+}
+
+impl TaskSpec {
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.processor, self.input.partition)
+    }
+
+    fn meta_key(&self, what: &str) -> Vec<u8> {
+        format!("__task/{}/{}", self.id(), what).into_bytes()
+    }
+
+    fn dedupe_key(&self, source: &str) -> Vec<u8> {
+        format!("__task/{}/dedupe/{}", self.id(), source).into_bytes()
+    }
+
+    fn outbox_prefix(&self) -> Vec<u8> {
+        format!("{}/", self.id()).into_bytes()
+    }
+
+    fn outbox_key(&self, sseq: u64) -> Vec<u8> {
+        let mut key = self.outbox_prefix();
+        key.extend_from_slice(&sseq.to_be_bytes());
+        key
+    }
+}
+
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    records: IntCounterVec,
+    dead_letters: IntCounterVec,
+    lag: IntGaugeVec,
+}
+
+impl RuntimeMetrics {
+    pub fn new(registry: &Registry) -> Result<RuntimeMetrics, prometheus::Error> {
+        let records = IntCounterVec::new(
+            Opts::new("missive_processor_records_total", "Input records handled by processors"),
+            &["processor"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new("missive_processor_dead_letters_total", "Input records sent to the dead-letter topic"),
+            &["processor"],
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new("missive_processor_lag_records", "Records between a task's position and its partition's end"),
+            &["processor", "partition"],
+        )?;
+        registry.register(Box::new(records.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        Ok(RuntimeMetrics { records, dead_letters, lag })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+    #[error("task {task}: {source}")]
+    Handle { task: String, source: HandleError },
+    #[error("task {task}: store: {detail}")]
+    Store { task: String, detail: String },
+}
+
+/// Durable bookkeeping of a task, loaded at start and advanced per batch.
+struct TaskMeta {
+    position: Offset,
+    next_sseq: u64,
+    dedupe: HashMap<String, u64>,
+}
+
+fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, String> {
+    match db.get_cf(family(db, CF_STATE), key).map_err(|error| error.to_string())? {
+        Some(bytes) if bytes.len() == 8 => Ok(Some(u64::from_be_bytes(bytes[..8].try_into().unwrap_or_default()))),
+        Some(_) => Err(format!("corrupt counter at {}", String::from_utf8_lossy(key))),
+        None => Ok(None),
+    }
+}
+
+fn load_meta(db: &DB, spec: &TaskSpec) -> Result<TaskMeta, String> {
+    let position = Offset(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0));
+    let next_sseq = read_u64(db, &spec.meta_key("sseq"))?.unwrap_or(1);
+    let prefix = format!("__task/{}/dedupe/", spec.id()).into_bytes();
+    let mut dedupe = HashMap::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(|error| error.to_string())?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let source = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let seen = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| "corrupt dedupe mark".to_string())?);
+        dedupe.insert(source, seen);
+    }
+    Ok(TaskMeta { position, next_sseq, dedupe })
+}
+
+/// Output records still in the outbox, in sseq order.
+fn load_outbox(db: &DB, spec: &TaskSpec) -> Result<Vec<(u64, OutRecord)>, String> {
+    let prefix = spec.outbox_prefix();
+    let mut pending = Vec::new();
+    for item in db.iterator_cf(family(db, CF_OUTBOX), IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(|error| error.to_string())?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let sseq = u64::from_be_bytes(key[prefix.len()..].try_into().map_err(|_| "corrupt outbox key".to_string())?);
+        let record = decode_out_record(&value).ok_or_else(|| "corrupt outbox record".to_string())?;
+        pending.push((sseq, record));
+    }
+    Ok(pending)
+}
+
+fn header_u64(record: &Record, name: &str) -> Option<u64> {
+    record.header(name).and_then(|bytes| bytes.try_into().ok()).map(u64::from_be_bytes)
+}
+
+/// Handles one batch and commits it. Runs on a blocking thread.
+fn process_batch(
+    db: &DB,
+    spec: &TaskSpec,
+    meta: &mut TaskMeta,
+    handler: &mut dyn Handler,
+    records: &[Record],
+    relayed_through: Option<u64>,
+    metrics: &RuntimeMetrics,
+) -> Result<Vec<OutRecord>, RuntimeError> {
+    let task = spec.id();
+    let mut tx = Tx::new(db);
+    let mut changed_marks: HashMap<String, u64> = HashMap::new();
+    let mut dead = 0u64;
+    for record in records {
+        meta.position = Offset(record.offset.0 + 1);
+        if let (Some(source), Some(sseq)) = (record.header(headers::SOURCE), header_u64(record, headers::SOURCE_SEQ)) {
+            let source = String::from_utf8_lossy(source).into_owned();
+            let seen = meta.dedupe.get(&source).copied().unwrap_or(0);
+            if sseq <= seen {
+                continue;
+            }
+            meta.dedupe.insert(source.clone(), sseq);
+            changed_marks.insert(source, sseq);
+        }
+        tx.timestamp = record.timestamp;
+        match handler.handle(&mut tx, record) {
+            Ok(()) => {}
+            Err(HandleError::Poison(reason)) => {
+                dead += 1;
+                tracing::warn!(task, topic = %record.topic, partition = record.partition, offset = %record.offset, %reason, "dead-lettering record");
+                tx.emit(OutRecord {
+                    topic: DEAD_LETTERS.into(),
+                    partition: None,
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    headers: vec![
+                        Header { key: headers::ERROR.into(), value: reason.into_bytes() },
+                        Header {
+                            key: headers::ORIGIN.into(),
+                            value: format!("{}/{}@{}", record.topic, record.partition, record.offset).into_bytes(),
+                        },
+                    ],
+                    timestamp: Some(record.timestamp),
+                });
+            }
+            Err(error) => return Err(RuntimeError::Handle { task, source: error }),
+        }
+    }
+    let (writes, mut outputs) = tx.into_parts();
+    let mut batch = WriteBatch::default();
+    let state = family(db, CF_STATE);
+    let outbox = family(db, CF_OUTBOX);
+    if let Some(through) = relayed_through {
+        batch.delete_range_cf(outbox, spec.outbox_key(0), spec.outbox_key(through + 1));
+    }
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.put_cf(state, key, value),
+            None => batch.delete_cf(state, key),
+        }
+    }
+    for (source, sseq) in changed_marks {
+        batch.put_cf(state, spec.dedupe_key(&source), sseq.to_be_bytes());
+    }
+    for output in &mut outputs {
+        let sseq = meta.next_sseq;
+        meta.next_sseq += 1;
+        output.headers.push(Header { key: headers::SOURCE.into(), value: task.clone().into_bytes() });
+        output.headers.push(Header { key: headers::SOURCE_SEQ.into(), value: sseq.to_be_bytes().to_vec() });
+        output.headers.push(Header { key: headers::EVENT_ID.into(), value: format!("{task}:{sseq}").into_bytes() });
+        batch.put_cf(outbox, spec.outbox_key(sseq), encode_out_record(output));
+    }
+    batch.put_cf(state, spec.meta_key("position"), meta.position.0.to_be_bytes());
+    batch.put_cf(state, spec.meta_key("sseq"), meta.next_sseq.to_be_bytes());
+    db.write(batch).map_err(|error| RuntimeError::Store { task: task.clone(), detail: error.to_string() })?;
+    metrics.records.with_label_values(&[spec.processor]).inc_by(records.len() as u64);
+    if dead > 0 {
+        metrics.dead_letters.with_label_values(&[spec.processor]).inc_by(dead);
+    }
+    Ok(outputs)
+}
+
+async fn blocking<T: Send + 'static>(
+    task: &str,
+    work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| RuntimeError::Store { task: task.to_string(), detail: format!("blocking task failed: {error}") })?
+}
+
+/// Appends outputs, retrying transient failures until cancelled.
+async fn relay(log: &dyn Log, outputs: Vec<OutRecord>, cancel: &CancellationToken) -> Result<(), RuntimeError> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match log.append(outputs.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_retriable() && !cancel.is_cancelled() => {
+                tracing::warn!(%error, "relay failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Runs one task until `cancel` fires or an unrecoverable error occurs.
+pub async fn run_task(
+    log: Arc<dyn Log>,
+    db: Arc<DB>,
+    spec: TaskSpec,
+    mut handler: Box<dyn Handler>,
+    metrics: RuntimeMetrics,
+    cancel: CancellationToken,
+) -> Result<(), RuntimeError> {
+    let task = spec.id();
+    let (mut meta, pending) = {
+        let db = db.clone();
+        let spec = spec.clone();
+        blocking(&task, move || {
+            let meta = load_meta(&db, &spec).map_err(|detail| RuntimeError::Store { task: spec.id(), detail })?;
+            let pending = load_outbox(&db, &spec).map_err(|detail| RuntimeError::Store { task: spec.id(), detail })?;
+            Ok((meta, pending))
+        })
+        .await?
+    };
+    // Re-relay what a crash left in the outbox; consumers drop duplicates.
+    let mut relayed_through = pending.last().map(|(sseq, _)| *sseq);
+    if !pending.is_empty() {
+        tracing::info!(task, records = pending.len(), "re-relaying outbox after restart");
+        relay(log.as_ref(), pending.into_iter().map(|(_, record)| record).collect(), &cancel).await?;
+        handler.after_commit();
+    }
+    let mut consumer = log.consumer(vec![(spec.input.clone(), meta.position)]).await?;
+    let lag = metrics.lag.with_label_values(&[spec.processor, &spec.input.partition.to_string()]);
+    let mut last_mirror = Instant::now();
+    let group = spec.processor.to_string();
+    tracing::debug!(task, position = %meta.position, "task started");
+    loop {
+        let records = tokio::select! {
+            _ = cancel.cancelled() => break,
+            polled = consumer.poll(MAX_BATCH, Duration::from_millis(500)) => polled?,
+        };
+        if records.is_empty() && relayed_through.is_none() {
+            continue;
+        }
+        let moved_meta = std::mem::replace(&mut meta, TaskMeta { position: Offset(0), next_sseq: 0, dedupe: HashMap::new() });
+        let (returned_handler, returned_meta, outputs) = {
+            let db = db.clone();
+            let spec = spec.clone();
+            let metrics = metrics.clone();
+            let through = relayed_through;
+            blocking(&task, move || {
+                let mut meta = moved_meta;
+                let outputs = process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, through, &metrics)?;
+                Ok((handler, meta, outputs))
+            })
+            .await?
+        };
+        handler = returned_handler;
+        meta = returned_meta;
+        relayed_through = None;
+        if !outputs.is_empty() {
+            relay(log.as_ref(), outputs, &cancel).await?;
+            relayed_through = Some(meta.next_sseq - 1);
+        }
+        handler.after_commit();
+        if let Ok(marks) = log.watermarks(&spec.input).await {
+            lag.set(marks.high.0.saturating_sub(meta.position.0) as i64);
+        }
+        if last_mirror.elapsed() > Duration::from_secs(1) {
+            last_mirror = Instant::now();
+            if let Err(error) = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await {
+                tracing::debug!(%error, "mirroring positions failed");
+            }
+        }
+    }
+    let _ = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await;
+    tracing::debug!(task, position = %meta.position, "task stopped");
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Missive's topics: names, partition counts, retention. Partition counts
+//! are fixed at creation (changing one re-routes keys), so they are chosen
+//! for growth; see ARCHITECTURE.md.
+
+use missive_infra::{Retention, TopicSpec};
+
+pub const COMMANDS_CONVERSATION: &str = "commands.conversation";
+pub const COMMANDS_USER: &str = "commands.user";
+pub const EVENTS_CONVERSATION: &str = "events.conversation";
+pub const EVENTS_USER: &str = "events.user";
+pub const DELIVERIES: &str = "deliveries";
+pub const REPLIES: &str = "replies";
+pub const DEAD_LETTERS: &str = "dead-letters";
+
+/// Record headers Missive writes.
+pub mod headers {
+    /// Unique id of the record: `<task>:<sseq>` for processor outputs.
+    pub const EVENT_ID: &str = "missive-event-id";
+    /// The event id (or `topic/partition@offset`) of the record that caused it.
+    pub const CAUSATION_ID: &str = "missive-causation-id";
+    /// The task that produced the record, for consumer-side deduplication.
+    pub const SOURCE: &str = "missive-src";
+    /// Per-task output sequence number (8 bytes big-endian).
+    pub const SOURCE_SEQ: &str = "missive-sseq";
+    /// `<gateway>/<request>`: who waits for this command's outcome.
+    pub const REPLY_TO: &str = "missive-reply-to";
+    /// Why a record was dead-lettered.
+    pub const ERROR: &str = "missive-error";
+    /// `topic/partition@offset` of a dead-lettered record.
+    pub const ORIGIN: &str = "missive-origin";
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Every topic with its partitioning and retention.
+pub fn all_topics() -> Vec<TopicSpec> {
+    let topic = |name: &str, partitions: u32, retention: Retention| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        retention,
+        compacted: false,
+    };
+    vec![
+        topic(COMMANDS_CONVERSATION, 8, Retention::Millis(7 * DAY_MS)),
+        topic(COMMANDS_USER, 4, Retention::Millis(7 * DAY_MS)),
+        topic(EVENTS_CONVERSATION, 8, Retention::Forever),
+        topic(EVENTS_USER, 4, Retention::Forever),
+        topic(DELIVERIES, 8, Retention::Millis(7 * DAY_MS)),
+        topic(REPLIES, 1, Retention::Millis(DAY_MS)),
+        topic(DEAD_LETTERS, 1, Retention::Millis(30 * DAY_MS)),
+    ]
+}

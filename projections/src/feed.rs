@@ -1,0 +1,198 @@
+//! The per-user feed: gap-free `seq`, an `epoch`, per-device cumulative acks
+//! and a backlog kept until every device acked it (Signal's rule).
+//!
+//! The fold is split the same way as the deciders: `FeedState` is the small
+//! per-user header; entries live beside it in the store. Functions here say
+//! what changes; the inbox processor applies it.
+
+use std::collections::BTreeMap;
+
+use missive_core::conversation::{MarkReceipt, MessageSent, ReceiptStatus};
+use missive_core::delivery::Receipt;
+use missive_core::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, UserId};
+
+/// What a feed entry holds. Typing and presence never become entries.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FeedEntry {
+    Message(MessageSent),
+    Receipt(Receipt),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct FeedState {
+    pub epoch: Epoch,
+    /// Last assigned seq; 0 while the feed is empty.
+    pub head: FeedSeq,
+    /// Entries at or below this seq were acked by every device and removed.
+    pub floor: FeedSeq,
+    /// Highest seq any device acked: the entries up to here were delivered.
+    pub delivered_through: FeedSeq,
+    /// Cumulative ack position of each known device.
+    pub devices: BTreeMap<DeviceId, FeedSeq>,
+}
+
+/// Position a device resumes from, and whether the server can prove continuity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumePlan {
+    /// Send every entry with seq greater than this.
+    pub send_after: FeedSeq,
+    pub recovered: bool,
+}
+
+impl FeedState {
+    /// A brand-new feed. The epoch comes from the caller (derived from the
+    /// input position, so a replay of the same log gives the same epoch).
+    pub fn new(epoch: Epoch) -> FeedState {
+        FeedState { epoch, ..FeedState::default() }
+    }
+
+    /// Appends an entry; returns its seq.
+    pub fn append(&mut self) -> FeedSeq {
+        self.head = self.head.next();
+        self.head
+    }
+
+    pub fn add_device(&mut self, device: DeviceId) {
+        let head = self.head;
+        self.devices.entry(device).or_insert(head);
+    }
+
+    /// The range of entries a new ack by some device newly delivers; the shell
+    /// loads those entries for [`FeedState::ack`].
+    pub fn newly_delivered_range(&self, seq: FeedSeq) -> Option<(FeedSeq, FeedSeq)> {
+        let seq = FeedSeq(seq.0.min(self.head.0));
+        (seq > self.delivered_through).then_some((self.delivered_through.next(), seq))
+    }
+
+    /// Applies a cumulative ack. `newly_delivered` are the entries of
+    /// [`FeedState::newly_delivered_range`]. Returns the delivered marks to send
+    /// to conversations (one per conversation, the highest `conv_seq`) and the
+    /// new floor if the backlog shrank.
+    pub fn ack(
+        &mut self,
+        user: UserId,
+        device: DeviceId,
+        seq: FeedSeq,
+        newly_delivered: &[(FeedSeq, FeedEntry)],
+    ) -> AckEffects {
+        let seq = FeedSeq(seq.0.min(self.head.0));
+        let position = self.devices.entry(device).or_insert(self.floor);
+        *position = (*position).max(seq);
+        let mut marks: BTreeMap<ConversationId, ConvSeq> = BTreeMap::new();
+        if seq > self.delivered_through {
+            for (entry_seq, entry) in newly_delivered {
+                if *entry_seq <= self.delivered_through || *entry_seq > seq {
+                    continue;
+                }
+                if let FeedEntry::Message(message) = entry
+                    && message.from != user
+                {
+                    let mark = marks.entry(message.conversation_id).or_default();
+                    *mark = (*mark).max(message.conv_seq);
+                }
+            }
+            self.delivered_through = seq;
+        }
+        let lowest = self.devices.values().copied().min().unwrap_or(self.floor);
+        let trim_through = (lowest > self.floor).then(|| {
+            self.floor = lowest;
+            lowest
+        });
+        let delivered = marks
+            .into_iter()
+            .map(|(conversation_id, up_to)| MarkReceipt {
+                conversation_id,
+                by: user,
+                status: ReceiptStatus::Delivered,
+                up_to,
+            })
+            .collect();
+        AckEffects { delivered, trim_through }
+    }
+
+    /// Where a connecting device starts. `resume` is what the client claims.
+    pub fn resume_plan(&self, device: DeviceId, resume: Option<(Epoch, FeedSeq)>) -> ResumePlan {
+        let acked = self.devices.get(&device).copied().unwrap_or(self.floor);
+        match resume {
+            Some((epoch, seq)) if epoch == self.epoch && seq <= self.head => {
+                // Entries above max(seq, acked) exist because the floor never
+                // passes this device's own ack.
+                ResumePlan { send_after: seq.max(acked), recovered: self.devices.contains_key(&device) }
+            }
+            _ => ResumePlan { send_after: acked, recovered: false },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AckEffects {
+    pub delivered: Vec<MarkReceipt>,
+    pub trim_through: Option<FeedSeq>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use missive_core::{MessageId, Millis};
+
+    const ME: UserId = UserId(1);
+    const PEER: UserId = UserId(2);
+
+    fn message(from: UserId, conv_seq: u64) -> FeedEntry {
+        FeedEntry::Message(MessageSent {
+            conversation_id: ConversationId::direct(ME, PEER),
+            conv_seq: ConvSeq(conv_seq),
+            message_id: MessageId(conv_seq),
+            from,
+            from_device: DeviceId(0),
+            members: vec![ME, PEER],
+            client_msg_id: format!("{conv_seq}"),
+            content: String::new(),
+            reply_to: None,
+            sent_at: Millis(0),
+        })
+    }
+
+    #[test]
+    fn backlog_stays_until_every_device_acked_and_delivery_counts_the_first_ack() {
+        let mut feed = FeedState::new(Epoch(7));
+        feed.add_device(DeviceId(1));
+        feed.add_device(DeviceId(2));
+        let entries: Vec<(FeedSeq, FeedEntry)> =
+            (1..=3).map(|conv_seq| (feed.append(), message(if conv_seq == 2 { ME } else { PEER }, conv_seq))).collect();
+        assert_eq!(feed.newly_delivered_range(FeedSeq(3)), Some((FeedSeq(1), FeedSeq(3))));
+        let effects = feed.ack(ME, DeviceId(1), FeedSeq(3), &entries);
+        assert_eq!(effects.delivered.len(), 1);
+        assert_eq!(effects.delivered[0].up_to, ConvSeq(3));
+        assert_eq!(effects.trim_through, None, "device 2 has not acked");
+        let effects = feed.ack(ME, DeviceId(2), FeedSeq(2), &[]);
+        assert!(effects.delivered.is_empty(), "already delivered by device 1");
+        assert_eq!(effects.trim_through, Some(FeedSeq(2)));
+        assert_eq!(feed.resume_plan(DeviceId(2), Some((Epoch(7), FeedSeq(1)))), ResumePlan {
+            send_after: FeedSeq(2),
+            recovered: true
+        });
+    }
+
+    #[test]
+    fn wrong_epoch_or_future_position_is_not_recovered() {
+        let mut feed = FeedState::new(Epoch(7));
+        feed.add_device(DeviceId(1));
+        feed.append();
+        let plan = feed.resume_plan(DeviceId(1), Some((Epoch(8), FeedSeq(1))));
+        assert_eq!(plan, ResumePlan { send_after: FeedSeq(0), recovered: false });
+        let plan = feed.resume_plan(DeviceId(1), Some((Epoch(7), FeedSeq(5))));
+        assert!(!plan.recovered);
+        assert!(!feed.resume_plan(DeviceId(1), None).recovered);
+    }
+
+    #[test]
+    fn acks_beyond_the_head_are_clamped() {
+        let mut feed = FeedState::new(Epoch(1));
+        feed.add_device(DeviceId(1));
+        feed.append();
+        let effects = feed.ack(ME, DeviceId(1), FeedSeq(99), &[]);
+        assert_eq!(effects.trim_through, Some(FeedSeq(1)));
+        assert_eq!(feed.devices[&DeviceId(1)], FeedSeq(1));
+    }
+}

@@ -1,0 +1,111 @@
+//! Confluent wire format: byte 0 (magic), 4-byte big-endian schema id, Avro
+//! binary body. The same bytes in both modes, so Kafka tools read them.
+
+use std::collections::HashMap;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+use crate::wire::{RecordType, WireRecord, WireValue, decode_as};
+
+pub const MAGIC_BYTE: u8 = 0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("record is not in Confluent wire format (too short or magic byte is not 0)")]
+    NotConfluentFraming,
+    #[error("schema id {0} is unknown to this codec; is the registry the one the producer used?")]
+    UnknownSchemaId(u32),
+    #[error("record type {0:?} has no registered schema id")]
+    UnregisteredType(RecordType),
+    #[error("avro: {0}")]
+    Avro(#[from] apache_avro::Error),
+    #[error("schema {name} does not parse: {source}")]
+    BadSchema { name: String, source: apache_avro::Error },
+}
+
+struct Known {
+    record_type: RecordType,
+    id: u32,
+    schema: Schema,
+}
+
+/// Encodes and decodes every Missive record type with registered ids.
+pub struct Codec {
+    by_type: HashMap<RecordType, usize>,
+    by_id: HashMap<u32, usize>,
+    known: Vec<Known>,
+}
+
+/// Parses a record type's `.avsc`.
+pub fn parse_schema(record_type: RecordType) -> Result<Schema, CodecError> {
+    Schema::parse_str(record_type.schema_text())
+        .map_err(|source| CodecError::BadSchema { name: record_type.full_name(), source })
+}
+
+impl Codec {
+    /// Builds a codec from the ids the registry assigned.
+    pub fn new(ids: &[(RecordType, u32)]) -> Result<Codec, CodecError> {
+        let mut codec = Codec { by_type: HashMap::new(), by_id: HashMap::new(), known: Vec::new() };
+        for (record_type, id) in ids {
+            let schema = parse_schema(*record_type)?;
+            codec.by_type.insert(*record_type, codec.known.len());
+            codec.by_id.insert(*id, codec.known.len());
+            codec.known.push(Known { record_type: *record_type, id: *id, schema });
+        }
+        Ok(codec)
+    }
+
+    pub fn schema_id(&self, record_type: RecordType) -> Option<u32> {
+        self.by_type.get(&record_type).map(|index| self.known[*index].id)
+    }
+
+    pub fn encode<T: WireRecord>(&self, record: &T) -> Result<Vec<u8>, CodecError> {
+        self.frame(T::TYPE, |writer| writer.write_ser_to_vec(record))
+    }
+
+    pub fn encode_value(&self, record: &WireValue) -> Result<Vec<u8>, CodecError> {
+        self.frame(record.record_type(), |writer| record.write_with(writer))
+    }
+
+    fn frame(
+        &self,
+        record_type: RecordType,
+        write: impl FnOnce(&GenericDatumWriter<'_>) -> Result<Vec<u8>, apache_avro::Error>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let index = *self.by_type.get(&record_type).ok_or(CodecError::UnregisteredType(record_type))?;
+        let known = &self.known[index];
+        let writer = GenericDatumWriter::builder(&known.schema).human_readable(false).build()?;
+        let body = write(&writer)?;
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(MAGIC_BYTE);
+        out.extend_from_slice(&known.id.to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn framed<'a>(&self, bytes: &'a [u8]) -> Result<(&Known, &'a [u8]), CodecError> {
+        if bytes.len() < 5 || bytes[0] != MAGIC_BYTE {
+            return Err(CodecError::NotConfluentFraming);
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let index = *self.by_id.get(&id).ok_or(CodecError::UnknownSchemaId(id))?;
+        Ok((&self.known[index], &bytes[5..]))
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<WireValue, CodecError> {
+        let (known, mut body) = self.framed(bytes)?;
+        let reader = GenericDatumReader::builder(&known.schema).human_readable(false).build()?;
+        Ok(decode_as(known.record_type, &reader, &mut body)?)
+    }
+
+    /// Decodes to JSON for tools: the record type and its fields.
+    pub fn decode_json(&self, bytes: &[u8]) -> Result<(RecordType, serde_json::Value), CodecError> {
+        let (known, mut body) = self.framed(bytes)?;
+        let reader = GenericDatumReader::builder(&known.schema).human_readable(false).build()?;
+        let value = reader.read_value(&mut body)?;
+        let json = serde_json::Value::try_from(value)?;
+        Ok((known.record_type, json))
+    }
+}

@@ -1,0 +1,12 @@
+//! Missive's records on the wire: the Avro schemas in `schemas/avro/` (one
+//! record per command or event type, named by Confluent subject), the wire
+//! structs that mirror them, conversions to and from domain types, the
+//! Confluent wire-format codec and the embedded schema registry.
+
+pub mod codec;
+pub mod convert;
+pub mod registry;
+pub mod wire;
+
+pub use codec::{Codec, CodecError};
+pub use wire::{RecordType, WireRecord, WireValue};

@@ -1,0 +1,140 @@
+//! Every record type encodes against its `.avsc`, frames in Confluent wire
+//! format and decodes back to the same domain value.
+
+use missive_core::conversation::{
+    ConversationCommand, ConversationEvent, MarkReceipt, MessageRef, MessageSent, ReceiptStatus, ReceiptsAdvanced,
+    SendMessage,
+};
+use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
+use missive_core::users::{DeviceRegistered, RegisterDevice, UserCommand, UserEvent};
+use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
+use missive_schemas::convert::*;
+use missive_schemas::wire::CommandReply;
+use missive_schemas::{Codec, RecordType, WireValue};
+
+fn codec() -> Codec {
+    let ids: Vec<(RecordType, u32)> = RecordType::ALL.iter().enumerate().map(|(index, t)| (*t, 100 + index as u32)).collect();
+    Codec::new(&ids).expect("every .avsc parses")
+}
+
+fn message() -> MessageSent {
+    MessageSent {
+        conversation_id: ConversationId::direct(UserId(1), UserId(2)),
+        conv_seq: ConvSeq(3),
+        message_id: MessageId::from_parts(1_800_000_000_000, 1, 2),
+        from: UserId(1),
+        from_device: DeviceId(11),
+        members: vec![UserId(1), UserId(2)],
+        client_msg_id: "6b1c".into(),
+        content: "héllo ✓".into(),
+        reply_to: Some(MessageId(77)),
+        sent_at: Millis(1_800_000_000_123),
+    }
+}
+
+#[test]
+fn every_domain_value_round_trips_through_its_schema() {
+    let codec = codec();
+    let commands = [
+        ConversationCommand::Send(SendMessage {
+            conversation_id: ConversationId(5),
+            message_id: MessageId(6),
+            from: UserId(1),
+            from_device: DeviceId(2),
+            to: UserId(3),
+            client_msg_id: "x".into(),
+            content: "y".into(),
+            reply_to: None,
+        }),
+        ConversationCommand::Receipt(MarkReceipt {
+            conversation_id: ConversationId(5),
+            by: UserId(3),
+            status: ReceiptStatus::Read,
+            up_to: ConvSeq(9),
+        }),
+    ];
+    for command in commands {
+        let bytes = codec.encode_value(&conversation_command_to_wire(&command)).expect("encode");
+        assert_eq!(bytes[0], 0, "magic byte");
+        let back = ConversationCommand::try_from(codec.decode(&bytes).expect("decode")).expect("convert");
+        assert_eq!(back, command);
+    }
+    let events = [
+        ConversationEvent::MessageSent(message()),
+        ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
+            conversation_id: ConversationId(5),
+            by: UserId(2),
+            status: ReceiptStatus::Delivered,
+            up_to: ConvSeq(3),
+            at: Millis(9),
+            messages: vec![MessageRef { message_id: MessageId(1), conv_seq: ConvSeq(3), from: UserId(1) }],
+        }),
+    ];
+    for event in events {
+        let bytes = codec.encode_value(&conversation_event_to_wire(&event)).expect("encode");
+        assert_eq!(ConversationEvent::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), event);
+    }
+    let command = UserCommand::RegisterDevice(RegisterDevice { user_id: UserId(1), device_id: DeviceId(2), device_name: "phone".into() });
+    let bytes = codec.encode_value(&user_command_to_wire(&command)).expect("encode");
+    assert_eq!(UserCommand::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), command);
+    let event = UserEvent::DeviceRegistered(DeviceRegistered {
+        user_id: UserId(1),
+        device_id: DeviceId(2),
+        device_name: "phone".into(),
+        new_account: true,
+        at: Millis(4),
+    });
+    let bytes = codec.encode_value(&user_event_to_wire(&event)).expect("encode");
+    assert_eq!(UserEvent::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), event);
+    let items = [
+        DeliveryItem::Message(message()),
+        DeliveryItem::Receipt(Receipt {
+            conversation_id: ConversationId(1),
+            message_id: MessageId(2),
+            status: ReceiptStatus::Read,
+            by: UserId(3),
+            at: Millis(4),
+        }),
+        DeliveryItem::ReadSync { conversation_id: ConversationId(1), up_to: ConvSeq(2) },
+        DeliveryItem::DeviceAdded { device_id: DeviceId(8) },
+        DeliveryItem::DeviceAcked { device_id: DeviceId(8), seq: FeedSeq(12) },
+    ];
+    for item in items {
+        let delivery = Delivery { recipient: UserId(42), item };
+        let bytes = codec.encode_value(&delivery_to_wire(&delivery)).expect("encode");
+        assert_eq!(Delivery::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), delivery);
+    }
+    let reply = CommandReply {
+        gateway: "g".into(),
+        request: 1,
+        outcome: "accepted".into(),
+        detail: String::new(),
+        user_id: None,
+        device_id: None,
+        conversation_id: Some(3),
+        message_id: Some(4),
+        conv_seq: None,
+        at: 5,
+    };
+    let bytes = codec.encode(&reply).expect("encode");
+    assert_eq!(codec.decode(&bytes).expect("decode"), WireValue::CommandReply(reply));
+}
+
+#[test]
+fn framing_errors_are_reported_not_guessed() {
+    let codec = codec();
+    assert!(codec.decode(&[1, 0, 0, 0, 100, 0]).is_err(), "wrong magic byte");
+    assert!(codec.decode(&[0, 0, 0]).is_err(), "too short");
+    assert!(codec.decode(&[0, 0, 0, 0, 9, 0]).is_err(), "unknown schema id");
+    let (record_type, json) = codec
+        .decode_json(&codec.encode_value(&conversation_event_to_wire(&ConversationEvent::MessageSent(message()))).expect("encode"))
+        .expect("decode json");
+    assert_eq!(record_type, RecordType::MessageSent);
+    assert_eq!(json["content"], "héllo ✓");
+}
+
+#[test]
+fn negative_ids_on_the_wire_are_refused() {
+    let wire = missive_schemas::wire::ReadSync { recipient: -1, conversation_id: 1, up_to: 1 };
+    assert!(Delivery::try_from(WireValue::ReadSync(wire)).is_err());
+}

@@ -1,0 +1,283 @@
+//! `missive bench`: a load generator speaking the real protocol over real
+//! sockets. It registers users, connects one WebSocket each, has every user
+//! send 1:1 messages to a partner, and prints send->deliver latency
+//! percentiles and delivered messages per second. With `--idle N` it also
+//! opens N idle connections and reports the server's RSS per connection.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use missive_gateway::client::{Account, Api, code_from_sink_file};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A running server (`http://host:port`, started with `--sms-sink file:PATH`);
+    /// without it the bench starts its own embedded server in a temporary directory.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The SMS sink file of `--server`, to read one-time codes from.
+    #[arg(long)]
+    pub sms_file: Option<PathBuf>,
+    /// Connected users, each sending to the next one.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Messages each user sends.
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
+    /// Total send rate in messages per second (0: as fast as the window allows).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Sends a user may have awaiting `sent` at once.
+    #[arg(long, default_value_t = 32)]
+    pub window: usize,
+    /// After the message run, open this many idle connections and report RSS per connection.
+    #[arg(long, default_value_t = 0)]
+    pub idle: usize,
+}
+
+struct Server {
+    base: String,
+    sms_file: PathBuf,
+    child: Option<tokio::process::Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
+    if let Some(base) = &args.server {
+        let sms_file = args.sms_file.clone().context("--server needs --sms-file (the server's file: SMS sink)")?;
+        return Ok(Server { base: base.clone(), sms_file, child: None, _dir: None });
+    }
+    let dir = tempfile::tempdir()?;
+    let sms_file = dir.path().join("sms.jsonl");
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--sms-sink")
+        .arg(format!("file:{}", sms_file.display()))
+        .env("MISSIVE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next_line().await?.context("server exited before listening")?;
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.to_string();
+        }
+    };
+    eprintln!("bench: started embedded server at {base} (pid {:?})", child.id());
+    Ok(Server { base, sms_file, child: Some(child), _dir: Some(dir) })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("VmRSS:")).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+async fn register_all(api: &Api, sms_file: &std::path::Path, count: usize, tag: &str) -> anyhow::Result<Vec<Account>> {
+    let started = Instant::now();
+    let mut accounts = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(32) {
+        let registrations = chunk.iter().map(|index| {
+            let phone = format!("+1{}{:07}", tag, index);
+            let api = api.clone();
+            let sms_file = sms_file.to_path_buf();
+            async move {
+                api.register(&phone, "bench", |phone| async move {
+                    code_from_sink_file(&sms_file, &phone, Duration::from_secs(30)).await
+                })
+                .await
+            }
+        });
+        for account in futures::future::join_all(registrations).await {
+            accounts.push(account?);
+        }
+    }
+    eprintln!("bench: registered {count} users in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(accounts)
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index] as f64 / 1000.0
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.users < 2 {
+        bail!("--users must be at least 2 (every user sends to a partner)");
+    }
+    let server = start_server(&args).await?;
+    let api = Api::new(&server.base);
+    let ws_url = format!("{}/v1/ws", server.base.replacen("http", "ws", 1));
+    let tag = format!("{:03}", rand::random::<u16>() % 1000);
+    let accounts = register_all(&api, &server.sms_file, args.users, &tag).await?;
+
+    let epoch = Instant::now();
+    let expected = (args.users * args.messages) as u64;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(samples::Latencies::default());
+    let per_user_interval = if args.rate == 0 {
+        None
+    } else {
+        Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64))
+    };
+    let mut sockets = Vec::new();
+    for account in &accounts {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.context("connect")?;
+        socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
+        sockets.push(socket);
+    }
+    eprintln!("bench: {} connections open; sending {} messages", sockets.len(), expected);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let me = accounts[index].user_id.clone();
+        let partner = accounts[(index + 1) % accounts.len()].user_id.clone();
+        let delivered = delivered.clone();
+        let latencies = latencies.clone();
+        let messages = args.messages;
+        let window = args.window.max(1);
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = socket.split();
+            let mut sent = 0usize;
+            let mut confirmed = 0usize;
+            let mut received = 0usize;
+            let mut highest_seq = 0u64;
+            let mut acked_seq = 0u64;
+            let mut next_send = tokio::time::Instant::now();
+            let mut ack_tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                let can_send = sent < messages && sent - confirmed < window;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_send), if can_send => {
+                        let stamp = epoch.elapsed().as_micros() as u64;
+                        let frame = json!({"type": "send", "req": sent.to_string(), "to": {"user": partner},
+                            "client_msg_id": format!("{me}-{sent}"), "content": format!("{stamp}")});
+                        if sink.send(Message::text(frame.to_string())).await.is_err() { return Err(anyhow::anyhow!("send failed")); }
+                        sent += 1;
+                        if let Some(interval) = per_user_interval { next_send += interval; }
+                    }
+                    _ = ack_tick.tick() => {
+                        if highest_seq > acked_seq {
+                            acked_seq = highest_seq;
+                            let _ = sink.send(Message::text(json!({"type": "ack", "seq": acked_seq}).to_string())).await;
+                        }
+                        if confirmed >= messages && received >= messages { return Ok::<(), anyhow::Error>(()); }
+                    }
+                    frame = stream.next() => {
+                        let Some(Ok(Message::Text(text))) = frame else { return Err(anyhow::anyhow!("connection closed")) };
+                        let frame: Value = serde_json::from_str(&text)?;
+                        match frame["type"].as_str() {
+                            Some("sent") => confirmed += 1,
+                            Some("event") => {
+                                highest_seq = highest_seq.max(frame["seq"].as_u64().unwrap_or(0));
+                                let event = &frame["event"];
+                                if event["kind"] == "message" && event["from"] != me.as_str() {
+                                    if let Some(stamp) = event["content"].as_str().and_then(|c| c.parse::<u64>().ok()) {
+                                        latencies.record(epoch.elapsed().as_micros() as u64 - stamp);
+                                    }
+                                    received += 1;
+                                    delivered.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Some("error") => return Err(anyhow::anyhow!("server error: {frame}")),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let progress = {
+        let delivered = delivered.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                eprintln!("bench: delivered {}/{}", delivered.load(Ordering::Relaxed), expected);
+            }
+        })
+    };
+    let mut failures = 0;
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(600), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                failures += 1;
+                eprintln!("bench: client failed: {error}");
+            }
+            _ => failures += 1,
+        }
+    }
+    progress.abort();
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut samples = latencies.take();
+    samples.sort_unstable();
+    let total = delivered.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        json!({
+            "users": args.users, "messages_per_user": args.messages, "rate_target": args.rate,
+            "delivered": total, "expected": expected, "failed_clients": failures,
+            "seconds": (elapsed * 100.0).round() / 100.0,
+            "delivered_per_second": (total as f64 / elapsed).round(),
+            "latency_ms": {"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "p999": percentile(&samples, 0.999), "max": percentile(&samples, 1.0)},
+        })
+    );
+    if args.idle > 0 {
+        let pid = server.child.as_ref().and_then(|child| child.id()).context("--idle needs the bench's own server (omit --server)")?;
+        let idle_accounts = register_all(&api, &server.sms_file, args.idle.min(1000), &format!("{tag}9")).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = rss_kib(pid).unwrap_or(0);
+        let mut idle = Vec::with_capacity(args.idle);
+        for index in 0..args.idle {
+            let account = &idle_accounts[index % idle_accounts.len()];
+            let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.context("idle connect")?;
+            socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
+            let _welcome = socket.next().await;
+            idle.push(socket);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss_kib(pid).unwrap_or(0);
+        println!(
+            "{}",
+            json!({"idle_connections": args.idle, "server_rss_kib_before": before, "server_rss_kib_after": after,
+                   "bytes_per_connection": ((after.saturating_sub(before)) * 1024) as f64 / args.idle as f64})
+        );
+        drop(idle);
+    }
+    if failures > 0 || total < expected {
+        bail!("{failures} clients failed; {total} of {expected} messages delivered");
+    }
+    Ok(())
+}
+
+mod samples {
+    use std::sync::Mutex;
+
+    /// Latency samples in microseconds.
+    #[derive(Default)]
+    pub struct Latencies(Mutex<Vec<u64>>);
+
+    impl Latencies {
+        pub fn record(&self, micros: u64) {
+            if let Ok(mut samples) = self.0.lock() {
+                samples.push(micros);
+            }
+        }
+        pub fn take(&self) -> Vec<u64> {
+            self.0.lock().map(|mut samples| std::mem::take(&mut *samples)).unwrap_or_default()
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `missive`: the command-line entry point. `missive serve` runs the whole
+//! platform in one process (embedded mode); `missive bench` drives a running
+//! server with many WebSocket clients; `missive topics` lists the log.
+
+mod bench;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "missive", version, about = "Missive: an event-sourced messaging backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: embedded log, processors, gateway.
+    Serve(serve::ServeArgs),
+    /// Load generator: N WebSocket users sending 1:1 messages to each other.
+    Bench(bench::BenchArgs),
+    /// List topics with partitions, offsets and processor positions (embedded data directory).
+    Topics(missive_replay::TopicsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| "info,warp=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Topics(args) => runtime.block_on(missive_replay::topics(args)),
+    }
+}

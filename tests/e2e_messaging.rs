@@ -1,0 +1,324 @@
+//! Black-box end-to-end tests of embedded mode: the `missive` binary on
+//! 127.0.0.1:0, driven over HTTP and WebSocket like a real client.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Server, WAIT, count_messages_from, events, messages_from};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_metrics_and_http_errors() {
+    let server = Server::start().await;
+    let (status, body) = server.api.get("/healthz", None).await.expect("healthz");
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let text = reqwest::get(format!("{}/metrics", server.api.base)).await.expect("metrics").text().await.expect("body");
+    for name in ["missive_ws_connections", "missive_log_append_seconds", "missive_processor_lag_records", "missive_send_to_deliver_seconds"] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+    let (status, body) = server.api.get("/v1/conversations", None).await.expect("no token");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, body) = server.api.get("/v1/conversations", Some("not-a-jwt")).await.expect("bad token");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, body) = server.api.get("/v1/nowhere", None).await.expect("404");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn otp_registration_rules() {
+    let server = Server::start().await;
+    let (status, body) = server.api.post("/v1/auth/otp", None, &json!({"phone": "555-0100"})).await.expect("otp");
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_phone")));
+    let (status, body) = server.api.post("/v1/auth/otp", None, &json!({"phone": "+14155550100"})).await.expect("otp");
+    assert_eq!(status, 202);
+    assert!(body["expires_in"].as_i64().unwrap_or(0) > 0);
+    let sms = server.sms_file();
+    let code = missive_gateway::client::code_from_sink_file(&sms, "+14155550100", WAIT).await.expect("code");
+    assert_eq!(code.len(), 6);
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for _ in 0..5 {
+        let (status, body) = server
+            .api
+            .post("/v1/auth/verify", None, &json!({"phone": "+14155550100", "code": wrong}))
+            .await
+            .expect("verify");
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_code")));
+    }
+    let (status, _) =
+        server.api.post("/v1/auth/verify", None, &json!({"phone": "+14155550100", "code": code})).await.expect("verify");
+    assert_eq!(status, 401, "five wrong tries kill the code");
+
+    let first = server.register("+14155550100", "phone").await;
+    let sms_text = std::fs::read_to_string(&sms).expect("sink");
+    let last_code = sms_text.lines().last().and_then(|line| serde_json::from_str::<Value>(line).ok()).expect("line");
+    let (status, _) = server
+        .api
+        .post("/v1/auth/verify", None, &json!({"phone": "+14155550100", "code": last_code["code"]}))
+        .await
+        .expect("verify");
+    assert_eq!(status, 401, "a code is single-use");
+    let second = server.register("+14155550100", "laptop").await;
+    assert_eq!(first.user_id, second.user_id, "the same phone is the same account");
+    assert_ne!(first.device_id, second.device_id, "a new verification adds a device");
+
+    let other = server.register("+14155550199", "phone").await;
+    let (status, body) = server
+        .api
+        .post("/v1/contacts/sync", Some(&first.access_token), &json!({"phones": ["+14155550199", "+14155550777", "junk"]}))
+        .await
+        .expect("contacts");
+    assert_eq!(status, 200);
+    assert_eq!(body["users"], json!([{"phone": "+14155550199", "user_id": other.user_id}]));
+}
+
+#[tokio::test]
+async fn a_thousand_messages_each_way_arrive_in_order_with_gap_free_sequences() {
+    let server = Server::start().await;
+    let alice = server.register("+14155551001", "a").await;
+    let bob = server.register("+14155551002", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    const COUNT: usize = 1000;
+    const BOTH: usize = COUNT * 2;
+    async fn send_then_collect(
+        connection: &mut missive_gateway::client::Connection,
+        to: &str,
+        tag: &str,
+    ) -> Vec<Value> {
+        for index in 0..COUNT {
+            let frame = json!({"type": "send", "req": format!("{tag}{index}"), "to": {"user": to},
+                "client_msg_id": format!("{tag}-{index}"), "content": format!("{tag} {index}")});
+            connection.send_json(&frame).await.expect("send");
+        }
+        connection
+            .collect_until(Duration::from_secs(120), |frames| {
+                events(frames).iter().filter(|frame| frame["event"]["kind"] == "message").count() >= BOTH
+                    && frames.iter().filter(|frame| frame["type"] == "sent").count() >= COUNT
+            })
+            .await
+            .expect("all frames")
+    }
+    let (alice_frames, bob_frames) = tokio::join!(
+        send_then_collect(&mut alice_ws, &bob.user_id, "a"),
+        send_then_collect(&mut bob_ws, &alice.user_id, "b"),
+    );
+    for (name, frames) in [("alice", &alice_frames), ("bob", &bob_frames)] {
+        let seqs: Vec<u64> = events(frames).iter().map(|frame| frame["seq"].as_u64().expect("seq")).collect();
+        let expected: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "{name}: feed seq is gap-free and ordered");
+        let conv_seqs: Vec<u64> = events(frames)
+            .iter()
+            .filter(|frame| frame["event"]["kind"] == "message")
+            .map(|frame| frame["event"]["conv_seq"].as_u64().expect("conv_seq"))
+            .collect();
+        assert_eq!(conv_seqs, (1..=BOTH as u64).collect::<Vec<u64>>(), "{name}: conv_seq gap-free, in order");
+    }
+    let from_alice: Vec<String> =
+        messages_from(&bob_frames, &alice.user_id).iter().map(|event| event["content"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(from_alice, (0..COUNT).map(|index| format!("a {index}")).collect::<Vec<_>>(), "alice's messages in send order");
+    let from_bob = count_messages_from(&alice_frames, &bob.user_id);
+    assert_eq!(from_bob, COUNT);
+    let message_ids: HashSet<&str> =
+        alice_frames.iter().filter(|frame| frame["type"] == "sent").filter_map(|frame| frame["message_id"].as_str()).collect();
+    assert_eq!(message_ids.len(), COUNT, "every send got its own message id");
+}
+
+#[tokio::test]
+async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
+    let server = Server::start().await;
+    let alice = server.register("+14155552001", "a").await;
+    let bob = server.register("+14155552002", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    alice_ws.send_message("r1", &bob.user_id, "m1", "hello bob").await.expect("send");
+    let frames = alice_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "sent")).await.expect("sent");
+    let sent = frames.iter().find(|f| f["type"] == "sent").expect("sent frame");
+    assert_eq!(sent["req"], "r1");
+    let message_id = sent["message_id"].as_str().expect("id").to_string();
+    let conversation_id = sent["conversation_id"].as_str().expect("conversation").to_string();
+
+    let frames = bob_ws.collect_until(WAIT, |frames| !events(frames).is_empty()).await.expect("bob gets it");
+    let event = &events(&frames)[0];
+    assert_eq!(event["event"]["message_id"], message_id.as_str());
+    assert_eq!(event["event"]["content"], "hello bob");
+    let (_, list) = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("list");
+    assert_eq!(list["conversations"][0]["unread"], 1);
+    assert_eq!(list["conversations"][0]["peer"], alice.user_id.as_str());
+
+    bob_ws.ack(event["seq"].as_u64().expect("seq")).await.expect("ack");
+    let receipt_status = |status: &'static str| {
+        move |frames: &[Value]| events(frames).iter().any(|f| f["event"]["kind"] == "receipt" && f["event"]["status"] == status)
+    };
+    let frames = alice_ws.collect_until(WAIT, receipt_status("delivered")).await.expect("delivered tick");
+    let receipt = events(&frames).into_iter().find(|f| f["event"]["kind"] == "receipt").expect("receipt");
+    assert_eq!(receipt["event"]["message_id"], message_id.as_str());
+    assert_eq!(receipt["event"]["by"], bob.user_id.as_str());
+
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation_id, "up_to": 1})).await.expect("read");
+    alice_ws.collect_until(WAIT, receipt_status("read")).await.expect("read tick");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("list");
+        if list["conversations"][0]["unread"] == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "unread never dropped to 0: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for index in 2..=5 {
+        alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("m{index}"), &format!("n{index}")).await.expect("send");
+    }
+    alice_ws
+        .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 4)
+        .await
+        .expect("sent x4");
+    let path = format!("/v1/conversations/{conversation_id}/messages?limit=2");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let page = loop {
+        let (status, page) = server.api.get(&path, Some(&bob.access_token)).await.expect("history");
+        assert_eq!(status, 200);
+        if page["messages"][0]["conv_seq"] == 5 {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "history never caught up: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seqs: Vec<u64> = page["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(seqs, vec![5, 4], "newest first");
+    let (_, older) = server.api.get(&format!("/v1/conversations/{conversation_id}/messages?before=4&limit=100"), Some(&bob.access_token)).await.expect("older");
+    let seqs: Vec<u64> = older["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(seqs, vec![3, 2, 1]);
+    let mallory = server.register("+14155552003", "m").await;
+    let (status, body) = server.api.get(&path, Some(&mallory.access_token)).await.expect("foreign history");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "members only");
+    let (status, _) = server.api.get(&format!("/v1/conversations/{conversation_id}/messages?limit=500"), Some(&bob.access_token)).await.expect("bad limit");
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn two_devices_receive_and_ack_independently() {
+    let server = Server::start().await;
+    let alice = server.register("+14155553001", "a").await;
+    let bob_phone = server.register("+14155553002", "phone").await;
+    let bob_laptop = server.register("+14155553002", "laptop").await;
+    let mut phone = server.connect(&bob_phone).await;
+    let mut alice_ws = server.connect(&alice).await;
+    for index in 0..3 {
+        alice_ws.send_message(&format!("r{index}"), &bob_phone.user_id, &format!("c{index}"), &format!("m{index}")).await.expect("send");
+    }
+    let frames = phone.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("phone");
+    let last_seq = events(&frames).last().expect("event")["seq"].as_u64().expect("seq");
+    phone.ack(last_seq).await.expect("ack");
+    alice_ws
+        .collect_until(WAIT, |frames| events(frames).iter().filter(|f| f["event"]["status"] == "delivered").count() >= 3)
+        .await
+        .expect("delivered after the first device's ack");
+    // The laptop was offline: its backlog is kept although the phone acked.
+    let mut laptop = server.connect(&bob_laptop).await;
+    let frames = laptop.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("laptop");
+    assert_eq!(count_messages_from(&frames, &alice.user_id), 3);
+    // Bob's own message reaches his other device.
+    phone.send_message("own", &alice.user_id, "own-1", "from my phone").await.expect("send");
+    let frames = laptop.collect_until(WAIT, |frames| count_messages_from(frames, &bob_phone.user_id) >= 1).await.expect("own");
+    assert_eq!(messages_from(&frames, &bob_phone.user_id)[0]["from_device"], bob_phone.device_id.as_str());
+}
+
+#[tokio::test]
+async fn an_offline_recipient_gets_its_backlog_once_and_a_wrong_epoch_is_not_recovered() {
+    let server = Server::start().await;
+    let alice = server.register("+14155554001", "a").await;
+    let bob = server.register("+14155554002", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    alice_ws.send_message("r0", &bob.user_id, "c0", "first").await.expect("send");
+    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 1).await.expect("first");
+    let epoch = bob_ws.welcome["epoch"].as_str().expect("epoch").to_string();
+    let seen = events(&frames).last().expect("event")["seq"].as_u64().expect("seq");
+    bob_ws.ack(seen).await.expect("ack");
+    drop(bob_ws);
+
+    for index in 1..=10 {
+        alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), &format!("m{index}")).await.expect("send");
+    }
+    alice_ws.collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 11).await.expect("sent");
+
+    let mut bob_ws = server.connect_resume(&bob, &epoch, seen).await;
+    assert_eq!(bob_ws.welcome["recovered"], true, "continuity proven from the resume point");
+    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 10).await.expect("backlog");
+    let contents: Vec<&str> = messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
+    assert_eq!(contents, (1..=10).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+    bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let rest = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
+    assert_eq!(count_messages_from(&rest, &alice.user_id), 0, "nothing delivered twice");
+    drop(bob_ws);
+
+    let bob_ws = server.connect_resume(&bob, "12345", 1).await;
+    assert_eq!(bob_ws.welcome["recovered"], false, "a wrong epoch is never silently recovered");
+    let bob_ws2 = server.connect_resume(&bob, &epoch, 999_999).await;
+    assert_eq!(bob_ws2.welcome["recovered"], false, "a position beyond the feed is not continuity");
+}
+
+#[tokio::test]
+async fn a_retried_client_msg_id_is_delivered_once_with_the_same_message_id() {
+    let server = Server::start().await;
+    let alice = server.register("+14155555001", "a").await;
+    let bob = server.register("+14155555002", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    alice_ws.send_message("first", &bob.user_id, "same-id", "once").await.expect("send");
+    alice_ws.send_message("retry", &bob.user_id, "same-id", "once").await.expect("send");
+    let frames = alice_ws.collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 2).await.expect("sent");
+    let ids: Vec<&str> = frames.iter().filter(|f| f["type"] == "sent").filter_map(|f| f["message_id"].as_str()).collect();
+    assert_eq!(ids[0], ids[1], "the retry returns the original message id");
+    alice_ws.send_message("next", &bob.user_id, "other-id", "after").await.expect("send");
+    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 2).await.expect("bob");
+    let contents: Vec<&str> = messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
+    assert_eq!(contents, vec!["once", "after"], "the retried message arrives exactly once");
+}
+
+#[tokio::test]
+async fn bad_frames_get_stable_errors_persist_nothing_and_keep_the_connection() {
+    let server = Server::start().await;
+    let alice = server.register("+14155556001", "a").await;
+    let bob = server.register("+14155556002", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".to_string(), "bad_frame"),
+        (json!({"type": "teleport", "req": "t"}).to_string(), "unknown_type"),
+        (json!({"req": "x"}).to_string(), "bad_frame"),
+        (json!({"type": "send", "req": "m", "to": {"user": bob.user_id}, "content": "no id"}).to_string(), "bad_frame"),
+        (json!({"type": "send", "req": "w", "to": {"user": 42}, "client_msg_id": "c", "content": "x"}).to_string(), "bad_frame"),
+        (json!({"type": "ack", "seq": "ten"}).to_string(), "bad_frame"),
+        (json!({"type": "send", "req": "big", "to": {"user": bob.user_id}, "client_msg_id": "c2", "content": "x".repeat(65_537)}).to_string(), "too_large"),
+        (json!({"type": "send", "req": "who", "to": {"user": "12345"}, "client_msg_id": "c3", "content": "hi"}).to_string(), "unknown_recipient"),
+        (json!({"type": "read", "conversation_id": "777", "up_to": 3}).to_string(), "not_found"),
+    ];
+    for (text, code) in &cases {
+        alice_ws.send_text(text).await.expect("send frame");
+        let frame = alice_ws.next_frame(WAIT).await.expect("answer").expect("connection stays open");
+        assert_eq!((frame["type"].as_str(), frame["code"].as_str()), (Some("error"), Some(*code)), "frame {text:.80}");
+        assert!(frame["message"].as_str().is_some_and(|m| !m.is_empty()), "errors explain themselves");
+    }
+    alice_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let pong = alice_ws.next_frame(WAIT).await.expect("pong").expect("open");
+    assert_eq!(pong["type"], "pong", "the connection is healthy after bad frames");
+    let (_, list) = server.api.get("/v1/conversations", Some(&alice.access_token)).await.expect("list");
+    assert_eq!(list["conversations"], json!([]), "nothing persisted");
+    let mut bob_ws = server.connect(&bob).await;
+    bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let frames = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("bob");
+    assert!(events(&frames).is_empty(), "the recipient got nothing");
+
+    alice_ws.send_text(&"x".repeat((1 << 20) + 10)).await.expect("oversized frame");
+    assert!(alice_ws.next_frame(WAIT).await.expect("close").is_none(), "frames over 1 MiB close the connection");
+
+    let (mut raw, _) = tokio_tungstenite::connect_async(&server.ws_url).await.expect("connect");
+    use futures::{SinkExt, StreamExt};
+    raw.send(tokio_tungstenite::tungstenite::Message::text(json!({"type": "hello", "token": "forged"}).to_string())).await.expect("hello");
+    let reply = raw.next().await.expect("reply").expect("frame");
+    let reply: Value = serde_json::from_str(reply.to_text().expect("text")).expect("json");
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unauthorized")));
+}
