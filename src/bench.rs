@@ -62,7 +62,7 @@ async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
         .arg(dir.path().join("data"))
         .arg("--sms-sink")
         .arg(format!("file:{}", sms_file.display()))
-        .env("MISSIVE_LOG", "warn")
+        .env("MISSIVE_LOG", "warn,warp=error")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;

@@ -312,8 +312,12 @@ async fn bad_frames_get_stable_errors_persist_nothing_and_keep_the_connection() 
     let frames = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("bob");
     assert!(events(&frames).is_empty(), "the recipient got nothing");
 
-    alice_ws.send_text(&"x".repeat((1 << 20) + 10)).await.expect("oversized frame");
-    assert!(alice_ws.next_frame(WAIT).await.expect("close").is_none(), "frames over 1 MiB close the connection");
+    // The server may cut the connection while the frame is still being written.
+    let closed = match alice_ws.send_text(&"x".repeat((1 << 20) + 10)).await {
+        Err(_) => true,
+        Ok(()) => alice_ws.next_frame(WAIT).await.expect("close").is_none(),
+    };
+    assert!(closed, "frames over 1 MiB close the connection");
 
     let (mut raw, _) = tokio_tungstenite::connect_async(&server.ws_url).await.expect("connect");
     use futures::{SinkExt, StreamExt};

@@ -34,7 +34,7 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--sms-sink")
             .arg(format!("file:{}", dir.path().join("sms.jsonl").display()))
-            .env("MISSIVE_LOG", "warn")
+            .env("MISSIVE_LOG", "warn,warp=error")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

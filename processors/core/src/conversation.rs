@@ -284,11 +284,9 @@ pub fn evolve(mut state: ConversationState, event: &ConversationEvent) -> Conver
             if state.members.is_empty() {
                 state.members = sent.members.clone();
             }
+            // Watermarks stay put: sending does not mark the other side's
+            // messages read; only an explicit mark (which sends receipts) does.
             state.last_seq = sent.conv_seq;
-            // The sender has obviously seen its own message.
-            let marks = state.watermarks.entry(sent.from).or_default();
-            marks.delivered = marks.delivered.max(sent.conv_seq);
-            marks.read = marks.read.max(sent.conv_seq);
         }
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             let marks = state.watermarks.entry(advanced.by).or_default();
