@@ -80,7 +80,10 @@ async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| line.strip_prefix("VmRSS:")).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 async fn register_all(api: &Api, sms_file: &std::path::Path, count: usize, tag: &str) -> anyhow::Result<Vec<Account>> {
@@ -128,11 +131,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let expected = (args.users * args.messages) as u64;
     let delivered = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(samples::Latencies::default());
-    let per_user_interval = if args.rate == 0 {
-        None
-    } else {
-        Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64))
-    };
+    let per_user_interval =
+        if args.rate == 0 { None } else { Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64)) };
     let mut sockets = Vec::new();
     for account in &accounts {
         let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.context("connect")?;
@@ -236,7 +236,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
     );
     if args.idle > 0 {
-        let pid = server.child.as_ref().and_then(|child| child.id()).context("--idle needs the bench's own server (omit --server)")?;
+        let pid = server
+            .child
+            .as_ref()
+            .and_then(|child| child.id())
+            .context("--idle needs the bench's own server (omit --server)")?;
         let idle_accounts = register_all(&api, &server.sms_file, args.idle.min(1000), &format!("{tag}9")).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = rss_kib(pid).unwrap_or(0);

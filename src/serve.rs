@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use missive_gateway::auth::{AuthConfig, SmsSink};
 use missive_gateway::GatewayConfig;
+use missive_gateway::auth::{AuthConfig, SmsSink};
 use missive_infra::{EmbeddedLog, Log};
 use missive_processors::{FeedHub, RuntimeMetrics};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,8 @@ struct Secrets {
 fn load_or_create_secrets(dir: &Path) -> anyhow::Result<Secrets> {
     let path = dir.join("secrets.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
     }
     let random = || {
         let bytes: [u8; 32] = rand::random();
@@ -68,7 +69,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let hub = FeedHub::default();
     let cancel = CancellationToken::new();
 
-    let tasks = missive_processors::spawn_all(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone());
+    let tasks =
+        missive_processors::spawn_all(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone());
     let janitor = {
         let cancel = cancel.clone();
         tokio::spawn(async move {

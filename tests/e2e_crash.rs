@@ -87,7 +87,10 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
     let received: Vec<(u64, String)> = messages_from(&frames, &alice.user_id)
         .iter()
         .map(|event| {
-            (event["content"].as_str().and_then(|c| c.parse().ok()).expect("index"), event["message_id"].as_str().expect("id").to_string())
+            (
+                event["content"].as_str().and_then(|c| c.parse().ok()).expect("index"),
+                event["message_id"].as_str().expect("id").to_string(),
+            )
         })
         .collect();
     let indices: Vec<u64> = received.iter().map(|(index, _)| *index).collect();

@@ -15,7 +15,12 @@ async fn health_metrics_and_http_errors() {
     let (status, body) = server.api.get("/healthz", None).await.expect("healthz");
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let text = reqwest::get(format!("{}/metrics", server.api.base)).await.expect("metrics").text().await.expect("body");
-    for name in ["missive_ws_connections", "missive_log_append_seconds", "missive_processor_lag_records", "missive_send_to_deliver_seconds"] {
+    for name in [
+        "missive_ws_connections",
+        "missive_log_append_seconds",
+        "missive_processor_lag_records",
+        "missive_send_to_deliver_seconds",
+    ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
     let (status, body) = server.api.get("/v1/conversations", None).await.expect("no token");
@@ -46,8 +51,11 @@ async fn otp_registration_rules() {
             .expect("verify");
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_code")));
     }
-    let (status, _) =
-        server.api.post("/v1/auth/verify", None, &json!({"phone": "+14155550100", "code": code})).await.expect("verify");
+    let (status, _) = server
+        .api
+        .post("/v1/auth/verify", None, &json!({"phone": "+14155550100", "code": code}))
+        .await
+        .expect("verify");
     assert_eq!(status, 401, "five wrong tries kill the code");
 
     let first = server.register("+14155550100", "phone").await;
@@ -66,7 +74,11 @@ async fn otp_registration_rules() {
     let other = server.register("+14155550199", "phone").await;
     let (status, body) = server
         .api
-        .post("/v1/contacts/sync", Some(&first.access_token), &json!({"phones": ["+14155550199", "+14155550777", "junk"]}))
+        .post(
+            "/v1/contacts/sync",
+            Some(&first.access_token),
+            &json!({"phones": ["+14155550199", "+14155550777", "junk"]}),
+        )
         .await
         .expect("contacts");
     assert_eq!(status, 200);
@@ -115,13 +127,22 @@ async fn a_thousand_messages_each_way_arrive_in_order_with_gap_free_sequences() 
             .collect();
         assert_eq!(conv_seqs, (1..=BOTH as u64).collect::<Vec<u64>>(), "{name}: conv_seq gap-free, in order");
     }
-    let from_alice: Vec<String> =
-        messages_from(&bob_frames, &alice.user_id).iter().map(|event| event["content"].as_str().unwrap_or("").to_string()).collect();
-    assert_eq!(from_alice, (0..COUNT).map(|index| format!("a {index}")).collect::<Vec<_>>(), "alice's messages in send order");
+    let from_alice: Vec<String> = messages_from(&bob_frames, &alice.user_id)
+        .iter()
+        .map(|event| event["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        from_alice,
+        (0..COUNT).map(|index| format!("a {index}")).collect::<Vec<_>>(),
+        "alice's messages in send order"
+    );
     let from_bob = count_messages_from(&alice_frames, &bob.user_id);
     assert_eq!(from_bob, COUNT);
-    let message_ids: HashSet<&str> =
-        alice_frames.iter().filter(|frame| frame["type"] == "sent").filter_map(|frame| frame["message_id"].as_str()).collect();
+    let message_ids: HashSet<&str> = alice_frames
+        .iter()
+        .filter(|frame| frame["type"] == "sent")
+        .filter_map(|frame| frame["message_id"].as_str())
+        .collect();
     assert_eq!(message_ids.len(), COUNT, "every send got its own message id");
 }
 
@@ -149,7 +170,9 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
 
     bob_ws.ack(event["seq"].as_u64().expect("seq")).await.expect("ack");
     let receipt_status = |status: &'static str| {
-        move |frames: &[Value]| events(frames).iter().any(|f| f["event"]["kind"] == "receipt" && f["event"]["status"] == status)
+        move |frames: &[Value]| {
+            events(frames).iter().any(|f| f["event"]["kind"] == "receipt" && f["event"]["status"] == status)
+        }
     };
     let frames = alice_ws.collect_until(WAIT, receipt_status("delivered")).await.expect("delivered tick");
     let receipt = events(&frames).into_iter().find(|f| f["event"]["kind"] == "receipt").expect("receipt");
@@ -169,7 +192,10 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
     }
 
     for index in 2..=5 {
-        alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("m{index}"), &format!("n{index}")).await.expect("send");
+        alice_ws
+            .send_message(&format!("r{index}"), &bob.user_id, &format!("m{index}"), &format!("n{index}"))
+            .await
+            .expect("send");
     }
     alice_ws
         .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 4)
@@ -186,15 +212,25 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
         assert!(tokio::time::Instant::now() < deadline, "history never caught up: {page}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let seqs: Vec<u64> = page["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
+    let seqs: Vec<u64> =
+        page["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
     assert_eq!(seqs, vec![5, 4], "newest first");
-    let (_, older) = server.api.get(&format!("/v1/conversations/{conversation_id}/messages?before=4&limit=100"), Some(&bob.access_token)).await.expect("older");
-    let seqs: Vec<u64> = older["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
+    let (_, older) = server
+        .api
+        .get(&format!("/v1/conversations/{conversation_id}/messages?before=4&limit=100"), Some(&bob.access_token))
+        .await
+        .expect("older");
+    let seqs: Vec<u64> =
+        older["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
     assert_eq!(seqs, vec![3, 2, 1]);
     let mallory = server.register("+14155552003", "m").await;
     let (status, body) = server.api.get(&path, Some(&mallory.access_token)).await.expect("foreign history");
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "members only");
-    let (status, _) = server.api.get(&format!("/v1/conversations/{conversation_id}/messages?limit=500"), Some(&bob.access_token)).await.expect("bad limit");
+    let (status, _) = server
+        .api
+        .get(&format!("/v1/conversations/{conversation_id}/messages?limit=500"), Some(&bob.access_token))
+        .await
+        .expect("bad limit");
     assert_eq!(status, 400);
 }
 
@@ -207,22 +243,30 @@ async fn two_devices_receive_and_ack_independently() {
     let mut phone = server.connect(&bob_phone).await;
     let mut alice_ws = server.connect(&alice).await;
     for index in 0..3 {
-        alice_ws.send_message(&format!("r{index}"), &bob_phone.user_id, &format!("c{index}"), &format!("m{index}")).await.expect("send");
+        alice_ws
+            .send_message(&format!("r{index}"), &bob_phone.user_id, &format!("c{index}"), &format!("m{index}"))
+            .await
+            .expect("send");
     }
-    let frames = phone.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("phone");
+    let frames =
+        phone.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("phone");
     let last_seq = events(&frames).last().expect("event")["seq"].as_u64().expect("seq");
     phone.ack(last_seq).await.expect("ack");
     alice_ws
-        .collect_until(WAIT, |frames| events(frames).iter().filter(|f| f["event"]["status"] == "delivered").count() >= 3)
+        .collect_until(WAIT, |frames| {
+            events(frames).iter().filter(|f| f["event"]["status"] == "delivered").count() >= 3
+        })
         .await
         .expect("delivered after the first device's ack");
     // The laptop was offline: its backlog is kept although the phone acked.
     let mut laptop = server.connect(&bob_laptop).await;
-    let frames = laptop.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("laptop");
+    let frames =
+        laptop.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("laptop");
     assert_eq!(count_messages_from(&frames, &alice.user_id), 3);
     // Bob's own message reaches his other device.
     phone.send_message("own", &alice.user_id, "own-1", "from my phone").await.expect("send");
-    let frames = laptop.collect_until(WAIT, |frames| count_messages_from(frames, &bob_phone.user_id) >= 1).await.expect("own");
+    let frames =
+        laptop.collect_until(WAIT, |frames| count_messages_from(frames, &bob_phone.user_id) >= 1).await.expect("own");
     assert_eq!(messages_from(&frames, &bob_phone.user_id)[0]["from_device"], bob_phone.device_id.as_str());
 }
 
@@ -234,22 +278,34 @@ async fn an_offline_recipient_gets_its_backlog_once_and_a_wrong_epoch_is_not_rec
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
     alice_ws.send_message("r0", &bob.user_id, "c0", "first").await.expect("send");
-    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 1).await.expect("first");
+    let frames =
+        bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 1).await.expect("first");
     let epoch = bob_ws.welcome["epoch"].as_str().expect("epoch").to_string();
     let seen = events(&frames).last().expect("event")["seq"].as_u64().expect("seq");
     bob_ws.ack(seen).await.expect("ack");
     drop(bob_ws);
 
     for index in 1..=10 {
-        alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), &format!("m{index}")).await.expect("send");
+        alice_ws
+            .send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), &format!("m{index}"))
+            .await
+            .expect("send");
     }
-    alice_ws.collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 11).await.expect("sent");
+    alice_ws
+        .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 11)
+        .await
+        .expect("sent");
 
     let mut bob_ws = server.connect_resume(&bob, &epoch, seen).await;
     assert_eq!(bob_ws.welcome["recovered"], true, "continuity proven from the resume point");
-    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 10).await.expect("backlog");
-    let contents: Vec<&str> = messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
-    assert_eq!(contents, (1..=10).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+    let frames =
+        bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 10).await.expect("backlog");
+    let contents: Vec<&str> =
+        messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        contents,
+        (1..=10).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()
+    );
     bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
     let rest = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
     assert_eq!(count_messages_from(&rest, &alice.user_id), 0, "nothing delivered twice");
@@ -270,12 +326,18 @@ async fn a_retried_client_msg_id_is_delivered_once_with_the_same_message_id() {
     let mut bob_ws = server.connect(&bob).await;
     alice_ws.send_message("first", &bob.user_id, "same-id", "once").await.expect("send");
     alice_ws.send_message("retry", &bob.user_id, "same-id", "once").await.expect("send");
-    let frames = alice_ws.collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 2).await.expect("sent");
-    let ids: Vec<&str> = frames.iter().filter(|f| f["type"] == "sent").filter_map(|f| f["message_id"].as_str()).collect();
+    let frames = alice_ws
+        .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 2)
+        .await
+        .expect("sent");
+    let ids: Vec<&str> =
+        frames.iter().filter(|f| f["type"] == "sent").filter_map(|f| f["message_id"].as_str()).collect();
     assert_eq!(ids[0], ids[1], "the retry returns the original message id");
     alice_ws.send_message("next", &bob.user_id, "other-id", "after").await.expect("send");
-    let frames = bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 2).await.expect("bob");
-    let contents: Vec<&str> = messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
+    let frames =
+        bob_ws.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 2).await.expect("bob");
+    let contents: Vec<&str> =
+        messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
     assert_eq!(contents, vec!["once", "after"], "the retried message arrives exactly once");
 }
 
@@ -321,7 +383,9 @@ async fn bad_frames_get_stable_errors_persist_nothing_and_keep_the_connection() 
 
     let (mut raw, _) = tokio_tungstenite::connect_async(&server.ws_url).await.expect("connect");
     use futures::{SinkExt, StreamExt};
-    raw.send(tokio_tungstenite::tungstenite::Message::text(json!({"type": "hello", "token": "forged"}).to_string())).await.expect("hello");
+    raw.send(tokio_tungstenite::tungstenite::Message::text(json!({"type": "hello", "token": "forged"}).to_string()))
+        .await
+        .expect("hello");
     let reply = raw.next().await.expect("reply").expect("frame");
     let reply: Value = serde_json::from_str(reply.to_text().expect("text")).expect("json");
     assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unauthorized")));

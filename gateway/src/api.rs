@@ -73,10 +73,18 @@ struct HistoryQuery {
 }
 
 async fn request_otp(request: OtpRequest, auth: Arc<Auth>) -> Result<warp::reply::Response, Infallible> {
-    respond(auth.start_otp(&request.phone).await.map(|expires_in| reply_json(StatusCode::ACCEPTED, json!({"expires_in": expires_in}))))
+    respond(
+        auth.start_otp(&request.phone)
+            .await
+            .map(|expires_in| reply_json(StatusCode::ACCEPTED, json!({"expires_in": expires_in}))),
+    )
 }
 
-async fn verify(request: VerifyRequest, auth: Arc<Auth>, bus: Arc<CommandBus>) -> Result<warp::reply::Response, Infallible> {
+async fn verify(
+    request: VerifyRequest,
+    auth: Arc<Auth>,
+    bus: Arc<CommandBus>,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             auth.check_otp(&request.phone, &request.code).await?;
@@ -132,12 +140,9 @@ async fn contacts_sync(
 }
 
 async fn list_conversations(principal: Principal, reads: ReadModels) -> Result<warp::reply::Response, Infallible> {
-    respond(
-        reads
-            .conversations(principal.user, 500)
-            .await
-            .map(|summaries| reply_json(StatusCode::OK, json!({"conversations": summaries.iter().map(summary_json).collect::<Vec<_>>()}))),
-    )
+    respond(reads.conversations(principal.user, 500).await.map(|summaries| {
+        reply_json(StatusCode::OK, json!({"conversations": summaries.iter().map(summary_json).collect::<Vec<_>>()}))
+    }))
 }
 
 /// Members only; an unknown conversation and a foreign one look the same.
@@ -169,7 +174,8 @@ async fn history(
             let before = match query.before.as_deref() {
                 None => None,
                 Some(text) => Some(ConvSeq(
-                    text.parse().map_err(|_| ApiError::bad_request("bad_request", "before must be a conv_seq number"))?,
+                    text.parse()
+                        .map_err(|_| ApiError::bad_request("bad_request", "before must be a conv_seq number"))?,
                 )),
             };
             require_member(&reads, principal.user, conversation).await?;
@@ -227,11 +233,19 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<warp::reply::Respo
     } else if let Some(error) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         ApiError::bad_request("bad_request", format!("bad JSON body: {error}"))
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "send JSON with Content-Type: application/json")
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            "send JSON with Content-Type: application/json",
+        )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::bad_request("bad_request", "invalid query string")
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {

@@ -114,7 +114,9 @@ fn now_seconds() -> i64 {
     missive_infra::now_ms() / 1000
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| ApiError::internal(error.to_string()))?
 }
 
@@ -130,8 +132,8 @@ impl Auth {
     }
 
     fn keyed_hash(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.config.phone_secret)
-            .expect("HMAC accepts keys of any length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.config.phone_secret).expect("HMAC accepts keys of any length");
         for part in parts {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part);
@@ -173,8 +175,10 @@ impl Auth {
         let key = self.challenge_key(phone);
         let value = serde_json::to_vec(&challenge).map_err(|error| ApiError::internal(error.to_string()))?;
         let db = self.db.clone();
-        blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string())))
-            .await?;
+        blocking(move || {
+            db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await?;
         self.deliver(phone, &code).await?;
         Ok(OTP_TTL_SECONDS)
     }
@@ -190,11 +194,10 @@ impl Auth {
                 let path = path.clone();
                 blocking(move || {
                     use std::io::Write;
-                    let mut file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .map_err(|error| ApiError::unavailable(format!("cannot write the SMS sink file: {error}")))?;
+                    let mut file =
+                        std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|error| {
+                            ApiError::unavailable(format!("cannot write the SMS sink file: {error}"))
+                        })?;
                     writeln!(file, "{line}").map_err(|error| ApiError::unavailable(format!("SMS sink file: {error}")))
                 })
                 .await
@@ -225,11 +228,15 @@ impl Auth {
         let db = self.db.clone();
         blocking(move || {
             let family = family(&db, CF_AUTH);
-            let invalid = || ApiError::unauthorized("the code is wrong, used or expired; request a new one").with_code("invalid_code");
+            let invalid = || {
+                ApiError::unauthorized("the code is wrong, used or expired; request a new one")
+                    .with_code("invalid_code")
+            };
             let Some(bytes) = db.get_cf(family, &key).map_err(|error| ApiError::internal(error.to_string()))? else {
                 return Err(invalid());
             };
-            let mut challenge: Challenge = serde_json::from_slice(&bytes).map_err(|error| ApiError::internal(error.to_string()))?;
+            let mut challenge: Challenge =
+                serde_json::from_slice(&bytes).map_err(|error| ApiError::internal(error.to_string()))?;
             if challenge.expires_at < now_seconds() {
                 let _ = db.delete_cf(family, &key);
                 return Err(invalid());
@@ -272,8 +279,10 @@ impl Auth {
         let record = RefreshRecord { user_id: principal.user.0, device_id: principal.device.0, issued_at: now };
         let value = serde_json::to_vec(&record).map_err(|error| ApiError::internal(error.to_string()))?;
         let db = self.db.clone();
-        blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string())))
-            .await?;
+        blocking(move || {
+            db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await?;
         Ok((access, refresh, ACCESS_TTL_SECONDS))
     }
 

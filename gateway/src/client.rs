@@ -69,7 +69,8 @@ impl Api {
         if status != 200 {
             bail!("verify answered {status}: {body}");
         }
-        let field = |name: &str| body[name].as_str().map(str::to_string).ok_or_else(|| anyhow!("verify: no {name} in {body}"));
+        let field =
+            |name: &str| body[name].as_str().map(str::to_string).ok_or_else(|| anyhow!("verify: no {name} in {body}"));
         Ok(Account {
             phone: phone.to_string(),
             user_id: field("user_id")?,
@@ -119,7 +120,8 @@ impl Connection {
         }
         socket.send(Message::text(hello.to_string())).await?;
         let mut connection = Connection { socket, welcome: Value::Null };
-        let welcome = connection.next_frame(Duration::from_secs(10)).await?.ok_or_else(|| anyhow!("closed before welcome"))?;
+        let welcome =
+            connection.next_frame(Duration::from_secs(10)).await?.ok_or_else(|| anyhow!("closed before welcome"))?;
         if welcome["type"] != "welcome" {
             bail!("expected welcome, got {welcome}");
         }
@@ -140,7 +142,8 @@ impl Connection {
     /// The next JSON frame; `None` when the server closed; error on timeout.
     pub async fn next_frame(&mut self, timeout: Duration) -> anyhow::Result<Option<Value>> {
         loop {
-            let message = tokio::time::timeout(timeout, self.socket.next()).await.context("timed out waiting for a frame")?;
+            let message =
+                tokio::time::timeout(timeout, self.socket.next()).await.context("timed out waiting for a frame")?;
             match message {
                 None => return Ok(None),
                 Some(Err(_)) => return Ok(None),
@@ -152,7 +155,11 @@ impl Connection {
     }
 
     /// Frames until `done` says stop or the deadline passes.
-    pub async fn collect_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+    pub async fn collect_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut frames = Vec::new();
         while !done(&frames) {
@@ -168,7 +175,13 @@ impl Connection {
         Ok(frames)
     }
 
-    pub async fn send_message(&mut self, req: &str, to: &str, client_msg_id: &str, content: &str) -> anyhow::Result<()> {
+    pub async fn send_message(
+        &mut self,
+        req: &str,
+        to: &str,
+        client_msg_id: &str,
+        content: &str,
+    ) -> anyhow::Result<()> {
         self.send_json(&json!({"type": "send", "req": req, "to": {"user": to}, "client_msg_id": client_msg_id, "content": content}))
             .await
     }

@@ -27,7 +27,10 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits for a submitted command's outcome.
 pub async fn wait_reply(pending: PendingReply) -> Result<CommandReply, ApiError> {
-    pending.wait(REPLY_TIMEOUT).await.ok_or_else(|| ApiError::unavailable("no outcome yet; retry with the same client_msg_id"))
+    pending
+        .wait(REPLY_TIMEOUT)
+        .await
+        .ok_or_else(|| ApiError::unavailable("no outcome yet; retry with the same client_msg_id"))
 }
 
 pub struct CommandBus {
@@ -39,11 +42,23 @@ pub struct CommandBus {
 }
 
 impl CommandBus {
-    pub fn new(log: Arc<dyn Log>, codec: Arc<Codec>, replies: Arc<ReplyRouter>, node: u16, metrics: GatewayMetrics) -> CommandBus {
+    pub fn new(
+        log: Arc<dyn Log>,
+        codec: Arc<Codec>,
+        replies: Arc<ReplyRouter>,
+        node: u16,
+        metrics: GatewayMetrics,
+    ) -> CommandBus {
         CommandBus { log, codec, replies, snowflakes: Snowflakes::new(node), metrics }
     }
 
-    async fn append(&self, topic: &str, key: u64, value: &WireValue, reply: Option<&PendingReply>) -> Result<(), ApiError> {
+    async fn append(
+        &self,
+        topic: &str,
+        key: u64,
+        value: &WireValue,
+        reply: Option<&PendingReply>,
+    ) -> Result<(), ApiError> {
         let value = self.codec.encode_value(value).map_err(|error| ApiError::internal(error.to_string()))?;
         let mut record_headers = Vec::new();
         if let Some(reply) = reply {
@@ -60,7 +75,9 @@ impl CommandBus {
         let started = Instant::now();
         let result = self.log.append(vec![record]).await;
         self.metrics.append_latency.observe(started.elapsed().as_secs_f64());
-        result.map(|_| ()).map_err(|error| ApiError::unavailable(format!("the log refused the command ({error}); retry")))
+        result
+            .map(|_| ())
+            .map_err(|error| ApiError::unavailable(format!("the log refused the command ({error}); retry")))
     }
 
     /// Appends a command whose outcome someone waits for.
@@ -74,7 +91,12 @@ impl CommandBus {
         wait_reply(self.submit(topic, key, value).await?).await
     }
 
-    pub async fn register_device(&self, user: UserId, device: DeviceId, device_name: String) -> Result<CommandReply, ApiError> {
+    pub async fn register_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        device_name: String,
+    ) -> Result<CommandReply, ApiError> {
         let command = UserCommand::RegisterDevice(RegisterDevice { user_id: user, device_id: device, device_name });
         self.command_with_reply(COMMANDS_USER, user.0, &user_command_to_wire(&command)).await
     }
@@ -115,7 +137,12 @@ impl CommandBus {
     }
 
     pub async fn read(&self, by: Principal, conversation_id: ConversationId, up_to: ConvSeq) -> Result<(), ApiError> {
-        let command = ConversationCommand::Receipt(MarkReceipt { conversation_id, by: by.user, status: ReceiptStatus::Read, up_to });
+        let command = ConversationCommand::Receipt(MarkReceipt {
+            conversation_id,
+            by: by.user,
+            status: ReceiptStatus::Read,
+            up_to,
+        });
         self.append(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command), None).await
     }
 }

@@ -70,7 +70,8 @@ pub async fn serve(
             .max_frame_size(MAX_FRAME_BYTES)
             .on_upgrade(move |socket| ws::run(socket, deps))
     });
-    let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let health =
+        warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
         let mut buffer = Vec::new();
         let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);

@@ -14,8 +14,10 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     pub fn new(registry: &Registry) -> Result<GatewayMetrics, prometheus::Error> {
         let connections = IntGauge::new("missive_ws_connections", "Open authenticated WebSocket connections")?;
-        let frames_in = IntCounterVec::new(Opts::new("missive_ws_frames_in_total", "Frames received, by type"), &["type"])?;
-        let frames_out = IntCounterVec::new(Opts::new("missive_ws_frames_out_total", "Frames sent, by type"), &["type"])?;
+        let frames_in =
+            IntCounterVec::new(Opts::new("missive_ws_frames_in_total", "Frames received, by type"), &["type"])?;
+        let frames_out =
+            IntCounterVec::new(Opts::new("missive_ws_frames_out_total", "Frames sent, by type"), &["type"])?;
         let append_latency = Histogram::with_opts(
             HistogramOpts::new("missive_log_append_seconds", "Latency of appending a command to the log")
                 .buckets(vec![0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),

@@ -25,24 +25,10 @@ pub struct Recipient {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    Hello {
-        token: String,
-        resume: Option<Resume>,
-    },
-    Send {
-        req: Option<String>,
-        to: Recipient,
-        client_msg_id: String,
-        content: String,
-        reply_to: Option<String>,
-    },
-    Ack {
-        seq: u64,
-    },
-    Read {
-        conversation_id: String,
-        up_to: u64,
-    },
+    Hello { token: String, resume: Option<Resume> },
+    Send { req: Option<String>, to: Recipient, client_msg_id: String, content: String, reply_to: Option<String> },
+    Ack { seq: u64 },
+    Read { conversation_id: String, up_to: u64 },
     Ping,
 }
 
@@ -57,8 +43,11 @@ pub const KNOWN_TYPES: [&str; 5] = ["hello", "send", "ack", "read", "ping"];
 
 /// Parses a text frame, telling a missing/unknown type from bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|error| FrameError { req: None, code: "bad_frame", message: format!("invalid JSON: {error}") })?;
+    let value: Value = serde_json::from_str(text).map_err(|error| FrameError {
+        req: None,
+        code: "bad_frame",
+        message: format!("invalid JSON: {error}"),
+    })?;
     let req = value.get("req").and_then(Value::as_str).map(str::to_string);
     let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_string) else {
         return Err(FrameError { req, code: "bad_frame", message: "a frame needs a string \"type\"".into() });
@@ -70,7 +59,11 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             message: format!("unknown frame type {kind:?}; known: {}", KNOWN_TYPES.join(", ")),
         });
     }
-    serde_json::from_value(value).map_err(|error| FrameError { req, code: "bad_frame", message: format!("bad {kind} frame: {error}") })
+    serde_json::from_value(value).map_err(|error| FrameError {
+        req,
+        code: "bad_frame",
+        message: format!("bad {kind} frame: {error}"),
+    })
 }
 
 pub fn error_frame(req: Option<&str>, code: &str, message: &str) -> Value {
@@ -139,7 +132,8 @@ mod tests {
         assert_eq!((error.code, error.req.as_deref()), ("unknown_type", Some("r1")));
         let error = parse_client_frame(r#"{"type":"ack","seq":"three"}"#).err().expect("wrong type");
         assert_eq!(error.code, "bad_frame");
-        let error = parse_client_frame(r#"{"type":"send","req":"r2","to":{"user":"1"}}"#).err().expect("missing fields");
+        let error =
+            parse_client_frame(r#"{"type":"send","req":"r2","to":{"user":"1"}}"#).err().expect("missing fields");
         assert_eq!((error.code, error.req.as_deref()), ("bad_frame", Some("r2")));
     }
 }

@@ -39,7 +39,12 @@ impl ReadModels {
         self.run(move |db| queries::feed_state(db, user)).await
     }
 
-    pub async fn feed_entries(&self, user: UserId, after: FeedSeq, limit: usize) -> Result<Vec<(FeedSeq, FeedEntry)>, ApiError> {
+    pub async fn feed_entries(
+        &self,
+        user: UserId,
+        after: FeedSeq,
+        limit: usize,
+    ) -> Result<Vec<(FeedSeq, FeedEntry)>, ApiError> {
         self.run(move |db| queries::feed_entries(db, user, after, limit)).await
     }
 
@@ -51,7 +56,12 @@ impl ReadModels {
         self.run(move |db| queries::members(db, conversation)).await
     }
 
-    pub async fn history(&self, conversation: ConversationId, before: Option<ConvSeq>, limit: usize) -> Result<Vec<MessageSent>, ApiError> {
+    pub async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<ConvSeq>,
+        limit: usize,
+    ) -> Result<Vec<MessageSent>, ApiError> {
         self.run(move |db| queries::history(db, conversation, before, limit)).await
     }
 }

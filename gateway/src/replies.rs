@@ -70,7 +70,12 @@ impl ReplyRouter {
     }
 
     /// Tails this gateway's replies partition from its current end.
-    pub async fn run(self: Arc<Self>, log: Arc<dyn Log>, codec: Arc<Codec>, cancel: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self: Arc<Self>,
+        log: Arc<dyn Log>,
+        codec: Arc<Codec>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
         let partition = log.partition_for(REPLIES, self.gateway_id.as_bytes()).await?;
         let partition = TopicPartition::new(REPLIES, partition);
         let start = log.watermarks(&partition).await?.high;

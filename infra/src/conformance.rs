@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::log::{Header, Log, OutRecord, Retention, TopicPartition, TopicSpec, kafka_partition};
 use crate::Offset;
+use crate::log::{Header, Log, OutRecord, Retention, TopicPartition, TopicSpec, kafka_partition};
 
 fn spec(name: &str, partitions: u32) -> TopicSpec {
     TopicSpec { name: name.to_string(), partitions, retention: Retention::Forever, compacted: false }
@@ -90,7 +90,8 @@ pub async fn keys_pick_partitions_like_the_java_client(log: &dyn Log, prefix: &s
 pub async fn consumers_wait_for_new_records_and_seek(log: &dyn Log, prefix: &str) {
     let name = format!("{prefix}.tail");
     log.create_topic(&spec(&name, 2)).await.expect("create topic");
-    let assignment = vec![(TopicPartition::new(name.clone(), 0), Offset(0)), (TopicPartition::new(name.clone(), 1), Offset(0))];
+    let assignment =
+        vec![(TopicPartition::new(name.clone(), 0), Offset(0)), (TopicPartition::new(name.clone(), 1), Offset(0))];
     let mut consumer = log.consumer(assignment).await.expect("consumer");
     let empty = consumer.poll(10, Duration::from_millis(200)).await.expect("poll on empty topic");
     assert!(empty.is_empty(), "nothing to read yet");
@@ -134,14 +135,19 @@ pub async fn time_lookup_finds_the_first_offset_at_or_after(log: &dyn Log, prefi
     assert_eq!(log.offset_for_time(&partition, base - 1).await.expect("lookup"), Offset(0));
     assert_eq!(log.offset_for_time(&partition, base + 2000).await.expect("lookup"), Offset(2));
     assert_eq!(log.offset_for_time(&partition, base + 2500).await.expect("lookup"), Offset(3));
-    assert_eq!(log.offset_for_time(&partition, base + 10_000).await.expect("lookup"), Offset(5), "past the end: high watermark");
+    assert_eq!(
+        log.offset_for_time(&partition, base + 10_000).await.expect("lookup"),
+        Offset(5),
+        "past the end: high watermark"
+    );
 }
 
 pub async fn group_positions_round_trip(log: &dyn Log, prefix: &str) {
     let name = format!("{prefix}.groups");
     log.create_topic(&spec(&name, 2)).await.expect("create topic");
     let group = format!("{prefix}-group");
-    let positions = vec![(TopicPartition::new(name.clone(), 0), Offset(0)), (TopicPartition::new(name.clone(), 1), Offset(0))];
+    let positions =
+        vec![(TopicPartition::new(name.clone(), 0), Offset(0)), (TopicPartition::new(name.clone(), 1), Offset(0))];
     log.commit_positions(&group, &positions).await.expect("commit");
     let mut stored = log.committed_positions(&group).await.expect("read positions");
     stored.retain(|(partition, _)| partition.topic == name);
@@ -157,7 +163,8 @@ pub async fn concurrent_appends_are_gap_free(log: &dyn Log, prefix: &str) {
         async move {
             let mut offsets = Vec::new();
             for index in 0..25 {
-                let placed = log.append(vec![record(&name, "k", &format!("{writer}-{index}"), None)]).await.expect("append");
+                let placed =
+                    log.append(vec![record(&name, "k", &format!("{writer}-{index}"), None)]).await.expect("append");
                 offsets.push(placed[0].1.0);
             }
             offsets

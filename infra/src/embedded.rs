@@ -168,8 +168,8 @@ impl EmbeddedLog {
             if !key.starts_with(b"topic/") {
                 break;
             }
-            let stored: StoredTopic =
-                serde_json::from_slice(&value).map_err(|error| LogError::Storage(format!("topic metadata: {error}")))?;
+            let stored: StoredTopic = serde_json::from_slice(&value)
+                .map_err(|error| LogError::Storage(format!("topic metadata: {error}")))?;
             let state = load_topic_state(&db, stored)?;
             topics.insert(state.spec.name.clone(), Arc::new(state));
         }
@@ -349,7 +349,8 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
         let mut offsets = Vec::with_capacity(placed.len());
         for (record, (topic, partition)) in request.records.iter().zip(placed) {
             let slot = (topic.id, partition);
-            let offset = *next.entry(slot).or_insert_with(|| topic.partitions[partition as usize].high.load(Ordering::Acquire));
+            let offset =
+                *next.entry(slot).or_insert_with(|| topic.partitions[partition as usize].high.load(Ordering::Acquire));
             next.insert(slot, offset + 1);
             let timestamp = record.timestamp.unwrap_or(now);
             batch.put_cf(
@@ -405,8 +406,12 @@ fn group_key(group: &str, partition: &TopicPartition) -> Vec<u8> {
     key
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, LogError> + Send + 'static) -> Result<T, LogError> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| LogError::Storage(format!("blocking task failed: {error}")))?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| LogError::Storage(format!("blocking task failed: {error}")))?
 }
 
 #[async_trait]
@@ -487,8 +492,7 @@ impl Log for EmbeddedLog {
         let low = topic.partitions[index].low.load(Ordering::Acquire);
         let db = self.inner.db.clone();
         let topic_id = topic.id;
-        let found =
-            blocking(move || first_offset_at(&db, topic_id, partition_index(index), timestamp_ms)).await?;
+        let found = blocking(move || first_offset_at(&db, topic_id, partition_index(index), timestamp_ms)).await?;
         Ok(Offset(found.unwrap_or(high).clamp(low, high)))
     }
 
@@ -592,8 +596,9 @@ fn read_plans(plans: &[ReadPlan], db: &DB, max_records: usize) -> Result<Vec<(us
             if offset >= plan.to || budget == 0 {
                 break;
             }
-            let record = decode_record(&plan.topic.spec.name, plan.partition, offset, &value)
-                .ok_or_else(|| LogError::Storage(format!("corrupt log record {}/{}@{}", plan.topic.spec.name, plan.partition, offset)))?;
+            let record = decode_record(&plan.topic.spec.name, plan.partition, offset, &value).ok_or_else(|| {
+                LogError::Storage(format!("corrupt log record {}/{}@{}", plan.topic.spec.name, plan.partition, offset))
+            })?;
             records.push(record);
             budget -= 1;
         }

@@ -68,7 +68,8 @@ async fn records_and_positions_survive_a_reopen() {
 async fn retention_drops_old_records_and_moves_the_low_watermark() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(open_db(dir.path()).expect("open db"), false).expect("open log");
-    let spec = TopicSpec { name: "short".into(), partitions: 1, retention: Retention::Millis(60_000), compacted: false };
+    let spec =
+        TopicSpec { name: "short".into(), partitions: 1, retention: Retention::Millis(60_000), compacted: false };
     log.create_topic(&spec).await.expect("create");
     let now = missive_infra::now_ms();
     let records = [now - 120_000, now - 90_000, now - 1_000, now]
@@ -84,7 +85,8 @@ async fn retention_drops_old_records_and_moves_the_low_watermark() {
         .collect();
     log.append(records).await.expect("append");
     let retained = log.clone();
-    let moved = tokio::task::spawn_blocking(move || retained.enforce_retention(now)).await.expect("join").expect("retention");
+    let moved =
+        tokio::task::spawn_blocking(move || retained.enforce_retention(now)).await.expect("join").expect("retention");
     assert_eq!(moved, 1);
     let partition = TopicPartition::new("short", 0);
     let marks = log.watermarks(&partition).await.expect("watermarks");

@@ -21,8 +21,15 @@ fn causation(record: &Record) -> Vec<u8> {
 }
 
 /// An output record caused by `cause`, stamped with its timestamp.
-pub fn output(codec: &Codec, cause: &Record, topic: &str, key: u64, value: &WireValue) -> Result<OutRecord, HandleError> {
-    let value = codec.encode_value(value).map_err(|error| HandleError::Storage(format!("cannot encode output: {error}")))?;
+pub fn output(
+    codec: &Codec,
+    cause: &Record,
+    topic: &str,
+    key: u64,
+    value: &WireValue,
+) -> Result<OutRecord, HandleError> {
+    let value =
+        codec.encode_value(value).map_err(|error| HandleError::Storage(format!("cannot encode output: {error}")))?;
     Ok(OutRecord {
         topic: topic.to_string(),
         partition: None,
@@ -41,7 +48,11 @@ pub fn reply_address(record: &Record) -> Option<(String, i64)> {
 }
 
 /// Builds the reply record for a command, if someone waits for it.
-pub fn reply(codec: &Arc<Codec>, cause: &Record, fill: impl FnOnce(&mut CommandReply)) -> Result<Option<OutRecord>, HandleError> {
+pub fn reply(
+    codec: &Arc<Codec>,
+    cause: &Record,
+    fill: impl FnOnce(&mut CommandReply),
+) -> Result<Option<OutRecord>, HandleError> {
     let Some((gateway, request)) = reply_address(cause) else { return Ok(None) };
     let mut reply = CommandReply {
         gateway: gateway.clone(),

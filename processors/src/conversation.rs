@@ -32,10 +32,12 @@ impl ConversationHandler {
                 ConversationEvent::MessageSent(message) => message.conversation_id,
                 ConversationEvent::ReceiptsAdvanced(advanced) => advanced.conversation_id,
             };
-            let record = output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
+            let record =
+                output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
             tx.emit(record);
             for delivery in route_conversation_event(event) {
-                let record = output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?;
+                let record =
+                    output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?;
                 tx.emit(record);
             }
         }
@@ -43,8 +45,32 @@ impl ConversationHandler {
     }
 }
 
+/// Every this many input offsets, expired dedupe records are purged.
+const PURGE_EVERY: u64 = 64;
+/// Most dedupe records purged at once.
+const PURGE_BATCH: usize = 512;
+
+/// Drops dedupe records older than the window. Deterministic: driven by
+/// input offsets and record time, so a replay purges the same records.
+fn purge_expired_dedupe(tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+    if record.offset.0 % PURGE_EVERY != 0 {
+        return Ok(());
+    }
+    let cutoff = Millis(tx.timestamp - conversation::DEDUPE_WINDOW_MS);
+    let (start, end) = keys::dedupe_expiry_range(record.partition, cutoff);
+    for (expiry_key, dedupe_key) in tx.scan(&start, &end, PURGE_BATCH)? {
+        tx.delete(expiry_key);
+        // A client id reused after the window has a newer record: keep it.
+        if tx.get_json::<PriorSend>(&dedupe_key)?.is_some_and(|prior| prior.at < cutoff) {
+            tx.delete(dedupe_key);
+        }
+    }
+    Ok(())
+}
+
 impl Handler for ConversationHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+        purge_expired_dedupe(tx, record)?;
         let command = ConversationCommand::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
         let conversation_id = command.conversation_id();
@@ -58,6 +84,7 @@ impl Handler for ConversationHandler {
                 match conversation::decide_send(&state, send, prior, now) {
                     Ok((outcome, events)) => {
                         if let SendOutcome::Accepted { message_id, conv_seq } = outcome {
+                            tx.put(keys::dedupe_expiry(record.partition, now, &dedupe_key), dedupe_key.clone());
                             tx.put_json(dedupe_key, &PriorSend { message_id, conv_seq, at: now })?;
                         }
                         Ok((Some(outcome), events))
@@ -86,8 +113,11 @@ impl Handler for ConversationHandler {
             Ok((outcome, events)) => {
                 for event in &events {
                     if let ConversationEvent::MessageSent(message) = event {
-                        let reference =
-                            MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: message.from };
+                        let reference = MessageRef {
+                            message_id: message.message_id,
+                            conv_seq: message.conv_seq,
+                            from: message.from,
+                        };
                         tx.put_json(keys::conversation_message(conversation_id, message.conv_seq), &reference)?;
                     }
                     state = conversation::evolve(state, event);

@@ -50,8 +50,8 @@ pub struct DirectoryHandler {
 
 impl Handler for DirectoryHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
-        let event =
-            UserEvent::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+        let event = UserEvent::try_from(decode(&self.codec, record)?)
+            .map_err(|error| HandleError::Poison(error.to_string()))?;
         let UserEvent::DeviceRegistered(registered) = event;
         let key = keys::directory(registered.user_id);
         let mut entry: DirectoryEntry =

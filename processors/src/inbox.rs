@@ -40,7 +40,12 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError>
     serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
 }
 
-fn append_entry(tx: &mut Tx<'_>, user: UserId, feed: &mut FeedState, entry: &FeedEntry) -> Result<FeedSeq, HandleError> {
+fn append_entry(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    feed: &mut FeedState,
+    entry: &FeedEntry,
+) -> Result<FeedSeq, HandleError> {
     let seq = feed.append();
     tx.put_json(keys::feed_entry(user, seq), entry)?;
     Ok(seq)
@@ -60,7 +65,10 @@ fn apply_message(
     if summary.apply_message(user, message) {
         tx.put(keys::unread_marker(user, message.conversation_id, message.conv_seq), Vec::new());
     }
-    tx.put(keys::recency(user, summary.last_activity, summary.conversation_id), summary.conversation_id.to_be_bytes().to_vec());
+    tx.put(
+        keys::recency(user, summary.last_activity, summary.conversation_id),
+        summary.conversation_id.to_be_bytes().to_vec(),
+    );
     tx.put_json(summary_key, &summary)
 }
 
@@ -125,7 +133,11 @@ impl Handler for InboxHandler {
                     tx.emit(output(&self.codec, record, COMMANDS_CONVERSATION, conversation_id.0, &command)?);
                 }
                 if let Some(through) = effects.trim_through {
-                    for (key, _) in tx.scan(&keys::feed_entry(user, floor_before.next()), &keys::feed_entry(user, through.next()), usize::MAX)? {
+                    for (key, _) in tx.scan(
+                        &keys::feed_entry(user, floor_before.next()),
+                        &keys::feed_entry(user, through.next()),
+                        usize::MAX,
+                    )? {
                         tx.delete(key);
                     }
                 }

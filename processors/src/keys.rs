@@ -64,3 +64,14 @@ pub fn history_members(conversation: ConversationId) -> Vec<u8> {
 pub fn directory(user: UserId) -> Vec<u8> {
     key(&[b"dir/", &user.to_be_bytes()])
 }
+
+/// Expiry index of dedupe records, per input partition, oldest first.
+pub fn dedupe_expiry(partition: u32, at: Millis, dedupe_key: &[u8]) -> Vec<u8> {
+    key(&[b"convx/", &partition.to_be_bytes(), b"/", &(at.0.max(0) as u64).to_be_bytes(), dedupe_key])
+}
+
+pub fn dedupe_expiry_range(partition: u32, before: Millis) -> (Vec<u8>, Vec<u8>) {
+    let start = key(&[b"convx/", &partition.to_be_bytes(), b"/"]);
+    let end = key(&[b"convx/", &partition.to_be_bytes(), b"/", &(before.0.max(0) as u64).to_be_bytes()]);
+    (start, end)
+}

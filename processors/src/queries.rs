@@ -26,7 +26,12 @@ pub fn feed_state(db: &DB, user: UserId) -> Result<Option<FeedState>, QueryError
 }
 
 /// Entries with seq in `(after, after + limit]`, in order.
-pub fn feed_entries(db: &DB, user: UserId, after: FeedSeq, limit: usize) -> Result<Vec<(FeedSeq, FeedEntry)>, QueryError> {
+pub fn feed_entries(
+    db: &DB,
+    user: UserId,
+    after: FeedSeq,
+    limit: usize,
+) -> Result<Vec<(FeedSeq, FeedEntry)>, QueryError> {
     let start = keys::feed_entry(user, after.next());
     let end = keys::feed_entry(user, FeedSeq(u64::MAX));
     let mut entries = Vec::new();
@@ -35,7 +40,8 @@ pub fn feed_entries(db: &DB, user: UserId, after: FeedSeq, limit: usize) -> Resu
         if key.as_ref() >= end.as_slice() || entries.len() >= limit {
             break;
         }
-        let seq = FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().map_err(|_| QueryError("bad key".into()))?));
+        let seq =
+            FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().map_err(|_| QueryError("bad key".into()))?));
         let entry: FeedEntry = serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?;
         entries.push((seq, entry));
     }
@@ -51,7 +57,9 @@ pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<Conversa
         if !key.starts_with(&prefix) || summaries.len() >= limit {
             break;
         }
-        let conversation = ConversationId(u64::from_be_bytes(value.as_ref().try_into().map_err(|_| QueryError("bad recency".into()))?));
+        let conversation = ConversationId(u64::from_be_bytes(
+            value.as_ref().try_into().map_err(|_| QueryError("bad recency".into()))?,
+        ));
         if let Some(summary) = get_json::<ConversationSummary>(db, &keys::summary(user, conversation))? {
             summaries.push(summary);
         }
@@ -60,7 +68,12 @@ pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<Conversa
 }
 
 /// Messages with `conv_seq < before` (all when `None`), newest first.
-pub fn history(db: &DB, conversation: ConversationId, before: Option<ConvSeq>, limit: usize) -> Result<Vec<MessageSent>, QueryError> {
+pub fn history(
+    db: &DB,
+    conversation: ConversationId,
+    before: Option<ConvSeq>,
+    limit: usize,
+) -> Result<Vec<MessageSent>, QueryError> {
     let start = keys::history_message(conversation, ConvSeq(0));
     let end = keys::history_message(conversation, before.unwrap_or(ConvSeq(u64::MAX)));
     let mut messages = Vec::new();

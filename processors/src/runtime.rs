@@ -255,9 +255,10 @@ async fn blocking<T: Send + 'static>(
     task: &str,
     work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, RuntimeError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| RuntimeError::Store { task: task.to_string(), detail: format!("blocking task failed: {error}") })?
+    tokio::task::spawn_blocking(work).await.map_err(|error| RuntimeError::Store {
+        task: task.to_string(),
+        detail: format!("blocking task failed: {error}"),
+    })?
 }
 
 /// Appends outputs, retrying transient failures until cancelled.
@@ -319,7 +320,8 @@ pub async fn run_task(
         if records.is_empty() && relayed_through.is_none() {
             continue;
         }
-        let moved_meta = std::mem::replace(&mut meta, TaskMeta { position: Offset(0), next_sseq: 0, dedupe: HashMap::new() });
+        let moved_meta =
+            std::mem::replace(&mut meta, TaskMeta { position: Offset(0), next_sseq: 0, dedupe: HashMap::new() });
         let (returned_handler, returned_meta, outputs) = {
             let db = db.clone();
             let spec = spec.clone();
@@ -353,4 +355,125 @@ pub async fn run_task(
     let _ = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await;
     tracing::debug!(task, position = %meta.position, "task stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The commit protocol does not depend on how records are batched: any
+    //! chunking of the same input, with a reload of the task's bookkeeping
+    //! between batches (a restart), yields the same state and outputs.
+
+    use std::sync::Arc;
+
+    use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus, SendMessage};
+    use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, UserId};
+    use missive_infra::db::{CF_STATE, family, open_db};
+    use missive_infra::{Offset, Record, TopicPartition};
+    use missive_schemas::convert::conversation_command_to_wire;
+    use missive_schemas::{Codec, RecordType};
+    use proptest::prelude::*;
+    use rocksdb::IteratorMode;
+
+    use super::*;
+    use crate::conversation::ConversationHandler;
+
+    fn codec() -> Arc<Codec> {
+        let ids: Vec<(RecordType, u32)> = RecordType::ALL.iter().enumerate().map(|(i, t)| (*t, i as u32 + 1)).collect();
+        Arc::new(Codec::new(&ids).expect("schemas parse"))
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Send { from_alice: bool, client_id: u8 },
+        Read { by_alice: bool, up_to: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<bool>(), 0u8..12).prop_map(|(from_alice, client_id)| Op::Send { from_alice, client_id }),
+            1 => (any::<bool>(), 0u64..40).prop_map(|(by_alice, up_to)| Op::Read { by_alice, up_to }),
+        ]
+    }
+
+    fn records(codec: &Codec, ops: &[Op]) -> Vec<Record> {
+        let (alice, bob) = (UserId(11), UserId(22));
+        let conversation_id = ConversationId::direct(alice, bob);
+        ops.iter()
+            .enumerate()
+            .map(|(index, op)| {
+                let command = match op {
+                    Op::Send { from_alice, client_id } => {
+                        let (from, to) = if *from_alice { (alice, bob) } else { (bob, alice) };
+                        ConversationCommand::Send(SendMessage {
+                            conversation_id,
+                            message_id: MessageId(1000 + index as u64),
+                            from,
+                            from_device: DeviceId(from.0),
+                            to,
+                            client_msg_id: format!("c{client_id}"),
+                            content: format!("m{index}"),
+                            reply_to: None,
+                        })
+                    }
+                    Op::Read { by_alice, up_to } => ConversationCommand::Receipt(MarkReceipt {
+                        conversation_id,
+                        by: if *by_alice { alice } else { bob },
+                        status: ReceiptStatus::Read,
+                        up_to: ConvSeq(*up_to),
+                    }),
+                };
+                Record {
+                    topic: "commands.conversation".into(),
+                    partition: 0,
+                    offset: Offset(index as u64),
+                    timestamp: 1_800_000_000_000 + index as i64,
+                    key: conversation_id.to_string().into_bytes(),
+                    value: codec.encode_value(&conversation_command_to_wire(&command)).expect("encode"),
+                    headers: vec![],
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the records in the given chunk sizes; returns (state dump, outputs).
+    fn run(records: &[Record], chunks: &[usize], codec: Arc<Codec>) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_db(dir.path()).expect("db");
+        let spec = TaskSpec { processor: "conversation", input: TopicPartition::new("commands.conversation", 0) };
+        let metrics = RuntimeMetrics::new(&Registry::new()).expect("metrics");
+        let mut handler = ConversationHandler { codec };
+        let mut outputs = Vec::new();
+        let mut start = 0;
+        let mut sizes = chunks.iter().cycle();
+        while start < records.len() {
+            let size = (*sizes.next().unwrap_or(&1)).max(1).min(records.len() - start);
+            let mut meta = load_meta(&db, &spec).expect("meta");
+            outputs.extend(
+                process_batch(&db, &spec, &mut meta, &mut handler, &records[start..start + size], None, &metrics)
+                    .expect("batch"),
+            );
+            start += size;
+        }
+        let state = db
+            .iterator_cf(family(&db, CF_STATE), IteratorMode::Start)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("read"))
+            .collect();
+        (state, outputs)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn any_chunking_of_the_same_input_gives_the_same_state_and_outputs(
+            ops in proptest::collection::vec(op(), 1..60),
+            chunks in proptest::collection::vec(1usize..9, 1..6),
+        ) {
+            let codec = codec();
+            let input = records(&codec, &ops);
+            let (state_whole, outputs_whole) = run(&input, &[input.len()], codec.clone());
+            let (state_chunked, outputs_chunked) = run(&input, &chunks, codec);
+            prop_assert_eq!(state_whole, state_chunked);
+            prop_assert_eq!(outputs_whole, outputs_chunked);
+        }
+    }
 }

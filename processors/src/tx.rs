@@ -33,9 +33,9 @@ impl<'a> Tx<'a> {
 
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, HandleError> {
         match self.get(key)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|error| HandleError::Storage(format!("corrupt state at {}: {error}", String::from_utf8_lossy(key)))),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+                HandleError::Storage(format!("corrupt state at {}: {error}", String::from_utf8_lossy(key)))
+            }),
             None => Ok(None),
         }
     }
@@ -60,11 +60,8 @@ impl<'a> Tx<'a> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let stored = self.db.iterator_cf(family(self.db, CF_STATE), IteratorMode::From(start, Direction::Forward));
         // Read enough stored entries to survive deletions pending in this batch.
-        let pending = self
-            .writes
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .count();
-        for item in stored.take(limit + pending) {
+        let pending = self.writes.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).count();
+        for item in stored.take(limit.saturating_add(pending)) {
             let (key, value) = item.map_err(|error| HandleError::Storage(error.to_string()))?;
             if key.as_ref() >= end {
                 break;

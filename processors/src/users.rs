@@ -24,8 +24,8 @@ pub struct UsersHandler {
 
 impl Handler for UsersHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
-        let command =
-            UserCommand::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+        let command = UserCommand::try_from(decode(&self.codec, record)?)
+            .map_err(|error| HandleError::Poison(error.to_string()))?;
         let UserCommand::RegisterDevice(register) = &command;
         let state_key = keys::user(register.user_id);
         let mut state: UserState = tx.get_json(&state_key)?.unwrap_or_default();

@@ -168,10 +168,10 @@ mod tests {
         let effects = feed.ack(ME, DeviceId(2), FeedSeq(2), &[]);
         assert!(effects.delivered.is_empty(), "already delivered by device 1");
         assert_eq!(effects.trim_through, Some(FeedSeq(2)));
-        assert_eq!(feed.resume_plan(DeviceId(2), Some((Epoch(7), FeedSeq(1)))), ResumePlan {
-            send_after: FeedSeq(2),
-            recovered: true
-        });
+        assert_eq!(
+            feed.resume_plan(DeviceId(2), Some((Epoch(7), FeedSeq(1)))),
+            ResumePlan { send_after: FeedSeq(2), recovered: true }
+        );
     }
 
     #[test]
@@ -194,5 +194,81 @@ mod tests {
         let effects = feed.ack(ME, DeviceId(1), FeedSeq(99), &[]);
         assert_eq!(effects.trim_through, Some(FeedSeq(1)));
         assert_eq!(feed.devices[&DeviceId(1)], FeedSeq(1));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Append { from_peer: bool },
+            AddDevice(u64),
+            Ack { device: u64, seq: u64 },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => any::<bool>().prop_map(|from_peer| Op::Append { from_peer }),
+                1 => (1u64..4).prop_map(Op::AddDevice),
+                2 => ((1u64..4), 0u64..50).prop_map(|(device, seq)| Op::Ack { device, seq }),
+            ]
+        }
+
+        /// Folds the ops, keeping entries like the store does, with a JSON
+        /// round trip of the header every `chunk` ops.
+        fn fold(ops: &[Op], chunk: usize) -> (FeedState, Vec<MarkReceipt>, Vec<FeedSeq>) {
+            let mut feed = FeedState::new(Epoch(1));
+            let mut entries: Vec<(FeedSeq, FeedEntry)> = Vec::new();
+            let mut marks = Vec::new();
+            for (index, op) in ops.iter().enumerate() {
+                if index % chunk == 0 {
+                    feed = serde_json::from_str(&serde_json::to_string(&feed).expect("ser")).expect("de");
+                }
+                match op {
+                    Op::Append { from_peer } => {
+                        let seq = feed.append();
+                        entries.push((seq, message(if *from_peer { PEER } else { ME }, seq.0)));
+                    }
+                    Op::AddDevice(device) => feed.add_device(DeviceId(*device)),
+                    Op::Ack { device, seq } => {
+                        let newly: Vec<(FeedSeq, FeedEntry)> = match feed.newly_delivered_range(FeedSeq(*seq)) {
+                            Some((from, to)) => {
+                                entries.iter().filter(|(s, _)| *s >= from && *s <= to).cloned().collect()
+                            }
+                            None => Vec::new(),
+                        };
+                        let effects = feed.ack(ME, DeviceId(*device), FeedSeq(*seq), &newly);
+                        marks.extend(effects.delivered);
+                        if let Some(through) = effects.trim_through {
+                            entries.retain(|(s, _)| *s > through);
+                        }
+                    }
+                }
+            }
+            (feed, marks, entries.into_iter().map(|(seq, _)| seq).collect())
+        }
+
+        proptest! {
+            #[test]
+            fn chunking_does_not_matter_and_the_backlog_keeps_what_some_device_lacks(
+                ops in proptest::collection::vec(op(), 1..80),
+                chunk in 1usize..10,
+            ) {
+                let whole = fold(&ops, usize::MAX);
+                let chunked = fold(&ops, chunk);
+                prop_assert_eq!(&whole, &chunked);
+                let (feed, marks, kept) = whole;
+                let lowest = feed.devices.values().copied().min().unwrap_or(feed.floor);
+                let expected: Vec<FeedSeq> = (feed.floor.0 + 1..=feed.head.0).map(FeedSeq).collect();
+                prop_assert_eq!(kept, expected, "exactly the entries above the floor are kept");
+                prop_assert!(feed.floor <= lowest, "no device loses an unacked entry");
+                let mut seen = std::collections::BTreeSet::new();
+                for mark in &marks {
+                    prop_assert!(seen.insert(mark.up_to), "each message is reported delivered once");
+                }
+            }
+        }
     }
 }

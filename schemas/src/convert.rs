@@ -64,7 +64,11 @@ pub fn message_from_wire(message: wire::MessageSent) -> Result<MessageSent, Conv
         message_id: MessageId(id(message.message_id, "message_id")?),
         from: UserId(id(message.from, "from")?),
         from_device: DeviceId(id(message.from_device, "from_device")?),
-        members: message.members.into_iter().map(|member| id(member, "members").map(UserId)).collect::<Result<_, _>>()?,
+        members: message
+            .members
+            .into_iter()
+            .map(|member| id(member, "members").map(UserId))
+            .collect::<Result<_, _>>()?,
         client_msg_id: message.client_msg_id,
         content: message.content,
         reply_to: message.reply_to.map(|reply| id(reply, "reply_to").map(MessageId)).transpose()?,
@@ -252,7 +256,9 @@ impl TryFrom<WireValue> for Delivery {
     type Error = ConvertError;
     fn try_from(value: WireValue) -> Result<Self, ConvertError> {
         let (recipient, item) = match value {
-            WireValue::DeliverMessage(deliver) => (deliver.recipient, DeliveryItem::Message(message_from_wire(deliver.message)?)),
+            WireValue::DeliverMessage(deliver) => {
+                (deliver.recipient, DeliveryItem::Message(message_from_wire(deliver.message)?))
+            }
             WireValue::DeliverReceipt(receipt) => (
                 receipt.recipient,
                 DeliveryItem::Receipt(Receipt {

@@ -95,8 +95,10 @@ pub async fn register_all(log: &dyn Log) -> Result<Codec, RegistryError> {
         let record = OutRecord {
             topic: SCHEMAS_TOPIC.into(),
             partition: Some(0),
-            key: serde_json::to_vec(&key).map_err(|error| RegistryError::Corrupt { offset: 0, detail: error.to_string() })?,
-            value: serde_json::to_vec(&value).map_err(|error| RegistryError::Corrupt { offset: 0, detail: error.to_string() })?,
+            key: serde_json::to_vec(&key)
+                .map_err(|error| RegistryError::Corrupt { offset: 0, detail: error.to_string() })?,
+            value: serde_json::to_vec(&value)
+                .map_err(|error| RegistryError::Corrupt { offset: 0, detail: error.to_string() })?,
             headers: Vec::new(),
             timestamp: None,
         };

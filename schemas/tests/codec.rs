@@ -13,7 +13,8 @@ use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, RecordType, WireValue};
 
 fn codec() -> Codec {
-    let ids: Vec<(RecordType, u32)> = RecordType::ALL.iter().enumerate().map(|(index, t)| (*t, 100 + index as u32)).collect();
+    let ids: Vec<(RecordType, u32)> =
+        RecordType::ALL.iter().enumerate().map(|(index, t)| (*t, 100 + index as u32)).collect();
     Codec::new(&ids).expect("every .avsc parses")
 }
 
@@ -74,7 +75,11 @@ fn every_domain_value_round_trips_through_its_schema() {
         let bytes = codec.encode_value(&conversation_event_to_wire(&event)).expect("encode");
         assert_eq!(ConversationEvent::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), event);
     }
-    let command = UserCommand::RegisterDevice(RegisterDevice { user_id: UserId(1), device_id: DeviceId(2), device_name: "phone".into() });
+    let command = UserCommand::RegisterDevice(RegisterDevice {
+        user_id: UserId(1),
+        device_id: DeviceId(2),
+        device_name: "phone".into(),
+    });
     let bytes = codec.encode_value(&user_command_to_wire(&command)).expect("encode");
     assert_eq!(UserCommand::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), command);
     let event = UserEvent::DeviceRegistered(DeviceRegistered {
@@ -127,7 +132,11 @@ fn framing_errors_are_reported_not_guessed() {
     assert!(codec.decode(&[0, 0, 0]).is_err(), "too short");
     assert!(codec.decode(&[0, 0, 0, 0, 9, 0]).is_err(), "unknown schema id");
     let (record_type, json) = codec
-        .decode_json(&codec.encode_value(&conversation_event_to_wire(&ConversationEvent::MessageSent(message()))).expect("encode"))
+        .decode_json(
+            &codec
+                .encode_value(&conversation_event_to_wire(&ConversationEvent::MessageSent(message())))
+                .expect("encode"),
+        )
         .expect("decode json");
     assert_eq!(record_type, RecordType::MessageSent);
     assert_eq!(json["content"], "héllo ✓");

@@ -159,9 +159,15 @@ impl Rejection {
 /// What the sender is told.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SendOutcome {
-    Accepted { message_id: MessageId, conv_seq: ConvSeq },
+    Accepted {
+        message_id: MessageId,
+        conv_seq: ConvSeq,
+    },
     /// A retry: the original message's identity, nothing new is recorded.
-    Duplicate { message_id: MessageId, conv_seq: ConvSeq },
+    Duplicate {
+        message_id: MessageId,
+        conv_seq: ConvSeq,
+    },
 }
 
 /// Decides a send. `prior` is the earlier send with the same
@@ -377,7 +383,10 @@ mod tests {
         assert_eq!(decide_send(&empty, &big, None, Millis(0)).map(|_| ()), Err(Rejection::TooLarge));
         let mut forged = send(ALICE, BOB, "c1", 1);
         forged.conversation_id = ConversationId(42);
-        assert_eq!(decide_send(&empty, &forged, None, Millis(0)).map(|_| ()).map_err(|r| r.code()), Err("wrong_conversation"));
+        assert_eq!(
+            decide_send(&empty, &forged, None, Millis(0)).map(|_| ()).map_err(|r| r.code()),
+            Err("wrong_conversation")
+        );
         let no_id = send(ALICE, BOB, "", 1);
         assert_eq!(decide_send(&empty, &no_id, None, Millis(0)).map(|_| ()), Err(Rejection::BadClientMsgId));
         let state = given(&[sent(&empty, &send(ALICE, BOB, "c1", 1))]);
@@ -397,7 +406,11 @@ mod tests {
         for (index, (from, to)) in [(ALICE, BOB), (BOB, ALICE), (ALICE, BOB)].into_iter().enumerate() {
             let event = sent(&state, &send(from, to, &format!("c{index}"), 10 + index as u64));
             if let ConversationEvent::MessageSent(message) = &event {
-                refs.push(MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: message.from });
+                refs.push(MessageRef {
+                    message_id: message.message_id,
+                    conv_seq: message.conv_seq,
+                    from: message.from,
+                });
             }
             state = evolve(state, &event);
         }
@@ -420,5 +433,55 @@ mod tests {
         assert_eq!(receipt_range(&state, &mark), None, "a repeated read changes nothing");
         let delivered = MarkReceipt { status: ReceiptStatus::Delivered, ..mark };
         assert_eq!(decide_receipt(&state, &delivered, &refs, Millis(8)), Ok(Vec::new()));
+    }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Applies sends (by `(from_alice, client id)`) through decide + evolve,
+        /// round-tripping the state through JSON at every chunk boundary
+        /// (what a commit and reload does). Returns the state and accepted ids.
+        fn apply(sends: &[(bool, u8)], chunk: usize) -> (ConversationState, Vec<(u64, u64)>) {
+            let mut state = ConversationState::default();
+            let mut priors: BTreeMap<(bool, u8), PriorSend> = BTreeMap::new();
+            let mut accepted = Vec::new();
+            for (index, (from_alice, client)) in sends.iter().enumerate() {
+                if index % chunk == 0 {
+                    let json = serde_json::to_string(&state).expect("serialize");
+                    state = serde_json::from_str(&json).expect("deserialize");
+                }
+                let (from, to) = if *from_alice { (ALICE, BOB) } else { (BOB, ALICE) };
+                let command = send(from, to, &format!("c{client}"), index as u64 + 1);
+                let prior = priors.get(&(*from_alice, *client)).copied();
+                let (outcome, events) = decide_send(&state, &command, prior, Millis(index as i64)).expect("valid");
+                if let SendOutcome::Accepted { message_id, conv_seq } = outcome {
+                    priors.insert((*from_alice, *client), PriorSend { message_id, conv_seq, at: Millis(index as i64) });
+                    accepted.push((message_id.0, conv_seq.0));
+                }
+                state = events.iter().fold(state, evolve);
+            }
+            (state, accepted)
+        }
+
+        proptest! {
+            #[test]
+            fn sequences_are_gap_free_retries_are_deduplicated_and_chunking_does_not_matter(
+                sends in proptest::collection::vec((any::<bool>(), 0u8..8), 1..80),
+                chunk in 1usize..10,
+            ) {
+                let (whole, accepted) = apply(&sends, usize::MAX);
+                let (chunked, accepted_chunked) = apply(&sends, chunk);
+                prop_assert_eq!(&whole, &chunked);
+                prop_assert_eq!(&accepted, &accepted_chunked);
+                let seqs: Vec<u64> = accepted.iter().map(|(_, seq)| *seq).collect();
+                prop_assert_eq!(seqs, (1..=accepted.len() as u64).collect::<Vec<u64>>());
+                let distinct: std::collections::BTreeSet<(bool, u8)> = sends.iter().copied().collect();
+                prop_assert_eq!(accepted.len(), distinct.len(), "one message per (device, client_msg_id)");
+            }
+        }
     }
 }
