@@ -198,7 +198,9 @@ impl Auth {
                         std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|error| {
                             ApiError::unavailable(format!("cannot write the SMS sink file: {error}"))
                         })?;
-                    writeln!(file, "{line}").map_err(|error| ApiError::unavailable(format!("SMS sink file: {error}")))
+                    // One write per line: concurrent appends never interleave.
+                    file.write_all(format!("{line}\n").as_bytes())
+                        .map_err(|error| ApiError::unavailable(format!("SMS sink file: {error}")))
                 })
                 .await
             }

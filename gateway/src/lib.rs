@@ -25,12 +25,11 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use rocksdb::DB;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use crate::auth::{Auth, AuthConfig};
 use crate::commands::CommandBus;
 use crate::metrics::GatewayMetrics;
-use crate::protocol::MAX_FRAME_BYTES;
 use crate::reads::ReadModels;
 use crate::replies::ReplyRouter;
 use crate::ws::SessionDeps;
@@ -63,13 +62,28 @@ pub async fn serve(
     let reads = ReadModels::new(db);
     let deps = SessionDeps { auth: auth.clone(), bus: bus.clone(), reads: reads.clone(), hub, metrics };
 
-    let websocket = warp::path!("v1" / "ws").and(warp::ws()).map(move |upgrade: warp::ws::Ws| {
-        let deps = deps.clone();
-        upgrade
-            .max_message_size(MAX_FRAME_BYTES)
-            .max_frame_size(MAX_FRAME_BYTES)
-            .on_upgrade(move |socket| ws::run(socket, deps))
-    });
+    // The upgrade is done here rather than with warp's `ws()` filter so the
+    // WebSocket buffers can be sized (see `ws::websocket_config`).
+    let websocket = warp::path!("v1" / "ws")
+        .and(warp::get())
+        .and(warp::header::exact_ignore_case("upgrade", "websocket"))
+        .and(warp::header::<String>("sec-websocket-key"))
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .map(move |key: String, on_upgrade: Option<hyper::upgrade::OnUpgrade>| {
+            let Some(on_upgrade) = on_upgrade else {
+                return errors::ApiError::bad_request("bad_request", "this connection cannot be upgraded")
+                    .into_response();
+            };
+            tokio::spawn(ws::accept(on_upgrade, deps.clone()));
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            warp::http::Response::builder()
+                .status(warp::http::StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-accept", accept)
+                .body(warp::hyper::body::Bytes::new().into())
+                .unwrap_or_default()
+        });
     let health =
         warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {

@@ -14,13 +14,43 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{Future, SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use missive_core::conversation::MAX_CONTENT_BYTES;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, UserId};
 use missive_processors::FeedHub;
 use missive_projections::{FeedEntry, ResumePlan};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// The server side of an upgraded connection.
+pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Buffers sized for many idle connections: tungstenite's defaults
+/// (128 KiB read buffer, touched in full on the first read) would cost
+/// ~130 KiB per connection; frames larger than the buffer still work.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 << 20)
+        .max_message_size(Some(crate::protocol::MAX_FRAME_BYTES))
+        .max_frame_size(Some(crate::protocol::MAX_FRAME_BYTES))
+}
+
+/// Completes an HTTP upgrade and runs the session.
+pub async fn accept(on_upgrade: hyper::upgrade::OnUpgrade, deps: SessionDeps) {
+    match on_upgrade.await {
+        Ok(upgraded) => {
+            let socket =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(websocket_config())).await;
+            run(socket, deps).await;
+        }
+        Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+    }
+}
 
 use crate::api::require_member;
 use crate::auth::{Auth, Principal};
@@ -174,7 +204,7 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
             return None;
         }
     };
-    let text = first.to_str().unwrap_or("");
+    let text = first.to_text().unwrap_or("");
     let (token, resume) = match parse_client_frame(text) {
         Ok(ClientFrame::Hello { token, resume }) => (token, resume),
         _ => {
@@ -197,7 +227,7 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
 /// Runs one connection to its end.
 pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let Some((principal, resume)) = authenticate(&mut socket, &deps).await else {
-        let _ = socket.close().await;
+        let _ = socket.close(None).await;
         return;
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
@@ -227,7 +257,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         let _ = serve(&mut session, &mut subscription.changes).await;
     }
     deps.metrics.connections.dec();
-    let _ = session.socket.close().await;
+    let _ = session.socket.close(None).await;
 }
 
 async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedSeq>) -> Result<(), ()> {
@@ -249,11 +279,11 @@ async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver
                 if message.is_ping() || message.is_pong() {
                     continue;
                 }
-                let Ok(text) = message.to_str() else {
+                let Message::Text(text) = message else {
                     session.push(error_frame(None, "bad_frame", "frames are JSON text")).await?;
                     continue;
                 };
-                if let Some(frame) = handle_frame(session, text).await? {
+                if let Some(frame) = handle_frame(session, text.as_str()).await? {
                     in_flight.push(frame);
                 }
             }
