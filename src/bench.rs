@@ -148,6 +148,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let delivered = delivered.clone();
         let latencies = latencies.clone();
         let messages = args.messages;
+        let users = args.users;
         let window = args.window.max(1);
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = socket.split();
@@ -156,7 +157,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut received = 0usize;
             let mut highest_seq = 0u64;
             let mut acked_seq = 0u64;
-            let mut next_send = tokio::time::Instant::now();
+            // Spread users evenly over one interval so the load is steady, not bursts.
+            let mut next_send = tokio::time::Instant::now()
+                + per_user_interval.map_or(Duration::ZERO, |interval| interval.mul_f64(index as f64 / users as f64));
             let mut ack_tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 let can_send = sent < messages && sent - confirmed < window;

@@ -7,6 +7,12 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the message path allocates many small
+/// short-lived buffers, and glibc's free/consolidate showed up at ~15% of
+/// server CPU in profiles (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "missive", version, about = "Missive: an event-sourced messaging backend")]
 struct Cli {
@@ -32,7 +38,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // A small blocking pool: RocksDB calls are short, and hundreds of threads
+    // (tokio's default cap is 512) only add context switches and page faults.
+    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
