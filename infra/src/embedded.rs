@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::codec::{ByteReader, encoded_len, put_field, put_headers};
 use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, family};
 use crate::log::{
     Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
@@ -103,59 +104,20 @@ fn tail_u64(key: &[u8]) -> u64 {
 }
 
 fn encode_record(timestamp: i64, key: &[u8], value: &[u8], headers: &[Header]) -> Vec<u8> {
-    let header_bytes: usize = headers.iter().map(|h| 6 + h.key.len() + h.value.len()).sum();
-    let mut out = Vec::with_capacity(18 + key.len() + value.len() + header_bytes);
+    let mut out = Vec::with_capacity(encoded_len(key, value, headers));
     out.extend_from_slice(&timestamp.to_be_bytes());
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    out.extend_from_slice(value);
-    out.extend_from_slice(&(headers.len() as u16).to_be_bytes());
-    for header in headers {
-        out.extend_from_slice(&(header.key.len() as u16).to_be_bytes());
-        out.extend_from_slice(header.key.as_bytes());
-        out.extend_from_slice(&(header.value.len() as u32).to_be_bytes());
-        out.extend_from_slice(&header.value);
-    }
+    put_field(&mut out, key);
+    put_field(&mut out, value);
+    put_headers(&mut out, headers);
     out
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        if self.bytes.len() < count {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(count);
-        self.bytes = rest;
-        Some(head)
-    }
-    fn u16(&mut self) -> Option<usize> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-    }
-    fn u32(&mut self) -> Option<usize> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    }
-}
-
 fn decode_record(topic: &str, partition: u32, offset: u64, bytes: &[u8]) -> Option<Record> {
-    let mut cursor = Cursor { bytes };
-    let timestamp = i64::from_be_bytes(cursor.take(8)?.try_into().ok()?);
-    let key_len = cursor.u32()?;
-    let key = cursor.take(key_len)?.to_vec();
-    let value_len = cursor.u32()?;
-    let value = cursor.take(value_len)?.to_vec();
-    let header_count = cursor.u16()?;
-    let mut headers = Vec::with_capacity(header_count);
-    for _ in 0..header_count {
-        let name_len = cursor.u16()?;
-        let name = String::from_utf8(cursor.take(name_len)?.to_vec()).ok()?;
-        let value_len = cursor.u32()?;
-        headers.push(Header { key: name, value: cursor.take(value_len)?.to_vec() });
-    }
+    let mut reader = ByteReader::new(bytes);
+    let timestamp = reader.i64()?;
+    let key = reader.field()?;
+    let value = reader.field()?;
+    let headers = reader.headers()?;
     Some(Record { topic: topic.to_string(), partition, offset: Offset(offset), timestamp, key, value, headers })
 }
 

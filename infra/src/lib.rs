@@ -2,6 +2,7 @@
 //! backend, the process's RocksDB, and the log conformance suite every
 //! backend must pass.
 
+pub mod codec;
 pub mod conformance;
 pub mod db;
 pub mod embedded;

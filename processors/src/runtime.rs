@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use missive_infra::codec::{decode_out_record, encode_out_record};
 use missive_infra::db::{CF_OUTBOX, CF_STATE, family};
-use missive_infra::log::{decode_out_record, encode_out_record};
 use missive_infra::{Header, Log, LogError, Offset, OutRecord, Record, TopicPartition};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
