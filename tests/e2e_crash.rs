@@ -94,7 +94,14 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
         })
         .collect();
     let indices: Vec<u64> = received.iter().map(|(index, _)| *index).collect();
-    assert_eq!(indices, (0..next_index).collect::<Vec<u64>>(), "exactly once, in send order");
+    if let Some(position) = indices.iter().enumerate().position(|(position, index)| *index != position as u64) {
+        let around = &indices[position.saturating_sub(3)..(position + 5).min(indices.len())];
+        panic!(
+            "exactly once, in send order: first difference at position {position}: {around:?} ({} received, {next_index} sent)",
+            indices.len()
+        );
+    }
+    assert_eq!(indices.len() as u64, next_index, "every confirmed message delivered");
     for (index, id) in &received {
         assert_eq!(confirmed.get(index), Some(id), "delivered with the id the sender was given");
     }

@@ -95,6 +95,7 @@ async fn verify(
             if reply.outcome != "accepted" && reply.outcome != "duplicate" {
                 return Err(ApiError::internal(format!("registration refused: {}", reply.detail)));
             }
+            wait_until_visible(&reads, user).await?;
             let (access, refresh, expires_in) = auth.issue(Principal { user, device }).await?;
             Ok(reply_json(
                 StatusCode::OK,
@@ -202,6 +203,7 @@ pub fn routes(
         .and(json_body())
         .and(with(auth.clone()))
         .and(with(bus))
+        .and(with(reads.clone()))
         .and_then(verify);
     let contacts = warp::path!("v1" / "contacts" / "sync")
         .and(warp::post())

@@ -1,6 +1,9 @@
 //! Async wrappers over the read models (RocksDB reads on blocking threads).
 
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use missive_core::conversation::MessageSent;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
@@ -10,14 +13,20 @@ use rocksdb::DB;
 
 use crate::errors::ApiError;
 
+/// Most user ids remembered as existing before the cache starts over.
+const KNOWN_USERS_CAP: usize = 1_000_000;
+
 #[derive(Clone)]
 pub struct ReadModels {
     db: Arc<DB>,
+    /// Users seen to exist. Accounts are never deleted, so a positive answer
+    /// stays true; negatives are not cached (a user may register any time).
+    known_users: Arc<RwLock<HashSet<UserId>>>,
 }
 
 impl ReadModels {
     pub fn new(db: Arc<DB>) -> ReadModels {
-        ReadModels { db }
+        ReadModels { db, known_users: Arc::new(RwLock::new(HashSet::new())) }
     }
 
     async fn run<T: Send + 'static>(
@@ -32,7 +41,18 @@ impl ReadModels {
     }
 
     pub async fn user_exists(&self, user: UserId) -> Result<bool, ApiError> {
-        self.run(move |db| queries::directory(db, user).map(|entry| entry.is_some())).await
+        if self.known_users.read().contains(&user) {
+            return Ok(true);
+        }
+        let exists = self.run(move |db| queries::directory(db, user).map(|entry| entry.is_some())).await?;
+        if exists {
+            let mut known = self.known_users.write();
+            if known.len() >= KNOWN_USERS_CAP {
+                known.clear();
+            }
+            known.insert(user);
+        }
+        Ok(exists)
     }
 
     pub async fn feed_state(&self, user: UserId) -> Result<Option<FeedState>, ApiError> {

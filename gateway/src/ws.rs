@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use missive_core::conversation::MAX_CONTENT_BYTES;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, UserId};
 use missive_processors::FeedHub;
+use missive_processors::hub::FeedUpdate;
 use missive_projections::{FeedEntry, ResumePlan};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -110,20 +111,44 @@ impl Session {
                 }
             };
             let count = entries.len();
-            let now = missive_infra::now_ms();
-            for (seq, entry) in entries {
-                if let FeedEntry::Message(message) = &entry
-                    && message.from != self.principal.user
-                {
-                    self.deps.metrics.send_to_deliver.observe((now - message.sent_at.0).max(0) as f64 / 1000.0);
-                }
-                self.push(json!({"type": "event", "seq": seq.0, "event": entry_json(&entry)})).await?;
-                self.sent_through = seq;
+            for (seq, entry) in &entries {
+                self.push_entry(*seq, entry).await?;
             }
             if count < PUSH_CHUNK {
                 return Ok(());
             }
         }
+    }
+
+    async fn push_entry(&mut self, seq: FeedSeq, entry: &FeedEntry) -> Result<(), ()> {
+        if seq <= self.sent_through {
+            return Ok(());
+        }
+        if let FeedEntry::Message(message) = entry
+            && message.from != self.principal.user
+        {
+            let waited = (missive_infra::now_ms() - message.sent_at.0).max(0);
+            self.deps.metrics.send_to_deliver.observe(waited as f64 / 1000.0);
+        }
+        self.push(json!({"type": "event", "seq": seq.0, "event": entry_json(entry)})).await?;
+        self.sent_through = seq;
+        Ok(())
+    }
+
+    /// Pushes a published update from memory when it continues what this
+    /// session sent; otherwise (a publication was missed) reads the store.
+    async fn push_update(&mut self, update: FeedUpdate) -> Result<(), ()> {
+        if update.head <= self.sent_through {
+            return Ok(());
+        }
+        let contiguous = update.entries.first().is_some_and(|(first, _)| *first <= self.sent_through.next());
+        if !contiguous {
+            return self.push_feed().await;
+        }
+        for (seq, entry) in update.entries.iter() {
+            self.push_entry(*seq, entry).await?;
+        }
+        Ok(())
     }
 }
 
@@ -260,7 +285,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let _ = session.socket.close(None).await;
 }
 
-async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedSeq>) -> Result<(), ()> {
+async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedUpdate>) -> Result<(), ()> {
     let mut in_flight: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
     let mut idle_check = tokio::time::interval(Duration::from_secs(5));
@@ -294,10 +319,8 @@ async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver
                 if changed.is_err() {
                     return Ok(());
                 }
-                let head = *changes.borrow_and_update();
-                if head > session.sent_through {
-                    session.push_feed().await?;
-                }
+                let update = changes.borrow_and_update().clone();
+                session.push_update(update).await?;
             }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {

@@ -1,39 +1,57 @@
-//! Live wake-ups for gateway sessions: the inbox publishes each user's new
-//! feed head after a commit; sessions of that user wait on it and read the
-//! new entries from the store. Only users with a connected session have an
-//! entry, so memory follows connections, not users.
+//! Live wake-ups for gateway sessions. After each commit the inbox
+//! publishes, per user whose feed grew, the new head and the entries that
+//! batch appended. A session that is caught up pushes those entries straight
+//! from memory; one that missed a publication (the watch keeps only the
+//! latest) reads the gap from the store. Only users with a connected session
+//! have an entry, so memory follows connections, not users.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use missive_core::{FeedSeq, UserId};
+use missive_projections::FeedEntry;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+/// The newest feed change of one user.
+#[derive(Clone, Debug, Default)]
+pub struct FeedUpdate {
+    pub head: FeedSeq,
+    /// Entries appended by the batch that moved the head there, in order.
+    pub entries: Arc<Vec<(FeedSeq, FeedEntry)>>,
+}
+
+type Subscribers = HashMap<UserId, (watch::Sender<FeedUpdate>, usize)>;
+
 #[derive(Clone, Default)]
 pub struct FeedHub {
-    users: Arc<Mutex<HashMap<UserId, (watch::Sender<FeedSeq>, usize)>>>,
+    users: Arc<Mutex<Subscribers>>,
 }
 
 /// A session's subscription; unsubscribes on drop.
 pub struct FeedSubscription {
     hub: FeedHub,
     user: UserId,
-    pub changes: watch::Receiver<FeedSeq>,
+    pub changes: watch::Receiver<FeedUpdate>,
 }
 
 impl FeedHub {
     pub fn subscribe(&self, user: UserId) -> FeedSubscription {
         let mut users = self.users.lock();
-        let entry = users.entry(user).or_insert_with(|| (watch::channel(FeedSeq(0)).0, 0));
+        let entry = users.entry(user).or_insert_with(|| (watch::channel(FeedUpdate::default()).0, 0));
         entry.1 += 1;
         FeedSubscription { hub: self.clone(), user, changes: entry.0.subscribe() }
     }
 
-    /// Announces a new head for a user; a no-op when nobody listens.
-    pub fn publish(&self, user: UserId, head: FeedSeq) {
+    /// Whether anyone listens to `user` (publishing is skipped otherwise).
+    pub fn is_subscribed(&self, user: UserId) -> bool {
+        self.users.lock().contains_key(&user)
+    }
+
+    /// Announces a user's new head and the entries that led there.
+    pub fn publish(&self, user: UserId, update: FeedUpdate) {
         if let Some((sender, _)) = self.users.lock().get(&user) {
-            sender.send_replace(head);
+            sender.send_replace(update);
         }
     }
 

@@ -15,7 +15,7 @@ use missive_schemas::Codec;
 use missive_schemas::convert::conversation_command_to_wire;
 
 use crate::common::{decode, output};
-use crate::hub::FeedHub;
+use crate::hub::{FeedHub, FeedUpdate};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::COMMANDS_CONVERSATION;
@@ -26,29 +26,39 @@ pub const PROCESSOR: &str = "inbox";
 pub struct InboxHandler {
     pub codec: Arc<Codec>,
     pub hub: FeedHub,
-    /// Users whose feed head moved in the current batch.
-    pub touched: BTreeMap<UserId, FeedSeq>,
+    /// Users whose feed grew in the current batch: new head and entries.
+    pub touched: BTreeMap<UserId, (FeedSeq, Vec<(FeedSeq, FeedEntry)>)>,
 }
 
 impl InboxHandler {
     pub fn new(codec: Arc<Codec>, hub: FeedHub) -> InboxHandler {
         InboxHandler { codec, hub, touched: BTreeMap::new() }
     }
+
+    /// Appends an entry to a user's feed and remembers it for publication.
+    fn append_entry(
+        &mut self,
+        tx: &mut Tx<'_>,
+        user: UserId,
+        feed: &mut FeedState,
+        entry: FeedEntry,
+    ) -> Result<(), HandleError> {
+        let seq = feed.append();
+        tx.put_json(keys::feed_entry(user, seq), &entry)?;
+        // Every grown feed is announced (a session may subscribe before the
+        // commit); entries are kept only for users someone listens to, and a
+        // session that finds them missing reads the store instead.
+        let touched = self.touched.entry(user).or_default();
+        touched.0 = seq;
+        if self.hub.is_subscribed(user) {
+            touched.1.push((seq, entry));
+        }
+        Ok(())
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
     serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
-}
-
-fn append_entry(
-    tx: &mut Tx<'_>,
-    user: UserId,
-    feed: &mut FeedState,
-    entry: &FeedEntry,
-) -> Result<FeedSeq, HandleError> {
-    let seq = feed.append();
-    tx.put_json(keys::feed_entry(user, seq), entry)?;
-    Ok(seq)
 }
 
 fn apply_message(
@@ -102,14 +112,13 @@ impl Handler for InboxHandler {
             // Derived from the input, so a replay of the same log gives the same epoch.
             None => FeedState::new(Epoch((record.timestamp.max(1) as u64) << 8 | u64::from(record.partition & 0xff))),
         };
-        let head_before = feed.head;
         match delivery.item {
             DeliveryItem::Message(message) => {
                 apply_message(tx, user, &message)?;
-                append_entry(tx, user, &mut feed, &FeedEntry::Message(message))?;
+                self.append_entry(tx, user, &mut feed, FeedEntry::Message(message))?;
             }
             DeliveryItem::Receipt(receipt) => {
-                append_entry(tx, user, &mut feed, &FeedEntry::Receipt(receipt))?;
+                self.append_entry(tx, user, &mut feed, FeedEntry::Receipt(receipt))?;
             }
             DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
             DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
@@ -143,16 +152,12 @@ impl Handler for InboxHandler {
                 }
             }
         }
-        tx.put_json(header_key, &feed)?;
-        if feed.head != head_before {
-            self.touched.insert(user, feed.head);
-        }
-        Ok(())
+        tx.put_json(header_key, &feed)
     }
 
     fn after_commit(&mut self) {
-        for (user, head) in std::mem::take(&mut self.touched) {
-            self.hub.publish(user, head);
+        for (user, (head, entries)) in std::mem::take(&mut self.touched) {
+            self.hub.publish(user, FeedUpdate { head, entries: Arc::new(entries) });
         }
     }
 }
