@@ -80,10 +80,30 @@ async fn request_otp(request: OtpRequest, auth: Arc<Auth>) -> Result<warp::reply
     )
 }
 
+/// How long verify waits for a new account to reach the directory.
+const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read-your-writes for registration: answer only once the directory
+/// projection knows the account, so that others can message it at once
+/// (otherwise a send racing the projection would get `unknown_recipient`).
+async fn wait_until_visible(reads: &ReadModels, user: UserId) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + DIRECTORY_WAIT;
+    let mut pause = std::time::Duration::from_millis(1);
+    while !reads.user_exists(user).await? {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable("the account is registered but not yet visible; retry verify later"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 async fn verify(
     request: VerifyRequest,
     auth: Arc<Auth>,
     bus: Arc<CommandBus>,
+    reads: ReadModels,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
