@@ -135,7 +135,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.rate == 0 { None } else { Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64)) };
     let mut sockets = Vec::new();
     for account in &accounts {
-        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.context("connect")?;
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(&ws_url, None, true).await.context("connect")?;
         socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
         sockets.push(socket);
     }
@@ -250,7 +251,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut idle = Vec::with_capacity(args.idle);
         for index in 0..args.idle {
             let account = &idle_accounts[index % idle_accounts.len()];
-            let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.context("idle connect")?;
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async_with_config(&ws_url, None, true).await.context("idle connect")?;
             socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
             let _welcome = socket.next().await;
             idle.push(socket);

@@ -113,7 +113,8 @@ pub struct Connection {
 impl Connection {
     /// Connects to `ws_url` (like `ws://127.0.0.1:8080/v1/ws`) and says hello.
     pub async fn open(ws_url: &str, token: &str, resume: Option<(&str, u64)>) -> anyhow::Result<Connection> {
-        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.context("websocket connect")?;
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(ws_url, None, true).await.context("websocket connect")?;
         let mut hello = json!({"type": "hello", "token": token});
         if let Some((epoch, seq)) = resume {
             hello["resume"] = json!({"epoch": epoch, "seq": seq});

@@ -34,6 +34,52 @@ use crate::reads::ReadModels;
 use crate::replies::ReplyRouter;
 use crate::ws::SessionDeps;
 
+/// How long open connections get to finish after shutdown starts.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accepts connections until cancelled. Our own loop rather than
+/// `warp::serve` so every socket gets TCP_NODELAY: feed pushes are small
+/// frames, and Nagle's algorithm with delayed ACKs would add ~40 ms each.
+async fn serve_connections<S>(listener: TcpListener, service: S, cancel: &CancellationToken)
+where
+    S: tower_service::Service<
+            warp::http::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
 pub struct GatewayConfig {
     /// Names this gateway on the `replies` topic.
     pub gateway_id: String,
@@ -100,8 +146,7 @@ pub async fn serve(
         .or(api::routes(auth, bus, reads))
         .recover(api::handle_rejection)
         .with(warp::trace::request());
-    let shutdown = cancel.clone();
-    warp::serve(routes).incoming(listener).graceful(async move { shutdown.cancelled().await }).run().await;
+    serve_connections(listener, warp::service(routes), &cancel).await;
     cancel.cancel();
     let _ = reply_task.await;
     Ok(())
