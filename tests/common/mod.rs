@@ -29,16 +29,19 @@ impl Server {
 
     /// Starts a server on an existing data directory (a restart).
     pub async fn start_in(dir: Arc<tempfile::TempDir>) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--sms-sink")
-            .arg(format!("file:{}", dir.path().join("sms.jsonl").display()))
-            .env("MISSIVE_LOG", "warn,warp=error")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start missive serve");
+        let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+        let data = dir.path().join("data").display().to_string();
+        Server::start_with(dir, &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink], &[]).await
+    }
+
+    /// Starts `missive serve` with exactly these flags and extra environment.
+    pub async fn start_with(dir: Arc<tempfile::TempDir>, flags: &[&str], env: &[(&str, String)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+        command.arg("serve").args(flags).env("MISSIVE_LOG", "warn,warp=error");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("start missive serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(WAIT, async {

@@ -1,0 +1,93 @@
+//! `missive serve` configuration: environment variables, flags winning over
+//! them, and the SMS sinks.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Server, WAIT};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[tokio::test]
+async fn the_environment_configures_the_server_and_flags_win_over_it() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let from_env = dir.path().join("env-sink.jsonl");
+    let from_flag = dir.path().join("flag-sink.jsonl");
+    let server = Server::start_with(
+        dir.clone(),
+        &["--sms-sink", &format!("file:{}", from_flag.display())],
+        &[
+            ("MISSIVE_LISTEN", "127.0.0.1:0".to_string()),
+            ("MISSIVE_DATA_DIR", dir.path().join("data-from-env").display().to_string()),
+            ("MISSIVE_SMS_SINK", format!("file:{}", from_env.display())),
+        ],
+    )
+    .await;
+    let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": "+14155558001"})).await.expect("otp");
+    assert_eq!(status, 202);
+    let code = missive_gateway::client::code_from_sink_file(&from_flag, "+14155558001", WAIT).await;
+    assert!(code.is_ok(), "the --sms-sink flag wins over MISSIVE_SMS_SINK");
+    assert!(!from_env.exists(), "the environment's sink is not used when the flag is given");
+    assert!(dir.path().join("data-from-env").join("store").exists(), "MISSIVE_DATA_DIR chooses the data directory");
+}
+
+/// A one-request HTTP server that records the body it was POSTed.
+async fn one_shot_webhook() -> (String, tokio::task::JoinHandle<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/sms", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buffer).await.expect("read");
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some(split) = text.find("\r\n\r\n") {
+                let length = text[..split]
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                    })
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if request.len() >= split + 4 + length {
+                    let body = &request[split + 4..split + 4 + length];
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.expect("respond");
+                    assert!(text.starts_with("POST /sms"), "the sink POSTs: {text}");
+                    return serde_json::from_slice(body).expect("JSON body");
+                }
+            }
+            assert!(read > 0, "connection closed early");
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn the_webhook_sink_posts_each_code_as_json() {
+    let (url, received) = one_shot_webhook().await;
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data").display().to_string();
+    let server = Server::start_with(
+        dir.clone(),
+        &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &format!("webhook:{url}")],
+        &[],
+    )
+    .await;
+    let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": "+14155558002"})).await.expect("otp");
+    assert_eq!(status, 202);
+    let body = tokio::time::timeout(Duration::from_secs(20), received).await.expect("webhook called").expect("task");
+    assert_eq!(body["to"], "+14155558002");
+    let code = body["code"].as_str().expect("code");
+    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "six digits: {code}");
+    let (status, verified) = server
+        .api
+        .post("/v1/auth/verify", None, &json!({"phone": "+14155558002", "code": code}))
+        .await
+        .expect("verify");
+    assert_eq!(status, 200, "the posted code verifies: {verified}");
+}
