@@ -226,6 +226,23 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
     let mallory = server.register("+14155552003", "m").await;
     let (status, body) = server.api.get(&path, Some(&mallory.access_token)).await.expect("foreign history");
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "members only");
+
+    // A newer conversation goes to the top of bob's list.
+    let mut mallory_ws = server.connect(&mallory).await;
+    mallory_ws.send_message("x", &bob.user_id, "mx", "newer").await.expect("send");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("list");
+        let peers: Vec<&str> =
+            list["conversations"].as_array().expect("array").iter().filter_map(|c| c["peer"].as_str()).collect();
+        if peers == [mallory.user_id.as_str(), alice.user_id.as_str()] {
+            assert_eq!(list["conversations"][0]["last_message"]["content"], "newer");
+            assert_eq!(list["conversations"][0]["unread"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "most recent first never held: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, _) = server
         .api
         .get(&format!("/v1/conversations/{conversation_id}/messages?limit=500"), Some(&bob.access_token))
