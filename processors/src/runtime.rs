@@ -437,21 +437,30 @@ mod tests {
 
     /// Runs the records in the given chunk sizes; returns (state dump, outputs).
     fn run(records: &[Record], chunks: &[usize], codec: Arc<Codec>) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
+        let spec = TaskSpec { processor: "conversation", input: TopicPartition::new("commands.conversation", 0) };
+        run_with(records, chunks, &spec, &mut ConversationHandler { codec })
+    }
+
+    fn run_with(
+        records: &[Record],
+        chunks: &[usize],
+        spec: &TaskSpec,
+        handler: &mut dyn Handler,
+    ) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_db(dir.path()).expect("db");
-        let spec = TaskSpec { processor: "conversation", input: TopicPartition::new("commands.conversation", 0) };
         let metrics = RuntimeMetrics::new(&Registry::new()).expect("metrics");
-        let mut handler = ConversationHandler { codec };
         let mut outputs = Vec::new();
         let mut start = 0;
         let mut sizes = chunks.iter().cycle();
         while start < records.len() {
             let size = (*sizes.next().unwrap_or(&1)).max(1).min(records.len() - start);
-            let mut meta = load_meta(&db, &spec).expect("meta");
+            let mut meta = load_meta(&db, spec).expect("meta");
             outputs.extend(
-                process_batch(&db, &spec, &mut meta, &mut handler, &records[start..start + size], None, &metrics)
+                process_batch(&db, spec, &mut meta, handler, &records[start..start + size], None, &metrics)
                     .expect("batch"),
             );
+            handler.after_commit();
             start += size;
         }
         let state = db
@@ -474,6 +483,103 @@ mod tests {
             let (state_chunked, outputs_chunked) = run(&input, &chunks, codec);
             prop_assert_eq!(state_whole, state_chunked);
             prop_assert_eq!(outputs_whole, outputs_chunked);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum InboxOp {
+        Message { to_bob: bool, conv_seq: u64 },
+        Receipt,
+        Read { up_to: u64 },
+        Ack { device: u64, seq: u64 },
+        AddDevice { device: u64 },
+    }
+
+    fn inbox_op() -> impl Strategy<Value = InboxOp> {
+        prop_oneof![
+            5 => (any::<bool>(), 1u64..30).prop_map(|(to_bob, conv_seq)| InboxOp::Message { to_bob, conv_seq }),
+            1 => Just(InboxOp::Receipt),
+            1 => (0u64..30).prop_map(|up_to| InboxOp::Read { up_to }),
+            3 => (1u64..3, 0u64..40).prop_map(|(device, seq)| InboxOp::Ack { device, seq }),
+            1 => (1u64..3).prop_map(|device| InboxOp::AddDevice { device }),
+        ]
+    }
+
+    fn inbox_records(codec: &Codec, ops: &[InboxOp]) -> Vec<Record> {
+        use missive_core::Millis;
+        use missive_core::conversation::MessageSent;
+        use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
+        use missive_schemas::convert::delivery_to_wire;
+        let (alice, bob) = (UserId(11), UserId(22));
+        let conversation_id = ConversationId::direct(alice, bob);
+        ops.iter()
+            .enumerate()
+            .map(|(index, op)| {
+                let (recipient, item) = match op {
+                    InboxOp::Message { to_bob, conv_seq } => (
+                        if *to_bob { bob } else { alice },
+                        DeliveryItem::Message(MessageSent {
+                            conversation_id,
+                            conv_seq: ConvSeq(*conv_seq),
+                            message_id: MessageId(*conv_seq),
+                            from: alice,
+                            from_device: DeviceId(1),
+                            members: vec![alice, bob],
+                            client_msg_id: format!("c{conv_seq}"),
+                            content: format!("m{index}"),
+                            reply_to: None,
+                            sent_at: Millis(index as i64),
+                        }),
+                    ),
+                    InboxOp::Receipt => (
+                        alice,
+                        DeliveryItem::Receipt(Receipt {
+                            conversation_id,
+                            message_id: MessageId(index as u64),
+                            status: ReceiptStatus::Delivered,
+                            by: bob,
+                            at: Millis(index as i64),
+                        }),
+                    ),
+                    InboxOp::Read { up_to } => {
+                        (bob, DeliveryItem::ReadSync { conversation_id, up_to: ConvSeq(*up_to) })
+                    }
+                    InboxOp::Ack { device, seq } => (
+                        bob,
+                        DeliveryItem::DeviceAcked { device_id: DeviceId(*device), seq: missive_core::FeedSeq(*seq) },
+                    ),
+                    InboxOp::AddDevice { device } => (bob, DeliveryItem::DeviceAdded { device_id: DeviceId(*device) }),
+                };
+                let delivery = Delivery { recipient, item };
+                Record {
+                    topic: "deliveries".into(),
+                    partition: 0,
+                    offset: Offset(index as u64),
+                    timestamp: 1_800_000_000_000 + index as i64,
+                    key: recipient.to_string().into_bytes(),
+                    value: codec.encode_value(&delivery_to_wire(&delivery)).expect("encode"),
+                    headers: vec![],
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn the_inbox_folds_to_the_same_feeds_and_lists_under_any_chunking(
+            ops in proptest::collection::vec(inbox_op(), 1..60),
+            chunks in proptest::collection::vec(1usize..9, 1..6),
+        ) {
+            let codec = codec();
+            let input = inbox_records(&codec, &ops);
+            let spec = TaskSpec { processor: "inbox", input: TopicPartition::new("deliveries", 0) };
+            let hub = crate::hub::FeedHub::default();
+            let mut whole_handler = crate::inbox::InboxHandler::new(codec.clone(), hub.clone());
+            let mut chunked_handler = crate::inbox::InboxHandler::new(codec, hub);
+            let whole = run_with(&input, &[input.len()], &spec, &mut whole_handler);
+            let chunked = run_with(&input, &chunks, &spec, &mut chunked_handler);
+            prop_assert_eq!(whole, chunked);
         }
     }
 }
