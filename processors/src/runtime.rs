@@ -175,7 +175,7 @@ fn process_batch(
     meta: &mut TaskMeta,
     handler: &mut dyn Handler,
     records: &[Record],
-    relayed_through: Option<u64>,
+    relayed: Option<std::ops::RangeInclusive<u64>>,
     metrics: &RuntimeMetrics,
 ) -> Result<Vec<OutRecord>, RuntimeError> {
     let task = spec.id();
@@ -221,8 +221,13 @@ fn process_batch(
     let mut batch = WriteBatch::default();
     let state = family(db, CF_STATE);
     let outbox = family(db, CF_OUTBOX);
-    if let Some(through) = relayed_through {
-        batch.delete_range_cf(outbox, spec.outbox_key(0), spec.outbox_key(through + 1));
+    // Point deletes, not a range delete: RocksDB re-fragments every range
+    // tombstone in a memtable on each new one, which grew quadratically and
+    // stalled the server under sustained load.
+    if let Some(relayed) = relayed {
+        for sseq in relayed {
+            batch.delete_cf(outbox, spec.outbox_key(sseq));
+        }
     }
     for (key, value) in writes {
         match value {
@@ -301,7 +306,10 @@ pub async fn run_task(
         .await?
     };
     // Re-relay what a crash left in the outbox; consumers drop duplicates.
-    let mut relayed_through = pending.last().map(|(sseq, _)| *sseq);
+    let mut relayed = match (pending.first(), pending.last()) {
+        (Some((first, _)), Some((last, _))) => Some(*first..=*last),
+        _ => None,
+    };
     if !pending.is_empty() {
         tracing::info!(task, records = pending.len(), "re-relaying outbox after restart");
         relay(log.as_ref(), pending.into_iter().map(|(_, record)| record).collect(), &cancel).await?;
@@ -317,7 +325,7 @@ pub async fn run_task(
             _ = cancel.cancelled() => break,
             polled = consumer.poll(MAX_BATCH, Duration::from_millis(500)) => polled?,
         };
-        if records.is_empty() && relayed_through.is_none() {
+        if records.is_empty() && relayed.is_none() {
             continue;
         }
         let moved_meta =
@@ -326,20 +334,20 @@ pub async fn run_task(
             let db = db.clone();
             let spec = spec.clone();
             let metrics = metrics.clone();
-            let through = relayed_through;
+            let relayed = relayed.take();
             blocking(&task, move || {
                 let mut meta = moved_meta;
-                let outputs = process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, through, &metrics)?;
+                let outputs = process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, relayed, &metrics)?;
                 Ok((handler, meta, outputs))
             })
             .await?
         };
         handler = returned_handler;
         meta = returned_meta;
-        relayed_through = None;
         if !outputs.is_empty() {
+            let first = meta.next_sseq - outputs.len() as u64;
             relay(log.as_ref(), outputs, &cancel).await?;
-            relayed_through = Some(meta.next_sseq - 1);
+            relayed = Some(first..=meta.next_sseq - 1);
         }
         handler.after_commit();
         if let Ok(marks) = log.watermarks(&spec.input).await {
