@@ -403,6 +403,19 @@ mod tests {
         ]
     }
 
+    /// The `index`-th input record of a partition, stamped deterministically.
+    fn input_record(topic: &str, index: usize, key: u64, value: &missive_schemas::WireValue, codec: &Codec) -> Record {
+        Record {
+            topic: topic.into(),
+            partition: 0,
+            offset: Offset(index as u64),
+            timestamp: 1_800_000_000_000 + index as i64,
+            key: key.to_string().into_bytes(),
+            value: codec.encode_value(value).expect("encode"),
+            headers: vec![],
+        }
+    }
+
     fn records(codec: &Codec, ops: &[Op]) -> Vec<Record> {
         let (alice, bob) = (UserId(11), UserId(22));
         let conversation_id = ConversationId::direct(alice, bob);
@@ -430,15 +443,13 @@ mod tests {
                         up_to: ConvSeq(*up_to),
                     }),
                 };
-                Record {
-                    topic: "commands.conversation".into(),
-                    partition: 0,
-                    offset: Offset(index as u64),
-                    timestamp: 1_800_000_000_000 + index as i64,
-                    key: conversation_id.to_string().into_bytes(),
-                    value: codec.encode_value(&conversation_command_to_wire(&command)).expect("encode"),
-                    headers: vec![],
-                }
+                input_record(
+                    "commands.conversation",
+                    index,
+                    conversation_id.0,
+                    &conversation_command_to_wire(&command),
+                    codec,
+                )
             })
             .collect()
     }
@@ -559,15 +570,7 @@ mod tests {
                     InboxOp::AddDevice { device } => (bob, DeliveryItem::DeviceAdded { device_id: DeviceId(*device) }),
                 };
                 let delivery = Delivery { recipient, item };
-                Record {
-                    topic: "deliveries".into(),
-                    partition: 0,
-                    offset: Offset(index as u64),
-                    timestamp: 1_800_000_000_000 + index as i64,
-                    key: recipient.to_string().into_bytes(),
-                    value: codec.encode_value(&delivery_to_wire(&delivery)).expect("encode"),
-                    headers: vec![],
-                }
+                input_record("deliveries", index, recipient.0, &delivery_to_wire(&delivery), codec)
             })
             .collect()
     }
