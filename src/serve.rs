@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Where one-time codes go: log, file:PATH or webhook:URL.
     #[arg(long, env = "MISSIVE_SMS_SINK", default_value = "log")]
     pub sms_sink: SmsSink,
+    /// Seconds of silence after which a WebSocket is closed.
+    #[arg(long, env = "MISSIVE_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
     /// fsync every log append (survives power loss, not only process crashes).
     #[arg(long, env = "MISSIVE_SYNC_WRITES", default_value_t = false)]
     pub sync_writes: bool,
@@ -125,6 +128,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = GatewayConfig {
         gateway_id: "embedded".into(),
         node_id: 0,
+        idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
         auth: AuthConfig {
             jwt_secret: secrets.jwt_secret.into_bytes(),
             phone_secret: secrets.phone_secret.into_bytes(),

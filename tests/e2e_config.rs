@@ -91,3 +91,36 @@ async fn the_webhook_sink_posts_each_code_as_json() {
         .expect("verify");
     assert_eq!(status, 200, "the posted code verifies: {verified}");
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout_and_ping_keeps_it_open() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data").display().to_string();
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let server = Server::start_with(
+        dir.clone(),
+        &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink, "--ws-idle-timeout", "2"],
+        &[],
+    )
+    .await;
+    let account = server.register("+14155558003", "phone").await;
+    let mut pinging = server.connect(&account).await;
+    let mut silent = server.connect(&account).await;
+    let started = tokio::time::Instant::now();
+    let mut closed_at = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        pinging.send_json(&json!({"type": "ping"})).await.expect("ping");
+        let pong = pinging.next_frame(WAIT).await.expect("pong").expect("the pinging connection stays open");
+        assert_eq!(pong["type"], "pong");
+        if closed_at.is_none()
+            && let Ok(frame) = silent.next_frame(Duration::from_millis(500)).await
+        {
+            match frame {
+                Some(frame) => assert_eq!(frame["code"], "idle_timeout", "the server says why it closes"),
+                None => closed_at = Some(started.elapsed()),
+            }
+        }
+    }
+    let closed_at = closed_at.expect("the silent connection was closed");
+    assert!(closed_at >= Duration::from_secs(2), "not before the timeout: {closed_at:?}");
+}

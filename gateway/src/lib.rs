@@ -86,6 +86,8 @@ pub struct GatewayConfig {
     /// Snowflake node id (0..=1023), unique per running gateway.
     pub node_id: u16,
     pub auth: AuthConfig,
+    /// A WebSocket that sends nothing for this long is closed (protocol: 60 s).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so it
@@ -106,7 +108,14 @@ pub async fn serve(
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
     let reads = ReadModels::new(db);
-    let deps = SessionDeps { auth: auth.clone(), bus: bus.clone(), reads: reads.clone(), hub, metrics };
+    let deps = SessionDeps {
+        auth: auth.clone(),
+        bus: bus.clone(),
+        reads: reads.clone(),
+        hub,
+        metrics,
+        idle_timeout: config.idle_timeout,
+    };
 
     // The upgrade is done here rather than with warp's `ws()` filter so the
     // WebSocket buffers can be sized (see `ws::websocket_config`).

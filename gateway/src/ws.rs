@@ -62,6 +62,7 @@ use crate::protocol::{ClientFrame, entry_json, error_frame, parse_client_frame};
 use crate::reads::ReadModels;
 
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for how long a silent connection lives (`--ws-idle-timeout`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -76,6 +77,8 @@ pub struct SessionDeps {
     pub reads: ReadModels,
     pub hub: FeedHub,
     pub metrics: GatewayMetrics,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
@@ -288,7 +291,9 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
 async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedUpdate>) -> Result<(), ()> {
     let mut in_flight: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
-    let mut idle_check = tokio::time::interval(Duration::from_secs(5));
+    let idle_timeout = session.deps.idle_timeout;
+    let mut idle_check =
+        tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
     loop {
         tokio::select! {
             incoming = session.socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
@@ -323,8 +328,9 @@ async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver
                 session.push_update(update).await?;
             }
             _ = idle_check.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
-                    let _ = session.push(error_frame(None, "idle_timeout", "no frame for 60 s; closing")).await;
+                if last_heard.elapsed() > idle_timeout {
+                    let message = format!("no frame for {} s; closing (send ping to keep a connection open)", idle_timeout.as_secs());
+                    let _ = session.push(error_frame(None, "idle_timeout", &message)).await;
                     return Ok(());
                 }
             }
