@@ -99,13 +99,16 @@ async fn a_thousand_messages_each_way_arrive_in_order_with_gap_free_sequences() 
         to: &str,
         tag: &str,
     ) -> Vec<Value> {
+        let mut frames = Vec::new();
         for index in 0..COUNT {
             let frame = json!({"type": "send", "req": format!("{tag}{index}"), "to": {"user": to},
                 "client_msg_id": format!("{tag}-{index}"), "content": format!("{tag} {index}")});
             connection.send_json(&frame).await.expect("send");
+            // Read while sending, as a real client does (back-pressure).
+            frames.extend(connection.drain_ready().await.expect("drain"));
         }
         connection
-            .collect_until(Duration::from_secs(120), |frames| {
+            .collect_more(frames, Duration::from_secs(120), |frames| {
                 events(frames).iter().filter(|frame| frame["event"]["kind"] == "message").count() >= BOTH
                     && frames.iter().filter(|frame| frame["type"] == "sent").count() >= COUNT
             })

@@ -155,14 +155,38 @@ impl Connection {
         }
     }
 
+    /// Frames that have already arrived, without waiting. Clients that send
+    /// a burst should drain between sends: the server stops reading a
+    /// connection that does not read (back-pressure).
+    pub async fn drain_ready(&mut self) -> anyhow::Result<Vec<Value>> {
+        let mut frames = Vec::new();
+        while let Ok(message) = tokio::time::timeout(Duration::ZERO, self.socket.next()).await {
+            match message {
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text)?),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+        Ok(frames)
+    }
+
     /// Frames until `done` says stop or the deadline passes.
     pub async fn collect_until(
         &mut self,
         timeout: Duration,
+        done: impl FnMut(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        self.collect_more(Vec::new(), timeout, done).await
+    }
+
+    /// Like [`Connection::collect_until`], starting from frames already collected.
+    pub async fn collect_more(
+        &mut self,
+        mut frames: Vec<Value>,
+        timeout: Duration,
         mut done: impl FnMut(&[Value]) -> bool,
     ) -> anyhow::Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut frames = Vec::new();
         while !done(&frames) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
