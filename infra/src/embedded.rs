@@ -59,7 +59,25 @@ struct Inner {
 #[derive(Clone)]
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
-    appends: mpsc::Sender<AppendRequest>,
+    writer: Arc<Writer>,
+}
+
+/// The writer thread's queue and handle. When the last log handle goes, the
+/// queue closes and the thread is joined, so the database is never left in
+/// use by a detached thread at process exit (RocksDB aborts if its mutexes
+/// are torn down under a live thread).
+struct Writer {
+    appends: Option<mpsc::Sender<AppendRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.appends.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -138,11 +156,11 @@ impl EmbeddedLog {
         let inner = Arc::new(Inner { db, topics: RwLock::new(topics), create_lock: Mutex::new(()) });
         let (appends, requests) = mpsc::channel(APPEND_QUEUE);
         let writer_inner = inner.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || run_writer(writer_inner, requests, sync_writes))
             .map_err(|error| LogError::Storage(format!("cannot start the log writer thread: {error}")))?;
-        Ok(EmbeddedLog { inner, appends })
+        Ok(EmbeddedLog { inner, writer: Arc::new(Writer { appends: Some(appends), thread: Some(thread) }) })
     }
 
     fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
@@ -431,7 +449,8 @@ impl Log for EmbeddedLog {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.appends.send(AppendRequest { records, reply }).await.map_err(|_| LogError::Closed)?;
+        let appends = self.writer.appends.as_ref().ok_or(LogError::Closed)?;
+        appends.send(AppendRequest { records, reply }).await.map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 
