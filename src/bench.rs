@@ -161,8 +161,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             // Spread users evenly over one interval so the load is steady, not bursts.
             let mut next_send = tokio::time::Instant::now()
                 + per_user_interval.map_or(Duration::ZERO, |interval| interval.mul_f64(index as f64 / users as f64));
-            let mut ack_tick = tokio::time::interval(Duration::from_millis(20));
+            // Acks go out at most 20 ms after the first unacked event (cumulative),
+            // without a per-user timer ticking when there is nothing to ack.
+            let mut ack_due: Option<tokio::time::Instant> = None;
             loop {
+                if confirmed >= messages && received >= messages {
+                    return Ok::<(), anyhow::Error>(());
+                }
                 let can_send = sent < messages && sent - confirmed < window;
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_send), if can_send => {
@@ -173,12 +178,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         sent += 1;
                         if let Some(interval) = per_user_interval { next_send += interval; }
                     }
-                    _ = ack_tick.tick() => {
+                    _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)), if ack_due.is_some() => {
+                        ack_due = None;
                         if highest_seq > acked_seq {
                             acked_seq = highest_seq;
                             let _ = sink.send(Message::text(json!({"type": "ack", "seq": acked_seq}).to_string())).await;
                         }
-                        if confirmed >= messages && received >= messages { return Ok::<(), anyhow::Error>(()); }
                     }
                     frame = stream.next() => {
                         let Some(Ok(Message::Text(text))) = frame else { return Err(anyhow::anyhow!("connection closed")) };
@@ -187,6 +192,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                             Some("sent") => confirmed += 1,
                             Some("event") => {
                                 highest_seq = highest_seq.max(frame["seq"].as_u64().unwrap_or(0));
+                                ack_due.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(20));
                                 let event = &frame["event"];
                                 if event["kind"] == "message" && event["from"] != me.as_str() {
                                     if let Some(stamp) = event["content"].as_str().and_then(|c| c.parse::<u64>().ok()) {
