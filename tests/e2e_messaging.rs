@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Server, WAIT, count_messages_from, events, messages_from};
+use common::{Server, WAIT, count_messages_from, events, messages_from, send_numbered};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -184,37 +184,21 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
 
     bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation_id, "up_to": 1})).await.expect("read");
     alice_ws.collect_until(WAIT, receipt_status("read")).await.expect("read tick");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, list) = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("list");
-        if list["conversations"][0]["unread"] == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "unread never dropped to 0: {list}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .get_until("/v1/conversations", &bob.access_token, "unread never dropped to 0", |list| {
+            list["conversations"][0]["unread"] == 0
+        })
+        .await;
 
-    for index in 2..=5 {
-        alice_ws
-            .send_message(&format!("r{index}"), &bob.user_id, &format!("m{index}"), &format!("n{index}"))
-            .await
-            .expect("send");
-    }
+    send_numbered(&mut alice_ws, &bob.user_id, 2..=5, "m", "n").await;
     alice_ws
         .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 4)
         .await
         .expect("sent x4");
     let path = format!("/v1/conversations/{conversation_id}/messages?limit=2");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let page = loop {
-        let (status, page) = server.api.get(&path, Some(&bob.access_token)).await.expect("history");
-        assert_eq!(status, 200);
-        if page["messages"][0]["conv_seq"] == 5 {
-            break page;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "history never caught up: {page}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let page = server
+        .get_until(&path, &bob.access_token, "history never caught up", |page| page["messages"][0]["conv_seq"] == 5)
+        .await;
     let seqs: Vec<u64> =
         page["messages"].as_array().expect("array").iter().map(|m| m["conv_seq"].as_u64().unwrap_or(0)).collect();
     assert_eq!(seqs, vec![5, 4], "newest first");
@@ -233,19 +217,16 @@ async fn ticks_go_sent_then_delivered_then_read_and_lists_follow() {
     // A newer conversation goes to the top of bob's list.
     let mut mallory_ws = server.connect(&mallory).await;
     mallory_ws.send_message("x", &bob.user_id, "mx", "newer").await.expect("send");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, list) = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("list");
-        let peers: Vec<&str> =
-            list["conversations"].as_array().expect("array").iter().filter_map(|c| c["peer"].as_str()).collect();
-        if peers == [mallory.user_id.as_str(), alice.user_id.as_str()] {
-            assert_eq!(list["conversations"][0]["last_message"]["content"], "newer");
-            assert_eq!(list["conversations"][0]["unread"], 1);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "most recent first never held: {list}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let expected_peers = [mallory.user_id.as_str(), alice.user_id.as_str()];
+    let list = server
+        .get_until("/v1/conversations", &bob.access_token, "most recent first never held", |list| {
+            let peers: Vec<&str> =
+                list["conversations"].as_array().into_iter().flatten().filter_map(|c| c["peer"].as_str()).collect();
+            peers == expected_peers
+        })
+        .await;
+    assert_eq!(list["conversations"][0]["last_message"]["content"], "newer");
+    assert_eq!(list["conversations"][0]["unread"], 1);
     let (status, _) = server
         .api
         .get(&format!("/v1/conversations/{conversation_id}/messages?limit=500"), Some(&bob.access_token))
@@ -262,12 +243,7 @@ async fn two_devices_receive_and_ack_independently() {
     let bob_laptop = server.register("+14155553002", "laptop").await;
     let mut phone = server.connect(&bob_phone).await;
     let mut alice_ws = server.connect(&alice).await;
-    for index in 0..3 {
-        alice_ws
-            .send_message(&format!("r{index}"), &bob_phone.user_id, &format!("c{index}"), &format!("m{index}"))
-            .await
-            .expect("send");
-    }
+    send_numbered(&mut alice_ws, &bob_phone.user_id, 0..3, "c", "m").await;
     let frames =
         phone.collect_until(WAIT, |frames| count_messages_from(frames, &alice.user_id) >= 3).await.expect("phone");
     let last_seq = events(&frames).last().expect("event")["seq"].as_u64().expect("seq");
@@ -305,12 +281,7 @@ async fn an_offline_recipient_gets_its_backlog_once_and_a_wrong_epoch_is_not_rec
     bob_ws.ack(seen).await.expect("ack");
     drop(bob_ws);
 
-    for index in 1..=10 {
-        alice_ws
-            .send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), &format!("m{index}"))
-            .await
-            .expect("send");
-    }
+    send_numbered(&mut alice_ws, &bob.user_id, 1..=10, "c", "m").await;
     alice_ws
         .collect_until(WAIT, |frames| frames.iter().filter(|f| f["type"] == "sent").count() >= 11)
         .await

@@ -54,10 +54,6 @@ impl FeedHub {
             sender.send_replace(update);
         }
     }
-
-    pub fn subscribed_users(&self) -> usize {
-        self.users.lock().len()
-    }
 }
 
 impl Drop for FeedSubscription {

@@ -104,3 +104,37 @@ pub fn messages_from<'a>(frames: &'a [Value], from: &str) -> Vec<&'a Value> {
 pub fn count_messages_from(frames: &[Value], from: &str) -> usize {
     messages_from(frames, from).len()
 }
+
+impl Server {
+    /// GETs `path` (as `token`) until `ready` accepts the 200 body; fails
+    /// with `what` and the last body at the deadline.
+    pub async fn get_until(&self, path: &str, token: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, body) = self.api.get(path, Some(token)).await.expect("GET");
+            assert_eq!(status, 200, "GET {path}: {body}");
+            if ready(&body) {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Sends message `index` for each index: req `r<index>`, client id
+/// `<id_prefix><index>`, content `<content_prefix><index>`.
+pub async fn send_numbered(
+    connection: &mut Connection,
+    to: &str,
+    indices: impl IntoIterator<Item = usize>,
+    id_prefix: &str,
+    content_prefix: &str,
+) {
+    for index in indices {
+        connection
+            .send_message(&format!("r{index}"), to, &format!("{id_prefix}{index}"), &format!("{content_prefix}{index}"))
+            .await
+            .expect("send");
+    }
+}
