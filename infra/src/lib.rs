@@ -2,13 +2,16 @@
 //! backend, the process's RocksDB, and the log conformance suite every
 //! backend must pass.
 
+pub mod broker;
 pub mod codec;
 pub mod conformance;
 pub mod db;
 pub mod embedded;
+pub mod kafka;
 pub mod log;
 
 pub use embedded::EmbeddedLog;
+pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{
     Header, Log, LogConsumer, LogError, Offset, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
 };
