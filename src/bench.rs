@@ -135,8 +135,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.rate == 0 { None } else { Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64)) };
     let mut sockets = Vec::new();
     for account in &accounts {
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(&ws_url, None, true).await.context("connect")?;
+        let mut socket = missive_gateway::client::connect_socket(&ws_url, &account.access_token).await?;
         socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
         sockets.push(socket);
     }

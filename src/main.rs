@@ -3,6 +3,8 @@
 //! server with many WebSocket clients; `missive topics` lists the log.
 
 mod bench;
+mod cluster;
+mod roles;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List topics with partitions, offsets and processor positions (embedded data directory).
     Topics(missive_replay::TopicsArgs),
+    /// Kafka mode: serve the Confluent-compatible schema registry over the `_schemas` topic.
+    SchemaRegistry(roles::RegistryArgs),
+    /// Kafka mode: run the deciders (conversation, users) for a share of the partitions.
+    Process(roles::ProcessArgs),
+    /// Kafka mode: serve clients; runs the inbox of the feed partitions it owns, history and directory.
+    Gateway(roles::GatewayArgs),
+    /// A local Kafka-mode cluster on 127.0.0.1: broker, registry, gateways, processors.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +55,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Topics(args) => runtime.block_on(missive_replay::topics(args)),
+        Command::SchemaRegistry(args) => runtime.block_on(roles::schema_registry(args)),
+        Command::Process(args) => runtime.block_on(roles::process(args)),
+        Command::Gateway(args) => runtime.block_on(roles::gateway(args)),
+        Command::Cluster(args) => cluster::run(args),
     }
 }

@@ -2,16 +2,19 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use missive_gateway::GatewayConfig;
+use missive_gateway::routing::Routing;
 use missive_gateway::auth::{AuthConfig, SmsSink};
 use missive_infra::{EmbeddedLog, Log};
 use missive_processors::{FeedHub, RuntimeMetrics};
 use tokio_util::sync::CancellationToken;
+
+use crate::roles;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -30,47 +33,28 @@ pub struct ServeArgs {
     /// fsync every log append (survives power loss, not only process crashes).
     #[arg(long, env = "MISSIVE_SYNC_WRITES", default_value_t = false)]
     pub sync_writes: bool,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Secrets {
-    jwt_secret: String,
-    phone_secret: String,
-}
-
-/// Loads the server's secrets, creating random ones on first start.
-fn load_or_create_secrets(dir: &Path) -> anyhow::Result<Secrets> {
-    let path = dir.join("secrets.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
-    }
-    let random = || {
-        let bytes: [u8; 32] = rand::random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let secrets = Secrets { jwt_secret: random(), phone_secret: random() };
-    let temporary = dir.join("secrets.json.tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(serde_json::to_string_pretty(&secrets)?.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &path)?;
-    Ok(secrets)
+    /// Also serve the Confluent-compatible schema registry REST API here.
+    #[arg(long, env = "MISSIVE_SCHEMA_REGISTRY_LISTEN")]
+    pub schema_registry_listen: Option<SocketAddr>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let secrets = load_or_create_secrets(&args.data_dir)?;
+    let secrets = roles::load_or_create_secrets(&args.data_dir.join("secrets.json"))?;
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
+    let cancel = CancellationToken::new();
     let embedded = EmbeddedLog::open(db.clone(), args.sync_writes)?;
     let log: Arc<dyn Log> = Arc::new(embedded.clone());
     missive_processors::create_topics(log.as_ref()).await?;
-    let codec = Arc::new(missive_schemas::registry::register_all(log.as_ref()).await?);
+    let (schemas, codec) = missive_schemas::registry::register_all(log.clone()).await?;
+    let codec = Arc::new(codec);
+    if let Some(address) = args.schema_registry_listen {
+        roles::serve_registry(address, schemas, cancel.clone()).await?;
+    }
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;
     let hub = FeedHub::default();
-    let cancel = CancellationToken::new();
 
     let tasks =
         missive_processors::spawn_all(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone());
@@ -93,30 +77,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let watchdog = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let (result, _, _) = futures::future::select_all(tasks).await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "a processor task failed; shutting down"),
-                Err(error) => tracing::error!(%error, "a processor task panicked; shutting down"),
-            }
-            cancel.cancel();
-        })
-    };
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-            tracing::info!("shutting down");
-            cancel.cancel();
-        });
-    }
+    let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
+    roles::stop_on_signal(cancel.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -129,6 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway_id: "embedded".into(),
         node_id: 0,
         idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
+        routing: Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
         auth: AuthConfig {
             jwt_secret: secrets.jwt_secret.into_bytes(),
             phone_secret: secrets.phone_secret.into_bytes(),

@@ -14,6 +14,7 @@ use crate::commands::CommandBus;
 use crate::errors::ApiError;
 use crate::protocol::{message_json, summary_json};
 use crate::reads::ReadModels;
+use crate::routing::Routing;
 
 /// Largest HTTP request body accepted.
 pub const MAX_BODY_BYTES: u64 = 256 * 1024;
@@ -39,6 +40,31 @@ pub fn bearer(auth: Arc<Auth>) -> impl Filter<Extract = (Principal,), Error = Re
             auth.verify_access(token).map_err(warp::reject::custom)
         },
     )
+}
+
+/// The request's path and query, to repeat it at another gateway.
+pub fn path_and_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::path::full().and(warp::query::raw().or(warp::any().map(String::new)).unify()).map(
+        |path: warp::path::FullPath, query: String| {
+            if query.is_empty() { path.as_str().to_string() } else { format!("{}?{query}", path.as_str()) }
+        },
+    )
+}
+
+/// `bearer`, then a 307 to the owning gateway when this one does not serve the caller.
+pub fn served(auth: Arc<Auth>, routing: Routing) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+    bearer(auth).and(path_and_query()).and(with(routing)).and_then(
+        |principal: Principal, path: String, routing: Routing| async move {
+            routing.check(principal.user, &path).map(|()| principal).map_err(warp::reject::custom)
+        },
+    )
+}
+
+/// A 307 to the gateway that serves the owner of `phone` (registration
+/// state lives beside the user's feed); malformed phones fall through to
+/// the handler's own validation.
+fn route_phone(auth: &Auth, routing: &Routing, phone: &str, path: &str) -> Result<(), ApiError> {
+    if is_e164(phone) { routing.check(auth.user_id_for_phone(phone), path) } else { Ok(()) }
 }
 
 fn reply_json(status: StatusCode, body: serde_json::Value) -> warp::reply::Response {
@@ -72,11 +98,19 @@ struct HistoryQuery {
     limit: Option<String>,
 }
 
-async fn request_otp(request: OtpRequest, auth: Arc<Auth>) -> Result<warp::reply::Response, Infallible> {
+async fn request_otp(
+    request: OtpRequest,
+    path: String,
+    auth: Arc<Auth>,
+    routing: Routing,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
-        auth.start_otp(&request.phone)
-            .await
-            .map(|expires_in| reply_json(StatusCode::ACCEPTED, json!({"expires_in": expires_in}))),
+        async {
+            route_phone(&auth, &routing, &request.phone, &path)?;
+            let expires_in = auth.start_otp(&request.phone).await?;
+            Ok(reply_json(StatusCode::ACCEPTED, json!({"expires_in": expires_in})))
+        }
+        .await,
     )
 }
 
@@ -101,12 +135,14 @@ async fn wait_until_visible(reads: &ReadModels, user: UserId) -> Result<(), ApiE
 
 async fn verify(
     request: VerifyRequest,
-    auth: Arc<Auth>,
+    path: String,
+    (auth, routing): (Arc<Auth>, Routing),
     bus: Arc<CommandBus>,
     reads: ReadModels,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
+            route_phone(&auth, &routing, &request.phone, &path)?;
             auth.check_otp(&request.phone, &request.code).await?;
             let user = auth.user_id_for_phone(&request.phone);
             let device = bus.mint_device_id();
@@ -213,34 +249,38 @@ pub fn routes(
     auth: Arc<Auth>,
     bus: Arc<CommandBus>,
     reads: ReadModels,
+    routing: Routing,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let otp = warp::path!("v1" / "auth" / "otp")
         .and(warp::post())
         .and(json_body())
+        .and(path_and_query())
         .and(with(auth.clone()))
+        .and(with(routing.clone()))
         .and_then(request_otp);
     let verify = warp::path!("v1" / "auth" / "verify")
         .and(warp::post())
         .and(json_body())
-        .and(with(auth.clone()))
+        .and(path_and_query())
+        .and(with((auth.clone(), routing.clone())))
         .and(with(bus))
         .and(with(reads.clone()))
         .and_then(verify);
     let contacts = warp::path!("v1" / "contacts" / "sync")
         .and(warp::post())
-        .and(bearer(auth.clone()))
+        .and(served(auth.clone(), routing.clone()))
         .and(json_body())
         .and(with(auth.clone()))
         .and(with(reads.clone()))
         .and_then(contacts_sync);
     let conversations = warp::path!("v1" / "conversations")
         .and(warp::get())
-        .and(bearer(auth.clone()))
+        .and(served(auth.clone(), routing.clone()))
         .and(with(reads.clone()))
         .and_then(list_conversations);
     let messages = warp::path!("v1" / "conversations" / String / "messages")
         .and(warp::get())
-        .and(bearer(auth))
+        .and(served(auth, routing))
         .and(warp::query::<HistoryQuery>())
         .and(with(reads))
         .and_then(history);

@@ -104,6 +104,28 @@ pub async fn code_from_sink_file(path: &std::path::Path, phone: &str, timeout: D
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Opens the WebSocket (before hello). The token also rides in the URL so
+/// that, in Kafka mode, a gateway not serving this user answers the upgrade
+/// with a 307 to the one that does; up to three redirects are followed.
+pub async fn connect_socket(ws_url: &str, token: &str) -> anyhow::Result<Socket> {
+    let mut url = format!("{ws_url}?access_token={token}");
+    for _hop in 0..4 {
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
+            Ok((socket, _)) => return Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status().is_redirection() => {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|value| value.to_str().ok())
+                    .ok_or_else(|| anyhow!("redirect without a Location"))?;
+                url = location.replacen("http", "ws", 1);
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("websocket connect")),
+        }
+    }
+    bail!("more than three redirects from {ws_url}")
+}
+
 /// A WebSocket connection after `welcome`.
 pub struct Connection {
     pub socket: Socket,
@@ -112,9 +134,9 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to `ws_url` (like `ws://127.0.0.1:8080/v1/ws`) and says hello.
+    /// Connects to `ws_url` (like `ws://127.0.0.1:8080/v1/ws`) and says hello.
     pub async fn open(ws_url: &str, token: &str, resume: Option<(&str, u64)>) -> anyhow::Result<Connection> {
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(ws_url, None, true).await.context("websocket connect")?;
+        let mut socket = connect_socket(ws_url, token).await?;
         let mut hello = json!({"type": "hello", "token": token});
         if let Some((epoch, seq)) = resume {
             hello["resume"] = json!({"epoch": epoch, "seq": seq});

@@ -8,11 +8,22 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Where to repeat the request (a `307` to the gateway owning the user).
+    pub location: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), location: None }
+    }
+    /// `307 Temporary Redirect`: another gateway serves this user.
+    pub fn redirect(location: String) -> ApiError {
+        ApiError {
+            status: StatusCode::TEMPORARY_REDIRECT,
+            code: "wrong_gateway",
+            message: format!("this user is served by another gateway: {location}"),
+            location: Some(location),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -34,7 +45,11 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(location) = &self.location {
+            body["error"]["location"] = serde_json::json!(location);
+        }
+        body
     }
 }
 
@@ -42,6 +57,10 @@ impl warp::reject::Reject for ApiError {}
 
 impl warp::Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
-        warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response()
+        let mut response = warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response();
+        if let Some(location) = self.location.as_deref().and_then(|location| location.parse().ok()) {
+            response.headers_mut().insert(warp::http::header::LOCATION, location);
+        }
+        response
     }
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod reads;
 pub mod replies;
+pub mod routing;
 pub mod snowflake;
 pub mod ws;
 
@@ -40,7 +41,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Accepts connections until cancelled. Our own loop rather than
 /// `warp::serve` so every socket gets TCP_NODELAY: feed pushes are small
 /// frames, and Nagle's algorithm with delayed ACKs would add ~40 ms each.
-async fn serve_connections<S>(listener: TcpListener, service: S, cancel: &CancellationToken)
+pub async fn serve_connections<S>(listener: TcpListener, service: S, cancel: &CancellationToken)
 where
     S: tower_service::Service<
             warp::http::Request<hyper::body::Incoming>,
@@ -80,6 +81,12 @@ where
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
 }
 
+/// The `access_token` query parameter of a request path, if any.
+fn access_token_in(path_and_query: &str) -> Option<String> {
+    let (_, query) = path_and_query.split_once('?')?;
+    query.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_string)
+}
+
 pub struct GatewayConfig {
     /// Names this gateway on the `replies` topic.
     pub gateway_id: String,
@@ -88,6 +95,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// A WebSocket that sends nothing for this long is closed (protocol: 60 s).
     pub idle_timeout: std::time::Duration,
+    /// Which users this gateway serves (all of them in embedded mode).
+    pub routing: routing::Routing,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so it
@@ -115,7 +124,9 @@ pub async fn serve(
         hub,
         metrics,
         idle_timeout: config.idle_timeout,
+        routing: config.routing.clone(),
     };
+    let upgrade_routing = (auth.clone(), config.routing.clone());
 
     // The upgrade is done here rather than with warp's `ws()` filter so the
     // WebSocket buffers can be sized (see `ws::websocket_config`).
@@ -124,7 +135,16 @@ pub async fn serve(
         .and(warp::header::exact_ignore_case("upgrade", "websocket"))
         .and(warp::header::<String>("sec-websocket-key"))
         .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
-        .map(move |key: String, on_upgrade: Option<hyper::upgrade::OnUpgrade>| {
+        .and(api::path_and_query())
+        .map(move |key: String, on_upgrade: Option<hyper::upgrade::OnUpgrade>, path: String| {
+            // A client that names itself in the URL (`?access_token=`) is
+            // redirected to its gateway before the upgrade.
+            let (auth, routing) = &upgrade_routing;
+            if let Some(principal) = access_token_in(&path).and_then(|token| auth.verify_access(&token).ok())
+                && let Err(redirect) = routing.check(principal.user, &path)
+            {
+                return redirect.into_response();
+            }
             let Some(on_upgrade) = on_upgrade else {
                 return errors::ApiError::bad_request("bad_request", "this connection cannot be upgraded")
                     .into_response();
@@ -152,7 +172,7 @@ pub async fn serve(
     let routes = websocket
         .or(health)
         .or(metrics_route)
-        .or(api::routes(auth, bus, reads))
+        .or(api::routes(auth, bus, reads, config.routing))
         .recover(api::handle_rejection)
         .with(warp::trace::request());
     serve_connections(listener, warp::service(routes), &cancel).await;

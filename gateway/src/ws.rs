@@ -79,6 +79,7 @@ pub struct SessionDeps {
     pub metrics: GatewayMetrics,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    pub routing: crate::routing::Routing,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
@@ -247,6 +248,15 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
             return None;
         }
     };
+    // Clients that did not name themselves at the upgrade (`access_token`
+    // in the URL) learn their gateway here.
+    if let Some(base) = deps.routing.elsewhere(principal.user) {
+        let location = format!("{}/v1/ws", base.replacen("http", "ws", 1));
+        let mut frame = error_frame(None, "wrong_gateway", "this user is served by another gateway; reconnect there");
+        frame["location"] = json!(location);
+        let _ = socket.send(Message::text(frame.to_string())).await;
+        return None;
+    }
     // A resume with an unparsable epoch can never prove continuity.
     let resume = resume.map(|resume| (Epoch(resume.epoch.parse().unwrap_or(u64::MAX)), FeedSeq(resume.seq)));
     Some((principal, resume))

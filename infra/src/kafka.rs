@@ -116,6 +116,9 @@ impl ClientContext for TracingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return; // the probe asks for end-of-partition events on purpose
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }

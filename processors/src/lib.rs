@@ -35,7 +35,7 @@ pub async fn create_topics(log: &dyn Log) -> Result<(), LogError> {
     Ok(())
 }
 
-fn partitions_of(topic: &str) -> u32 {
+pub fn partitions_of(topic: &str) -> u32 {
     topics::all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
 }
 
@@ -48,6 +48,24 @@ pub fn spawn_all(
     hub: FeedHub,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
+) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
+    spawn_placed(log, db, codec, hub, metrics, cancel, &|_, _| true)
+}
+
+/// Every processor, in the order `spawn_placed` considers them.
+pub const PROCESSORS: [&str; 5] =
+    [conversation::PROCESSOR, users::PROCESSOR, inbox::PROCESSOR, history::HISTORY, history::DIRECTORY];
+
+/// Starts the tasks `place(processor, partition)` selects: how Kafka mode
+/// spreads processors and partitions over processes.
+pub fn spawn_placed(
+    log: Arc<dyn Log>,
+    db: Arc<DB>,
+    codec: Arc<Codec>,
+    hub: FeedHub,
+    metrics: RuntimeMetrics,
+    cancel: CancellationToken,
+    place: &dyn Fn(&'static str, u32) -> bool,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
     let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
@@ -74,7 +92,7 @@ pub fn spawn_all(
     ];
     let mut handles = Vec::new();
     for (processor, topic, make) in processors {
-        for partition in 0..partitions_of(topic) {
+        for partition in (0..partitions_of(topic)).filter(|partition| place(processor, *partition)) {
             let spec = runtime::TaskSpec { processor, input: TopicPartition::new(topic, partition) };
             handles.push(tokio::spawn(runtime::run_task(
                 log.clone(),

@@ -350,11 +350,12 @@ pub async fn run_task(
             relayed = Some(first..=meta.next_sseq - 1);
         }
         handler.after_commit();
-        if let Ok(marks) = log.watermarks(&spec.input).await {
-            lag.set(marks.high.0.saturating_sub(meta.position.0) as i64);
-        }
+        // Once a second, not per batch: on Kafka both are broker round trips.
         if last_mirror.elapsed() > Duration::from_secs(1) {
             last_mirror = Instant::now();
+            if let Ok(marks) = log.watermarks(&spec.input).await {
+                lag.set(marks.high.0.saturating_sub(meta.position.0) as i64);
+            }
             if let Err(error) = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await {
                 tracing::debug!(%error, "mirroring positions failed");
             }

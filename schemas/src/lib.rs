@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod convert;
 pub mod registry;
+pub mod registry_http;
 pub mod wire;
 
 pub use codec::{Codec, CodecError};

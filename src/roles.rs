@@ -1,0 +1,309 @@
+//! Kafka mode: the platform as separate processes on a Kafka-protocol
+//! cluster. `missive schema-registry` serves the Confluent REST subset over
+//! `_schemas`; `missive process` runs the deciders (conversation, users) for
+//! its share of partitions; `missive gateway` serves clients and runs the
+//! read side beside them: the inbox of the `deliveries` partitions it owns
+//! (partition affinity), history and the directory. Each process keeps its
+//! state in its own RocksDB; the log is the only thing they share.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use missive_gateway::GatewayConfig;
+use missive_gateway::auth::{AuthConfig, SmsSink};
+use missive_gateway::routing::Routing;
+use missive_infra::{KafkaConfig, KafkaLog, Log};
+use missive_processors::{FeedHub, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users};
+use missive_schemas::registry::{Registry, register_remote};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Secrets {
+    pub jwt_secret: String,
+    pub phone_secret: String,
+}
+
+/// Loads the platform's secrets, creating random ones on first start. In
+/// Kafka mode every gateway must load the same file: user ids are derived
+/// from phone numbers with `phone_secret`, and tokens are signed with
+/// `jwt_secret`.
+pub fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
+    }
+    let random = || {
+        let bytes: [u8; 32] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let secrets = Secrets { jwt_secret: random(), phone_secret: random() };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(serde_json::to_string_pretty(&secrets)?.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    Ok(secrets)
+}
+
+/// Cancels `cancel` when any task ends (fail-stop: a failed partition task
+/// stops the process, and a supervisor or `infra/cluster` restarts it).
+pub fn stop_when_any_task_ends(
+    tasks: Vec<JoinHandle<Result<(), RuntimeError>>>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if tasks.is_empty() {
+            return;
+        }
+        let (result, _, _) = futures::future::select_all(tasks).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "a processor task failed; shutting down"),
+            Err(error) => tracing::error!(%error, "a processor task panicked; shutting down"),
+        }
+        cancel.cancel();
+    })
+}
+
+/// Cancels `cancel` on SIGINT or SIGTERM.
+pub fn stop_on_signal(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+}
+
+/// Serves the schema registry's REST API on `address` until cancelled.
+pub async fn serve_registry(address: SocketAddr, registry: Arc<Registry>, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
+    let bound = listener.local_addr()?;
+    let service = warp::service(missive_schemas::registry_http::service(registry));
+    tokio::spawn(async move { missive_gateway::serve_connections(listener, service, &cancel).await });
+    Ok(bound)
+}
+
+/// Connection to the Kafka cluster and the schema registry.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port,host:port`).
+    #[arg(long = "kafka", env = "MISSIVE_KAFKA")]
+    pub brokers: String,
+    /// Replication factor for the topics Missive creates (3 on a production cluster).
+    #[arg(long, env = "MISSIVE_KAFKA_REPLICATION", default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Longest a consumer fetch waits on the broker, in ms (latency vs. broker load).
+    #[arg(long, env = "MISSIVE_KAFKA_FETCH_WAIT_MS", default_value_t = 10)]
+    pub fetch_wait_ms: u32,
+    /// Producer linger, in ms (batching vs. latency).
+    #[arg(long, env = "MISSIVE_KAFKA_LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u32,
+    /// Extra librdkafka property `key=value` (repeatable), e.g. security settings.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .ok_or_else(|| format!("expected key=value, got {text:?}"))
+}
+
+impl KafkaArgs {
+    pub async fn connect(&self, client_id: &str) -> anyhow::Result<Arc<dyn Log>> {
+        let mut config = KafkaConfig::new(self.brokers.clone());
+        config.replication = self.replication_factor;
+        config.client_id = client_id.to_string();
+        config.fetch_wait_ms = self.fetch_wait_ms;
+        config.linger_ms = self.linger_ms;
+        config.extra = self.properties.clone();
+        let log = KafkaLog::connect(config)?;
+        log.wait_ready(Duration::from_secs(60)).await?;
+        Ok(Arc::new(log))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Address to serve the REST API on.
+    #[arg(long, env = "MISSIVE_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+}
+
+pub async fn schema_registry(args: RegistryArgs) -> anyhow::Result<()> {
+    let log = args.kafka.connect("missive-schema-registry").await?;
+    let registry = Registry::open(log).await?;
+    let cancel = CancellationToken::new();
+    stop_on_signal(cancel.clone());
+    let bound = serve_registry(args.listen, registry, cancel.clone()).await?;
+    println!("listening on http://{bound}");
+    std::io::stdout().flush()?;
+    tracing::info!(address = %bound, "schema registry serving");
+    cancel.cancelled().await;
+    Ok(())
+}
+
+/// Where the schema registry is.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SchemaRegistryUrl {
+    /// Base URL of a Confluent-compatible schema registry (`missive schema-registry`).
+    #[arg(long = "schema-registry", env = "MISSIVE_SCHEMA_REGISTRY")]
+    pub url: String,
+}
+
+#[derive(clap::Args)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: SchemaRegistryUrl,
+    /// Directory for this instance's state store.
+    #[arg(long, env = "MISSIVE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// This instance's number, 0-based: it runs the partitions p with p % instances == instance.
+    #[arg(long, env = "MISSIVE_INSTANCE", default_value_t = 0)]
+    pub instance: u32,
+    /// How many instances share the partitions.
+    #[arg(long, env = "MISSIVE_INSTANCES", default_value_t = 1)]
+    pub instances: u32,
+    /// Which deciders to run (comma-separated): conversation, users.
+    #[arg(long, env = "MISSIVE_PROCESSORS", value_delimiter = ',', default_value = "conversation,users")]
+    pub processors: Vec<String>,
+}
+
+pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.instances >= 1 && args.instance < args.instances,
+        "--instance must be below --instances ({} of {})",
+        args.instance,
+        args.instances
+    );
+    let mut selected: Vec<&'static str> = Vec::new();
+    for name in &args.processors {
+        match name.as_str() {
+            "conversation" => selected.push(conversation::PROCESSOR),
+            "users" => selected.push(users::PROCESSOR),
+            other => anyhow::bail!(
+                "unknown processor {other:?}: `missive process` runs conversation and users; inbox, history and the directory run inside `missive gateway`"
+            ),
+        }
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let log = args.kafka.connect(&format!("missive-process-{}", args.instance)).await?;
+    missive_processors::create_topics(log.as_ref()).await?;
+    let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
+    let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
+    let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
+    let cancel = CancellationToken::new();
+    let (instance, instances) = (args.instance, args.instances);
+    let place = |processor: &'static str, partition: u32| selected.contains(&processor) && partition % instances == instance;
+    let tasks = missive_processors::spawn_placed(log, db, codec, FeedHub::default(), metrics, cancel.clone(), &place);
+    let count = tasks.len();
+    let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
+    stop_on_signal(cancel.clone());
+    println!("processing {count} partitions ({}) as instance {instance} of {instances}", args.processors.join(","));
+    std::io::stdout().flush()?;
+    cancel.cancelled().await;
+    watchdog.abort();
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: SchemaRegistryUrl,
+    /// Address to listen on.
+    #[arg(long, env = "MISSIVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for this gateway's state (inbox of its partitions, history, directory, OTPs).
+    #[arg(long, env = "MISSIVE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Base URLs of all gateways, in index order (`http://host:port,...`); clients are
+    /// redirected to the one owning their feed. Default: this gateway alone.
+    #[arg(long, env = "MISSIVE_GATEWAYS", value_delimiter = ',')]
+    pub gateways: Vec<String>,
+    /// This gateway's position in --gateways.
+    #[arg(long, env = "MISSIVE_GATEWAY_INDEX", default_value_t = 0)]
+    pub index: usize,
+    /// Secrets shared by every gateway (JSON with jwt_secret and phone_secret; created if missing).
+    #[arg(long, env = "MISSIVE_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Where one-time codes go: log, file:PATH or webhook:URL.
+    #[arg(long, env = "MISSIVE_SMS_SINK", default_value = "log")]
+    pub sms_sink: SmsSink,
+    /// Seconds of silence after which a WebSocket is closed.
+    #[arg(long, env = "MISSIVE_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
+}
+
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let secrets_path = args.secrets_file.clone().unwrap_or_else(|| args.data_dir.join("secrets.json"));
+    let secrets = load_or_create_secrets(&secrets_path)?;
+    let partitions = missive_processors::partitions_of(topics::DELIVERIES);
+    let routing = if args.gateways.is_empty() {
+        Routing::single(partitions)
+    } else {
+        Routing::new(args.index, args.gateways.clone(), partitions).map_err(anyhow::Error::msg)?
+    };
+    let node_id = u16::try_from(args.index + 1).ok().filter(|id| *id < 1024).context("at most 1023 gateways")?;
+    let log = args.kafka.connect(&format!("missive-gateway-{}", args.index)).await?;
+    missive_processors::create_topics(log.as_ref()).await?;
+    let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
+    let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
+    let registry = prometheus::Registry::new();
+    let metrics = RuntimeMetrics::new(&registry)?;
+    let hub = FeedHub::default();
+    let cancel = CancellationToken::new();
+    let place = |processor: &'static str, partition: u32| match processor {
+        inbox::PROCESSOR => routing.owns_partition(partition),
+        history::HISTORY | history::DIRECTORY => true,
+        _ => false,
+    };
+    let tasks =
+        missive_processors::spawn_placed(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone(), &place);
+    let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
+    stop_on_signal(cancel.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another server running there?", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("listening on http://{address}");
+    std::io::stdout().flush()?;
+    tracing::info!(%address, index = args.index, gateways = args.gateways.len(), "missive gateway serving (Kafka mode)");
+    let config = GatewayConfig {
+        gateway_id: format!("gateway-{}", args.index),
+        node_id,
+        idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
+        routing,
+        auth: AuthConfig {
+            jwt_secret: secrets.jwt_secret.into_bytes(),
+            phone_secret: secrets.phone_secret.into_bytes(),
+            sms_sink: args.sms_sink,
+        },
+    };
+    missive_gateway::serve(listener, config, log, db, codec, hub, registry, cancel.clone()).await?;
+    cancel.cancel();
+    watchdog.abort();
+    Ok(())
+}
