@@ -15,16 +15,114 @@ use tokio::process::{Child, Command};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// What runs behind a [`Server`]: one embedded-mode process, or a local
+/// Kafka-mode cluster (`MISSIVE_E2E_MODE=kafka`).
+enum Backend {
+    Embedded(Child),
+    Kafka(Cluster),
+}
+
 pub struct Server {
-    child: Child,
+    backend: Backend,
     pub api: Api,
     pub ws_url: String,
     pub dir: Arc<tempfile::TempDir>,
 }
 
+/// Whether the end-to-end suites run against a Kafka-mode cluster.
+pub fn kafka_mode() -> bool {
+    std::env::var("MISSIVE_E2E_MODE").is_ok_and(|mode| mode == "kafka")
+}
+
+/// A local Kafka-mode cluster started with `missive cluster up` in its own
+/// directory; `down` runs when it drops.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub gateways: Vec<String>,
+    pub schema_registry: String,
+    pub brokers: String,
+}
+
+impl Cluster {
+    fn command(dir: &std::path::Path) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+        command.env("MISSIVE_CLUSTER_DIR", dir).env("MISSIVE_LOG", "warn,warp=error,librdkafka=error");
+        command
+    }
+
+    /// `missive cluster up`, with codes going to `sms_file`.
+    pub async fn start(dir: PathBuf, sms_file: &std::path::Path) -> Cluster {
+        let mut command = Cluster::command(&dir);
+        command.args(["cluster", "up"]).env("MISSIVE_SMS_SINK", format!("file:{}", sms_file.display()));
+        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("cluster up");
+        assert!(output.status.success(), "cluster up failed: {}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary: Value = serde_json::from_str(stdout.lines().last().expect("summary line")).expect("summary JSON");
+        let text = |key: &str| summary[key].as_str().expect("address").to_string();
+        Cluster {
+            gateways: summary["gateways"].as_array().expect("gateways").iter().filter_map(|url| url.as_str().map(str::to_string)).collect(),
+            schema_registry: text("schema_registry"),
+            brokers: text("brokers"),
+            dir,
+        }
+    }
+
+    /// Runs a `missive cluster` subcommand; returns the summary JSON.
+    pub async fn cluster(&self, args: &[&str]) -> Value {
+        let mut command = Cluster::command(&self.dir);
+        command.arg("cluster").args(args);
+        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("cluster");
+        assert!(output.status.success(), "cluster {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+    }
+
+    /// The pid of a member (`gateway-0`, `process-1`, ...).
+    pub async fn pid(&self, name: &str) -> u32 {
+        let status = self.cluster(&["status"]).await;
+        status["processes"]
+            .as_array()
+            .and_then(|members| members.iter().find(|member| member["name"] == name))
+            .and_then(|member| member["pid"].as_u64())
+            .expect("member pid") as u32
+    }
+
+    /// `kill -9` of one member.
+    pub async fn kill9(&self, name: &str) {
+        let pid = self.pid(name).await;
+        let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -9 {name} ({pid})");
+    }
+
+    pub async fn restart(&self, name: &str) {
+        self.cluster(&["restart", name]).await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Cluster::command(&self.dir).args(["cluster", "down"]).output();
+    }
+}
+
 impl Server {
+    /// A fresh server in the mode the suite runs in.
     pub async fn start() -> Server {
-        Server::start_in(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        if !kafka_mode() {
+            return Server::start_in(dir).await;
+        }
+        let cluster = Cluster::start(dir.path().join("cluster"), &dir.path().join("sms.jsonl")).await;
+        let base = cluster.gateways[0].clone();
+        let ws_url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
+        Server { backend: Backend::Kafka(cluster), api: Api::new(&base), ws_url, dir }
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match &self.backend {
+            Backend::Kafka(cluster) => Some(cluster),
+            Backend::Embedded(_) => None,
+        }
     }
 
     /// Starts a server on an existing data directory (a restart).
@@ -57,7 +155,7 @@ impl Server {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let ws_url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
-        Server { child, api: Api::new(&base), ws_url, dir }
+        Server { backend: Backend::Embedded(child), api: Api::new(&base), ws_url, dir }
     }
 
     pub fn sms_file(&self) -> PathBuf {
@@ -66,8 +164,9 @@ impl Server {
 
     /// `kill -9`: no shutdown hooks run.
     pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
-        self.child.start_kill().expect("SIGKILL");
-        let _ = self.child.wait().await;
+        let Backend::Embedded(child) = &mut self.backend else { panic!("kill9 of a whole cluster: use Cluster::kill9") };
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
         self.dir.clone()
     }
 
