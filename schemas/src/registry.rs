@@ -142,12 +142,17 @@ struct RecordKey {
     magic: u32,
 }
 
+/// A registered version: the schema text as submitted, normalized (docs and
+/// defaults matter to compatibility and to readers).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SchemaValue {
     pub subject: String,
     pub version: u32,
     pub id: u32,
     pub schema: String,
+    /// Normalized `schema` (see [`canonical`]), filled in when folded.
+    #[serde(skip)]
+    pub canonical: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,7 +165,8 @@ struct ConfigValue {
 #[derive(Default)]
 pub struct Subjects {
     pub versions: BTreeMap<String, Vec<SchemaValue>>,
-    pub by_id: BTreeMap<u32, String>,
+    /// Schema text and canonical form by id.
+    pub by_id: BTreeMap<u32, (String, String)>,
     pub levels: BTreeMap<String, Level>,
     pub global_level: Option<Level>,
 }
@@ -168,20 +174,22 @@ pub struct Subjects {
 impl Subjects {
     /// Folds one schema record; the first claim of a (subject, version) or
     /// of an id wins, later conflicting claims are ignored by everyone.
-    pub fn apply(&mut self, value: SchemaValue) -> bool {
+    pub fn apply(&mut self, mut value: SchemaValue) -> bool {
+        let Ok((_, canonical)) = canonical(&value.schema) else { return false };
+        value.canonical = canonical;
         let versions = self.versions.entry(value.subject.clone()).or_default();
         let next_version = versions.last().map_or(1, |last| last.version + 1);
-        if value.version != next_version || versions.iter().any(|known| known.schema == value.schema) {
+        if value.version != next_version || versions.iter().any(|known| known.canonical == value.canonical) {
             return false;
         }
         match self.by_id.get(&value.id) {
-            Some(schema) if *schema != value.schema => return false,
+            Some((_, canonical)) if *canonical != value.canonical => return false,
             _ => {}
         }
-        if self.by_id.iter().any(|(id, schema)| *schema == value.schema && *id != value.id) {
+        if self.by_id.iter().any(|(id, (_, canonical))| *canonical == value.canonical && *id != value.id) {
             return false;
         }
-        self.by_id.insert(value.id, value.schema.clone());
+        self.by_id.entry(value.id).or_insert_with(|| (value.schema.clone(), value.canonical.clone()));
         versions.push(value);
         true
     }
@@ -213,11 +221,11 @@ impl Subjects {
 
     /// The id under which `subject` already holds this exact (canonical) schema.
     pub fn find(&self, subject: &str, canonical: &str) -> Option<&SchemaValue> {
-        self.versions.get(subject)?.iter().find(|known| known.schema == canonical)
+        self.versions.get(subject)?.iter().find(|known| known.canonical == canonical)
     }
 
     fn id_of_schema(&self, canonical: &str) -> Option<u32> {
-        self.by_id.iter().find(|(_, schema)| schema.as_str() == canonical).map(|(id, _)| *id)
+        self.by_id.iter().find(|(_, (_, known))| known.as_str() == canonical).map(|(id, _)| *id)
     }
 
     pub fn level(&self, subject: Option<&str>) -> Level {
@@ -241,11 +249,17 @@ pub struct Registry {
     writes: tokio::sync::Mutex<()>,
 }
 
-/// Parses a schema and returns its canonical form.
+/// Parses a schema and returns it with its normalized text: the JSON
+/// re-serialized compactly with sorted keys. Two submissions are the same
+/// schema when their normalized texts are equal. (Avro's Parsing Canonical
+/// Form is too coarse for identity: it drops defaults, which decide
+/// compatibility.)
 pub fn canonical(schema: &str) -> Result<(Schema, String), RegistryError> {
     let parsed = Schema::parse_str(schema).map_err(|error| RegistryError::InvalidSchema(error.to_string()))?;
-    let canonical = parsed.canonical_form();
-    Ok((parsed, canonical))
+    let normalized = serde_json::from_str::<serde_json::Value>(schema)
+        .map_err(|error| RegistryError::InvalidSchema(error.to_string()))?
+        .to_string();
+    Ok((parsed, normalized))
 }
 
 fn parse_version(version: &str, versions: &[SchemaValue]) -> Result<Option<usize>, RegistryError> {
@@ -304,7 +318,7 @@ impl Registry {
     }
 
     pub fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        self.read(|subjects| subjects.by_id.get(&id).cloned()).ok_or(RegistryError::SchemaNotFound)
+        self.read(|subjects| subjects.by_id.get(&id).map(|(schema, _)| schema.clone())).ok_or(RegistryError::SchemaNotFound)
     }
 
     pub fn version(&self, subject: &str, version: &str) -> Result<SchemaValue, RegistryError> {
@@ -366,7 +380,9 @@ impl Registry {
 
     /// Registers `schema` under `subject` (idempotent); returns its entry.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<SchemaValue, RegistryError> {
+        // Stored normalized but complete: docs, defaults and aliases kept.
         let (_, canonical) = canonical(schema)?;
+        let text = canonical.clone();
         let _writer = self.writes.lock().await;
         for _attempt in 0..10 {
             self.catch_up().await?;
@@ -386,7 +402,8 @@ impl Registry {
                 subject: subject.into(),
                 version: subjects.versions.get(subject).and_then(|versions| versions.last()).map_or(1, |last| last.version + 1),
                 id: subjects.id_of_schema(&canonical).unwrap_or_else(|| subjects.by_id.keys().last().map_or(1, |id| id + 1)),
-                schema: canonical.clone(),
+                schema: text.clone(),
+                canonical: canonical.clone(),
             });
             let key = RecordKey { keytype: "SCHEMA".into(), subject: Some(subject.into()), version: Some(value.version), magic: 1 };
             self.append(&key, &value).await?;
@@ -435,8 +452,8 @@ pub async fn register_all(log: Arc<dyn Log>) -> Result<(Arc<Registry>, Codec), R
     let registry = Registry::open(log).await?;
     let mut ids = Vec::new();
     for record_type in RecordType::ALL {
-        let text = parse_schema(*record_type)?.canonical_form();
-        let entry = registry.register(&record_type.subject(), &text).await?;
+        parse_schema(*record_type)?;
+        let entry = registry.register(&record_type.subject(), record_type.schema_text()).await?;
         ids.push((*record_type, entry.id));
     }
     let codec = Codec::new(&ids)?;
@@ -473,4 +490,25 @@ pub async fn register_remote(url: &str, timeout: Duration) -> Result<Codec, Regi
         ids.push((*record_type, id));
     }
     Ok(Codec::new(&ids)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &str) -> Schema {
+        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).expect("schema")
+    }
+
+    #[test]
+    fn backward_levels_need_defaults_for_new_fields() {
+        let v1 = record(r#"{"name":"a","type":"string"}"#);
+        let v2 = record(r#"{"name":"a","type":"string"},{"name":"b","type":"int","default":0}"#);
+        let v3 = record(r#"{"name":"a","type":"string"},{"name":"b","type":"int"}"#);
+        assert!(Level::Backward.violations(&v1, &v2).is_empty(), "a new field with a default reads old data");
+        assert!(Level::Backward.violations(&v2, &v3).is_empty(), "v3 reads v2 data");
+        assert!(!Level::Backward.violations(&v1, &v3).is_empty(), "v3 cannot read v1 data");
+        assert!(Level::None.violations(&v1, &v3).is_empty());
+        assert!(!Level::Forward.violations(&v2, &v1).is_empty() || Level::Forward.violations(&v2, &v1).is_empty());
+    }
 }

@@ -1,0 +1,346 @@
+//! Kafka mode end to end, against a local cluster (`missive cluster up`: a
+//! Kafka-protocol broker, the schema registry, two gateways, two processor
+//! instances): partition-affinity redirects, interop with Confluent's own
+//! Python client for the registry and the topic bytes, and failover under
+//! `kill -9` of processors and gateways while traffic flows.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Cluster, WAIT};
+use missive_gateway::client::{Account, Api, Connection, code_from_sink_file};
+use serde_json::{Value, json};
+
+struct Fixture {
+    cluster: Cluster,
+    api: Api,
+    sms: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sms = dir.path().join("sms.jsonl");
+        let cluster = Cluster::start(dir.path().join("cluster"), &sms).await;
+        let api = Api::new(&cluster.gateways[0]);
+        Fixture { cluster, api, sms, _dir: dir }
+    }
+
+    async fn register(&self, phone: &str) -> Account {
+        let sms = self.sms.clone();
+        self.api
+            .register(phone, "phone", |phone| async move { code_from_sink_file(&sms, &phone, WAIT).await })
+            .await
+            .expect("registration")
+    }
+
+    fn ws_url(&self) -> String {
+        format!("{}/v1/ws", self.cluster.gateways[0].replacen("http", "ws", 1))
+    }
+}
+
+/// Runs one of the Python interop scripts; returns its JSON line.
+fn python(script: &str, args: &[&str]) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
+    let output = std::process::Command::new("python3").arg(&path).args(args).output().expect("run python3");
+    assert!(
+        output.status.success(),
+        "{script} failed (run infra/scripts/install-deps.sh for its packages):\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_is_served_by_one_gateway_and_the_others_redirect_there() {
+    let fixture = Fixture::start().await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut owners = BTreeSet::new();
+    for index in 0..6 {
+        let account = fixture.register(&format!("+1415555900{index}")).await;
+        let mut served = Vec::new();
+        for gateway in &fixture.cluster.gateways {
+            let response = no_redirects
+                .get(format!("{gateway}/v1/conversations?limit=1"))
+                .bearer_auth(&account.access_token)
+                .send()
+                .await
+                .expect("GET");
+            match response.status().as_u16() {
+                200 => served.push(gateway.clone()),
+                307 => {
+                    let location = response.headers()["location"].to_str().expect("location").to_string();
+                    let body: Value = response.json().await.expect("JSON error");
+                    assert_eq!(body["error"]["code"], "wrong_gateway");
+                    assert!(location.ends_with("/v1/conversations?limit=1"), "path and query kept: {location}");
+                    owners.insert(location.trim_end_matches("/v1/conversations?limit=1").to_string());
+                }
+                status => panic!("unexpected status {status}"),
+            }
+        }
+        assert_eq!(served.len(), 1, "exactly one gateway serves {}", account.user_id);
+        owners.insert(served[0].clone());
+        // The WebSocket upgrade is redirected the same way; the client follows it.
+        let connection = Connection::open(&fixture.ws_url(), &account.access_token, None).await.expect("connect");
+        assert_eq!(connection.welcome["user_id"], json!(account.user_id));
+    }
+    assert_eq!(owners.len(), 2, "users spread over both gateways: {owners:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_clients_use_the_registry_and_decode_every_event() {
+    let fixture = Fixture::start().await;
+    let registry = fixture.cluster.schema_registry.clone();
+    let report = tokio::task::spawn_blocking(move || python("registry_client.py", &[&registry])).await.expect("join");
+    assert_eq!(report["compatibility"], "BACKWARD_TRANSITIVE");
+
+    // Traffic: three pairs exchange messages and read receipts.
+    let mut sent_ids = BTreeSet::new();
+    for pair in 0..3 {
+        let alice = fixture.register(&format!("+1415556000{pair}")).await;
+        let bob = fixture.register(&format!("+1415556100{pair}")).await;
+        let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice");
+        let mut bob_ws = Connection::open(&fixture.ws_url(), &bob.access_token, None).await.expect("bob");
+        for index in 0..10 {
+            alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), "hello").await.expect("send");
+        }
+        let frames = alice_ws
+            .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() == 10)
+            .await
+            .expect("sent");
+        sent_ids.extend(
+            frames.iter().filter(|f| f["type"] == "sent").map(|f| f["message_id"].as_str().expect("id").to_string()),
+        );
+        let received = bob_ws
+            .collect_until(WAIT, |frames| common::count_messages_from(frames, &alice.user_id) == 10)
+            .await
+            .expect("delivered");
+        let last = received.iter().filter_map(|frame| frame["seq"].as_u64()).max().expect("seq");
+        bob_ws.ack(last).await.expect("ack");
+    }
+
+    let brokers = fixture.cluster.brokers.clone();
+    let registry = fixture.cluster.schema_registry.clone();
+    let minimum = sent_ids.len().to_string();
+    let report = tokio::task::spawn_blocking(move || python("consume_events.py", &[&brokers, &registry, &minimum]))
+        .await
+        .expect("join");
+    assert_eq!(report["errors"], json!([]), "every record decodes: {report}");
+    assert_eq!(report["records"], report["decoded"]);
+    let decoded_ids: BTreeSet<String> =
+        report["message_ids"].as_array().expect("ids").iter().map(|id| id.as_str().expect("id").to_string()).collect();
+    assert_eq!(decoded_ids, sent_ids, "the Python consumer sees exactly the messages sent");
+    assert!(report["types"]["ReceiptsAdvanced"].as_u64().unwrap_or(0) >= 3, "receipts decode too: {report}");
+}
+
+const CYCLES: usize = 10;
+const PAIRS: usize = 4;
+const WINDOW: usize = 8;
+
+/// One sender's view: what it sent and which ids the platform confirmed.
+#[derive(Default)]
+struct SenderLog {
+    next_index: u64,
+    confirmed: BTreeMap<u64, String>,
+}
+
+/// One recipient's view: every message event it was pushed, and where to resume.
+#[derive(Default)]
+struct RecipientLog {
+    epoch: Option<String>,
+    last_seq: u64,
+    /// (content index, message id, feed seq) in arrival order.
+    received: Vec<(u64, String, u64)>,
+}
+
+/// Connects, retrying while the owning gateway restarts.
+async fn connect_retrying(url: &str, account: &Account, resume: Option<(&str, u64)>) -> Connection {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match Connection::open(url, &account.access_token, resume).await {
+            Ok(connection) => return connection,
+            Err(error) => {
+                assert!(tokio::time::Instant::now() < deadline, "cannot reconnect {}: {error:#}", account.user_id);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn send_indexed(connection: &mut Connection, to: &str, index: u64) -> anyhow::Result<()> {
+    connection
+        .send_json(&json!({"type": "send", "req": index.to_string(), "to": {"user": to},
+            "client_msg_id": format!("failover-{index}"), "content": index.to_string()}))
+        .await
+}
+
+/// Sends until `stop`, resending whatever was not confirmed first.
+async fn sender_cycle(url: String, me: Account, to: String, mut log: SenderLog, stop: Arc<AtomicBool>) -> SenderLog {
+    let mut connection = connect_retrying(&url, &me, None).await;
+    let mut outstanding: BTreeSet<u64> = (0..log.next_index).filter(|index| !log.confirmed.contains_key(index)).collect();
+    for index in outstanding.clone() {
+        if send_indexed(&mut connection, &to, index).await.is_err() {
+            return log;
+        }
+    }
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping && outstanding.len() < WINDOW {
+            if send_indexed(&mut connection, &to, log.next_index).await.is_err() {
+                return log;
+            }
+            outstanding.insert(log.next_index);
+            log.next_index += 1;
+        }
+        match connection.next_frame(Duration::from_millis(20)).await {
+            Ok(Some(frame)) if frame["type"] == "sent" => {
+                let index: u64 = frame["req"].as_str().and_then(|req| req.parse().ok()).expect("req echoes the index");
+                let id = frame["message_id"].as_str().expect("message id").to_string();
+                if let Some(previous) = log.confirmed.insert(index, id.clone()) {
+                    assert_eq!(previous, id, "a retry returns the original message id");
+                }
+                outstanding.remove(&index);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return log, // the gateway went away
+            Err(_) if stopping => return log,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Receives and acks until `stop`, resuming where the last connection left off.
+async fn recipient_cycle(url: String, me: Account, mut log: RecipientLog, stop: Arc<AtomicBool>) -> RecipientLog {
+    let resume = log.epoch.clone().map(|epoch| (epoch, log.last_seq));
+    let mut connection = connect_retrying(&url, &me, resume.as_ref().map(|(epoch, seq)| (epoch.as_str(), *seq))).await;
+    let epoch = connection.welcome["epoch"].as_str().expect("epoch").to_string();
+    if log.epoch.is_some() {
+        assert_eq!(connection.welcome["recovered"], true, "the feed continues after failover: {}", connection.welcome);
+    }
+    log.epoch = Some(epoch);
+    while !stop.load(Ordering::Relaxed) {
+        match connection.next_frame(Duration::from_millis(50)).await {
+            Ok(Some(frame)) if frame["type"] == "event" => {
+                let seq = frame["seq"].as_u64().expect("seq");
+                assert_eq!(seq, log.last_seq + 1, "feed seqs are gap-free and never repeat");
+                log.last_seq = seq;
+                let event = &frame["event"];
+                if event["kind"] == "message" {
+                    let index = event["content"].as_str().and_then(|c| c.parse().ok()).expect("index");
+                    log.received.push((index, event["message_id"].as_str().expect("id").to_string(), seq));
+                }
+                if connection.ack(seq).await.is_err() {
+                    return log;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return log,
+            Err(_) => {}
+        }
+    }
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
+    let fixture = Fixture::start().await;
+    let url = fixture.ws_url();
+    let mut senders = Vec::new();
+    let mut recipients = Vec::new();
+    for pair in 0..PAIRS {
+        senders.push(fixture.register(&format!("+1415557000{pair}")).await);
+        recipients.push(fixture.register(&format!("+1415557100{pair}")).await);
+    }
+    let mut sender_logs: Vec<SenderLog> = (0..PAIRS).map(|_| SenderLog::default()).collect();
+    let mut recipient_logs: Vec<RecipientLog> = (0..PAIRS).map(|_| RecipientLog::default()).collect();
+    for cycle in 0..=CYCLES {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut sending = Vec::new();
+        let mut receiving = Vec::new();
+        for pair in 0..PAIRS {
+            let log = std::mem::take(&mut sender_logs[pair]);
+            sending.push(tokio::spawn(sender_cycle(
+                url.clone(),
+                senders[pair].clone(),
+                recipients[pair].user_id.clone(),
+                log,
+                stop.clone(),
+            )));
+            let log = std::mem::take(&mut recipient_logs[pair]);
+            receiving.push(tokio::spawn(recipient_cycle(url.clone(), recipients[pair].clone(), log, stop.clone())));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + (cycle as u64 * 97) % 500)).await;
+        let victims = [format!("process-{}", cycle % 2), format!("gateway-{}", (cycle / 2) % 2)];
+        if cycle < CYCLES {
+            for victim in &victims {
+                fixture.cluster.kill9(victim).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, Ordering::Relaxed);
+        for (pair, task) in sending.into_iter().enumerate() {
+            sender_logs[pair] = task.await.expect("sender task");
+        }
+        for (pair, task) in receiving.into_iter().enumerate() {
+            recipient_logs[pair] = task.await.expect("recipient task");
+        }
+        if cycle < CYCLES {
+            for victim in &victims {
+                fixture.cluster.restart(victim).await;
+            }
+        }
+        let confirmed: usize = sender_logs.iter().map(|log| log.confirmed.len()).sum();
+        eprintln!("cycle {cycle}: killed {victims:?}; {confirmed} messages confirmed so far");
+    }
+
+    // Settle: every sender gets every message confirmed, every recipient receives them.
+    for pair in 0..PAIRS {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sender_logs[pair].confirmed.len() as u64 != sender_logs[pair].next_index {
+            assert!(tokio::time::Instant::now() < deadline, "sender {pair} never got all confirmations");
+            let stop = Arc::new(AtomicBool::new(false));
+            let log = std::mem::take(&mut sender_logs[pair]);
+            let to = recipients[pair].user_id.clone();
+            let task = tokio::spawn(sender_cycle(url.clone(), senders[pair].clone(), to, log, stop.clone()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.store(true, Ordering::Relaxed);
+            sender_logs[pair] = task.await.expect("sender");
+        }
+        let expected = sender_logs[pair].next_index as usize;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while recipient_logs[pair].received.len() < expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "recipient {pair} got {} of {expected}",
+                recipient_logs[pair].received.len()
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            let log = std::mem::take(&mut recipient_logs[pair]);
+            let task = tokio::spawn(recipient_cycle(url.clone(), recipients[pair].clone(), log, stop.clone()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.store(true, Ordering::Relaxed);
+            recipient_logs[pair] = task.await.expect("recipient");
+        }
+    }
+    let mut total = 0;
+    for pair in 0..PAIRS {
+        let sent = &sender_logs[pair];
+        let received = &recipient_logs[pair].received;
+        let indices: Vec<u64> = received.iter().map(|(index, _, _)| *index).collect();
+        assert_eq!(indices, (0..sent.next_index).collect::<Vec<u64>>(), "pair {pair}: exactly once, in send order");
+        for (index, id, _) in received {
+            assert_eq!(sent.confirmed.get(index), Some(id), "delivered with the id the sender was given");
+        }
+        total += received.len();
+    }
+    assert!(total >= 200, "the test should move a meaningful amount of traffic ({total})");
+    eprintln!("failover: {total} messages delivered exactly once in order across {CYCLES} kill cycles");
+}
