@@ -101,9 +101,10 @@ fn state_path(dir: &Path) -> PathBuf {
 
 fn load(dir: &Path) -> anyhow::Result<Option<State>> {
     match std::fs::read_to_string(state_path(dir)) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
-            format!("{} is corrupt; stop what runs and delete it", state_path(dir).display())
-        })?)),
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is corrupt; stop what runs and delete it", state_path(dir).display()))?,
+        )),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -144,7 +145,10 @@ fn launch(dir: &Path, member: &mut Member) -> anyhow::Result<()> {
     loop {
         let ready = match (&member.port, &member.ready_line) {
             (_, Some(line)) => std::fs::read(&log)
-                .map(|bytes| String::from_utf8_lossy(&bytes[start_len.min(bytes.len() as u64) as usize..]).contains(line.as_str()))
+                .map(|bytes| {
+                    String::from_utf8_lossy(&bytes[start_len.min(bytes.len() as u64) as usize..])
+                        .contains(line.as_str())
+                })
                 .unwrap_or(false),
             (Some(port), None) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
             (None, None) => true,

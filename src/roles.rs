@@ -87,7 +87,11 @@ pub fn stop_on_signal(cancel: CancellationToken) {
 }
 
 /// Serves the schema registry's REST API on `address` until cancelled.
-pub async fn serve_registry(address: SocketAddr, registry: Arc<Registry>, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
+pub async fn serve_registry(
+    address: SocketAddr,
+    registry: Arc<Registry>,
+    cancel: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
@@ -213,7 +217,8 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
     let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
     let cancel = CancellationToken::new();
     let (instance, instances) = (args.instance, args.instances);
-    let place = |processor: &'static str, partition: u32| selected.contains(&processor) && partition % instances == instance;
+    let place =
+        |processor: &'static str, partition: u32| selected.contains(&processor) && partition % instances == instance;
     let tasks = missive_processors::spawn_placed(log, db, codec, FeedHub::default(), metrics, cancel.clone(), &place);
     let count = tasks.len();
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
@@ -280,8 +285,15 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         history::HISTORY | history::DIRECTORY => true,
         _ => false,
     };
-    let tasks =
-        missive_processors::spawn_placed(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone(), &place);
+    let tasks = missive_processors::spawn_placed(
+        log.clone(),
+        db.clone(),
+        codec.clone(),
+        hub.clone(),
+        metrics,
+        cancel.clone(),
+        &place,
+    );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)

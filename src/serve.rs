@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use missive_gateway::GatewayConfig;
-use missive_gateway::routing::Routing;
 use missive_gateway::auth::{AuthConfig, SmsSink};
+use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
 use missive_processors::{FeedHub, RuntimeMetrics};
 use tokio_util::sync::CancellationToken;

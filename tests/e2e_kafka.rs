@@ -16,7 +16,11 @@ use common::{Cluster, WAIT};
 use missive_gateway::client::{Account, Api, Connection, code_from_sink_file};
 use serde_json::{Value, json};
 
+/// One cluster at a time: each is six processes on a two-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Fixture {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
     cluster: Cluster,
     api: Api,
     sms: std::path::PathBuf,
@@ -25,11 +29,12 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let sms = dir.path().join("sms.jsonl");
         let cluster = Cluster::start(dir.path().join("cluster"), &sms).await;
         let api = Api::new(&cluster.gateways[0]);
-        Fixture { cluster, api, sms, _dir: dir }
+        Fixture { _serial: serial, cluster, api, sms, _dir: dir }
     }
 
     async fn register(&self, phone: &str) -> Account {
@@ -110,7 +115,10 @@ async fn confluent_clients_use_the_registry_and_decode_every_event() {
         let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice");
         let mut bob_ws = Connection::open(&fixture.ws_url(), &bob.access_token, None).await.expect("bob");
         for index in 0..10 {
-            alice_ws.send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), "hello").await.expect("send");
+            alice_ws
+                .send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), "hello")
+                .await
+                .expect("send");
         }
         let frames = alice_ws
             .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() == 10)
@@ -185,7 +193,8 @@ async fn send_indexed(connection: &mut Connection, to: &str, index: u64) -> anyh
 /// Sends until `stop`, resending whatever was not confirmed first.
 async fn sender_cycle(url: String, me: Account, to: String, mut log: SenderLog, stop: Arc<AtomicBool>) -> SenderLog {
     let mut connection = connect_retrying(&url, &me, None).await;
-    let mut outstanding: BTreeSet<u64> = (0..log.next_index).filter(|index| !log.confirmed.contains_key(index)).collect();
+    let mut outstanding: BTreeSet<u64> =
+        (0..log.next_index).filter(|index| !log.confirmed.contains_key(index)).collect();
     for index in outstanding.clone() {
         if send_indexed(&mut connection, &to, index).await.is_err() {
             return log;

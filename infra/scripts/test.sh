@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: unit and property tests of the pure core, the log
-# conformance suite, codec tests and the black-box end-to-end suites (which
-# start the real server binary on 127.0.0.1). Installs what it needs first.
+# conformance suite (embedded, a real Kafka-protocol broker, librdkafka's
+# mock cluster), codec tests and the black-box end-to-end suites, which
+# start the real binaries on 127.0.0.1: embedded mode, then the messaging
+# suite again against a local Kafka-mode cluster. Installs what it needs first.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
 cd "$MISSIVE_ROOT"
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+echo "test.sh: the end-to-end messaging suite again, in Kafka mode (local cluster per test)" >&2
+MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging "$@" || status=$?
+exit "$status"

@@ -87,6 +87,7 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .set("fetch.error.backoff.ms", "50")
+            .set("fetch.queue.backoff.ms", "5")
             .set("queued.max.messages.kbytes", "2048")
             .set("queued.min.messages", "1000");
         // librdkafka only assigns partitions to consumers with a group id.
@@ -116,7 +117,9 @@ impl ClientContext for TracingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
             return; // the probe asks for end-of-partition events on purpose
         }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
@@ -161,6 +164,34 @@ struct Inner {
     probe: Arc<Mutex<BaseConsumer<TracingContext>>>,
     partitions: RwLock<HashMap<String, u32>>,
     groups: Mutex<HashMap<String, Arc<BaseConsumer<TracingContext>>>>,
+    /// The process's shared consumer (created on first use).
+    shared: Mutex<Option<Arc<SharedConsumer>>>,
+}
+
+/// One librdkafka consumer for every [`LogConsumer`] of the process: each
+/// gets its own partition queues (`split_partition_queue`), so a process
+/// with dozens of partition tasks sends one fetch request per broker
+/// instead of one per task. A partition can be in one shared consumer only
+/// once; a second reader of it gets a dedicated client.
+struct SharedConsumer {
+    consumer: Arc<StreamConsumer<TracingContext>>,
+    assigned: Mutex<std::collections::HashSet<TopicPartition>>,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SharedConsumer {
+    fn drop(&mut self) {
+        self.serve.abort();
+    }
+}
+
+fn partition_list(positions: &[(TopicPartition, Offset)]) -> Result<TopicPartitionList, LogError> {
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in positions {
+        list.add_partition_offset(&partition.topic, partition.partition as i32, KafkaOffset::Offset(offset.0 as i64))
+            .map_err(unavailable)?;
+    }
+    Ok(list)
 }
 
 impl KafkaLog {
@@ -194,6 +225,7 @@ impl KafkaLog {
                 probe: Arc::new(Mutex::new(probe)),
                 partitions: RwLock::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
+                shared: Mutex::new(None),
             }),
         })
     }
@@ -454,6 +486,9 @@ impl Log for KafkaLog {
                 });
             }
         }
+        if let Some(consumer) = self.shared_consumer(&assignment)? {
+            return Ok(Box::new(consumer));
+        }
         let consumer: StreamConsumer<TracingContext> =
             self.inner.config.consumer_config(None).create_with_context(TracingContext).map_err(unavailable)?;
         let consumer = KafkaConsumer { consumer, positions: assignment.into_iter().collect() };
@@ -505,6 +540,61 @@ impl Log for KafkaLog {
 }
 
 impl KafkaLog {
+    /// Queues of the shared consumer for `assignment`, unless one of its
+    /// partitions is already read through it.
+    fn shared_consumer(&self, assignment: &[(TopicPartition, Offset)]) -> Result<Option<QueueConsumer>, LogError> {
+        let shared = {
+            let mut slot = self.inner.shared.lock();
+            match slot.as_ref() {
+                Some(shared) => shared.clone(),
+                None => {
+                    let consumer: StreamConsumer<TracingContext> = self
+                        .inner
+                        .config
+                        .consumer_config(None)
+                        .create_with_context(TracingContext)
+                        .map_err(unavailable)?;
+                    let consumer = Arc::new(consumer);
+                    // The main queue must be served for partition queues to
+                    // move; no message arrives there (every partition is split).
+                    let serve = {
+                        let consumer = consumer.clone();
+                        tokio::spawn(async move {
+                            loop {
+                                if let Err(error) = consumer.recv().await {
+                                    tracing::debug!(%error, "shared consumer event");
+                                }
+                            }
+                        })
+                    };
+                    let shared = Arc::new(SharedConsumer {
+                        consumer,
+                        assigned: Mutex::new(std::collections::HashSet::new()),
+                        serve,
+                    });
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            }
+        };
+        let mut assigned = shared.assigned.lock();
+        if assignment.iter().any(|(partition, _)| assigned.contains(partition)) {
+            return Ok(None);
+        }
+        shared.consumer.incremental_assign(&partition_list(assignment)?).map_err(unavailable)?;
+        let mut queues = Vec::with_capacity(assignment.len());
+        for (partition, _) in assignment {
+            let queue = shared
+                .consumer
+                .split_partition_queue(&partition.topic, partition.partition as i32)
+                .ok_or_else(|| LogError::Unavailable(format!("no queue for {partition}")))?;
+            queues.push((partition.clone(), queue));
+            assigned.insert(partition.clone());
+        }
+        drop(assigned);
+        Ok(Some(QueueConsumer { queues, positions: assignment.iter().cloned().collect(), shared }))
+    }
+
     /// The timestamp of the record at `offset`.
     async fn timestamp_at(&self, partition: &TopicPartition, offset: Offset) -> Result<i64, LogError> {
         let probe = self.inner.probe.clone();
@@ -513,15 +603,16 @@ impl KafkaLog {
             let probe = probe.lock();
             probe_assign(&probe, &partition, offset)?;
             let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
-            while std::time::Instant::now() < deadline {
-                match probe.poll(Duration::from_millis(100)) {
-                    Some(Ok(message)) if message.offset() >= offset.0 as i64 => {
-                        return Ok(message.timestamp().to_millis().unwrap_or(0));
-                    }
-                    _ => {}
+            let mut found = None;
+            while found.is_none() && std::time::Instant::now() < deadline {
+                if let Some(Ok(message)) = probe.poll(Duration::from_millis(100))
+                    && message.offset() >= offset.0 as i64
+                {
+                    found = Some(message.timestamp().to_millis().unwrap_or(0));
                 }
             }
-            Err(LogError::Unavailable(format!("record {partition}@{offset} could not be read")))
+            probe_release(&probe);
+            found.ok_or_else(|| LogError::Unavailable(format!("record {partition}@{offset} could not be read")))
         })
         .await
     }
@@ -564,6 +655,11 @@ impl KafkaLog {
     }
 }
 
+/// Stops the probe's fetching between uses.
+fn probe_release(probe: &BaseConsumer<TracingContext>) {
+    let _ = probe.unassign();
+}
+
 fn probe_assign(
     probe: &BaseConsumer<TracingContext>,
     partition: &TopicPartition,
@@ -582,6 +678,16 @@ fn probe_end(
     from: Offset,
 ) -> Result<Offset, LogError> {
     probe_assign(probe, partition, from)?;
+    let result = read_to_end(probe, partition, from);
+    probe_release(probe);
+    result
+}
+
+fn read_to_end(
+    probe: &BaseConsumer<TracingContext>,
+    partition: &TopicPartition,
+    from: Offset,
+) -> Result<Offset, LogError> {
     let mut end = from;
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     while std::time::Instant::now() < deadline {
@@ -593,6 +699,76 @@ fn probe_end(
         }
     }
     Err(LogError::Unavailable(format!("the end of {partition} could not be read")))
+}
+
+type PartitionQueue = rdkafka::consumer::stream_consumer::StreamPartitionQueue<TracingContext>;
+
+/// A reader of some partitions of the shared consumer.
+struct QueueConsumer {
+    queues: Vec<(TopicPartition, PartitionQueue)>,
+    positions: HashMap<TopicPartition, Offset>,
+    shared: Arc<SharedConsumer>,
+}
+
+impl Drop for QueueConsumer {
+    fn drop(&mut self) {
+        let partitions: Vec<(TopicPartition, Offset)> =
+            self.queues.drain(..).map(|(partition, _)| (partition, Offset(0))).collect();
+        if let Ok(list) = partition_list(&partitions) {
+            let _ = self.shared.consumer.incremental_unassign(&list);
+        }
+        let mut assigned = self.shared.assigned.lock();
+        for (partition, _) in &partitions {
+            assigned.remove(partition);
+        }
+    }
+}
+
+#[async_trait]
+impl LogConsumer for QueueConsumer {
+    async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
+        let QueueConsumer { queues, positions, .. } = self;
+        let mut records = Vec::new();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while records.is_empty() {
+            let waits = queues.iter().map(|(_, queue)| Box::pin(queue.recv()));
+            match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
+                Err(_) => return Ok(records),
+                Ok((Ok(message), _, _)) => records.extend(take(positions, &message)),
+                Ok((Err(error), _, _)) => tracing::debug!(%error, "consumer error"),
+            }
+        }
+        for (_, queue) in queues.iter() {
+            while records.len() < max_records {
+                match queue.recv().now_or_never() {
+                    Some(Ok(message)) => records.extend(take(positions, &message)),
+                    _ => break,
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn seek(&mut self, partition: &TopicPartition, offset: Offset) -> Result<(), LogError> {
+        let index = self
+            .queues
+            .iter()
+            .position(|(known, _)| known == partition)
+            .ok_or_else(|| LogError::Unavailable(format!("{partition} is not assigned to this consumer")))?;
+        let consumer = &self.shared.consumer;
+        consumer.incremental_unassign(&partition_list(&[(partition.clone(), offset)])?).map_err(unavailable)?;
+        consumer.incremental_assign(&partition_list(&[(partition.clone(), offset)])?).map_err(unavailable)?;
+        let queue = consumer
+            .split_partition_queue(&partition.topic, partition.partition as i32)
+            .ok_or_else(|| LogError::Unavailable(format!("no queue for {partition}")))?;
+        self.queues[index].1 = queue;
+        self.positions.insert(partition.clone(), offset);
+        Ok(())
+    }
+
+    fn position(&self, partition: &TopicPartition) -> Option<Offset> {
+        self.positions.get(partition).copied()
+    }
 }
 
 /// A consumer assigned exactly the partitions it was opened with.

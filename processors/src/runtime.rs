@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 use crate::topics::{DEAD_LETTERS, headers};
 use crate::tx::Tx;
 
+/// How often a task refreshes its lag gauge and mirrors its position to
+/// the consumer group (for lag tools).
+const MIRROR_EVERY: Duration = Duration::from_secs(5);
+
 /// Most records handled in one batch (one WriteBatch, one relay).
 pub const MAX_BATCH: usize = 1024;
 
@@ -318,6 +322,7 @@ pub async fn run_task(
     let mut consumer = log.consumer(vec![(spec.input.clone(), meta.position)]).await?;
     let lag = metrics.lag.with_label_values(&[spec.processor, &spec.input.partition.to_string()]);
     let mut last_mirror = Instant::now();
+    let mut mirror: Option<tokio::task::JoinHandle<()>> = None;
     let group = spec.processor.to_string();
     tracing::debug!(task, position = %meta.position, "task started");
     loop {
@@ -350,15 +355,20 @@ pub async fn run_task(
             relayed = Some(first..=meta.next_sseq - 1);
         }
         handler.after_commit();
-        // Once a second, not per batch: on Kafka both are broker round trips.
-        if last_mirror.elapsed() > Duration::from_secs(1) {
+        // Now and then, not per batch, and off the processing path: on Kafka
+        // both are broker round trips.
+        if last_mirror.elapsed() > MIRROR_EVERY && mirror.as_ref().is_none_or(|job| job.is_finished()) {
             last_mirror = Instant::now();
-            if let Ok(marks) = log.watermarks(&spec.input).await {
-                lag.set(marks.high.0.saturating_sub(meta.position.0) as i64);
-            }
-            if let Err(error) = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await {
-                tracing::debug!(%error, "mirroring positions failed");
-            }
+            let (log, lag, group, input, position) =
+                (log.clone(), lag.clone(), group.clone(), spec.input.clone(), meta.position);
+            mirror = Some(tokio::spawn(async move {
+                if let Ok(marks) = log.watermarks(&input).await {
+                    lag.set(marks.high.0.saturating_sub(position.0) as i64);
+                }
+                if let Err(error) = log.commit_positions(&group, &[(input, position)]).await {
+                    tracing::debug!(%error, "mirroring positions failed");
+                }
+            }));
         }
     }
     let _ = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await;

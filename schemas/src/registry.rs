@@ -42,9 +42,13 @@ pub enum RegistryError {
     InvalidSchema(String),
     #[error("the version must be a positive integer or 'latest', got '{0}'")]
     InvalidVersion(String),
-    #[error("invalid compatibility level '{0}': use NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or FULL_TRANSITIVE")]
+    #[error(
+        "invalid compatibility level '{0}': use NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or FULL_TRANSITIVE"
+    )]
     InvalidLevel(String),
-    #[error("schema being registered is incompatible with an earlier schema for subject '{subject}' ({level}): {details}")]
+    #[error(
+        "schema being registered is incompatible with an earlier schema for subject '{subject}' ({level}): {details}"
+    )]
     Incompatible { subject: String, level: &'static str, details: String },
     #[error("schema storage: {0}")]
     Log(#[from] LogError),
@@ -119,7 +123,8 @@ impl Level {
 
     /// Why `new` may not follow `old` under this level (empty when it may).
     fn violations(self, old: &Schema, new: &Schema) -> Vec<String> {
-        let backward = matches!(self, Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive);
+        let backward =
+            matches!(self, Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive);
         let forward = matches!(self, Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive);
         let mut problems = Vec::new();
         if backward && let Err(error) = SchemaCompatibility::can_read(old, new) {
@@ -199,8 +204,7 @@ impl Subjects {
         let key: Option<RecordKey> = serde_json::from_slice(key).ok();
         match key.as_ref().map(|key| key.keytype.as_str()) {
             Some("CONFIG") => {
-                let config: ConfigValue =
-                    serde_json::from_slice(value).map_err(|error| corrupt(error.to_string()))?;
+                let config: ConfigValue = serde_json::from_slice(value).map_err(|error| corrupt(error.to_string()))?;
                 let level = Level::parse(&config.compatibility_level)?;
                 match key.and_then(|key| key.subject) {
                     Some(subject) => self.levels.insert(subject, level),
@@ -266,7 +270,11 @@ fn parse_version(version: &str, versions: &[SchemaValue]) -> Result<Option<usize
     if version == "latest" || version == "-1" {
         return Ok(versions.len().checked_sub(1));
     }
-    let number: u32 = version.parse().ok().filter(|number| *number > 0).ok_or_else(|| RegistryError::InvalidVersion(version.into()))?;
+    let number: u32 = version
+        .parse()
+        .ok()
+        .filter(|number| *number > 0)
+        .ok_or_else(|| RegistryError::InvalidVersion(version.into()))?;
     Ok(versions.iter().position(|known| known.version == number))
 }
 
@@ -318,16 +326,16 @@ impl Registry {
     }
 
     pub fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        self.read(|subjects| subjects.by_id.get(&id).map(|(schema, _)| schema.clone())).ok_or(RegistryError::SchemaNotFound)
+        self.read(|subjects| subjects.by_id.get(&id).map(|(schema, _)| schema.clone()))
+            .ok_or(RegistryError::SchemaNotFound)
     }
 
     pub fn version(&self, subject: &str, version: &str) -> Result<SchemaValue, RegistryError> {
         self.read(|subjects| {
-            let versions = subjects.versions.get(subject).ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))?;
-            let index = parse_version(version, versions)?.ok_or_else(|| RegistryError::VersionNotFound {
-                subject: subject.into(),
-                version: version.into(),
-            })?;
+            let versions =
+                subjects.versions.get(subject).ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))?;
+            let index = parse_version(version, versions)?
+                .ok_or_else(|| RegistryError::VersionNotFound { subject: subject.into(), version: version.into() })?;
             Ok(versions[index].clone())
         })
     }
@@ -400,12 +408,23 @@ impl Registry {
             }
             let value = self.read(|subjects| SchemaValue {
                 subject: subject.into(),
-                version: subjects.versions.get(subject).and_then(|versions| versions.last()).map_or(1, |last| last.version + 1),
-                id: subjects.id_of_schema(&canonical).unwrap_or_else(|| subjects.by_id.keys().last().map_or(1, |id| id + 1)),
+                version: subjects
+                    .versions
+                    .get(subject)
+                    .and_then(|versions| versions.last())
+                    .map_or(1, |last| last.version + 1),
+                id: subjects
+                    .id_of_schema(&canonical)
+                    .unwrap_or_else(|| subjects.by_id.keys().last().map_or(1, |id| id + 1)),
                 schema: text.clone(),
                 canonical: canonical.clone(),
             });
-            let key = RecordKey { keytype: "SCHEMA".into(), subject: Some(subject.into()), version: Some(value.version), magic: 1 };
+            let key = RecordKey {
+                keytype: "SCHEMA".into(),
+                subject: Some(subject.into()),
+                version: Some(value.version),
+                magic: 1,
+            };
             self.append(&key, &value).await?;
         }
         Err(RegistryError::Contended(subject.into()))
@@ -419,7 +438,8 @@ impl Registry {
     }
 
     async fn append(&self, key: &RecordKey, value: &impl Serialize) -> Result<(), RegistryError> {
-        let encode = |value: &dyn erased::Json| value.to_json().map_err(|detail| RegistryError::Corrupt { offset: 0, detail });
+        let encode =
+            |value: &dyn erased::Json| value.to_json().map_err(|detail| RegistryError::Corrupt { offset: 0, detail });
         let record = OutRecord {
             topic: SCHEMAS_TOPIC.into(),
             partition: Some(0),
@@ -471,7 +491,8 @@ pub async fn register_remote(url: &str, timeout: Duration) -> Result<Codec, Regi
     let deadline = tokio::time::Instant::now() + timeout;
     let mut ids = Vec::new();
     for record_type in RecordType::ALL {
-        let schema = SuppliedSchema::new(Some(record_type.full_name()), SchemaType::Avro, record_type.schema_text().to_string());
+        let schema =
+            SuppliedSchema::new(Some(record_type.full_name()), SchemaType::Avro, record_type.schema_text().to_string());
         let id = loop {
             match post_schema(&settings, record_type.subject(), schema.clone()).await {
                 Ok(registered) => break registered.id,

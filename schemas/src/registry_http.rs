@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use warp::{Filter, Reply};
 use warp::http::StatusCode;
 use warp::reply::Response;
+use warp::{Filter, Reply};
 
 use crate::registry::{Against, Level, Registry, RegistryError};
 
@@ -59,13 +59,16 @@ fn answer(result: Result<Value, RegistryError>) -> Response {
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, RegistryError> {
-    serde_json::from_slice(bytes).map_err(|failure| RegistryError::InvalidSchema(format!("malformed request body: {failure}")))
+    serde_json::from_slice(bytes)
+        .map_err(|failure| RegistryError::InvalidSchema(format!("malformed request body: {failure}")))
 }
 
 fn schema_body(bytes: &[u8]) -> Result<SchemaBody, RegistryError> {
     let body: SchemaBody = parse_body(bytes)?;
     if let Some(kind) = body.schema_type.as_deref().filter(|kind| !kind.eq_ignore_ascii_case("AVRO")) {
-        return Err(RegistryError::InvalidSchema(format!("schema type {kind} is not supported; this registry holds AVRO")));
+        return Err(RegistryError::InvalidSchema(format!(
+            "schema type {kind} is not supported; this registry holds AVRO"
+        )));
     }
     if !body.references.is_empty() {
         return Err(RegistryError::InvalidSchema("schema references are not supported".into()));
@@ -74,10 +77,15 @@ fn schema_body(bytes: &[u8]) -> Result<SchemaBody, RegistryError> {
 }
 
 /// Runs `read`; on a miss, folds what other instances wrote and tries again.
-async fn fresh<T>(registry: &Registry, read: impl Fn(&Registry) -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+async fn fresh<T>(
+    registry: &Registry,
+    read: impl Fn(&Registry) -> Result<T, RegistryError>,
+) -> Result<T, RegistryError> {
     match read(registry) {
         Ok(found) => Ok(found),
-        Err(RegistryError::SubjectNotFound(_) | RegistryError::VersionNotFound { .. } | RegistryError::SchemaNotFound) => {
+        Err(
+            RegistryError::SubjectNotFound(_) | RegistryError::VersionNotFound { .. } | RegistryError::SchemaNotFound,
+        ) => {
             registry.catch_up().await?;
             read(registry)
         }
@@ -97,10 +105,11 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
     let root = warp::path::end().and(warp::get()).map(|| reply(StatusCode::OK, json!({})));
     let types = warp::path!("schemas" / "types").and(warp::get()).map(|| reply(StatusCode::OK, json!(["AVRO"])));
 
-    let subjects = warp::path!("subjects").and(warp::get()).and(with.clone()).then(|registry: Arc<Registry>| async move {
-        let _ = registry.catch_up().await;
-        answer(Ok(json!(registry.read(|subjects| subjects.versions.keys().cloned().collect::<Vec<_>>()))))
-    });
+    let subjects =
+        warp::path!("subjects").and(warp::get()).and(with.clone()).then(|registry: Arc<Registry>| async move {
+            let _ = registry.catch_up().await;
+            answer(Ok(json!(registry.read(|subjects| subjects.versions.keys().cloned().collect::<Vec<_>>()))))
+        });
 
     let versions = warp::path!("subjects" / String / "versions").and(warp::get()).and(with.clone()).then(
         |subject: String, registry: Arc<Registry>| async move {
@@ -121,7 +130,9 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
 
     let version = warp::path!("subjects" / String / "versions" / String).and(warp::get()).and(with.clone()).then(
         |subject: String, version: String, registry: Arc<Registry>| async move {
-            answer(fresh(&registry, |registry| registry.version(&subject, &version).map(|entry| entry_json(&entry))).await)
+            answer(
+                fresh(&registry, |registry| registry.version(&subject, &version).map(|entry| entry_json(&entry))).await,
+            )
         },
     );
 
@@ -130,27 +141,32 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
         .and(with.clone())
         .then(|subject: String, version: String, registry: Arc<Registry>| async move {
             match fresh(&registry, |registry| registry.version(&subject, &version)).await {
-                Ok(entry) => reply(StatusCode::OK, serde_json::from_str(&entry.schema).unwrap_or(Value::String(entry.schema))),
+                Ok(entry) => {
+                    reply(StatusCode::OK, serde_json::from_str(&entry.schema).unwrap_or(Value::String(entry.schema)))
+                }
                 Err(failure) => error(failure),
             }
         });
 
-    let register = warp::path!("subjects" / String / "versions").and(warp::post()).and(body.clone()).and(with.clone()).then(
-        |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
-            let result = async {
-                let body = schema_body(&bytes)?;
-                let entry = registry.register(&subject, &body.schema).await?;
-                Ok(json!({ "id": entry.id }))
-            };
-            answer(result.await)
-        },
-    );
+    let register =
+        warp::path!("subjects" / String / "versions").and(warp::post()).and(body.clone()).and(with.clone()).then(
+            |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
+                let result = async {
+                    let body = schema_body(&bytes)?;
+                    let entry = registry.register(&subject, &body.schema).await?;
+                    Ok(json!({ "id": entry.id }))
+                };
+                answer(result.await)
+            },
+        );
 
     let lookup = warp::path!("subjects" / String).and(warp::post()).and(body.clone()).and(with.clone()).then(
         |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
             let result = async {
                 let body = schema_body(&bytes)?;
-                fresh(&registry, |registry| registry.lookup(&subject, &body.schema)).await.map(|entry| entry_json(&entry))
+                fresh(&registry, |registry| registry.lookup(&subject, &body.schema))
+                    .await
+                    .map(|entry| entry_json(&entry))
             };
             answer(result.await)
         },
@@ -158,7 +174,9 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
 
     let by_id = warp::path!("schemas" / "ids" / u32).and(warp::get()).and(with.clone()).then(
         |id: u32, registry: Arc<Registry>| async move {
-            answer(fresh(&registry, |registry| registry.schema_by_id(id)).await.map(|schema| json!({ "schema": schema })))
+            answer(
+                fresh(&registry, |registry| registry.schema_by_id(id)).await.map(|schema| json!({ "schema": schema })),
+            )
         },
     );
 
@@ -208,15 +226,13 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
             answer(result.await)
         });
 
-    let config_get = warp::path("config")
-        .and(warp::path::tail())
-        .and(warp::get())
-        .and(with.clone())
-        .then(|tail: warp::path::Tail, registry: Arc<Registry>| async move {
+    let config_get = warp::path("config").and(warp::path::tail()).and(warp::get()).and(with.clone()).then(
+        |tail: warp::path::Tail, registry: Arc<Registry>| async move {
             let subject = Some(tail.as_str().trim_matches('/')).filter(|subject| !subject.is_empty());
             let level = registry.read(|subjects| subjects.level(subject));
             reply(StatusCode::OK, json!({ "compatibilityLevel": level.name() }))
-        });
+        },
+    );
 
     let config_put = warp::path("config").and(warp::path::tail()).and(warp::put()).and(body).and(with).then(
         |tail: warp::path::Tail, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
@@ -264,17 +280,18 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
 pub fn service(
     registry: Arc<Registry>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    routes(registry).recover(|rejection: warp::Rejection| async move {
-        let (status, code, message) = if rejection.is_not_found() {
-            (StatusCode::NOT_FOUND, 404, "no such endpoint".to_string())
-        } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-            (StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed".to_string())
-        } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-            (StatusCode::PAYLOAD_TOO_LARGE, 413, "request body over 1 MiB".to_string())
-        } else {
-            (StatusCode::BAD_REQUEST, 400, format!("{rejection:?}"))
-        };
-        Ok::<_, std::convert::Infallible>(reply(status, json!({ "error_code": code, "message": message })))
-    })
-    .unify()
+    routes(registry)
+        .recover(|rejection: warp::Rejection| async move {
+            let (status, code, message) = if rejection.is_not_found() {
+                (StatusCode::NOT_FOUND, 404, "no such endpoint".to_string())
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                (StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed".to_string())
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                (StatusCode::PAYLOAD_TOO_LARGE, 413, "request body over 1 MiB".to_string())
+            } else {
+                (StatusCode::BAD_REQUEST, 400, format!("{rejection:?}"))
+            };
+            Ok::<_, std::convert::Infallible>(reply(status, json!({ "error_code": code, "message": message })))
+        })
+        .unify()
 }

@@ -60,7 +60,12 @@ impl Cluster {
         let summary: Value = serde_json::from_str(stdout.lines().last().expect("summary line")).expect("summary JSON");
         let text = |key: &str| summary[key].as_str().expect("address").to_string();
         Cluster {
-            gateways: summary["gateways"].as_array().expect("gateways").iter().filter_map(|url| url.as_str().map(str::to_string)).collect(),
+            gateways: summary["gateways"]
+                .as_array()
+                .expect("gateways")
+                .iter()
+                .filter_map(|url| url.as_str().map(str::to_string))
+                .collect(),
             schema_registry: text("schema_registry"),
             brokers: text("brokers"),
             dir,
@@ -164,7 +169,9 @@ impl Server {
 
     /// `kill -9`: no shutdown hooks run.
     pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
-        let Backend::Embedded(child) = &mut self.backend else { panic!("kill9 of a whole cluster: use Cluster::kill9") };
+        let Backend::Embedded(child) = &mut self.backend else {
+            panic!("kill9 of a whole cluster: use Cluster::kill9")
+        };
         child.start_kill().expect("SIGKILL");
         let _ = child.wait().await;
         self.dir.clone()
