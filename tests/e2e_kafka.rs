@@ -19,12 +19,13 @@ use serde_json::{Value, json};
 /// One cluster at a time: each is six processes on a two-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Fields drop in order: the cluster stops before the next test may start.
 struct Fixture {
-    _serial: tokio::sync::MutexGuard<'static, ()>,
     cluster: Cluster,
     api: Api,
     sms: std::path::PathBuf,
     _dir: tempfile::TempDir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Fixture {

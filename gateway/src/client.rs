@@ -28,28 +28,51 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        // Redirects are followed here, not by reqwest: it drops the
+        // Authorization header when a redirect changes host or port, and
+        // in Kafka mode a 307 points at another gateway.
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        Api { base: base.trim_end_matches('/').to_string(), http }
+    }
+
+    /// Sends a request, repeating it (same method, headers and body) at
+    /// the `Location` of a 307/308, up to three times.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut url = format!("{}{}", self.base, path);
+        for _hop in 0..4 {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            if matches!(status, 307 | 308)
+                && let Some(location) = response.headers().get("location").and_then(|value| value.to_str().ok())
+            {
+                url = location.to_string();
+                continue;
+            }
+            return Ok((status, response.json().await.unwrap_or(Value::Null)));
+        }
+        bail!("more than three redirects for {path}")
     }
 
     /// POSTs JSON; returns status and body.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.post(format!("{}{}", self.base, path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.get(format!("{}{}", self.base, path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        self.call(reqwest::Method::GET, path, token, None).await
     }
 
     /// Registers `phone`: requests a code, reads it with `read_code`, verifies.

@@ -561,8 +561,14 @@ impl KafkaLog {
                         let consumer = consumer.clone();
                         tokio::spawn(async move {
                             loop {
-                                if let Err(error) = consumer.recv().await {
-                                    tracing::debug!(%error, "shared consumer event");
+                                match consumer.recv().await {
+                                    Err(error) => tracing::debug!(%error, "shared consumer event"),
+                                    Ok(message) => tracing::error!(
+                                        topic = message.topic(),
+                                        partition = message.partition(),
+                                        offset = message.offset(),
+                                        "a record reached the shared consumer's main queue (not read by any task)"
+                                    ),
                                 }
                             }
                         })
@@ -581,7 +587,8 @@ impl KafkaLog {
         if assignment.iter().any(|(partition, _)| assigned.contains(partition)) {
             return Ok(None);
         }
-        shared.consumer.incremental_assign(&partition_list(assignment)?).map_err(unavailable)?;
+        // Split before assigning: a record fetched in between would land in
+        // the main queue, which nobody reads for records.
         let mut queues = Vec::with_capacity(assignment.len());
         for (partition, _) in assignment {
             let queue = shared
@@ -589,8 +596,9 @@ impl KafkaLog {
                 .split_partition_queue(&partition.topic, partition.partition as i32)
                 .ok_or_else(|| LogError::Unavailable(format!("no queue for {partition}")))?;
             queues.push((partition.clone(), queue));
-            assigned.insert(partition.clone());
         }
+        shared.consumer.incremental_assign(&partition_list(assignment)?).map_err(unavailable)?;
+        assigned.extend(assignment.iter().map(|(partition, _)| partition.clone()));
         drop(assigned);
         Ok(Some(QueueConsumer { queues, positions: assignment.iter().cloned().collect(), shared }))
     }
@@ -757,11 +765,11 @@ impl LogConsumer for QueueConsumer {
             .ok_or_else(|| LogError::Unavailable(format!("{partition} is not assigned to this consumer")))?;
         let consumer = &self.shared.consumer;
         consumer.incremental_unassign(&partition_list(&[(partition.clone(), offset)])?).map_err(unavailable)?;
-        consumer.incremental_assign(&partition_list(&[(partition.clone(), offset)])?).map_err(unavailable)?;
         let queue = consumer
             .split_partition_queue(&partition.topic, partition.partition as i32)
             .ok_or_else(|| LogError::Unavailable(format!("no queue for {partition}")))?;
         self.queues[index].1 = queue;
+        consumer.incremental_assign(&partition_list(&[(partition.clone(), offset)])?).map_err(unavailable)?;
         self.positions.insert(partition.clone(), offset);
         Ok(())
     }

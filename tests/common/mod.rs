@@ -107,6 +107,17 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Cluster::command(&self.dir).args(["cluster", "down"]).output();
+        if std::thread::panicking() {
+            // Keep the members' logs of a failed test for diagnosis.
+            let kept = std::env::temp_dir().join(format!("missive-failed-cluster-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&kept);
+            if let Ok(entries) = std::fs::read_dir(self.dir.join("logs")) {
+                for entry in entries.flatten() {
+                    let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+                }
+            }
+            eprintln!("cluster logs kept in {}", kept.display());
+        }
     }
 }
 
