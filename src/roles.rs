@@ -119,6 +119,10 @@ pub struct KafkaArgs {
     /// Extra librdkafka property `key=value` (repeatable), e.g. security settings.
     #[arg(long = "kafka-property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Do not write state changelogs (`changelog.<processor>`): faster, but an
+    /// instance whose store is lost must then replay its inputs.
+    #[arg(long, env = "MISSIVE_NO_CHANGELOG", default_value_t = false)]
+    pub no_changelog: bool,
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {
@@ -128,6 +132,10 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
 }
 
 impl KafkaArgs {
+    pub fn changelogs(&self) -> bool {
+        !self.no_changelog
+    }
+
     pub async fn connect(&self, client_id: &str) -> anyhow::Result<Arc<dyn Log>> {
         let mut config = KafkaConfig::new(self.brokers.clone());
         config.replication = self.replication_factor;
@@ -211,7 +219,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let log = args.kafka.connect(&format!("missive-process-{}", args.instance)).await?;
-    missive_processors::create_topics(log.as_ref()).await?;
+    missive_processors::create_topics(log.as_ref(), args.kafka.changelogs()).await?;
     let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
@@ -219,7 +227,17 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
     let (instance, instances) = (args.instance, args.instances);
     let place =
         |processor: &'static str, partition: u32| selected.contains(&processor) && partition % instances == instance;
-    let tasks = missive_processors::spawn_placed(log, db, codec, FeedHub::default(), metrics, cancel.clone(), &place);
+    let changelogs = args.kafka.changelogs();
+    let tasks = missive_processors::spawn_placed(
+        log,
+        db,
+        codec,
+        FeedHub::default(),
+        metrics,
+        cancel.clone(),
+        changelogs,
+        &place,
+    );
     let count = tasks.len();
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());
@@ -273,7 +291,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let node_id = u16::try_from(args.index + 1).ok().filter(|id| *id < 1024).context("at most 1023 gateways")?;
     let log = args.kafka.connect(&format!("missive-gateway-{}", args.index)).await?;
-    missive_processors::create_topics(log.as_ref()).await?;
+    missive_processors::create_topics(log.as_ref(), args.kafka.changelogs()).await?;
     let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let registry = prometheus::Registry::new();
@@ -292,6 +310,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         hub.clone(),
         metrics,
         cancel.clone(),
+        args.kafka.changelogs(),
         &place,
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());

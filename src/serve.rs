@@ -46,7 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let embedded = EmbeddedLog::open(db.clone(), args.sync_writes)?;
     let log: Arc<dyn Log> = Arc::new(embedded.clone());
-    missive_processors::create_topics(log.as_ref()).await?;
+    missive_processors::create_topics(log.as_ref(), false).await?;
     let (schemas, codec) = missive_schemas::registry::register_all(log.clone()).await?;
     let codec = Arc::new(codec);
     if let Some(address) = args.schema_registry_listen {

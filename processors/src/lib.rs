@@ -27,9 +27,11 @@ use tokio_util::sync::CancellationToken;
 pub use hub::FeedHub;
 pub use runtime::{RuntimeError, RuntimeMetrics};
 
-/// Creates every topic Missive uses (idempotent).
-pub async fn create_topics(log: &dyn Log) -> Result<(), LogError> {
-    for spec in topics::all_topics() {
+/// Creates every topic Missive uses (idempotent); with `changelogs`, also
+/// the state changelogs that Kafka mode restores processors from.
+pub async fn create_topics(log: &dyn Log, changelogs: bool) -> Result<(), LogError> {
+    let extra = if changelogs { topics::changelog_topics() } else { Vec::new() };
+    for spec in topics::all_topics().into_iter().chain(extra) {
         log.create_topic(&spec).await?;
     }
     Ok(())
@@ -49,7 +51,7 @@ pub fn spawn_all(
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
-    spawn_placed(log, db, codec, hub, metrics, cancel, &|_, _| true)
+    spawn_placed(log, db, codec, hub, metrics, cancel, false, &|_, _| true)
 }
 
 /// Every processor, in the order `spawn_placed` considers them.
@@ -65,6 +67,7 @@ pub fn spawn_placed(
     hub: FeedHub,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
+    changelogs: bool,
     place: &dyn Fn(&'static str, u32) -> bool,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
@@ -93,7 +96,11 @@ pub fn spawn_placed(
     let mut handles = Vec::new();
     for (processor, topic, make) in processors {
         for partition in (0..partitions_of(topic)).filter(|partition| place(processor, *partition)) {
-            let spec = runtime::TaskSpec { processor, input: TopicPartition::new(topic, partition) };
+            let changelog = topics::changelog_topics()
+                .into_iter()
+                .map(|spec| spec.name)
+                .find(|name| changelogs && *name == topics::changelog_topic(processor));
+            let spec = runtime::TaskSpec { processor, input: TopicPartition::new(topic, partition), changelog };
             handles.push(tokio::spawn(runtime::run_task(
                 log.clone(),
                 db.clone(),

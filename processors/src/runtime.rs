@@ -21,7 +21,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use tokio_util::sync::CancellationToken;
 
-use crate::topics::{DEAD_LETTERS, headers};
+use crate::topics::{CHANGELOG_PREFIX, DEAD_LETTERS, headers};
 use crate::tx::Tx;
 
 /// How often a task refreshes its lag gauge and mirrors its position to
@@ -56,6 +56,9 @@ pub trait Handler: Send + 'static {
 pub struct TaskSpec {
     pub processor: &'static str,
     pub input: TopicPartition,
+    /// Kafka mode: the topic every state change is also written to, so a
+    /// replacement instance with an empty store can restore this task.
+    pub changelog: Option<String>,
 }
 
 impl TaskSpec {
@@ -233,14 +236,43 @@ fn process_batch(
             batch.delete_cf(outbox, spec.outbox_key(sseq));
         }
     }
-    for (key, value) in writes {
+    for (key, value) in &writes {
         match value {
             Some(value) => batch.put_cf(state, key, value),
             None => batch.delete_cf(state, key),
         }
     }
-    for (source, sseq) in changed_marks {
-        batch.put_cf(state, spec.dedupe_key(&source), sseq.to_be_bytes());
+    let mut meta_writes: Vec<(Vec<u8>, Vec<u8>)> = changed_marks
+        .into_iter()
+        .map(|(source, sseq)| (spec.dedupe_key(&source), sseq.to_be_bytes().to_vec()))
+        .collect();
+    // The changelog copy of this batch's state changes rides in the outbox
+    // behind the outputs (relayed after them), so a restored state never
+    // claims a position whose outputs were not written.
+    let changelog_len = spec.changelog.as_ref().map_or(0, |_| writes.len() + meta_writes.len() + 2);
+    let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
+    meta_writes.push((spec.meta_key("position"), meta.position.0.to_be_bytes().to_vec()));
+    meta_writes.push((spec.meta_key("sseq"), final_sseq.to_be_bytes().to_vec()));
+    if let Some(topic) = &spec.changelog {
+        let timestamp = records.last().map(|record| record.timestamp);
+        let change = |key: &[u8], value: Option<&[u8]>| OutRecord {
+            topic: topic.clone(),
+            partition: Some(spec.input.partition),
+            key: key.to_vec(),
+            // An empty value deletes the key when restored.
+            value: value.map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: Vec::new(),
+            timestamp,
+        };
+        let changes: Vec<OutRecord> = writes
+            .iter()
+            .map(|(key, value)| change(key, value.as_deref()))
+            .chain(meta_writes.iter().map(|(key, value)| change(key, Some(value))))
+            .collect();
+        outputs.extend(changes);
+    }
+    for (key, value) in &meta_writes {
+        batch.put_cf(state, key, value);
     }
     for output in &mut outputs {
         let sseq = meta.next_sseq;
@@ -250,8 +282,7 @@ fn process_batch(
         output.headers.push(Header { key: headers::EVENT_ID.into(), value: format!("{task}:{sseq}").into_bytes() });
         batch.put_cf(outbox, spec.outbox_key(sseq), encode_out_record(output));
     }
-    batch.put_cf(state, spec.meta_key("position"), meta.position.0.to_be_bytes());
-    batch.put_cf(state, spec.meta_key("sseq"), meta.next_sseq.to_be_bytes());
+    debug_assert_eq!(meta.next_sseq, final_sseq);
     db.write(batch).map_err(|error| RuntimeError::Store { task: task.clone(), detail: error.to_string() })?;
     metrics.records.with_label_values(&[spec.processor]).inc_by(records.len() as u64);
     if dead > 0 {
@@ -270,8 +301,20 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Appends outputs, retrying transient failures until cancelled.
+/// Appends outputs, then the changelog records behind them.
 async fn relay(log: &dyn Log, outputs: Vec<OutRecord>, cancel: &CancellationToken) -> Result<(), RuntimeError> {
+    let (changes, outputs): (Vec<OutRecord>, Vec<OutRecord>) =
+        outputs.into_iter().partition(|record| record.topic.starts_with(CHANGELOG_PREFIX));
+    append_retrying(log, outputs, cancel).await?;
+    append_retrying(log, changes, cancel).await
+}
+
+/// Appends records, retrying transient failures until cancelled.
+async fn append_retrying(
+    log: &dyn Log,
+    outputs: Vec<OutRecord>,
+    cancel: &CancellationToken,
+) -> Result<(), RuntimeError> {
     if outputs.is_empty() {
         return Ok(());
     }
@@ -289,6 +332,60 @@ async fn relay(log: &dyn Log, outputs: Vec<OutRecord>, cancel: &CancellationToke
     }
 }
 
+/// A task whose store has never seen it (a new instance, a lost disk)
+/// rebuilds its state, position and dedupe marks from its changelog
+/// partition instead of replaying its input from the beginning.
+async fn restore_from_changelog(
+    log: &dyn Log,
+    db: &Arc<DB>,
+    spec: &TaskSpec,
+    topic: &str,
+    cancel: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let task = spec.id();
+    let known = {
+        let (db, key) = (db.clone(), spec.meta_key("position"));
+        blocking(&task, move || {
+            read_u64(&db, &key).map_err(|detail| RuntimeError::Store { task: String::new(), detail })
+        })
+        .await?
+    };
+    if known.is_some() {
+        return Ok(());
+    }
+    let partition = TopicPartition::new(topic, spec.input.partition);
+    let marks = log.watermarks(&partition).await?;
+    if marks.high <= marks.low {
+        return Ok(());
+    }
+    tracing::info!(task, %partition, records = marks.high.0 - marks.low.0, "restoring state from the changelog");
+    let mut consumer = log.consumer(vec![(partition, marks.low)]).await?;
+    let mut next = marks.low;
+    let mut restored = 0u64;
+    while next < marks.high && !cancel.is_cancelled() {
+        let records = consumer.poll(MAX_BATCH, Duration::from_secs(5)).await?;
+        let Some(last) = records.last() else { continue };
+        next = Offset(last.offset.0 + 1);
+        restored += records.len() as u64;
+        let db = db.clone();
+        blocking(&task, move || {
+            let mut batch = WriteBatch::default();
+            let state = family(&db, CF_STATE);
+            for record in &records {
+                if record.value.is_empty() {
+                    batch.delete_cf(state, &record.key);
+                } else {
+                    batch.put_cf(state, &record.key, &record.value);
+                }
+            }
+            db.write(batch).map_err(|error| RuntimeError::Store { task: String::new(), detail: error.to_string() })
+        })
+        .await?;
+    }
+    tracing::info!(task, restored, "state restored from the changelog");
+    Ok(())
+}
+
 /// Runs one task until `cancel` fires or an unrecoverable error occurs.
 pub async fn run_task(
     log: Arc<dyn Log>,
@@ -299,6 +396,9 @@ pub async fn run_task(
     cancel: CancellationToken,
 ) -> Result<(), RuntimeError> {
     let task = spec.id();
+    if let Some(topic) = &spec.changelog {
+        restore_from_changelog(log.as_ref(), &db, &spec, topic, &cancel).await?;
+    }
     let (mut meta, pending) = {
         let db = db.clone();
         let spec = spec.clone();
@@ -467,7 +567,11 @@ mod tests {
 
     /// Runs the records in the given chunk sizes; returns (state dump, outputs).
     fn run(records: &[Record], chunks: &[usize], codec: Arc<Codec>) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
-        let spec = TaskSpec { processor: "conversation", input: TopicPartition::new("commands.conversation", 0) };
+        let spec = TaskSpec {
+            processor: "conversation",
+            input: TopicPartition::new("commands.conversation", 0),
+            changelog: None,
+        };
         run_with(records, chunks, &spec, &mut ConversationHandler { codec })
     }
 
@@ -595,7 +699,11 @@ mod tests {
         ) {
             let codec = codec();
             let input = inbox_records(&codec, &ops);
-            let spec = TaskSpec { processor: "inbox", input: TopicPartition::new("deliveries", 0) };
+            let spec = TaskSpec {
+                processor: "inbox",
+                input: TopicPartition::new("deliveries", 0),
+                changelog: None,
+            };
             let hub = crate::hub::FeedHub::default();
             let mut whole_handler = crate::inbox::InboxHandler::new(codec.clone(), hub.clone());
             let mut chunked_handler = crate::inbox::InboxHandler::new(codec, hub);

@@ -32,6 +32,29 @@ pub mod headers {
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// Prefix of the state changelog topics (Kafka mode).
+pub const CHANGELOG_PREFIX: &str = "changelog.";
+
+/// The changelog topic of a processor's state: compacted, one partition per
+/// input partition, written through the outbox (see `runtime.rs`).
+pub fn changelog_topic(processor: &str) -> String {
+    format!("{CHANGELOG_PREFIX}{processor}")
+}
+
+/// Changelog topics of the processors whose state cannot be rebuilt from
+/// topics kept forever: the deciders and the inbox.
+pub fn changelog_topics() -> Vec<TopicSpec> {
+    [("conversation", 8), ("users", 4), ("inbox", 8)]
+        .into_iter()
+        .map(|(processor, partitions)| TopicSpec {
+            name: changelog_topic(processor),
+            partitions,
+            retention: Retention::Forever,
+            compacted: true,
+        })
+        .collect()
+}
+
 /// Every topic with its partitioning and retention.
 pub fn all_topics() -> Vec<TopicSpec> {
     let topic = |name: &str, partitions: u32, retention: Retention| TopicSpec {

@@ -52,9 +52,13 @@ impl FeedState {
         self.head
     }
 
+    /// Registers a device. A user's first device starts at the floor: it
+    /// gets everything still kept, since messages may reach the feed before
+    /// its registration does (different producers, one partition). Later
+    /// devices start at the head: history is not replayed to new devices.
     pub fn add_device(&mut self, device: DeviceId) {
-        let head = self.head;
-        self.devices.entry(device).or_insert(head);
+        let start = if self.devices.is_empty() { self.floor } else { self.head };
+        self.devices.entry(device).or_insert(start);
     }
 
     /// The range of entries a new ack by some device newly delivers; the shell

@@ -64,6 +64,19 @@ id_newtype!(
     Epoch
 );
 
+impl Epoch {
+    /// The epoch of a user's first feed, derived from the user id alone
+    /// (splitmix64): a gateway can name it before the inbox has created the
+    /// feed, and a replay of the log gives the same one. Rebuilt feeds move
+    /// to another epoch. Never 0, below 2^63.
+    pub fn initial(user: UserId) -> Epoch {
+        let mut z = user.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Epoch(((z ^ (z >> 31)) >> 1) | 1)
+    }
+}
+
 /// Milliseconds since the Unix epoch. Inside deciders and folds time always
 /// comes from the input record's timestamp, never from a clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
