@@ -46,7 +46,9 @@ pub struct Cluster {
 impl Cluster {
     fn command(dir: &std::path::Path) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-        command.env("MISSIVE_CLUSTER_DIR", dir).env("MISSIVE_LOG", "warn,warp=error,librdkafka=error");
+        command
+            .env("MISSIVE_CLUSTER_DIR", dir)
+            .env("MISSIVE_LOG", "warn,warp=error,librdkafka=error,missive_processors::runtime=info");
         command
     }
 
