@@ -388,15 +388,21 @@ async fn a_processor_that_lost_its_store_restores_from_the_changelog() {
         fixture.cluster.restart(instance).await;
     }
 
-    let restored: usize = ["process-0", "process-1"]
-        .iter()
-        .map(|instance| {
-            let log = std::fs::read_to_string(fixture.cluster.dir.join("logs").join(format!("{instance}.log")))
-                .expect("member log");
-            log.matches("state restored from the changelog").count()
-        })
-        .sum();
-    assert!(restored > 0, "the wiped instances restored from their changelogs (not by replaying their inputs)");
+    let restored = || -> usize {
+        ["process-0", "process-1"]
+            .iter()
+            .map(|instance| {
+                let log = std::fs::read_to_string(fixture.cluster.dir.join("logs").join(format!("{instance}.log")))
+                    .expect("member log");
+                log.matches("state restored from the changelog").count()
+            })
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while restored() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restored() > 0, "the wiped instances restored from their changelogs (not by replaying their inputs)");
 
     let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice again");
     let retried = send_all(&mut alice_ws, 5..6).await;
