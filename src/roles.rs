@@ -17,7 +17,9 @@ use missive_gateway::GatewayConfig;
 use missive_gateway::auth::{AuthConfig, SmsSink};
 use missive_gateway::routing::Routing;
 use missive_infra::{KafkaConfig, KafkaLog, Log};
-use missive_processors::{FeedHub, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users};
+use missive_processors::{
+    FeedHub, Placement, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users,
+};
 use missive_schemas::registry::{Registry, register_remote};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -310,8 +312,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         hub.clone(),
         metrics,
         cancel.clone(),
-        args.kafka.changelogs(),
-        &place,
+        Placement { changelogs: args.kafka.changelogs(), place: &place },
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());

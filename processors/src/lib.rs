@@ -51,7 +51,15 @@ pub fn spawn_all(
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
-    spawn_placed(log, db, codec, hub, metrics, cancel, false, &|_, _| true)
+    spawn_placed(log, db, codec, hub, metrics, cancel, Placement { changelogs: false, place: &|_, _| true })
+}
+
+/// Which tasks a process runs, and whether they keep state changelogs.
+pub struct Placement<'a> {
+    /// Write `changelog.<processor>` and restore from it (Kafka mode).
+    pub changelogs: bool,
+    /// `place(processor, partition)`: run this task here?
+    pub place: &'a dyn Fn(&'static str, u32) -> bool,
 }
 
 /// Every processor, in the order `spawn_placed` considers them.
@@ -67,9 +75,9 @@ pub fn spawn_placed(
     hub: FeedHub,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
-    changelogs: bool,
-    place: &dyn Fn(&'static str, u32) -> bool,
+    placement: Placement<'_>,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
+    let Placement { changelogs, place } = placement;
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
     let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
         (conversation::PROCESSOR, topics::COMMANDS_CONVERSATION, {

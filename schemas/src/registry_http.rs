@@ -148,19 +148,18 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
             }
         });
 
-    let register =
-        warp::path!("subjects" / String / "versions").and(warp::post()).and(body.clone()).and(with.clone()).then(
-            |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
-                let result = async {
-                    let body = schema_body(&bytes)?;
-                    let entry = registry.register(&subject, &body.schema).await?;
-                    Ok(json!({ "id": entry.id }))
-                };
-                answer(result.await)
-            },
-        );
+    let register = warp::path!("subjects" / String / "versions").and(warp::post()).and(body).and(with.clone()).then(
+        |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
+            let result = async {
+                let body = schema_body(&bytes)?;
+                let entry = registry.register(&subject, &body.schema).await?;
+                Ok(json!({ "id": entry.id }))
+            };
+            answer(result.await)
+        },
+    );
 
-    let lookup = warp::path!("subjects" / String).and(warp::post()).and(body.clone()).and(with.clone()).then(
+    let lookup = warp::path!("subjects" / String).and(warp::post()).and(body).and(with.clone()).then(
         |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
             let result = async {
                 let body = schema_body(&bytes)?;
@@ -210,7 +209,7 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
         .and(warp::path("versions"))
         .and(warp::path::tail())
         .and(warp::post())
-        .and(body.clone())
+        .and(body)
         .and(with.clone())
         .then(|subject: String, tail: warp::path::Tail, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
             let result = async {
