@@ -237,8 +237,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
         FeedHub::default(),
         metrics,
         cancel.clone(),
-        changelogs,
-        &place,
+        Placement { changelogs, place: &place },
     );
     let count = tasks.len();
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
