@@ -299,23 +299,30 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         eprintln!("cluster: nothing running in {}", dir.display());
         return Ok(());
     };
-    // Clients' side first, the broker last.
-    for member in state.members.iter().rev() {
-        if alive(member.pid) {
-            signal(member.pid, "TERM");
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while state.members.iter().any(|member| alive(member.pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for member in state.members.iter().filter(|member| alive(member.pid)) {
-        eprintln!("cluster: {} did not stop on SIGTERM; killing it", member.name);
-        signal(member.pid, "KILL");
-    }
+    // Everything that talks to the broker first (so it can leave cleanly),
+    // the broker last.
+    let (broker, clients): (Vec<&Member>, Vec<&Member>) =
+        state.members.iter().partition(|member| member.name == "broker");
+    stop_all(&clients);
+    stop_all(&broker);
     std::fs::remove_file(state_path(dir))?;
     eprintln!("cluster: stopped");
     Ok(())
+}
+
+/// SIGTERM, up to 10 s of grace, then SIGKILL.
+fn stop_all(members: &[&Member]) {
+    for member in members.iter().filter(|member| alive(member.pid)) {
+        signal(member.pid, "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while members.iter().any(|member| alive(member.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for member in members.iter().filter(|member| alive(member.pid)) {
+        eprintln!("cluster: {} did not stop on SIGTERM; killing it", member.name);
+        signal(member.pid, "KILL");
+    }
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
