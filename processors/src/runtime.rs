@@ -182,7 +182,7 @@ fn process_batch(
     meta: &mut TaskMeta,
     handler: &mut dyn Handler,
     records: &[Record],
-    relayed: Option<std::ops::RangeInclusive<u64>>,
+    relayed: Vec<std::ops::RangeInclusive<u64>>,
     metrics: &RuntimeMetrics,
 ) -> Result<Vec<OutRecord>, RuntimeError> {
     let task = spec.id();
@@ -231,8 +231,8 @@ fn process_batch(
     // Point deletes, not a range delete: RocksDB re-fragments every range
     // tombstone in a memtable on each new one, which grew quadratically and
     // stalled the server under sustained load.
-    if let Some(relayed) = relayed {
-        for sseq in relayed {
+    for range in relayed {
+        for sseq in range {
             batch.delete_cf(outbox, spec.outbox_key(sseq));
         }
     }
@@ -249,11 +249,13 @@ fn process_batch(
     // The changelog copy of this batch's state changes rides in the outbox
     // behind the outputs (relayed after them), so a restored state never
     // claims a position whose outputs were not written.
-    let changelog_len = spec.changelog.as_ref().map_or(0, |_| writes.len() + meta_writes.len() + 2);
+    // A batch without input only clears the outbox: nothing to log.
+    let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
+    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_writes.len() + 2);
     let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
     meta_writes.push((spec.meta_key("position"), meta.position.0.to_be_bytes().to_vec()));
     meta_writes.push((spec.meta_key("sseq"), final_sseq.to_be_bytes().to_vec()));
-    if let Some(topic) = &spec.changelog {
+    if let Some(topic) = changelog {
         let timestamp = records.last().map(|record| record.timestamp);
         let change = |key: &[u8], value: Option<&[u8]>| OutRecord {
             topic: topic.clone(),
@@ -330,6 +332,19 @@ async fn append_retrying(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Waits for an in-flight changelog append; returns its outbox range.
+async fn finish_changelog(
+    task: &str,
+    job: Option<(tokio::task::JoinHandle<Result<(), RuntimeError>>, std::ops::RangeInclusive<u64>)>,
+) -> Result<std::ops::RangeInclusive<u64>, RuntimeError> {
+    let Some((job, range)) = job else { return Ok(1..=0) };
+    job.await.map_err(|error| RuntimeError::Store {
+        task: task.to_string(),
+        detail: format!("changelog relay failed: {error}"),
+    })??;
+    Ok(range)
 }
 
 /// A task whose store has never seen it (a new instance, a lost disk)
@@ -409,16 +424,21 @@ pub async fn run_task(
         })
         .await?
     };
+    // Outbox entries known to be in the log, to clear with the next batch.
+    let mut relayed: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
     // Re-relay what a crash left in the outbox; consumers drop duplicates.
-    let mut relayed = match (pending.first(), pending.last()) {
-        (Some((first, _)), Some((last, _))) => Some(*first..=*last),
-        _ => None,
-    };
-    if !pending.is_empty() {
+    if let (Some((first, _)), Some((last, _))) = (pending.first(), pending.last()) {
+        relayed.push(*first..=*last);
         tracing::info!(task, records = pending.len(), "re-relaying outbox after restart");
         relay(log.as_ref(), pending.into_iter().map(|(_, record)| record).collect(), &cancel).await?;
         handler.after_commit();
     }
+    // The changelog append of the previous batch, still in flight: the task
+    // does not wait for it before the next batch, only before the next
+    // changelog append (changelog order is batch order), and its outbox
+    // entries stay until it is acknowledged.
+    let mut changelog: Option<(tokio::task::JoinHandle<Result<(), RuntimeError>>, std::ops::RangeInclusive<u64>)> =
+        None;
     let mut consumer = log.consumer(vec![(spec.input.clone(), meta.position)]).await?;
     let lag = metrics.lag.with_label_values(&[spec.processor, &spec.input.partition.to_string()]);
     let mut last_mirror = Instant::now();
@@ -430,7 +450,10 @@ pub async fn run_task(
             _ = cancel.cancelled() => break,
             polled = consumer.poll(MAX_BATCH, Duration::from_millis(500)) => polled?,
         };
-        if records.is_empty() && relayed.is_none() {
+        if changelog.as_ref().is_some_and(|(job, _)| job.is_finished()) {
+            relayed.push(finish_changelog(&task, changelog.take()).await?);
+        }
+        if records.is_empty() && relayed.is_empty() {
             continue;
         }
         let moved_meta =
@@ -439,7 +462,7 @@ pub async fn run_task(
             let db = db.clone();
             let spec = spec.clone();
             let metrics = metrics.clone();
-            let relayed = relayed.take();
+            let relayed = std::mem::take(&mut relayed);
             blocking(&task, move || {
                 let mut meta = moved_meta;
                 let outputs = process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, relayed, &metrics)?;
@@ -451,8 +474,22 @@ pub async fn run_task(
         meta = returned_meta;
         if !outputs.is_empty() {
             let first = meta.next_sseq - outputs.len() as u64;
-            relay(log.as_ref(), outputs, &cancel).await?;
-            relayed = Some(first..=meta.next_sseq - 1);
+            // process_batch puts the changelog records last.
+            let (outputs, changes): (Vec<OutRecord>, Vec<OutRecord>) =
+                outputs.into_iter().partition(|record| !record.topic.starts_with(CHANGELOG_PREFIX));
+            let split = first + outputs.len() as u64;
+            if !outputs.is_empty() {
+                append_retrying(log.as_ref(), outputs, &cancel).await?;
+                relayed.push(first..=split - 1);
+            }
+            if !changes.is_empty() {
+                if changelog.is_some() {
+                    relayed.push(finish_changelog(&task, changelog.take()).await?);
+                }
+                let (log, cancel) = (log.clone(), cancel.clone());
+                let job = tokio::spawn(async move { append_retrying(log.as_ref(), changes, &cancel).await });
+                changelog = Some((job, split..=meta.next_sseq - 1));
+            }
         }
         handler.after_commit();
         // Now and then, not per batch, and off the processing path: on Kafka
@@ -470,6 +507,9 @@ pub async fn run_task(
                 }
             }));
         }
+    }
+    if changelog.is_some() {
+        let _ = finish_changelog(&task, changelog.take()).await;
     }
     let _ = log.commit_positions(&group, &[(spec.input.clone(), meta.position)]).await;
     tracing::debug!(task, position = %meta.position, "task stopped");
@@ -591,7 +631,7 @@ mod tests {
             let size = (*sizes.next().unwrap_or(&1)).max(1).min(records.len() - start);
             let mut meta = load_meta(&db, spec).expect("meta");
             outputs.extend(
-                process_batch(&db, spec, &mut meta, handler, &records[start..start + size], None, &metrics)
+                process_batch(&db, spec, &mut meta, handler, &records[start..start + size], Vec::new(), &metrics)
                     .expect("batch"),
             );
             handler.after_commit();
