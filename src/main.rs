@@ -28,7 +28,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load generator: N WebSocket users sending 1:1 messages to each other.
     Bench(bench::BenchArgs),
-    /// List topics with partitions, offsets and processor positions (embedded data directory).
+    /// List topics with partitions, offsets and processor positions (embedded data directory or --kafka).
     Topics(missive_replay::TopicsArgs),
     /// Kafka mode: serve the Confluent-compatible schema registry over the `_schemas` topic.
     SchemaRegistry(roles::RegistryArgs),

@@ -148,6 +148,22 @@ async fn confluent_clients_use_the_registry_and_decode_every_event() {
         report["message_ids"].as_array().expect("ids").iter().map(|id| id.as_str().expect("id").to_string()).collect();
     assert_eq!(decoded_ids, sent_ids, "the Python consumer sees exactly the messages sent");
     assert!(report["types"]["ReceiptsAdvanced"].as_u64().unwrap_or(0) >= 3, "receipts decode too: {report}");
+
+    // The operators' view agrees with the independent consumer.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["topics", "--kafka", &fixture.cluster.brokers])
+        .env("MISSIVE_LOG", "error")
+        .output()
+        .expect("missive topics");
+    assert!(output.status.success(), "missive topics: {}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    let events: Vec<&Value> = lines.iter().filter(|line| line["topic"] == "events.conversation").collect();
+    assert_eq!(events.len(), 8, "one line per partition");
+    let total: u64 = events.iter().map(|line| line["records"].as_u64().expect("records")).sum();
+    assert_eq!(Some(total), report["records"].as_u64(), "missive topics counts what the consumer read");
 }
 
 const CYCLES: usize = 10;
