@@ -113,7 +113,22 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
-    let reply_task = tokio::spawn(replies.clone().run(log.clone(), codec.clone(), cancel.clone()));
+    let reply_task = {
+        let (replies, log, codec, cancel) = (replies.clone(), log.clone(), codec.clone(), cancel.clone());
+        // The router is how sends learn their outcome: if it fails (broker
+        // trouble), it starts again instead of leaving every send to time out.
+        tokio::spawn(async move {
+            while !cancel.is_cancelled() {
+                match replies.clone().run(log.clone(), codec.clone(), cancel.clone()).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "reply router failed; restarting it");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        })
+    };
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
     let reads = ReadModels::new(db);
