@@ -161,7 +161,8 @@ struct Inner {
     meta: Arc<BaseConsumer<TracingContext>>,
     /// A group-less consumer that reads single records to check brokers'
     /// offset answers (one user at a time).
-    probe: Arc<Mutex<BaseConsumer<TracingContext>>>,
+    /// Waited for asynchronously, so queued probes hold no blocking thread.
+    probe: Arc<tokio::sync::Mutex<BaseConsumer<TracingContext>>>,
     partitions: RwLock<HashMap<String, u32>>,
     groups: Mutex<HashMap<String, Arc<BaseConsumer<TracingContext>>>>,
     /// The process's shared consumer (created on first use).
@@ -222,7 +223,7 @@ impl KafkaLog {
                 producer,
                 admin,
                 meta: Arc::new(meta),
-                probe: Arc::new(Mutex::new(probe)),
+                probe: Arc::new(tokio::sync::Mutex::new(probe)),
                 partitions: RwLock::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 shared: Mutex::new(None),
@@ -428,20 +429,24 @@ impl Log for KafkaLog {
 
     async fn watermarks(&self, partition: &TopicPartition) -> Result<Watermarks, LogError> {
         let meta = self.inner.meta.clone();
-        let probe = self.inner.probe.clone();
-        let partition = partition.clone();
-        blocking(move || {
+        let target = partition.clone();
+        let (low, high) = blocking(move || {
             let (low, high) = meta
-                .fetch_watermarks(&partition.topic, partition.partition as i32, REQUEST_TIMEOUT)
-                .map_err(|error| map_error(&partition.topic, error))?;
-            let (low, high) = (Offset(low.max(0) as u64), Offset(high.max(0) as u64));
-            // Some Kafka-protocol brokers (Tansu 0.6) report the base offset
-            // of the last batch + 1; reading from the last reported offset to
-            // the end finds the true end (one fetch on a correct broker).
-            let high = if high > low { probe_end(&probe.lock(), &partition, Offset(high.0 - 1))? } else { high };
-            Ok(Watermarks { low, high })
+                .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
+                .map_err(|error| map_error(&target.topic, error))?;
+            Ok((Offset(low.max(0) as u64), Offset(high.max(0) as u64)))
         })
-        .await
+        .await?;
+        if high <= low {
+            return Ok(Watermarks { low, high });
+        }
+        // Some Kafka-protocol brokers (Tansu 0.6) report the base offset of
+        // the last batch + 1; reading from the last reported offset to the
+        // end finds the true end (one fetch on a correct broker).
+        let probe = self.inner.probe.clone().lock_owned().await;
+        let target = partition.clone();
+        let high = blocking(move || probe_end(&probe, &target, Offset(high.0 - 1))).await?;
+        Ok(Watermarks { low, high })
     }
 
     async fn offset_for_time(&self, partition: &TopicPartition, timestamp_ms: i64) -> Result<Offset, LogError> {
@@ -605,10 +610,9 @@ impl KafkaLog {
 
     /// The timestamp of the record at `offset`.
     async fn timestamp_at(&self, partition: &TopicPartition, offset: Offset) -> Result<i64, LogError> {
-        let probe = self.inner.probe.clone();
+        let probe = self.inner.probe.clone().lock_owned().await;
         let partition = partition.clone();
         blocking(move || {
-            let probe = probe.lock();
             probe_assign(&probe, &partition, offset)?;
             let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
             let mut found = None;
@@ -696,14 +700,28 @@ fn read_to_end(
     partition: &TopicPartition,
     from: Offset,
 ) -> Result<Offset, LogError> {
+    // Ends at the end-of-partition event, or once fetches come back empty
+    // for a while after reading something (some brokers' fetch responses
+    // carry the same wrong high watermark, and the event never comes).
     let mut end = from;
+    let mut read_any = false;
+    let mut quiet = Duration::ZERO;
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     while std::time::Instant::now() < deadline {
-        match probe.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => end = end.max(Offset(message.offset() as u64 + 1)),
+        match probe.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                end = end.max(Offset(message.offset() as u64 + 1));
+                read_any = true;
+                quiet = Duration::ZERO;
+            }
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(end),
             Some(Err(error)) => tracing::debug!(%error, "probe error"),
-            None => {}
+            None => {
+                quiet += Duration::from_millis(50);
+                if read_any && quiet >= Duration::from_millis(300) {
+                    return Ok(end);
+                }
+            }
         }
     }
     Err(LogError::Unavailable(format!("the end of {partition} could not be read")))
