@@ -121,6 +121,10 @@ pub struct KafkaArgs {
     /// Extra librdkafka property `key=value` (repeatable), e.g. security settings.
     #[arg(long = "kafka-property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// One librdkafka consumer per process with a queue per partition task
+    /// (fewer broker fetches; experimental, see ARCHITECTURE.md).
+    #[arg(long, env = "MISSIVE_KAFKA_SHARED_CONSUMER", default_value_t = false)]
+    pub kafka_shared_consumer: bool,
     /// Do not write state changelogs (`changelog.<processor>`): faster, but an
     /// instance whose store is lost must then replay its inputs.
     #[arg(long, env = "MISSIVE_NO_CHANGELOG", default_value_t = false)]
@@ -145,6 +149,7 @@ impl KafkaArgs {
         config.fetch_wait_ms = self.fetch_wait_ms;
         config.linger_ms = self.linger_ms;
         config.extra = self.properties.clone();
+        config.shared_consumer = self.kafka_shared_consumer;
         let log = KafkaLog::connect(config)?;
         log.wait_ready(Duration::from_secs(60)).await?;
         Ok(Arc::new(log))

@@ -16,6 +16,16 @@ async fn kafka_log_passes_the_conformance_suite_on_a_real_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_log_with_a_shared_consumer_passes_the_conformance_suite() {
+    let broker = LocalBroker::start().expect("start the test broker");
+    let mut config = KafkaConfig::new(broker.bootstrap());
+    config.shared_consumer = true;
+    let log = KafkaLog::connect(config).expect("client");
+    log.wait_ready(Duration::from_secs(30)).await.expect("broker answers");
+    conformance::run_all(&log, "conformance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_log_passes_the_conformance_suite_on_the_mock_cluster() {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     // The mock serves no admin requests: topics are made on the cluster itself.
