@@ -77,6 +77,9 @@ impl KafkaConfig {
             .set("client.id", format!("{}-{role}", self.client_id))
             .set("allow.auto.create.topics", "false")
             .set("socket.nagle.disable", "true")
+            // A request the broker never answers blocks its connection until
+            // this timeout (librdkafka's default is 60 s); fail over sooner.
+            .set("socket.timeout.ms", "5000")
             .set_log_level(RDKafkaLogLevel::Warning);
         for (key, value) in &self.extra {
             config.set(key, value);
