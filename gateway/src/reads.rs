@@ -55,6 +55,23 @@ impl ReadModels {
         Ok(exists)
     }
 
+    /// Like `user_exists`, but an unknown user is looked for again (with
+    /// back-off) until `wait` has passed: read models of other gateways lag.
+    pub async fn user_exists_soon(&self, user: UserId, wait: std::time::Duration) -> Result<bool, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            if self.user_exists(user).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub async fn feed_state(&self, user: UserId) -> Result<Option<FeedState>, ApiError> {
         self.run(move |db| queries::feed_state(db, user)).await
     }

@@ -82,6 +82,12 @@ pub struct SessionDeps {
     pub routing: crate::routing::Routing,
 }
 
+/// How long a send waits for an unknown recipient to reach this gateway's
+/// directory: in Kafka mode each gateway folds `events.user` itself, so a
+/// user who just registered through another gateway appears here a moment
+/// later.
+const RECIPIENT_WAIT: Duration = Duration::from_secs(3);
+
 type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 struct Session {
@@ -185,7 +191,7 @@ async fn start_send(
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return Err(reject("bad_frame", "reply_to must be a decimal message id string")),
     };
-    match deps.reads.user_exists(to).await {
+    match deps.reads.user_exists_soon(to, RECIPIENT_WAIT).await {
         Ok(true) => {}
         Ok(false) => return Err(reject("unknown_recipient", "no such user; sync contacts to find registered users")),
         Err(error) => return Err(send_error(req.as_deref(), &error)),
