@@ -30,6 +30,24 @@ pub struct Secrets {
     pub phone_secret: String,
 }
 
+impl Secrets {
+    pub fn auth_config(self, sms_sink: SmsSink) -> AuthConfig {
+        AuthConfig { jwt_secret: self.jwt_secret.into_bytes(), phone_secret: self.phone_secret.into_bytes(), sms_sink }
+    }
+}
+
+/// Binds the client listener and announces it on stdout (`listening on
+/// http://ADDR`, the line scripts and tests wait for).
+pub async fn listen(address: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}; is another server running there?"))?;
+    let bound = listener.local_addr()?;
+    println!("listening on http://{bound}");
+    std::io::stdout().flush()?;
+    Ok((listener, bound))
+}
+
 /// Loads the platform's secrets, creating random ones on first start. In
 /// Kafka mode every gateway must load the same file: user ids are derived
 /// from phone numbers with `phone_secret`, and tokens are signed with
@@ -320,23 +338,14 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another server running there?", args.listen))?;
-    let address = listener.local_addr()?;
-    println!("listening on http://{address}");
-    std::io::stdout().flush()?;
+    let (listener, address) = listen(args.listen).await?;
     tracing::info!(%address, index = args.index, gateways = args.gateways.len(), "missive gateway serving (Kafka mode)");
     let config = GatewayConfig {
         gateway_id: format!("gateway-{}", args.index),
         node_id,
         idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
         routing,
-        auth: AuthConfig {
-            jwt_secret: secrets.jwt_secret.into_bytes(),
-            phone_secret: secrets.phone_secret.into_bytes(),
-            sms_sink: args.sms_sink,
-        },
+        auth: secrets.auth_config(args.sms_sink),
     };
     missive_gateway::serve(listener, config, log, db, codec, hub, registry, cancel.clone()).await?;
     cancel.cancel();

@@ -1,6 +1,5 @@
 //! Embedded mode: one process, one RocksDB holding the log and all state.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use missive_gateway::GatewayConfig;
-use missive_gateway::auth::{AuthConfig, SmsSink};
+use missive_gateway::auth::SmsSink;
 use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
 use missive_processors::{FeedHub, RuntimeMetrics};
@@ -80,23 +79,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
     roles::stop_on_signal(cancel.clone());
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another server running there?", args.listen))?;
-    let address = listener.local_addr()?;
-    println!("listening on http://{address}");
-    std::io::stdout().flush()?;
+    let (listener, address) = roles::listen(args.listen).await?;
     tracing::info!(%address, data_dir = %args.data_dir.display(), "missive serving (embedded mode)");
     let config = GatewayConfig {
         gateway_id: "embedded".into(),
         node_id: 0,
         idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
         routing: Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
-        auth: AuthConfig {
-            jwt_secret: secrets.jwt_secret.into_bytes(),
-            phone_secret: secrets.phone_secret.into_bytes(),
-            sms_sink: args.sms_sink,
-        },
+        auth: secrets.auth_config(args.sms_sink),
     };
     missive_gateway::serve(listener, config, log, db, codec, hub, registry, cancel.clone()).await?;
     cancel.cancel();
