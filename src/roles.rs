@@ -14,12 +14,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use missive_gateway::GatewayConfig;
-use missive_gateway::auth::{AuthConfig, SmsSink};
+use missive_gateway::auth::{AuthConfig, AuthLimits, DEV_JWT_SECRET, MIN_SECRET_BYTES, SmsSink};
 use missive_gateway::routing::Routing;
 use missive_infra::{KafkaConfig, KafkaLog, Log};
 use missive_processors::{
-    FeedHub, Placement, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users,
+    Placement, ReadSide, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users,
 };
+
+/// Accounts the contact-sync Bloom filter is sized for (1 % false positives; ~1.2 MB).
+pub const USER_INDEX_CAPACITY: usize = 1_000_000;
 use missive_schemas::registry::{Registry, register_remote};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,22 +31,108 @@ use tokio_util::sync::CancellationToken;
 pub struct Secrets {
     pub jwt_secret: String,
     pub phone_secret: String,
+    /// Signing keys being rotated out: tokens they signed are still accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_jwt_secrets: Vec<String>,
 }
 
-impl Secrets {
-    pub fn auth_config(self, sms_sink: SmsSink) -> AuthConfig {
-        AuthConfig { jwt_secret: self.jwt_secret.into_bytes(), phone_secret: self.phone_secret.into_bytes(), sms_sink }
+/// Flags every process that serves clients takes (`serve` and `gateway`).
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Where one-time codes go: log, file:PATH or webhook:URL.
+    #[arg(long, env = "MISSIVE_SMS_SINK", default_value = "log")]
+    pub sms_sink: SmsSink,
+    /// Seconds of silence after which a WebSocket is closed.
+    #[arg(long, env = "MISSIVE_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "MISSIVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MISSIVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Access-token signing key (overrides the secrets file). At least 32 bytes outside --dev.
+    #[arg(long, env = "MISSIVE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Development mode: without a configured key, tokens are signed with a
+    /// built-in key anyone can read. Never in production.
+    #[arg(long, env = "MISSIVE_DEV", default_value_t = false)]
+    pub dev: bool,
+    /// One-time codes requested per phone number per hour.
+    #[arg(long, env = "MISSIVE_OTP_PER_PHONE_PER_HOUR", default_value_t = AuthLimits::default().otp_per_phone_per_hour)]
+    pub otp_per_phone_per_hour: u32,
+    /// One-time codes requested per client address per hour.
+    #[arg(long, env = "MISSIVE_OTP_PER_ADDRESS_PER_HOUR", default_value_t = AuthLimits::default().otp_per_address_per_hour)]
+    pub otp_per_address_per_hour: u32,
+    /// Verify attempts per phone number per hour.
+    #[arg(long, env = "MISSIVE_VERIFY_PER_PHONE_PER_HOUR", default_value_t = AuthLimits::default().verify_per_phone_per_hour)]
+    pub verify_per_phone_per_hour: u32,
+    /// Verify attempts per client address per hour.
+    #[arg(long, env = "MISSIVE_VERIFY_PER_ADDRESS_PER_HOUR", default_value_t = AuthLimits::default().verify_per_address_per_hour)]
+    pub verify_per_address_per_hour: u32,
+    /// Contact-sync requests per account per day.
+    #[arg(long, env = "MISSIVE_CONTACT_SYNCS_PER_DAY", default_value_t = AuthLimits::default().contact_syncs_per_day)]
+    pub contact_syncs_per_day: u32,
+}
+
+impl ClientArgs {
+    /// The auth settings from the secrets and these flags. Refuses the
+    /// built-in development key (and short keys) unless `--dev`.
+    pub fn auth_config(&self, secrets: Secrets) -> anyhow::Result<AuthConfig> {
+        let jwt_secret = match (&self.jwt_secret, self.dev) {
+            (Some(secret), _) => secret.clone(),
+            (None, true) => DEV_JWT_SECRET.to_string(),
+            (None, false) => secrets.jwt_secret,
+        };
+        if !self.dev {
+            if jwt_secret == DEV_JWT_SECRET {
+                anyhow::bail!(
+                    "the access-token signing key is the built-in development key; set MISSIVE_JWT_SECRET (or the secrets file's jwt_secret) to {MIN_SECRET_BYTES}+ random bytes, or run with --dev on a machine nobody else uses"
+                );
+            }
+            if jwt_secret.len() < MIN_SECRET_BYTES {
+                anyhow::bail!(
+                    "the access-token signing key is {} bytes; use at least {MIN_SECRET_BYTES} random bytes (for example `openssl rand -hex 32`)",
+                    jwt_secret.len()
+                );
+            }
+        }
+        let limits = AuthLimits {
+            otp_per_phone_per_hour: self.otp_per_phone_per_hour,
+            otp_per_address_per_hour: self.otp_per_address_per_hour,
+            verify_per_phone_per_hour: self.verify_per_phone_per_hour,
+            verify_per_address_per_hour: self.verify_per_address_per_hour,
+            contact_syncs_per_day: self.contact_syncs_per_day,
+        };
+        Ok(AuthConfig {
+            jwt_secret: jwt_secret.into_bytes(),
+            previous_jwt_secrets: secrets.previous_jwt_secrets.into_iter().map(String::into_bytes).collect(),
+            phone_secret: secrets.phone_secret.into_bytes(),
+            sms_sink: self.sms_sink.clone(),
+            limits,
+        })
+    }
+
+    pub fn tls(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(missive_gateway::tls::acceptor(cert, key)?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_idle_timeout.max(1))
     }
 }
 
 /// Binds the client listener and announces it on stdout (`listening on
-/// http://ADDR`, the line scripts and tests wait for).
-pub async fn listen(address: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+/// http://ADDR`, or https with TLS: the line scripts and tests wait for).
+pub async fn listen(address: SocketAddr, tls: bool) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}; is another server running there?"))?;
     let bound = listener.local_addr()?;
-    println!("listening on http://{bound}");
+    println!("listening on {}://{bound}", if tls { "https" } else { "http" });
     std::io::stdout().flush()?;
     Ok((listener, bound))
 }
@@ -61,7 +150,7 @@ pub fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
         let bytes: [u8; 32] = rand::random();
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
-    let secrets = Secrets { jwt_secret: random(), phone_secret: random() };
+    let secrets = Secrets { jwt_secret: random(), phone_secret: random(), previous_jwt_secrets: Vec::new() };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -117,7 +206,7 @@ pub async fn serve_registry(
         .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
     let bound = listener.local_addr()?;
     let service = warp::service(missive_schemas::registry_http::service(registry));
-    tokio::spawn(async move { missive_gateway::serve_connections(listener, service, &cancel).await });
+    tokio::spawn(async move { missive_gateway::serve_connections(listener, service, None, &cancel).await });
     Ok(bound)
 }
 
@@ -257,7 +346,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
         log,
         db,
         codec,
-        FeedHub::default(),
+        ReadSide::new(1024),
         metrics,
         cancel.clone(),
         Placement { changelogs, place: &place },
@@ -294,12 +383,8 @@ pub struct GatewayArgs {
     /// Secrets shared by every gateway (JSON with jwt_secret and phone_secret; created if missing).
     #[arg(long, env = "MISSIVE_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
-    /// Where one-time codes go: log, file:PATH or webhook:URL.
-    #[arg(long, env = "MISSIVE_SMS_SINK", default_value = "log")]
-    pub sms_sink: SmsSink,
-    /// Seconds of silence after which a WebSocket is closed.
-    #[arg(long, env = "MISSIVE_WS_IDLE_TIMEOUT", default_value_t = 60)]
-    pub ws_idle_timeout: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
@@ -307,6 +392,8 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let secrets_path = args.secrets_file.clone().unwrap_or_else(|| args.data_dir.join("secrets.json"));
     let secrets = load_or_create_secrets(&secrets_path)?;
+    let auth = args.client.auth_config(secrets)?;
+    let tls = args.client.tls()?;
     let partitions = missive_processors::partitions_of(topics::DELIVERIES);
     let routing = if args.gateways.is_empty() {
         Routing::single(partitions)
@@ -320,7 +407,9 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;
-    let hub = FeedHub::default();
+    let read_side = ReadSide::new(USER_INDEX_CAPACITY);
+    let loaded = read_side.users.load(&db)?;
+    tracing::debug!(loaded, "registered users loaded into the contact-sync filter");
     let cancel = CancellationToken::new();
     let place = |processor: &'static str, partition: u32| match processor {
         inbox::PROCESSOR => routing.owns_partition(partition),
@@ -331,23 +420,24 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         log.clone(),
         db.clone(),
         codec.clone(),
-        hub.clone(),
+        read_side.clone(),
         metrics,
         cancel.clone(),
         Placement { changelogs: args.kafka.changelogs(), place: &place },
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());
-    let (listener, address) = listen(args.listen).await?;
+    let (listener, address) = listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, index = args.index, gateways = args.gateways.len(), "missive gateway serving (Kafka mode)");
     let config = GatewayConfig {
         gateway_id: format!("gateway-{}", args.index),
         node_id,
-        idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
+        idle_timeout: args.client.idle_timeout(),
         routing,
-        auth: secrets.auth_config(args.sms_sink),
+        auth,
+        tls,
     };
-    missive_gateway::serve(listener, config, log, db, codec, hub, registry, cancel.clone()).await?;
+    missive_gateway::serve(listener, config, log, db, codec, read_side, registry, cancel.clone()).await?;
     cancel.cancel();
     watchdog.abort();
     Ok(())

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use missive_gateway::GatewayConfig;
-use missive_gateway::auth::SmsSink;
 use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
-use missive_processors::{FeedHub, RuntimeMetrics};
+use missive_processors::{ReadSide, RuntimeMetrics};
 use tokio_util::sync::CancellationToken;
 
 use crate::roles;
@@ -23,12 +22,8 @@ pub struct ServeArgs {
     /// Directory for the store (log + state) and the server's secrets.
     #[arg(long, env = "MISSIVE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Where one-time codes go: log, file:PATH or webhook:URL.
-    #[arg(long, env = "MISSIVE_SMS_SINK", default_value = "log")]
-    pub sms_sink: SmsSink,
-    /// Seconds of silence after which a WebSocket is closed.
-    #[arg(long, env = "MISSIVE_WS_IDLE_TIMEOUT", default_value_t = 60)]
-    pub ws_idle_timeout: u64,
+    #[command(flatten)]
+    pub client: roles::ClientArgs,
     /// fsync every log append (survives power loss, not only process crashes).
     #[arg(long, env = "MISSIVE_SYNC_WRITES", default_value_t = false)]
     pub sync_writes: bool,
@@ -41,6 +36,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let secrets = roles::load_or_create_secrets(&args.data_dir.join("secrets.json"))?;
+    let auth = args.client.auth_config(secrets)?;
+    let tls = args.client.tls()?;
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let cancel = CancellationToken::new();
     let embedded = EmbeddedLog::open(db.clone(), args.sync_writes)?;
@@ -53,10 +50,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;
-    let hub = FeedHub::default();
-
-    let tasks =
-        missive_processors::spawn_all(log.clone(), db.clone(), codec.clone(), hub.clone(), metrics, cancel.clone());
+    let read_side = ReadSide::new(roles::USER_INDEX_CAPACITY);
+    read_side.users.load(&db)?;
+    let tasks = missive_processors::spawn_all(
+        log.clone(),
+        db.clone(),
+        codec.clone(),
+        read_side.clone(),
+        metrics,
+        cancel.clone(),
+    );
     let janitor = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -79,16 +82,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
     roles::stop_on_signal(cancel.clone());
 
-    let (listener, address) = roles::listen(args.listen).await?;
+    let (listener, address) = roles::listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, data_dir = %args.data_dir.display(), "missive serving (embedded mode)");
     let config = GatewayConfig {
         gateway_id: "embedded".into(),
         node_id: 0,
-        idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
+        idle_timeout: args.client.idle_timeout(),
         routing: Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
-        auth: secrets.auth_config(args.sms_sink),
+        auth,
+        tls,
     };
-    missive_gateway::serve(listener, config, log, db, codec, hub, registry, cancel.clone()).await?;
+    missive_gateway::serve(listener, config, log, db, codec, read_side, registry, cancel.clone()).await?;
     cancel.cancel();
     janitor.abort();
     watchdog.abort();

@@ -1,20 +1,39 @@
 //! HTTP endpoints (warp). Every error is `{"error":{"code","message"}}`.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use missive_core::{ConvSeq, ConversationId, UserId};
+use missive_core::users::{self, Audience, PrivacyChange, ProfileChange, UserCommand, UserState};
+use missive_core::{ConvSeq, ConversationId, DeviceId, UserId};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::{Auth, Principal, is_e164};
+use crate::auth::{Auth, Principal, Refreshed, is_contact_hash, is_e164, is_pin};
 use crate::commands::CommandBus;
 use crate::errors::ApiError;
 use crate::protocol::{message_json, summary_json};
 use crate::reads::ReadModels;
 use crate::routing::Routing;
+use crate::sessions::Sessions;
+
+/// The client's address, put in each request's extensions by the accept loop.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Everything the handlers use.
+#[derive(Clone)]
+pub struct Context {
+    pub auth: Arc<Auth>,
+    pub bus: Arc<CommandBus>,
+    pub reads: ReadModels,
+    pub routing: Routing,
+    pub sessions: Sessions,
+}
 
 /// Largest HTTP request body accepted.
 pub const MAX_BODY_BYTES: u64 = 256 * 1024;
@@ -51,13 +70,31 @@ pub fn path_and_query() -> impl Filter<Extract = (String,), Error = Infallible> 
     )
 }
 
-/// `bearer`, then a 307 to the owning gateway when this one does not serve the caller.
-pub fn served(auth: Arc<Auth>, routing: Routing) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
-    bearer(auth).and(path_and_query()).and(with(routing)).and_then(
-        |principal: Principal, path: String, routing: Routing| async move {
-            routing.check(principal.user, &path).map(|()| principal).map_err(warp::reject::custom)
+/// `bearer`, then a 307 to the owning gateway when this one does not
+/// serve the caller, then the check that the device was not removed.
+pub fn served(context: Context) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+    bearer(context.auth.clone()).and(path_and_query()).and(with(context)).and_then(
+        |principal: Principal, path: String, context: Context| async move {
+            context.routing.check(principal.user, &path).map_err(warp::reject::custom)?;
+            require_device(&context.reads, principal).await.map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>(principal)
         },
     )
+}
+
+/// A token's device must still belong to the account: removing a device
+/// (or logging out) ends its tokens before they expire.
+pub async fn require_device(reads: &ReadModels, principal: Principal) -> Result<(), ApiError> {
+    match reads.directory(principal.user).await? {
+        Some(state) if state.has_device(principal.device) => Ok(()),
+        _ => Err(ApiError::unauthorized("this device was removed from the account; verify again")
+            .with_code("device_removed")),
+    }
+}
+
+/// The client's IP address, when the accept loop recorded it.
+fn client_ip() -> impl Filter<Extract = (Option<IpAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<ClientAddr>().map(|addr: Option<ClientAddr>| addr.map(|ClientAddr(addr)| addr.ip()))
 }
 
 /// A 307 to the gateway that serves the owner of `phone` (registration
@@ -85,11 +122,41 @@ struct VerifyRequest {
     phone: String,
     code: String,
     device_name: Option<String>,
+    /// The account's registration PIN, when it has one.
+    pin: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
 }
 
 #[derive(Deserialize)]
 struct ContactsRequest {
-    phones: Vec<String>,
+    /// Contact hashes: lowercase hex SHA-256 of E.164 numbers.
+    hashes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileRequest {
+    display_name: Option<String>,
+    about: Option<String>,
+    picture: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivacyRequest {
+    last_seen: Option<String>,
+    photo: Option<String>,
+    about: Option<String>,
+    read_receipts: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct PinRequest {
+    pin: String,
 }
 
 #[derive(Deserialize)]
@@ -98,107 +165,453 @@ struct HistoryQuery {
     limit: Option<String>,
 }
 
+/// How long a call waits for its change to reach this gateway's directory.
+const DIRECTORY_WAIT: Duration = Duration::from_secs(10);
+
+fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| ApiError::bad_request("bad_request", format!("{what} must be a decimal id string")))
+}
+
+fn ok(body: Value) -> Result<warp::reply::Response, ApiError> {
+    Ok(reply_json(StatusCode::OK, body))
+}
+
 async fn request_otp(
     request: OtpRequest,
     path: String,
-    auth: Arc<Auth>,
-    routing: Routing,
+    client: Option<IpAddr>,
+    context: Context,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
-            route_phone(&auth, &routing, &request.phone, &path)?;
-            let expires_in = auth.start_otp(&request.phone).await?;
+            route_phone(&context.auth, &context.routing, &request.phone, &path)?;
+            let expires_in = context.auth.start_otp(&request.phone, client).await?;
             Ok(reply_json(StatusCode::ACCEPTED, json!({"expires_in": expires_in})))
         }
         .await,
     )
 }
 
-/// How long verify waits for a new account to reach the directory.
-const DIRECTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Read-your-writes for registration: answer only once the directory
-/// projection knows the account, so that others can message it at once
-/// (otherwise a send racing the projection would get `unknown_recipient`).
-async fn wait_until_visible(reads: &ReadModels, user: UserId) -> Result<(), ApiError> {
-    let deadline = tokio::time::Instant::now() + DIRECTORY_WAIT;
-    let mut pause = std::time::Duration::from_millis(1);
-    while !reads.user_exists(user).await? {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::unavailable("the account is registered but not yet visible; retry verify later"));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(50));
-    }
-    Ok(())
+async fn tokens(context: &Context, principal: Principal) -> Result<warp::reply::Response, ApiError> {
+    let (access, refresh, expires_in) = context.auth.issue(principal).await?;
+    ok(json!({
+        "user_id": principal.user.to_string(),
+        "device_id": principal.device.to_string(),
+        "access_token": access,
+        "refresh_token": refresh,
+        "expires_in": expires_in,
+    }))
 }
 
 async fn verify(
     request: VerifyRequest,
     path: String,
-    (auth, routing): (Arc<Auth>, Routing),
-    bus: Arc<CommandBus>,
-    reads: ReadModels,
+    client: Option<IpAddr>,
+    context: Context,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
-            route_phone(&auth, &routing, &request.phone, &path)?;
+            let auth = &context.auth;
+            route_phone(auth, &context.routing, &request.phone, &path)?;
+            if !is_e164(&request.phone) {
+                return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
+            }
+            auth.check_verify_rate(&request.phone, client)?;
             auth.check_otp(&request.phone, &request.code).await?;
             let user = auth.user_id_for_phone(&request.phone);
-            let device = bus.mint_device_id();
-            let name = request.device_name.unwrap_or_else(|| "device".to_string());
-            let reply = bus.register_device(user, device, name).await?;
-            if reply.outcome != "accepted" && reply.outcome != "duplicate" {
-                return Err(ApiError::internal(format!("registration refused: {}", reply.detail)));
+            // Registration lock: an account with a PIN needs it as well as the code.
+            if let Some(stored) = context.reads.directory(user).await?.and_then(|state| state.pin_hash) {
+                match request.pin.as_deref() {
+                    None => {
+                        return Err(ApiError::unauthorized("this account has a PIN; send it as pin with the same code")
+                            .with_code("pin_required"));
+                    }
+                    Some(pin) if !auth.pin_matches(user, pin, &stored) => {
+                        auth.wrong_pin(&request.phone).await?;
+                        return Err(ApiError::unauthorized("wrong PIN; it counts as a wrong code")
+                            .with_code("invalid_pin"));
+                    }
+                    Some(_) => {}
+                }
             }
-            wait_until_visible(&reads, user).await?;
-            let (access, refresh, expires_in) = auth.issue(Principal { user, device }).await?;
-            Ok(reply_json(
-                StatusCode::OK,
-                json!({
-                    "user_id": user.to_string(),
-                    "device_id": device.to_string(),
-                    "access_token": access,
-                    "refresh_token": refresh,
-                    "expires_in": expires_in,
-                }),
-            ))
+            auth.consume_otp(&request.phone).await?;
+            let device = context.bus.mint_device_id();
+            let name = request.device_name.unwrap_or_else(|| "device".to_string());
+            context.bus.register_device(user, device, name).await.map_err(|error| match error.code {
+                "too_many_devices" => error,
+                _ => ApiError::internal(format!("registration refused: {}", error.message)),
+            })?;
+            // Read-your-writes: answer once this gateway's directory knows the
+            // device, so the token works at once and others can message the user.
+            context.reads.directory_when(user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.has_device(device))).await?;
+            tokens(&context, Principal { user, device }).await
         }
         .await,
     )
 }
 
-/// Any authenticated device may sync; per-user rate limits come with the
-/// accounts issue.
-async fn contacts_sync(
-    _caller: Principal,
-    request: ContactsRequest,
-    auth: Arc<Auth>,
-    reads: ReadModels,
+/// Removes a device through the log and closes its connections here.
+async fn remove_device(context: &Context, user: UserId, device: DeviceId, reason: &str) -> Result<(), ApiError> {
+    context
+        .bus
+        .user_command(UserCommand::RemoveDevice { user_id: user, device_id: device, reason: reason.to_string() })
+        .await?;
+    context.sessions.revoke(user, device);
+    context.reads.directory_when(user, DIRECTORY_WAIT, |state| !state.is_some_and(|s| s.has_device(device))).await?;
+    Ok(())
+}
+
+async fn refresh(request: RefreshRequest, path: String, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            if let Some(user) = Auth::refresh_token_user(&request.refresh_token) {
+                context.routing.check(user, &path)?;
+            }
+            match context.auth.refresh(&request.refresh_token).await? {
+                Refreshed::Issued { principal, access, refresh, expires_in } => {
+                    require_device(&context.reads, principal).await?;
+                    ok(json!({
+                        "user_id": principal.user.to_string(),
+                        "device_id": principal.device.to_string(),
+                        "access_token": access,
+                        "refresh_token": refresh,
+                        "expires_in": expires_in,
+                    }))
+                }
+                Refreshed::Reused(principal) => {
+                    // Either the client or a thief holds a copy: end the session for both.
+                    if require_device(&context.reads, principal).await.is_ok() {
+                        remove_device(&context, principal.user, principal.device, "refresh_reuse").await?;
+                    }
+                    Err(ApiError::unauthorized(
+                        "this refresh token was already used; the device's session is revoked, verify again",
+                    )
+                    .with_code("refresh_token_reused"))
+                }
+            }
+        }
+        .await,
+    )
+}
+
+async fn logout(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            remove_device(&context, principal.user, principal.device, "logout").await?;
+            ok(json!({"logged_out": principal.device.to_string()}))
+        }
+        .await,
+    )
+}
+
+async fn own_state(context: &Context, user: UserId) -> Result<UserState, ApiError> {
+    context.reads.directory(user).await?.ok_or_else(|| ApiError::unavailable("account not visible yet; retry"))
+}
+
+async fn list_devices(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let state = own_state(&context, principal.user).await?;
+            let devices: Vec<Value> = state
+                .devices
+                .iter()
+                .map(|info| {
+                    json!({
+                        "device_id": info.device_id.to_string(),
+                        "name": info.name,
+                        "added_at": info.added_at.0,
+                        "current": info.device_id == principal.device,
+                    })
+                })
+                .collect();
+            ok(json!({"devices": devices}))
+        }
+        .await,
+    )
+}
+
+async fn delete_device(device: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let device: DeviceId = parse_id(&device, "device id")?;
+            // Another account's device and an unknown one look the same.
+            if !own_state(&context, principal.user).await?.has_device(device) {
+                return Err(ApiError::not_found("not_found", "no such device on your account"));
+            }
+            remove_device(&context, principal.user, device, "removed").await?;
+            ok(json!({"removed": device.to_string()}))
+        }
+        .await,
+    )
+}
+
+fn own_profile_json(state: &UserState) -> Value {
+    json!({
+        "user_id": state.user_id.to_string(),
+        "display_name": state.profile.display_name,
+        "about": state.profile.about,
+        "picture": state.profile.picture,
+        "last_seen": state.last_seen.map(|at| at.0),
+    })
+}
+
+async fn get_profile(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(async { ok(own_profile_json(&own_state(&context, principal.user).await?)) }.await)
+}
+
+async fn put_profile(
+    principal: Principal,
+    request: ProfileRequest,
+    context: Context,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
-            if request.phones.len() > MAX_CONTACTS_PER_SYNC {
-                return Err(ApiError::bad_request(
-                    "too_many_contacts",
-                    format!("at most {MAX_CONTACTS_PER_SYNC} phones per request; split the sync"),
-                ));
-            }
-            let mut users = Vec::new();
-            for phone in request.phones.iter().filter(|phone| is_e164(phone)) {
-                let user = auth.user_id_for_phone(phone);
-                if reads.user_exists(user).await? {
-                    users.push(json!({"phone": phone, "user_id": user.to_string()}));
-                }
-            }
-            Ok(reply_json(StatusCode::OK, json!({"users": users})))
+            let change =
+                ProfileChange { display_name: request.display_name, about: request.about, picture: request.picture };
+            users::validate_profile(&change).map_err(|rejection| ApiError::bad_request(rejection.code(), rejection.to_string()))?;
+            context.bus.user_command(UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() }).await?;
+            let state = context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
+                    state.is_some_and(|state| {
+                        let profile = &state.profile;
+                        change.display_name.as_ref().is_none_or(|name| *name == profile.display_name)
+                            && change.about.as_ref().is_none_or(|about| *about == profile.about)
+                            && change.picture.as_ref().is_none_or(|picture| *picture == profile.picture)
+                    })
+                })
+                .await?;
+            ok(state.as_ref().map(own_profile_json).unwrap_or(Value::Null))
         }
         .await,
     )
 }
 
-async fn list_conversations(principal: Principal, reads: ReadModels) -> Result<warp::reply::Response, Infallible> {
-    respond(reads.conversations(principal.user, 500).await.map(|summaries| {
+/// Another user's profile, as its owner's privacy settings let the caller see it.
+async fn user_profile(user: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let owner: UserId = parse_id(&user, "user id")?;
+            let Some(state) = context.reads.directory(owner).await? else {
+                return Err(ApiError::not_found("not_found", "no such user"));
+            };
+            let view = users::view_profile(&state, principal.user);
+            ok(json!({
+                "user_id": view.user_id.to_string(),
+                "display_name": view.display_name,
+                "about": view.about,
+                "picture": view.picture,
+                "last_seen": view.last_seen.flatten().map(|at| at.0),
+            }))
+        }
+        .await,
+    )
+}
+
+fn privacy_json(state: &UserState) -> Value {
+    let privacy = state.privacy;
+    json!({
+        "last_seen": privacy.last_seen.as_str(),
+        "photo": privacy.photo.as_str(),
+        "about": privacy.about.as_str(),
+        "read_receipts": privacy.read_receipts,
+    })
+}
+
+async fn get_privacy(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(async { ok(privacy_json(&own_state(&context, principal.user).await?)) }.await)
+}
+
+async fn put_privacy(
+    principal: Principal,
+    request: PrivacyRequest,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let audience = |value: Option<String>, name: &str| -> Result<Option<Audience>, ApiError> {
+                value
+                    .map(|text| {
+                        Audience::parse(&text).ok_or_else(|| {
+                            ApiError::bad_request("bad_request", format!("{name} must be everyone, contacts or nobody"))
+                        })
+                    })
+                    .transpose()
+            };
+            let change = PrivacyChange {
+                last_seen: audience(request.last_seen, "last_seen")?,
+                photo: audience(request.photo, "photo")?,
+                about: audience(request.about, "about")?,
+                read_receipts: request.read_receipts,
+            };
+            context.bus.user_command(UserCommand::SetPrivacy { user_id: principal.user, change }).await?;
+            let state = context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
+                    state.is_some_and(|state| {
+                        let privacy = state.privacy;
+                        change.last_seen.is_none_or(|value| value == privacy.last_seen)
+                            && change.photo.is_none_or(|value| value == privacy.photo)
+                            && change.about.is_none_or(|value| value == privacy.about)
+                            && change.read_receipts.is_none_or(|value| value == privacy.read_receipts)
+                    })
+                })
+                .await?;
+            ok(state.as_ref().map(privacy_json).unwrap_or(Value::Null))
+        }
+        .await,
+    )
+}
+
+async fn list_blocks(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let state = own_state(&context, principal.user).await?;
+            ok(json!({"blocked": state.blocked.iter().map(|user| user.to_string()).collect::<Vec<_>>()}))
+        }
+        .await,
+    )
+}
+
+async fn set_block(
+    target: String,
+    blocked: bool,
+    principal: Principal,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let target: UserId = parse_id(&target, "user id")?;
+            if target == principal.user {
+                return Err(ApiError::bad_request("bad_request", "you cannot block yourself"));
+            }
+            if !context.reads.user_exists(target).await? {
+                return Err(ApiError::not_found("not_found", "no such user"));
+            }
+            context.bus.user_command(UserCommand::SetBlock { user_id: principal.user, target, blocked }).await?;
+            context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
+                    state.is_some_and(|state| state.blocked.contains(&target) == blocked)
+                })
+                .await?;
+            ok(json!({"user_id": target.to_string(), "blocked": blocked}))
+        }
+        .await,
+    )
+}
+
+async fn set_pin(principal: Principal, request: PinRequest, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            if !is_pin(&request.pin) {
+                return Err(ApiError::bad_request("invalid_pin", "the PIN is six digits"));
+            }
+            let pin_hash = context.auth.pin_hash(principal.user, &request.pin);
+            let expected = Some(pin_hash.clone());
+            context.bus.user_command(UserCommand::SetPin { user_id: principal.user, pin_hash: Some(pin_hash) }).await?;
+            context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.pin_hash == expected))
+                .await?;
+            ok(json!({"pin": true}))
+        }
+        .await,
+    )
+}
+
+async fn remove_pin(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            context.bus.user_command(UserCommand::SetPin { user_id: principal.user, pin_hash: None }).await?;
+            context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.pin_hash.is_none()))
+                .await?;
+            ok(json!({"pin": false}))
+        }
+        .await,
+    )
+}
+
+/// Which of the caller's contact hashes belong to registered users; those
+/// become the caller's contacts (the "contacts" privacy audience).
+async fn contacts_sync(
+    principal: Principal,
+    request: ContactsRequest,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            if request.hashes.len() > MAX_CONTACTS_PER_SYNC {
+                return Err(ApiError::bad_request(
+                    "too_many_contacts",
+                    format!("at most {MAX_CONTACTS_PER_SYNC} hashes per request; split the sync"),
+                ));
+            }
+            if let Some(bad) = request.hashes.iter().find(|hash| !is_contact_hash(hash)) {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    format!("{bad:?} is not a contact hash (64 lowercase hex digits of SHA-256 over the E.164 number)"),
+                ));
+            }
+            context.auth.check_contact_sync(principal.user)?;
+            let mut found = Vec::new();
+            for hash in &request.hashes {
+                let user = context.auth.user_id_for_contact_hash(hash);
+                if user != principal.user && context.reads.registered(user).await? {
+                    found.push((hash, user));
+                }
+            }
+            let added: Vec<UserId> = found.iter().map(|(_, user)| *user).collect();
+            if !added.is_empty() {
+                let command = UserCommand::UpdateContacts { user_id: principal.user, added: added.clone(), removed: Vec::new() };
+                context.bus.user_command(command).await?;
+                context
+                    .reads
+                    .directory_when(principal.user, DIRECTORY_WAIT, |state| {
+                        state.is_some_and(|state| added.iter().all(|user| state.contacts.contains(user)))
+                    })
+                    .await?;
+            }
+            let users: Vec<Value> =
+                found.iter().map(|(hash, user)| json!({"hash": hash, "user_id": user.to_string()})).collect();
+            ok(json!({"users": users}))
+        }
+        .await,
+    )
+}
+
+async fn list_contacts(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let state = own_state(&context, principal.user).await?;
+            ok(json!({"contacts": state.contacts.iter().map(|user| user.to_string()).collect::<Vec<_>>()}))
+        }
+        .await,
+    )
+}
+
+async fn remove_contact(user: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let contact: UserId = parse_id(&user, "user id")?;
+            let command = UserCommand::UpdateContacts { user_id: principal.user, added: Vec::new(), removed: vec![contact] };
+            context.bus.user_command(command).await?;
+            context
+                .reads
+                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
+                    state.is_some_and(|state| !state.contacts.contains(&contact))
+                })
+                .await?;
+            ok(json!({"removed": contact.to_string()}))
+        }
+        .await,
+    )
+}
+
+async fn list_conversations(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(context.reads.conversations(principal.user, 500).await.map(|summaries| {
         reply_json(StatusCode::OK, json!({"conversations": summaries.iter().map(summary_json).collect::<Vec<_>>()}))
     }))
 }
@@ -215,13 +628,11 @@ async fn history(
     conversation: String,
     principal: Principal,
     query: HistoryQuery,
-    reads: ReadModels,
+    context: Context,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
-            let conversation: ConversationId = conversation
-                .parse()
-                .map_err(|_| ApiError::bad_request("bad_request", "conversation id must be a decimal string"))?;
+            let conversation: ConversationId = parse_id(&conversation, "conversation id")?;
             let limit = match query.limit.as_deref() {
                 None => 50,
                 Some(text) => match text.parse::<usize>() {
@@ -236,55 +647,132 @@ async fn history(
                         .map_err(|_| ApiError::bad_request("bad_request", "before must be a conv_seq number"))?,
                 )),
             };
-            require_member(&reads, principal.user, conversation).await?;
-            let messages = reads.history(conversation, before, limit).await?;
-            Ok(reply_json(StatusCode::OK, json!({"messages": messages.iter().map(message_json).collect::<Vec<_>>()})))
+            require_member(&context.reads, principal.user, conversation).await?;
+            let messages = context.reads.history(conversation, before, limit).await?;
+            // Messages from someone the caller blocked were never delivered to it.
+            let visible = messages.iter().filter(|message| !message.withheld_from.contains(&principal.user));
+            ok(json!({"messages": visible.map(message_json).collect::<Vec<_>>()}))
         }
         .await,
     )
 }
 
 /// The HTTP routes other than the WebSocket and operations endpoints.
-pub fn routes(
-    auth: Arc<Auth>,
-    bus: Arc<CommandBus>,
-    reads: ReadModels,
-    routing: Routing,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
+    let served = served(context.clone());
+    let ctx = move || with(context.clone());
     let otp = warp::path!("v1" / "auth" / "otp")
         .and(warp::post())
         .and(json_body())
         .and(path_and_query())
-        .and(with(auth.clone()))
-        .and(with(routing.clone()))
-        .and_then(request_otp);
+        .and(client_ip())
+        .and(ctx())
+        .and_then(request_otp)
+        .boxed();
     let verify = warp::path!("v1" / "auth" / "verify")
         .and(warp::post())
         .and(json_body())
         .and(path_and_query())
-        .and(with((auth.clone(), routing.clone())))
-        .and(with(bus))
-        .and(with(reads.clone()))
-        .and_then(verify);
-    let contacts = warp::path!("v1" / "contacts" / "sync")
+        .and(client_ip())
+        .and(ctx())
+        .and_then(verify)
+        .boxed();
+    let refresh = warp::path!("v1" / "auth" / "refresh")
         .and(warp::post())
-        .and(served(auth.clone(), routing.clone()))
         .and(json_body())
-        .and(with(auth.clone()))
-        .and(with(reads.clone()))
-        .and_then(contacts_sync);
+        .and(path_and_query())
+        .and(ctx())
+        .and_then(refresh)
+        .boxed();
+    let logout = warp::path!("v1" / "auth" / "logout").and(warp::post()).and(served.clone()).and(ctx()).and_then(logout).boxed();
+    let devices = warp::path!("v1" / "devices").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_devices).boxed();
+    let delete_device = warp::path!("v1" / "devices" / String)
+        .and(warp::delete())
+        .and(served.clone())
+        .and(ctx())
+        .and_then(delete_device)
+        .boxed();
+    let get_profile = warp::path!("v1" / "profile").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_profile).boxed();
+    let put_profile = warp::path!("v1" / "profile")
+        .and(warp::put())
+        .and(served.clone())
+        .and(json_body())
+        .and(ctx())
+        .and_then(put_profile)
+        .boxed();
+    let user_profile = warp::path!("v1" / "users" / String / "profile")
+        .and(warp::get())
+        .and(served.clone())
+        .and(ctx())
+        .and_then(user_profile)
+        .boxed();
+    let get_privacy = warp::path!("v1" / "privacy").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_privacy).boxed();
+    let put_privacy = warp::path!("v1" / "privacy")
+        .and(warp::put())
+        .and(served.clone())
+        .and(json_body())
+        .and(ctx())
+        .and_then(put_privacy)
+        .boxed();
+    let blocks = warp::path!("v1" / "blocks").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_blocks).boxed();
+    let block = warp::path!("v1" / "blocks" / String)
+        .and(warp::put())
+        .map(|target: String| (target, true))
+        .untuple_one()
+        .and(served.clone())
+        .and(ctx())
+        .and_then(set_block)
+        .boxed();
+    let unblock = warp::path!("v1" / "blocks" / String)
+        .and(warp::delete())
+        .map(|target: String| (target, false))
+        .untuple_one()
+        .and(served.clone())
+        .and(ctx())
+        .and_then(set_block)
+        .boxed();
+    let set_pin = warp::path!("v1" / "account" / "pin")
+        .and(warp::put())
+        .and(served.clone())
+        .and(json_body())
+        .and(ctx())
+        .and_then(set_pin)
+        .boxed();
+    let remove_pin =
+        warp::path!("v1" / "account" / "pin").and(warp::delete()).and(served.clone()).and(ctx()).and_then(remove_pin).boxed();
+    let contacts_sync = warp::path!("v1" / "contacts" / "sync")
+        .and(warp::post())
+        .and(served.clone())
+        .and(json_body())
+        .and(ctx())
+        .and_then(contacts_sync)
+        .boxed();
+    let contacts = warp::path!("v1" / "contacts").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_contacts).boxed();
+    let remove_contact = warp::path!("v1" / "contacts" / String)
+        .and(warp::delete())
+        .and(served.clone())
+        .and(ctx())
+        .and_then(remove_contact)
+        .boxed();
     let conversations = warp::path!("v1" / "conversations")
         .and(warp::get())
-        .and(served(auth.clone(), routing.clone()))
-        .and(with(reads.clone()))
-        .and_then(list_conversations);
+        .and(served.clone())
+        .and(ctx())
+        .and_then(list_conversations)
+        .boxed();
     let messages = warp::path!("v1" / "conversations" / String / "messages")
         .and(warp::get())
-        .and(served(auth, routing))
+        .and(served)
         .and(warp::query::<HistoryQuery>())
-        .and(with(reads))
-        .and_then(history);
-    otp.or(verify).unify().or(contacts).unify().or(conversations).unify().or(messages).unify()
+        .and(ctx())
+        .and_then(history)
+        .boxed();
+    let all = [
+        otp, verify, refresh, logout, devices, delete_device, get_profile, put_profile, user_profile, get_privacy,
+        put_privacy, blocks, block, unblock, set_pin, remove_pin, contacts_sync, contacts, remove_contact,
+        conversations, messages,
+    ];
+    all.into_iter().reduce(|routes, route| routes.or(route).unify().boxed()).expect("routes")
 }
 
 /// Turns every rejection into the JSON error shape.

@@ -1,17 +1,26 @@
-//! Phone registration with one-time codes, and JWT access tokens.
+//! Phone registration with one-time codes, the registration PIN, JWT
+//! access tokens and rotating refresh tokens, and the rate limits that make
+//! guessing impractical.
 //!
 //! OTP challenges and refresh tokens are gateway-local credentials kept in
-//! the `auth` column family (hashed); accounts and devices themselves are
-//! events in the log (`commands.user` -> `events.user`).
+//! the `auth` column family, hashed; accounts, devices and PINs are events in
+//! the log (`commands.user` -> `events.user`). Phone numbers are never
+//! stored: every key derived from one is an HMAC with the server's secret.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use missive_core::{DeviceId, UserId};
 use missive_infra::db::{CF_AUTH, family};
+use parking_lot::Mutex;
 use rand::Rng;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
@@ -22,11 +31,18 @@ use crate::errors::ApiError;
 
 /// Codes live this long.
 pub const OTP_TTL_SECONDS: i64 = 300;
-/// Wrong guesses that kill a code.
+/// Wrong guesses (codes or PINs) that kill a code.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
 pub const ACCESS_TTL_SECONDS: i64 = 3600;
+/// A refresh token is good for this long, and for one use.
+pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
 pub const ISSUER: &str = "missive";
 pub const AUDIENCE: &str = "missive-clients";
+/// The signing key `--dev` uses when none is configured. Any other mode
+/// refuses to start with it.
+pub const DEV_JWT_SECRET: &str = "missive-development-signing-key-do-not-use";
+/// Shortest signing key accepted outside `--dev`.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Where one-time codes go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,13 +71,45 @@ impl FromStr for SmsSink {
     }
 }
 
+/// Rate limits of the unauthenticated endpoints and of contact sync. Each
+/// is a GCRA bucket: the full count may be used at once, then it refills
+/// evenly over the period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// Codes requested for one phone number per hour.
+    pub otp_per_phone_per_hour: u32,
+    /// Codes requested from one client address per hour.
+    pub otp_per_address_per_hour: u32,
+    /// Verify attempts (right or wrong) for one phone number per hour.
+    pub verify_per_phone_per_hour: u32,
+    /// Verify attempts from one client address per hour.
+    pub verify_per_address_per_hour: u32,
+    /// Contact-sync requests per account per day.
+    pub contact_syncs_per_day: u32,
+}
+
+impl Default for AuthLimits {
+    fn default() -> AuthLimits {
+        AuthLimits {
+            otp_per_phone_per_hour: 5,
+            otp_per_address_per_hour: 100,
+            verify_per_phone_per_hour: 10,
+            verify_per_address_per_hour: 300,
+            contact_syncs_per_day: 24,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuthConfig {
-    /// HMAC key for access tokens (HS256).
+    /// HMAC key that signs access tokens (HS256).
     pub jwt_secret: Vec<u8>,
-    /// HMAC key for deriving user ids and hashing codes from phone numbers.
+    /// Earlier signing keys still accepted while their tokens live out (rotation).
+    pub previous_jwt_secrets: Vec<Vec<u8>>,
+    /// HMAC key for user ids, OTP and PIN hashes.
     pub phone_secret: Vec<u8>,
     pub sms_sink: SmsSink,
+    pub limits: AuthLimits,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,15 +141,53 @@ struct Challenge {
 struct RefreshRecord {
     user_id: u64,
     device_id: u64,
-    issued_at: i64,
+    expires_at: i64,
+    /// Set when the token was exchanged; a second use is a theft signal.
+    used: bool,
+}
+
+/// What exchanging a refresh token found.
+pub enum Refreshed {
+    /// A fresh pair for this device.
+    Issued { principal: Principal, access: String, refresh: String, expires_in: i64 },
+    /// The token was already used: the device's session must be revoked.
+    Reused(Principal),
+}
+
+type Limiter<K> = DefaultKeyedRateLimiter<K>;
+
+struct Limiters {
+    otp_phone: Limiter<[u8; 32]>,
+    otp_address: Limiter<IpAddr>,
+    verify_phone: Limiter<[u8; 32]>,
+    verify_address: Limiter<IpAddr>,
+    contact_sync: Limiter<UserId>,
+}
+
+fn per(period: Duration, count: u32) -> Quota {
+    let count = NonZeroU32::new(count.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period / count.get()).unwrap_or_else(|| Quota::per_second(count)).allow_burst(count)
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(limiter: &Limiter<K>, key: &K, what: &str) -> Result<(), ApiError> {
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
+    }
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::rate_limited(what, wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    })
 }
 
 pub struct Auth {
     db: Arc<DB>,
     config: AuthConfig,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: Vec<DecodingKey>,
     http: reqwest::Client,
+    limiters: Limiters,
+    /// Serialises refresh-token exchanges so a token is never used twice concurrently.
+    refresh_lock: Mutex<()>,
 }
 
 /// `+` then 7 to 15 digits, the first not 0 (ITU-T E.164).
@@ -110,25 +196,61 @@ pub fn is_e164(phone: &str) -> bool {
     (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
+/// The contact hash clients send for a phone number: lowercase hex of
+/// SHA-256 over the E.164 text (`+14155550100`). See docs/PROTOCOL.md.
+pub fn contact_hash(phone: &str) -> String {
+    hex::encode(Sha256::digest(phone.as_bytes()))
+}
+
+/// 64 lowercase hex digits.
+pub fn is_contact_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Six digits.
+pub fn is_pin(pin: &str) -> bool {
+    pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn now_seconds() -> i64 {
     missive_infra::now_ms() / 1000
+}
+
+fn storage(error: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(error.to_string())
 }
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| ApiError::internal(error.to_string()))?
+    tokio::task::spawn_blocking(work).await.map_err(storage)?
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::unauthorized("the code is wrong, used or expired; request a new one").with_code("invalid_code")
 }
 
 impl Auth {
     pub fn new(db: Arc<DB>, config: AuthConfig) -> Auth {
         let encoding = EncodingKey::from_secret(&config.jwt_secret);
-        let decoding = DecodingKey::from_secret(&config.jwt_secret);
+        let decoding = std::iter::once(&config.jwt_secret)
+            .chain(config.previous_jwt_secrets.iter())
+            .map(|secret| DecodingKey::from_secret(secret))
+            .collect();
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
+            .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Auth { db, config, encoding, decoding, http }
+        let hour = Duration::from_secs(3600);
+        let limits = config.limits;
+        let limiters = Limiters {
+            otp_phone: RateLimiter::keyed(per(hour, limits.otp_per_phone_per_hour)),
+            otp_address: RateLimiter::keyed(per(hour, limits.otp_per_address_per_hour)),
+            verify_phone: RateLimiter::keyed(per(hour, limits.verify_per_phone_per_hour)),
+            verify_address: RateLimiter::keyed(per(hour, limits.verify_per_address_per_hour)),
+            contact_sync: RateLimiter::keyed(per(24 * hour, limits.contact_syncs_per_day)),
+        };
+        Auth { db, config, encoding, decoding, http, limiters, refresh_lock: Mutex::new(()) }
     }
 
     fn keyed_hash(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -141,19 +263,27 @@ impl Auth {
         mac.finalize().into_bytes().into()
     }
 
-    /// The account id of a phone number: a keyed hash, so ids reveal no
+    /// The account id behind a contact hash: a keyed hash, so ids reveal no
     /// number and the same number always maps to the same account.
-    pub fn user_id_for_phone(&self, phone: &str) -> UserId {
-        let digest = self.keyed_hash(&[b"user-id", phone.as_bytes()]);
+    pub fn user_id_for_contact_hash(&self, hash: &str) -> UserId {
+        let digest = self.keyed_hash(&[b"user-id", hash.as_bytes()]);
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         // Below 2^63 (Avro long) and never 0.
         UserId((u64::from_be_bytes(first) >> 1).max(1))
     }
 
+    pub fn user_id_for_phone(&self, phone: &str) -> UserId {
+        self.user_id_for_contact_hash(&contact_hash(phone))
+    }
+
+    fn phone_key(&self, phone: &str) -> [u8; 32] {
+        self.keyed_hash(&[b"otp-key", phone.as_bytes()])
+    }
+
     fn challenge_key(&self, phone: &str) -> Vec<u8> {
         let mut key = b"otp/".to_vec();
-        key.extend_from_slice(hex::encode(self.keyed_hash(&[b"otp-key", phone.as_bytes()])).as_bytes());
+        key.extend_from_slice(hex::encode(self.phone_key(phone)).as_bytes());
         key
     }
 
@@ -161,11 +291,29 @@ impl Auth {
         hex::encode(self.keyed_hash(&[b"otp-code", phone.as_bytes(), code.as_bytes()]))
     }
 
+    /// The stored form of a PIN: keyed with the server secret and the account.
+    pub fn pin_hash(&self, user: UserId, pin: &str) -> String {
+        hex::encode(self.keyed_hash(&[b"pin", &user.to_be_bytes(), pin.as_bytes()]))
+    }
+
+    pub fn pin_matches(&self, user: UserId, pin: &str, stored: &str) -> bool {
+        bool::from(self.pin_hash(user, pin).as_bytes().ct_eq(stored.as_bytes()))
+    }
+
+    /// Counts a contact sync against the account's daily allowance.
+    pub fn check_contact_sync(&self, user: UserId) -> Result<(), ApiError> {
+        check(&self.limiters.contact_sync, &user, "contact syncs")
+    }
+
     /// Creates a fresh code for `phone`, replacing any earlier one, and sends it.
-    pub async fn start_otp(&self, phone: &str) -> Result<i64, ApiError> {
+    pub async fn start_otp(&self, phone: &str, client: Option<IpAddr>) -> Result<i64, ApiError> {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
         }
+        if let Some(address) = client {
+            check(&self.limiters.otp_address, &address, "code requests from this address")?;
+        }
+        check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let challenge = Challenge {
             code_hash: self.code_hash(phone, &code),
@@ -173,12 +321,9 @@ impl Auth {
             attempts: 0,
         };
         let key = self.challenge_key(phone);
-        let value = serde_json::to_vec(&challenge).map_err(|error| ApiError::internal(error.to_string()))?;
+        let value = serde_json::to_vec(&challenge).map_err(storage)?;
         let db = self.db.clone();
-        blocking(move || {
-            db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string()))
-        })
-        .await?;
+        blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)).await?;
         self.deliver(phone, &code).await?;
         Ok(OTP_TTL_SECONDS)
     }
@@ -220,47 +365,76 @@ impl Auth {
         }
     }
 
-    /// Checks and consumes a code. Wrong guesses count; the fifth kills the code.
+    /// Counts a verify attempt against the phone's and the address's limits.
+    pub fn check_verify_rate(&self, phone: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
+        if let Some(address) = client {
+            check(&self.limiters.verify_address, &address, "verify attempts from this address")?;
+        }
+        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")
+    }
+
+    /// Checks a code (constant time) without using it up. A wrong code
+    /// counts as an attempt; the fifth kills the code.
     pub async fn check_otp(&self, phone: &str, code: &str) -> Result<(), ApiError> {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
         }
-        let key = self.challenge_key(phone);
         let expected = self.code_hash(phone, code);
-        let db = self.db.clone();
-        blocking(move || {
-            let family = family(&db, CF_AUTH);
-            let invalid = || {
-                ApiError::unauthorized("the code is wrong, used or expired; request a new one")
-                    .with_code("invalid_code")
-            };
-            let Some(bytes) = db.get_cf(family, &key).map_err(|error| ApiError::internal(error.to_string()))? else {
-                return Err(invalid());
-            };
-            let mut challenge: Challenge =
-                serde_json::from_slice(&bytes).map_err(|error| ApiError::internal(error.to_string()))?;
-            if challenge.expires_at < now_seconds() {
-                let _ = db.delete_cf(family, &key);
-                return Err(invalid());
-            }
+        self.with_challenge(phone, move |challenge| {
             if bool::from(challenge.code_hash.as_bytes().ct_eq(expected.as_bytes())) {
-                db.delete_cf(family, &key).map_err(|error| ApiError::internal(error.to_string()))?;
-                return Ok(());
-            }
-            challenge.attempts += 1;
-            if challenge.attempts >= OTP_MAX_ATTEMPTS {
-                db.delete_cf(family, &key).map_err(|error| ApiError::internal(error.to_string()))?;
+                Ok(false)
             } else {
-                let value = serde_json::to_vec(&challenge).map_err(|error| ApiError::internal(error.to_string()))?;
-                db.put_cf(family, &key, value).map_err(|error| ApiError::internal(error.to_string()))?;
+                challenge.attempts += 1;
+                Err(invalid_code())
             }
-            Err(invalid())
         })
         .await
     }
 
-    /// Access token (JWT, HS256) and a refresh token for a device.
-    pub async fn issue(&self, principal: Principal) -> Result<(String, String, i64), ApiError> {
+    /// Counts a wrong PIN against the code it came with.
+    pub async fn wrong_pin(&self, phone: &str) -> Result<(), ApiError> {
+        self.with_challenge(phone, |challenge| {
+            challenge.attempts += 1;
+            Ok(false)
+        })
+        .await
+    }
+
+    /// Uses a checked code up: it cannot verify a second device.
+    pub async fn consume_otp(&self, phone: &str) -> Result<(), ApiError> {
+        self.with_challenge(phone, |_| Ok(true)).await
+    }
+
+    /// Loads the phone's live challenge, lets `update` change it (returning
+    /// whether to delete it), and stores the result; an exhausted or expired
+    /// challenge is deleted.
+    async fn with_challenge(
+        &self,
+        phone: &str,
+        update: impl FnOnce(&mut Challenge) -> Result<bool, ApiError> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        let key = self.challenge_key(phone);
+        let db = self.db.clone();
+        blocking(move || {
+            let family = family(&db, CF_AUTH);
+            let Some(bytes) = db.get_cf(family, &key).map_err(storage)? else { return Err(invalid_code()) };
+            let mut challenge: Challenge = serde_json::from_slice(&bytes).map_err(storage)?;
+            if challenge.expires_at < now_seconds() || challenge.attempts >= OTP_MAX_ATTEMPTS {
+                db.delete_cf(family, &key).map_err(storage)?;
+                return Err(invalid_code());
+            }
+            let result = update(&mut challenge);
+            if matches!(result, Ok(true)) || challenge.attempts >= OTP_MAX_ATTEMPTS {
+                db.delete_cf(family, &key).map_err(storage)?;
+            } else {
+                db.put_cf(family, &key, serde_json::to_vec(&challenge).map_err(storage)?).map_err(storage)?;
+            }
+            result.map(|_| ())
+        })
+        .await
+    }
+
+    fn access_token(&self, principal: Principal) -> Result<String, ApiError> {
         let now = now_seconds();
         let claims = Claims {
             sub: principal.user.to_string(),
@@ -271,35 +445,108 @@ impl Auth {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
         };
-        let access = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| ApiError::internal(error.to_string()))?;
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(storage)
+    }
+
+    fn refresh_key(token: &str) -> Vec<u8> {
+        let mut key = b"refresh/".to_vec();
+        key.extend_from_slice(hex::encode(Sha256::digest(token.as_bytes())).as_bytes());
+        key
+    }
+
+    /// A new refresh token `rt1.<user id>.<secret>` (the user id lets any
+    /// gateway route it), stored hashed.
+    fn refresh_token(&self, principal: Principal) -> Result<(String, Vec<u8>, Vec<u8>), ApiError> {
         let mut secret = [0u8; 32];
         rand::rng().fill(&mut secret);
-        let refresh = hex::encode(secret);
-        let mut key = b"refresh/".to_vec();
-        key.extend_from_slice(hex::encode(Sha256::digest(refresh.as_bytes())).as_bytes());
-        let record = RefreshRecord { user_id: principal.user.0, device_id: principal.device.0, issued_at: now };
-        let value = serde_json::to_vec(&record).map_err(|error| ApiError::internal(error.to_string()))?;
+        let token = format!("rt1.{}.{}", principal.user, hex::encode(secret));
+        let record = RefreshRecord {
+            user_id: principal.user.0,
+            device_id: principal.device.0,
+            expires_at: now_seconds() + REFRESH_TTL_SECONDS,
+            used: false,
+        };
+        Ok((token.clone(), Auth::refresh_key(&token), serde_json::to_vec(&record).map_err(storage)?))
+    }
+
+    /// Access token (JWT, HS256) and a refresh token for a device.
+    pub async fn issue(&self, principal: Principal) -> Result<(String, String, i64), ApiError> {
+        let access = self.access_token(principal)?;
+        let (refresh, key, value) = self.refresh_token(principal)?;
         let db = self.db.clone();
-        blocking(move || {
-            db.put_cf(family(&db, CF_AUTH), key, value).map_err(|error| ApiError::internal(error.to_string()))
-        })
-        .await?;
+        blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)).await?;
         Ok((access, refresh, ACCESS_TTL_SECONDS))
     }
 
-    /// Verifies an access token: signature, algorithm, issuer, audience, expiry, not-before.
+    /// The user a refresh token names (for routing), if it is well formed.
+    pub fn refresh_token_user(token: &str) -> Option<UserId> {
+        let mut parts = token.split('.');
+        (parts.next() == Some("rt1")).then_some(())?;
+        let user = parts.next()?.parse().ok()?;
+        let secret = parts.next()?;
+        (secret.len() == 64 && parts.next().is_none()).then_some(user)
+    }
+
+    /// Exchanges a refresh token for a new pair (rotation). A token used
+    /// twice reports `Reused`: someone copied it.
+    pub async fn refresh(&self, token: &str) -> Result<Refreshed, ApiError> {
+        let invalid = || ApiError::unauthorized("unknown or expired refresh token; verify again").with_code("invalid_token");
+        if Auth::refresh_token_user(token).is_none() {
+            return Err(invalid());
+        }
+        let key = Auth::refresh_key(token);
+        let _exchange = self.refresh_lock.lock();
+        let family = family(&self.db, CF_AUTH);
+        // Point reads and writes on a small column family: done inline under the lock.
+        let Some(bytes) = self.db.get_cf(family, &key).map_err(storage)? else { return Err(invalid()) };
+        let mut record: RefreshRecord = serde_json::from_slice(&bytes).map_err(storage)?;
+        let principal = Principal { user: UserId(record.user_id), device: DeviceId(record.device_id) };
+        if record.expires_at < now_seconds() {
+            return Err(invalid());
+        }
+        if record.used {
+            return Ok(Refreshed::Reused(principal));
+        }
+        record.used = true;
+        let access = self.access_token(principal)?;
+        let (refresh, new_key, new_value) = self.refresh_token(principal)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(family, &key, serde_json::to_vec(&record).map_err(storage)?);
+        batch.put_cf(family, new_key, new_value);
+        self.db.write(batch).map_err(storage)?;
+        Ok(Refreshed::Issued { principal, access, refresh, expires_in: ACCESS_TTL_SECONDS })
+    }
+
+    /// Verifies an access token's signature (HS256 only: any other `alg`
+    /// is refused), issuer, audience, expiry and not-before. Whether the
+    /// device still exists is the caller's second check.
     pub fn verify_access(&self, token: &str) -> Result<Principal, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.validate_nbf = true;
         validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|error| ApiError::unauthorized(format!("invalid access token: {error}")))?;
-        let user = data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid access token subject"))?;
-        let device = data.claims.dev.parse().map_err(|_| ApiError::unauthorized("invalid access token device"))?;
-        Ok(Principal { user, device })
+        let mut last_error = None;
+        for key in &self.decoding {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    let user =
+                        data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid access token subject"))?;
+                    let device =
+                        data.claims.dev.parse().map_err(|_| ApiError::unauthorized("invalid access token device"))?;
+                    return Ok(Principal { user, device });
+                }
+                Err(error) => {
+                    let signature = matches!(error.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature);
+                    last_error = Some(error);
+                    if !signature {
+                        break;
+                    }
+                }
+            }
+        }
+        let error = last_error.map(|error| error.to_string()).unwrap_or_default();
+        Err(ApiError::unauthorized(format!("invalid access token ({error}); refresh it or verify again")))
     }
 }
 

@@ -97,8 +97,32 @@ impl CommandBus {
         device: DeviceId,
         device_name: String,
     ) -> Result<CommandReply, ApiError> {
-        let command = UserCommand::RegisterDevice(RegisterDevice { user_id: user, device_id: device, device_name });
-        self.command_with_reply(COMMANDS_USER, user.0, &user_command_to_wire(&command)).await
+        self.user_command(UserCommand::RegisterDevice(RegisterDevice { user_id: user, device_id: device, device_name }))
+            .await
+    }
+
+    /// Appends a users command and waits for its outcome; a refusal becomes
+    /// the matching client error.
+    pub async fn user_command(&self, command: UserCommand) -> Result<CommandReply, ApiError> {
+        let key = command.user_id().0;
+        let reply = self.command_with_reply(COMMANDS_USER, key, &user_command_to_wire(&command)).await?;
+        match reply.outcome.as_str() {
+            "accepted" | "duplicate" => Ok(reply),
+            "not_found" => Err(ApiError::not_found("not_found", reply.detail)),
+            "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
+            "limit_reached" | "too_many_devices" => Err(ApiError::new(
+                warp::http::StatusCode::CONFLICT,
+                if reply.outcome == "too_many_devices" { "too_many_devices" } else { "limit_reached" },
+                reply.detail,
+            )),
+            _ => Err(ApiError::bad_request("bad_request", reply.detail)),
+        }
+    }
+
+    /// Appends a users command nobody waits for (last seen).
+    pub async fn record_user_command(&self, command: UserCommand) -> Result<(), ApiError> {
+        let key = command.user_id().0;
+        self.append(COMMANDS_USER, key, &user_command_to_wire(&command), None).await
     }
 
     /// A fresh device id (Snowflake, like message ids).
@@ -136,12 +160,20 @@ impl CommandBus {
         self.append(DELIVERIES, by.user.0, &delivery_to_wire(&delivery), None).await
     }
 
-    pub async fn read(&self, by: Principal, conversation_id: ConversationId, up_to: ConvSeq) -> Result<(), ApiError> {
+    /// A read mark; `notify` false when read receipts are off for the chat.
+    pub async fn read(
+        &self,
+        by: Principal,
+        conversation_id: ConversationId,
+        up_to: ConvSeq,
+        notify: bool,
+    ) -> Result<(), ApiError> {
         let command = ConversationCommand::Receipt(MarkReceipt {
             conversation_id,
             by: by.user,
             status: ReceiptStatus::Read,
             up_to,
+            notify,
         });
         self.append(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command), None).await
     }

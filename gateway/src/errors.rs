@@ -10,11 +10,25 @@ pub struct ApiError {
     pub message: String,
     /// Where to repeat the request (a `307` to the gateway owning the user).
     pub location: Option<String>,
+    /// Seconds until a rate-limited call may be tried again (`429`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), location: None }
+        ApiError { status, code, message: message.into(), location: None, retry_after: None }
+    }
+    /// `429 Too Many Requests` with the seconds to wait.
+    pub fn rate_limited(what: &str, retry_after: u64) -> ApiError {
+        let retry_after = retry_after.max(1);
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many {what}; retry in {retry_after} s"),
+            )
+        }
     }
     /// `307 Temporary Redirect`: another gateway serves this user.
     pub fn redirect(location: String) -> ApiError {
@@ -23,6 +37,7 @@ impl ApiError {
             code: "wrong_gateway",
             message: format!("this user is served by another gateway: {location}"),
             location: Some(location),
+            retry_after: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -49,6 +64,9 @@ impl ApiError {
         if let Some(location) = &self.location {
             body["error"]["location"] = serde_json::json!(location);
         }
+        if let Some(retry_after) = self.retry_after {
+            body["error"]["retry_after"] = serde_json::json!(retry_after);
+        }
         body
     }
 }
@@ -60,6 +78,9 @@ impl warp::Reply for ApiError {
         let mut response = warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response();
         if let Some(location) = self.location.as_deref().and_then(|location| location.parse().ok()) {
             response.headers_mut().insert(warp::http::header::LOCATION, location);
+        }
+        if let Some(retry_after) = self.retry_after {
+            response.headers_mut().insert(warp::http::header::RETRY_AFTER, retry_after.into());
         }
         response
     }

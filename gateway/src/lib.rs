@@ -14,13 +14,15 @@ pub mod protocol;
 pub mod reads;
 pub mod replies;
 pub mod routing;
+pub mod sessions;
 pub mod snowflake;
+pub mod tls;
 pub mod ws;
 
 use std::sync::Arc;
 
 use missive_infra::Log;
-use missive_processors::FeedHub;
+use missive_processors::ReadSide;
 use missive_schemas::Codec;
 use prometheus::{Encoder, Registry, TextEncoder};
 use rocksdb::DB;
@@ -39,10 +41,16 @@ use crate::ws::SessionDeps;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Accepts connections until cancelled. Our own loop rather than
-/// `warp::serve` so every socket gets TCP_NODELAY: feed pushes are small
-/// frames, and Nagle's algorithm with delayed ACKs would add ~40 ms each.
-pub async fn serve_connections<S>(listener: TcpListener, service: S, cancel: &CancellationToken)
-where
+/// `warp::serve` so every socket gets TCP_NODELAY (feed pushes are small
+/// frames, and Nagle's algorithm with delayed ACKs would add ~40 ms each),
+/// TLS when configured, and its client address in each request's
+/// extensions ([`api::ClientAddr`], for per-address rate limits).
+pub async fn serve_connections<S>(
+    listener: TcpListener,
+    service: S,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: &CancellationToken,
+) where
     S: tower_service::Service<
             warp::http::Request<hyper::body::Incoming>,
             Response = warp::reply::Response,
@@ -54,10 +62,10 @@ where
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
@@ -67,12 +75,33 @@ where
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        let service = service.clone();
+        let service = hyper::service::service_fn(move |mut request: warp::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(api::ClientAddr(peer));
+            let mut service = service.clone();
+            tower_service::Service::call(&mut service, request)
+        });
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
+            let result = match tls {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
+                }
+                Some(acceptor) => {
+                    // The handshake runs in the connection's task: a slow client never stalls accepting.
+                    let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    let Ok(Ok(stream)) = handshake else {
+                        tracing::debug!(%peer, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
@@ -97,6 +126,8 @@ pub struct GatewayConfig {
     pub idle_timeout: std::time::Duration,
     /// Which users this gateway serves (all of them in embedded mode).
     pub routing: routing::Routing,
+    /// Serve HTTPS/WSS with this certificate (`--tls-cert/--tls-key`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so it
@@ -107,7 +138,7 @@ pub async fn serve(
     log: Arc<dyn Log>,
     db: Arc<DB>,
     codec: Arc<Codec>,
-    hub: FeedHub,
+    read_side: ReadSide,
     registry: Registry,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -131,15 +162,17 @@ pub async fn serve(
     };
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
-    let reads = ReadModels::new(db);
+    let reads = ReadModels::new(db, read_side.users);
+    let sessions = sessions::Sessions::default();
     let deps = SessionDeps {
         auth: auth.clone(),
         bus: bus.clone(),
         reads: reads.clone(),
-        hub,
+        hub: read_side.hub,
         metrics,
         idle_timeout: config.idle_timeout,
         routing: config.routing.clone(),
+        sessions: sessions.clone(),
     };
     let upgrade_routing = (auth.clone(), config.routing.clone());
 
@@ -187,10 +220,10 @@ pub async fn serve(
     let routes = websocket
         .or(health)
         .or(metrics_route)
-        .or(api::routes(auth, bus, reads, config.routing))
+        .or(api::routes(api::Context { auth, bus, reads, routing: config.routing, sessions }))
         .recover(api::handle_rejection)
         .with(warp::trace::request());
-    serve_connections(listener, warp::service(routes), &cancel).await;
+    serve_connections(listener, warp::service(routes), config.tls, &cancel).await;
     cancel.cancel();
     let _ = reply_task.await;
     Ok(())

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use missive_core::conversation::MessageSent;
+use missive_core::users::UserState;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
-use missive_processors::queries;
+use missive_processors::{UserIndex, queries};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState};
 use rocksdb::DB;
 
@@ -19,14 +20,54 @@ const KNOWN_USERS_CAP: usize = 1_000_000;
 #[derive(Clone)]
 pub struct ReadModels {
     db: Arc<DB>,
+    /// Bloom filter of registered users, kept by the directory projection.
+    index: UserIndex,
     /// Users seen to exist. Accounts are never deleted, so a positive answer
     /// stays true; negatives are not cached (a user may register any time).
     known_users: Arc<RwLock<HashSet<UserId>>>,
 }
 
 impl ReadModels {
-    pub fn new(db: Arc<DB>) -> ReadModels {
-        ReadModels { db, known_users: Arc::new(RwLock::new(HashSet::new())) }
+    pub fn new(db: Arc<DB>, index: UserIndex) -> ReadModels {
+        ReadModels { db, index, known_users: Arc::new(RwLock::new(HashSet::new())) }
+    }
+
+    /// The account as the directory knows it.
+    pub async fn directory(&self, user: UserId) -> Result<Option<UserState>, ApiError> {
+        self.run(move |db| queries::directory(db, user)).await
+    }
+
+    /// Waits (with back-off, up to `wait`) until the directory's view of
+    /// `user` satisfies `ready`: read-your-writes after a users command,
+    /// since the directory folds `events.user` a moment after the decision.
+    pub async fn directory_when(
+        &self,
+        user: UserId,
+        wait: std::time::Duration,
+        ready: impl Fn(Option<&UserState>) -> bool,
+    ) -> Result<Option<UserState>, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            let state = self.directory(user).await?;
+            if ready(state.as_ref()) {
+                return Ok(state);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a contact-sync candidate is registered: the Bloom filter
+    /// answers most misses without touching the store.
+    pub async fn registered(&self, user: UserId) -> Result<bool, ApiError> {
+        if !self.index.may_exist(user) {
+            return Ok(false);
+        }
+        self.user_exists(user).await
     }
 
     async fn run<T: Send + 'static>(

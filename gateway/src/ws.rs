@@ -16,7 +16,8 @@ use futures::stream::FuturesUnordered;
 use futures::{Future, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use missive_core::conversation::MAX_CONTENT_BYTES;
-use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, UserId};
+use missive_core::users::UserCommand;
+use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, Millis, UserId};
 use missive_processors::FeedHub;
 use missive_processors::hub::FeedUpdate;
 use missive_projections::{FeedEntry, FeedState};
@@ -80,6 +81,7 @@ pub struct SessionDeps {
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     pub routing: crate::routing::Routing,
+    pub sessions: crate::sessions::Sessions,
 }
 
 /// How long a send waits for an unknown recipient to reach this gateway's
@@ -263,6 +265,12 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
         let _ = socket.send(Message::text(frame.to_string())).await;
         return None;
     }
+    // A removed device's tokens stay well-signed until they expire; the
+    // directory says whether the device still exists.
+    if let Err(error) = crate::api::require_device(&deps.reads, principal).await {
+        let _ = socket.send(refuse(&error.message)).await;
+        return None;
+    }
     // A resume with an unparsable epoch can never prove continuity.
     let resume = resume.map(|resume| (Epoch(resume.epoch.parse().unwrap_or(u64::MAX)), FeedSeq(resume.seq)));
     Some((principal, resume))
@@ -275,6 +283,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         return;
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
+    let guard = deps.sessions.open(principal.user, principal.device);
     // Subscribe before reading the feed so no entry slips between the two.
     let mut subscription = deps.hub.subscribe(principal.user);
     let feed = match deps.reads.feed_state(principal.user).await {
@@ -298,13 +307,23 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         "recovered": plan.recovered,
     });
     if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
-        let _ = serve(&mut session, &mut subscription.changes).await;
+        let _ = serve(&mut session, &mut subscription.changes, &guard.revoked).await;
     }
+    drop(guard);
     deps.metrics.connections.dec();
     let _ = session.socket.close(None).await;
+    // Last seen is when the connection ended; the privacy settings decide who may see it.
+    let seen = UserCommand::RecordLastSeen { user_id: principal.user, at: Millis(missive_infra::now_ms()) };
+    if let Err(error) = deps.bus.record_user_command(seen).await {
+        tracing::debug!(%error.message, "recording last seen failed");
+    }
 }
 
-async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver<FeedUpdate>) -> Result<(), ()> {
+async fn serve(
+    session: &mut Session,
+    changes: &mut tokio::sync::watch::Receiver<FeedUpdate>,
+    revoked: &tokio_util::sync::CancellationToken,
+) -> Result<(), ()> {
     let mut in_flight: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
     let idle_timeout = session.deps.idle_timeout;
@@ -343,6 +362,10 @@ async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver
                 let update = changes.borrow_and_update().clone();
                 session.push_update(update).await?;
             }
+            _ = revoked.cancelled() => {
+                let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
+                return Ok(());
+            }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > idle_timeout {
                     let message = format!("no frame for {} s; closing (send ping to keep a connection open)", idle_timeout.as_secs());
@@ -352,6 +375,21 @@ async fn serve(session: &mut Session, changes: &mut tokio::sync::watch::Receiver
             }
         }
     }
+}
+
+/// Whether a read in this conversation sends read ticks: in a 1:1 chat,
+/// only when both members have read receipts on (off is reciprocal).
+async fn read_receipts_on(reads: &ReadModels, conversation: ConversationId) -> Result<bool, ApiError> {
+    let members = reads.members(conversation).await?.unwrap_or_default();
+    if members.len() != 2 {
+        return Ok(true);
+    }
+    for member in members {
+        if reads.directory(member).await?.is_some_and(|state| !state.privacy.read_receipts) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Handles one client frame; returns a pending send if one was started.
@@ -388,7 +426,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 return Ok(None);
             };
             let result = match require_member(&deps.reads, principal.user, conversation).await {
-                Ok(()) => deps.bus.read(principal, conversation, ConvSeq(up_to)).await,
+                Ok(()) => match read_receipts_on(&deps.reads, conversation).await {
+                    Ok(notify) => deps.bus.read(principal, conversation, ConvSeq(up_to), notify).await,
+                    Err(error) => Err(error),
+                },
                 Err(error) => Err(error),
             };
             if let Err(error) = result {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use missive_core::conversation::{
-    self, ConversationCommand, ConversationEvent, ConversationState, MessageRef, PriorSend, SendOutcome,
+    self, ConversationCommand, ConversationEvent, ConversationState, MessageRef, PriorSend, SendOutcome, StoredMessage,
 };
 use missive_core::delivery::route_conversation_event;
 use missive_core::{ConvSeq, Millis};
@@ -100,7 +100,7 @@ impl Handler for ConversationHandler {
                         let entries = tx.scan(&start, &end, (to.0 - from.0 + 1) as usize)?;
                         entries
                             .into_iter()
-                            .map(|(_, bytes)| serde_json::from_slice::<MessageRef>(&bytes))
+                            .map(|(_, bytes)| serde_json::from_slice::<StoredMessage>(&bytes))
                             .collect::<Result<Vec<_>, _>>()
                             .map_err(|error| HandleError::Storage(format!("corrupt message index: {error}")))?
                     }
@@ -108,15 +108,28 @@ impl Handler for ConversationHandler {
                 };
                 conversation::decide_receipt(&state, mark, &covered, now).map(|events| (None, events))
             }
+            ConversationCommand::Block(block) => match conversation::decide_block(&state, block) {
+                Ok(changed) => {
+                    if let Some(next) = changed {
+                        state = next;
+                        tx.put_json(state_key.clone(), &state)?;
+                    }
+                    Ok((None, Vec::new()))
+                }
+                Err(rejection) => Err(rejection),
+            },
         };
         match decided {
             Ok((outcome, events)) => {
                 for event in &events {
                     if let ConversationEvent::MessageSent(message) = event {
-                        let reference = MessageRef {
-                            message_id: message.message_id,
-                            conv_seq: message.conv_seq,
-                            from: message.from,
+                        let reference = StoredMessage {
+                            reference: MessageRef {
+                                message_id: message.message_id,
+                                conv_seq: message.conv_seq,
+                                from: message.from,
+                            },
+                            withheld_from: message.withheld_from.clone(),
                         };
                         tx.put_json(keys::conversation_message(conversation_id, message.conv_seq), &reference)?;
                     }

@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use missive_core::conversation::ConversationEvent;
-use missive_core::users::UserEvent;
-use missive_core::{DeviceId, UserId};
+use missive_core::UserId;
+use missive_core::users::{self, UserEvent, UserState};
+use parking_lot::RwLock;
+use bloomfilter::Bloom;
+use rocksdb::DB;
 use missive_infra::Record;
 use missive_schemas::Codec;
 
@@ -38,27 +41,58 @@ impl Handler for HistoryHandler {
     }
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct DirectoryEntry {
-    pub user_id: UserId,
-    pub devices: Vec<DeviceId>,
-}
-
+/// The directory: every account as `users::evolve` folds it (devices,
+/// profile, privacy, blocks, contacts, PIN, last seen), for the gateway's
+/// token checks, profile views and contact sync. Registered users also go
+/// into the in-memory Bloom filter that answers most contact-sync misses.
 pub struct DirectoryHandler {
     pub codec: Arc<Codec>,
+    pub index: UserIndex,
 }
 
 impl Handler for DirectoryHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let event = UserEvent::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
-        let UserEvent::DeviceRegistered(registered) = event;
-        let key = keys::directory(registered.user_id);
-        let mut entry: DirectoryEntry =
-            tx.get_json(&key)?.unwrap_or(DirectoryEntry { user_id: registered.user_id, devices: Vec::new() });
-        if !entry.devices.contains(&registered.device_id) {
-            entry.devices.push(registered.device_id);
+        let key = keys::directory(event.user_id());
+        let entry: UserState = tx.get_json(&key)?.unwrap_or_default();
+        if let UserEvent::DeviceRegistered(registered) = &event {
+            self.index.insert(registered.user_id);
         }
-        tx.put_json(key, &entry)
+        tx.put_json(key, &users::evolve(entry, &event))
+    }
+}
+
+/// A Bloom filter of registered user ids in front of the exact directory:
+/// a miss is certain (no store read), a hit is checked against the store.
+/// Sized for `capacity` accounts at a 1 % false-positive rate; beyond that
+/// the rate grows but answers stay exact.
+#[derive(Clone)]
+pub struct UserIndex {
+    bloom: Arc<RwLock<Bloom<u64>>>,
+}
+
+impl UserIndex {
+    pub fn new(capacity: usize) -> UserIndex {
+        let bloom = Bloom::new_for_fp_rate(capacity.max(1024), 0.01).expect("valid Bloom filter parameters");
+        UserIndex { bloom: Arc::new(RwLock::new(bloom)) }
+    }
+
+    pub fn insert(&self, user: UserId) {
+        self.bloom.write().set(&user.0);
+    }
+
+    pub fn may_exist(&self, user: UserId) -> bool {
+        self.bloom.read().check(&user.0)
+    }
+
+    /// Adds every account already in the directory (start-up). Returns how many.
+    pub fn load(&self, db: &DB) -> Result<usize, crate::queries::QueryError> {
+        let ids = crate::queries::directory_ids(db)?;
+        let mut bloom = self.bloom.write();
+        for user in &ids {
+            bloom.set(&user.0);
+        }
+        Ok(ids.len())
     }
 }

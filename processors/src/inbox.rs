@@ -101,6 +101,14 @@ fn apply_read(
     tx.put_json(summary_key, &summary)
 }
 
+/// Deletes a feed's entries in `(after, through]` (the backlog no device needs).
+fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSeq) -> Result<(), HandleError> {
+    for (key, _) in tx.scan(&keys::feed_entry(user, after.next()), &keys::feed_entry(user, through.next()), usize::MAX)? {
+        tx.delete(key);
+    }
+    Ok(())
+}
+
 impl Handler for InboxHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let delivery =
@@ -121,6 +129,12 @@ impl Handler for InboxHandler {
             }
             DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
             DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
+            DeliveryItem::DeviceRemoved { device_id } => {
+                let floor_before = feed.floor;
+                if let Some(through) = feed.remove_device(device_id) {
+                    delete_entries(tx, user, floor_before, through)?;
+                }
+            }
             DeliveryItem::DeviceAcked { device_id, seq } => {
                 let newly = match feed.newly_delivered_range(seq) {
                     Some((from, to)) => tx
@@ -141,13 +155,7 @@ impl Handler for InboxHandler {
                     tx.emit(output(&self.codec, record, COMMANDS_CONVERSATION, conversation_id.0, &command)?);
                 }
                 if let Some(through) = effects.trim_through {
-                    for (key, _) in tx.scan(
-                        &keys::feed_entry(user, floor_before.next()),
-                        &keys::feed_entry(user, through.next()),
-                        usize::MAX,
-                    )? {
-                        tx.delete(key);
-                    }
+                    delete_entries(tx, user, floor_before, through)?;
                 }
             }
         }

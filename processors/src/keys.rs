@@ -65,6 +65,10 @@ pub fn directory(user: UserId) -> Vec<u8> {
     key(&[b"dir/", &user.to_be_bytes()])
 }
 
+pub fn directory_prefix() -> Vec<u8> {
+    b"dir/".to_vec()
+}
+
 /// Expiry index of dedupe records, per input partition, oldest first.
 pub fn dedupe_expiry(partition: u32, at: Millis, dedupe_key: &[u8]) -> Vec<u8> {
     key(&[b"convx/", &partition.to_be_bytes(), b"/", &(at.0.max(0) as u64).to_be_bytes(), dedupe_key])

@@ -24,7 +24,23 @@ use rocksdb::DB;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use history::UserIndex;
 pub use hub::FeedHub;
+
+/// What the read side shares with gateways in the same process: feed
+/// wake-ups from the inbox and the registered-users filter of the directory.
+#[derive(Clone)]
+pub struct ReadSide {
+    pub hub: FeedHub,
+    pub users: UserIndex,
+}
+
+impl ReadSide {
+    /// Sized for `capacity` accounts in the Bloom filter.
+    pub fn new(capacity: usize) -> ReadSide {
+        ReadSide { hub: FeedHub::default(), users: UserIndex::new(capacity) }
+    }
+}
 pub use runtime::{RuntimeError, RuntimeMetrics};
 
 /// Creates every topic Missive uses (idempotent); with `changelogs`, also
@@ -47,11 +63,11 @@ pub fn spawn_all(
     log: Arc<dyn Log>,
     db: Arc<DB>,
     codec: Arc<Codec>,
-    hub: FeedHub,
+    read_side: ReadSide,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
-    spawn_placed(log, db, codec, hub, metrics, cancel, Placement { changelogs: false, place: &|_, _| true })
+    spawn_placed(log, db, codec, read_side, metrics, cancel, Placement { changelogs: false, place: &|_, _| true })
 }
 
 /// Which tasks a process runs, and whether they keep state changelogs.
@@ -72,12 +88,13 @@ pub fn spawn_placed(
     log: Arc<dyn Log>,
     db: Arc<DB>,
     codec: Arc<Codec>,
-    hub: FeedHub,
+    read_side: ReadSide,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
     placement: Placement<'_>,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
     let Placement { changelogs, place } = placement;
+    let ReadSide { hub, users: index } = read_side;
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
     let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
         (conversation::PROCESSOR, topics::COMMANDS_CONVERSATION, {
@@ -98,7 +115,7 @@ pub fn spawn_placed(
         }),
         (history::DIRECTORY, topics::EVENTS_USER, {
             let codec = codec.clone();
-            Box::new(move || Box::new(history::DirectoryHandler { codec: codec.clone() }))
+            Box::new(move || Box::new(history::DirectoryHandler { codec: codec.clone(), index: index.clone() }))
         }),
     ];
     let mut handles = Vec::new();

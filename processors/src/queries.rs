@@ -7,7 +7,7 @@ use missive_infra::db::{CF_STATE, family};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState};
 use rocksdb::{DB, Direction, IteratorMode};
 
-use crate::history::DirectoryEntry;
+use missive_core::users::UserState;
 use crate::keys;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,21 @@ pub fn members(db: &DB, conversation: ConversationId) -> Result<Option<Vec<UserI
     get_json(db, &keys::history_members(conversation))
 }
 
-pub fn directory(db: &DB, user: UserId) -> Result<Option<DirectoryEntry>, QueryError> {
+pub fn directory(db: &DB, user: UserId) -> Result<Option<UserState>, QueryError> {
     get_json(db, &keys::directory(user))
+}
+
+/// Every user id in the directory (for the Bloom filter at start-up).
+pub fn directory_ids(db: &DB) -> Result<Vec<UserId>, QueryError> {
+    let prefix = keys::directory_prefix();
+    let mut ids = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, _) = item.map_err(|error| QueryError(error.to_string()))?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let bytes: [u8; 8] = key[prefix.len()..].try_into().map_err(|_| QueryError("bad directory key".into()))?;
+        ids.push(UserId(u64::from_be_bytes(bytes)));
+    }
+    Ok(ids)
 }

@@ -592,6 +592,7 @@ mod tests {
                         by: if *by_alice { alice } else { bob },
                         status: ReceiptStatus::Read,
                         up_to: ConvSeq(*up_to),
+                        notify: true,
                     }),
                 };
                 input_record(
@@ -703,6 +704,7 @@ mod tests {
                             content: format!("m{index}"),
                             reply_to: None,
                             sent_at: Millis(index as i64),
+                            withheld_from: Vec::new(),
                         }),
                     ),
                     InboxOp::Receipt => (

@@ -1,19 +1,21 @@
-//! The users processor: accounts and devices. Input `commands.user`;
-//! outputs `events.user`, device announcements on `deliveries`, replies.
+//! The users processor: accounts, devices, profile, privacy, blocks,
+//! contacts, PIN. Input `commands.user`; outputs `events.user`, device
+//! changes on `deliveries`, block changes on `commands.conversation`, replies.
 
 use std::sync::Arc;
 
-use missive_core::Millis;
+use missive_core::conversation::{ConversationCommand, SetBlock};
 use missive_core::delivery::route_user_event;
 use missive_core::users::{self, UserCommand, UserEvent, UserState};
-use missive_infra::Record;
+use missive_core::{ConversationId, Millis};
+use missive_infra::{Header, Record};
 use missive_schemas::Codec;
-use missive_schemas::convert::{delivery_to_wire, user_event_to_wire};
+use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_event_to_wire};
 
 use crate::common::{decode, long, output, reply};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
-use crate::topics::{DELIVERIES, EVENTS_USER};
+use crate::topics::{COMMANDS_CONVERSATION, DELIVERIES, EVENTS_USER, headers};
 use crate::tx::Tx;
 
 pub const PROCESSOR: &str = "users";
@@ -26,25 +28,65 @@ impl Handler for UsersHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let command = UserCommand::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
-        let UserCommand::RegisterDevice(register) = &command;
-        let state_key = keys::user(register.user_id);
+        let user_id = command.user_id();
+        let state_key = keys::user(user_id);
         let mut state: UserState = tx.get_json(&state_key)?.unwrap_or_default();
-        let events = users::decide(&state, &command, Millis(tx.timestamp));
+        let events = match users::decide(&state, &command, Millis(tx.timestamp)) {
+            Ok(events) => events,
+            Err(rejection) => {
+                if let Some(reply) = reply(&self.codec, record, |reply| {
+                    reply.outcome = rejection.code().into();
+                    reply.detail = rejection.to_string();
+                    reply.user_id = Some(long(user_id.0));
+                })? {
+                    tx.emit(reply);
+                }
+                return Ok(());
+            }
+        };
+        // A block is answered by the conversation processor once it applies
+        // it, so that a client told "blocked" is never sent another message.
+        let mut answered_downstream = false;
         for event in &events {
             state = users::evolve(state, event);
-            let UserEvent::DeviceRegistered(registered) = event;
-            tx.emit(output(&self.codec, record, EVENTS_USER, registered.user_id.0, &user_event_to_wire(event))?);
+            tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &user_event_to_wire(event))?);
             for delivery in route_user_event(event) {
                 tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?);
+            }
+            if let UserEvent::BlockChanged { user_id, target, blocked, .. } = event {
+                let conversation_id = ConversationId::direct(*user_id, *target);
+                let command = ConversationCommand::Block(SetBlock {
+                    conversation_id,
+                    blocker: *user_id,
+                    target: *target,
+                    blocked: *blocked,
+                });
+                let mut out = output(
+                    &self.codec,
+                    record,
+                    COMMANDS_CONVERSATION,
+                    conversation_id.0,
+                    &conversation_command_to_wire(&command),
+                )?;
+                if let Some(address) = record.header(headers::REPLY_TO) {
+                    out.headers.push(Header { key: headers::REPLY_TO.into(), value: address.to_vec() });
+                    answered_downstream = true;
+                }
+                tx.emit(out);
             }
         }
         if !events.is_empty() {
             tx.put_json(state_key, &state)?;
         }
+        if answered_downstream {
+            return Ok(());
+        }
         if let Some(reply) = reply(&self.codec, record, |reply| {
             reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
-            reply.user_id = Some(long(register.user_id.0));
-            reply.device_id = Some(long(register.device_id.0));
+            reply.user_id = Some(long(user_id.0));
+            if let UserCommand::RegisterDevice(register) = &command {
+                reply.device_id = Some(long(register.device_id.0));
+            }
         })? {
             tx.emit(reply);
         }

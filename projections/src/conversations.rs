@@ -76,6 +76,7 @@ mod tests {
             content: String::new(),
             reply_to: None,
             sent_at: Millis(seq as i64),
+            withheld_from: Vec::new(),
         };
         let first = make(peer, 1);
         let mut summary = ConversationSummary::new(me, &first);

@@ -61,6 +61,17 @@ impl FeedState {
         self.devices.entry(device).or_insert(start);
     }
 
+    /// Forgets a removed device. Returns the new floor when the backlog
+    /// kept only for that device can go (the shell deletes those entries).
+    pub fn remove_device(&mut self, device: DeviceId) -> Option<FeedSeq> {
+        self.devices.remove(&device)?;
+        let lowest = self.devices.values().copied().min().unwrap_or(self.head);
+        (lowest > self.floor).then(|| {
+            self.floor = lowest;
+            lowest
+        })
+    }
+
     /// The range of entries a new ack by some device newly delivers; the shell
     /// loads those entries for [`FeedState::ack`].
     pub fn newly_delivered_range(&self, seq: FeedSeq) -> Option<(FeedSeq, FeedSeq)> {
@@ -109,6 +120,7 @@ impl FeedState {
                 by: user,
                 status: ReceiptStatus::Delivered,
                 up_to,
+                notify: true,
             })
             .collect();
         AckEffects { delivered, trim_through }
@@ -154,6 +166,7 @@ mod tests {
             content: String::new(),
             reply_to: None,
             sent_at: Millis(0),
+            withheld_from: Vec::new(),
         })
     }
 
@@ -176,6 +189,19 @@ mod tests {
             feed.resume_plan(DeviceId(2), Some((Epoch(7), FeedSeq(1)))),
             ResumePlan { send_after: FeedSeq(2), recovered: true }
         );
+    }
+
+    #[test]
+    fn removing_a_lagging_device_drops_the_backlog_kept_for_it() {
+        let mut feed = FeedState::new(Epoch(7));
+        feed.add_device(DeviceId(1));
+        feed.add_device(DeviceId(2));
+        let entries: Vec<(FeedSeq, FeedEntry)> = (1..=3).map(|seq| (feed.append(), message(PEER, seq))).collect();
+        feed.ack(ME, DeviceId(1), FeedSeq(3), &entries);
+        assert_eq!(feed.floor, FeedSeq(0), "device 2 holds the backlog");
+        assert_eq!(feed.remove_device(DeviceId(2)), Some(FeedSeq(3)));
+        assert_eq!(feed.floor, FeedSeq(3));
+        assert_eq!(feed.remove_device(DeviceId(2)), None, "a repeat changes nothing");
     }
 
     #[test]

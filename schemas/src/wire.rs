@@ -30,6 +30,142 @@ pub struct MarkReceipt {
     pub by: i64,
     pub status: ReceiptStatus,
     pub up_to: i64,
+    #[serde(default = "yes")]
+    pub notify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Audience {
+    #[serde(rename = "EVERYONE")]
+    Everyone,
+    #[serde(rename = "CONTACTS")]
+    Contacts,
+    #[serde(rename = "NOBODY")]
+    Nobody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyBlock {
+    pub conversation_id: i64,
+    pub blocker: i64,
+    pub target: i64,
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoveDevice {
+    pub user_id: i64,
+    pub device_id: i64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateProfile {
+    pub user_id: i64,
+    pub display_name: Option<String>,
+    pub about: Option<String>,
+    pub picture: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetPrivacy {
+    pub user_id: i64,
+    pub last_seen: Option<Audience>,
+    pub photo: Option<Audience>,
+    pub about: Option<Audience>,
+    pub read_receipts: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockUser {
+    pub user_id: i64,
+    pub target: i64,
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateContacts {
+    pub user_id: i64,
+    pub added: Vec<i64>,
+    pub removed: Vec<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetPin {
+    pub user_id: i64,
+    pub pin_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordLastSeen {
+    pub user_id: i64,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    pub user_id: i64,
+    pub device_id: i64,
+    pub reason: String,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileUpdated {
+    pub user_id: i64,
+    pub display_name: String,
+    pub about: String,
+    pub picture: String,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyChanged {
+    pub user_id: i64,
+    pub last_seen: Audience,
+    pub photo: Audience,
+    pub about: Audience,
+    pub read_receipts: bool,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockChanged {
+    pub user_id: i64,
+    pub target: i64,
+    pub blocked: bool,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContactsChanged {
+    pub user_id: i64,
+    pub added: Vec<i64>,
+    pub removed: Vec<i64>,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PinChanged {
+    pub user_id: i64,
+    pub pin_hash: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastSeen {
+    pub user_id: i64,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDropped {
+    pub recipient: i64,
+    pub device_id: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +180,8 @@ pub struct MessageSent {
     pub content: String,
     pub reply_to: Option<i64>,
     pub sent_at: i64,
+    #[serde(default)]
+    pub withheld_from: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -196,15 +334,31 @@ pub trait WireRecord: Serialize + Sized {
 record_types! {
     SendMessage => "commands.conversation",
     MarkReceipt => "commands.conversation",
+    ApplyBlock => "commands.conversation",
     MessageSent => "events.conversation",
     ReceiptsAdvanced => "events.conversation",
     RegisterDevice => "commands.user",
+    RemoveDevice => "commands.user",
+    UpdateProfile => "commands.user",
+    SetPrivacy => "commands.user",
+    BlockUser => "commands.user",
+    UpdateContacts => "commands.user",
+    SetPin => "commands.user",
+    RecordLastSeen => "commands.user",
     DeviceRegistered => "events.user",
+    DeviceRemoved => "events.user",
+    ProfileUpdated => "events.user",
+    PrivacyChanged => "events.user",
+    BlockChanged => "events.user",
+    ContactsChanged => "events.user",
+    PinChanged => "events.user",
+    LastSeen => "events.user",
     DeliverMessage => "deliveries",
     DeliverReceipt => "deliveries",
     ReadSync => "deliveries",
     DeviceAdded => "deliveries",
     DeviceAcked => "deliveries",
+    DeviceDropped => "deliveries",
     CommandReply => "replies",
 }
 

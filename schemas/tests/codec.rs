@@ -30,6 +30,7 @@ fn message() -> MessageSent {
         content: "héllo ✓".into(),
         reply_to: Some(MessageId(77)),
         sent_at: Millis(1_800_000_000_123),
+        withheld_from: Vec::new(),
     }
 }
 
@@ -52,6 +53,7 @@ fn every_domain_value_round_trips_through_its_schema() {
             by: UserId(3),
             status: ReceiptStatus::Read,
             up_to: ConvSeq(9),
+            notify: false,
         }),
     ];
     for command in commands {

@@ -241,6 +241,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// GETs `path` until it answers `status` (read models of other gateways lag).
+    pub async fn wait_status(&self, path: &str, token: &str, status: u16) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (got, body) = self.api.get(path, Some(token)).await.expect("GET");
+            if got == status {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "GET {path}: wanted {status}, last {got} {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Sends message `index` for each index: req `r<index>`, client id
 /// `<id_prefix><index>`, content `<content_prefix><index>`.
 pub async fn send_numbered(

@@ -51,12 +51,27 @@ pub struct MarkReceipt {
     pub by: UserId,
     pub status: ReceiptStatus,
     pub up_to: ConvSeq,
+    /// False when read receipts are off for this chat (either side turned
+    /// them off): the watermark moves, but senders get no read tick.
+    pub notify: bool,
+}
+
+/// `blocker` blocked (or unblocked) the other member of a 1:1 conversation:
+/// from now on the other member's messages are withheld from the blocker.
+/// Sent by the users processor when it records a block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SetBlock {
+    pub conversation_id: ConversationId,
+    pub blocker: UserId,
+    pub target: UserId,
+    pub blocked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConversationCommand {
     Send(SendMessage),
     Receipt(MarkReceipt),
+    Block(SetBlock),
 }
 
 impl ConversationCommand {
@@ -64,6 +79,7 @@ impl ConversationCommand {
         match self {
             ConversationCommand::Send(send) => send.conversation_id,
             ConversationCommand::Receipt(mark) => mark.conversation_id,
+            ConversationCommand::Block(block) => block.conversation_id,
         }
     }
 }
@@ -81,6 +97,9 @@ pub struct MessageSent {
     pub content: String,
     pub reply_to: Option<MessageId>,
     pub sent_at: Millis,
+    /// Members who blocked the sender: the message is accepted (the sender
+    /// sees one tick) but never reaches them, nor their history.
+    pub withheld_from: Vec<UserId>,
 }
 
 /// Which message a receipt is about, and whom to tell.
@@ -89,6 +108,15 @@ pub struct MessageRef {
     pub message_id: MessageId,
     pub conv_seq: ConvSeq,
     pub from: UserId,
+}
+
+/// A message as the decider's index keeps it, for receipts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredMessage {
+    #[serde(flatten)]
+    pub reference: MessageRef,
+    #[serde(default)]
+    pub withheld_from: Vec<UserId>,
 }
 
 /// A member's delivered or read watermark moved; `messages` are the other
@@ -122,6 +150,9 @@ pub struct ConversationState {
     pub members: Vec<UserId>,
     pub last_seq: ConvSeq,
     pub watermarks: BTreeMap<UserId, Watermarks>,
+    /// Members who blocked the other member (1:1 conversations).
+    #[serde(default)]
+    pub blocked_by: Vec<UserId>,
 }
 
 /// An earlier send with the same `(device, client_msg_id)`.
@@ -205,6 +236,7 @@ pub fn decide_send(
         state.members.clone()
     };
     let conv_seq = state.last_seq.next();
+    let withheld_from = if state.blocked_by.contains(&send.to) && send.to != send.from { vec![send.to] } else { Vec::new() };
     let event = MessageSent {
         conversation_id: send.conversation_id,
         conv_seq,
@@ -216,6 +248,7 @@ pub fn decide_send(
         content: send.content.clone(),
         reply_to: send.reply_to,
         sent_at: now,
+        withheld_from,
     };
     let outcome = SendOutcome::Accepted { message_id: send.message_id, conv_seq };
     Ok((outcome, vec![ConversationEvent::MessageSent(event)]))
@@ -240,7 +273,7 @@ pub fn receipt_range(state: &ConversationState, mark: &MarkReceipt) -> Option<(C
 pub fn decide_receipt(
     state: &ConversationState,
     mark: &MarkReceipt,
-    covered: &[MessageRef],
+    covered: &[StoredMessage],
     now: Millis,
 ) -> Result<Vec<ConversationEvent>, Rejection> {
     if state.members.binary_search(&mark.by).is_err() {
@@ -253,8 +286,10 @@ pub fn decide_receipt(
     let others = |after: ConvSeq| -> Vec<MessageRef> {
         covered
             .iter()
+            // A message withheld from the reader was never delivered to it.
+            .filter(|stored| !stored.withheld_from.contains(&mark.by))
+            .map(|stored| stored.reference)
             .filter(|message| message.from != mark.by && message.conv_seq > after && message.conv_seq <= up_to)
-            .copied()
             .collect()
     };
     let mut events = Vec::new();
@@ -278,9 +313,27 @@ pub fn decide_receipt(
         status: mark.status,
         up_to,
         at: now,
-        messages: others(after),
+        messages: if mark.status == ReceiptStatus::Read && !mark.notify { Vec::new() } else { others(after) },
     }));
     Ok(events)
+}
+
+/// Records a block in a 1:1 conversation's state; `None` when nothing changes.
+pub fn decide_block(state: &ConversationState, block: &SetBlock) -> Result<Option<ConversationState>, Rejection> {
+    if ConversationId::direct(block.blocker, block.target) != block.conversation_id {
+        return Err(Rejection::WrongConversation);
+    }
+    if state.blocked_by.contains(&block.blocker) == block.blocked {
+        return Ok(None);
+    }
+    let mut next = state.clone();
+    if block.blocked {
+        next.blocked_by.push(block.blocker);
+        next.blocked_by.sort();
+    } else {
+        next.blocked_by.retain(|user| *user != block.blocker);
+    }
+    Ok(Some(next))
 }
 
 /// Folds one event into the conversation state.
@@ -395,6 +448,7 @@ mod tests {
             by: MALLORY,
             status: ReceiptStatus::Read,
             up_to: ConvSeq(1),
+            notify: true,
         };
         assert_eq!(decide_receipt(&state, &mark, &[], Millis(0)), Err(Rejection::NotMember));
     }
@@ -406,10 +460,13 @@ mod tests {
         for (index, (from, to)) in [(ALICE, BOB), (BOB, ALICE), (ALICE, BOB)].into_iter().enumerate() {
             let event = sent(&state, &send(from, to, &format!("c{index}"), 10 + index as u64));
             if let ConversationEvent::MessageSent(message) = &event {
-                refs.push(MessageRef {
-                    message_id: message.message_id,
-                    conv_seq: message.conv_seq,
-                    from: message.from,
+                refs.push(StoredMessage {
+                    reference: MessageRef {
+                        message_id: message.message_id,
+                        conv_seq: message.conv_seq,
+                        from: message.from,
+                    },
+                    withheld_from: message.withheld_from.clone(),
                 });
             }
             state = evolve(state, &event);
@@ -419,6 +476,7 @@ mod tests {
             by: BOB,
             status: ReceiptStatus::Read,
             up_to: ConvSeq(99),
+            notify: true,
         };
         assert_eq!(receipt_range(&state, &mark), Some((ConvSeq(1), ConvSeq(3))));
         let events = decide_receipt(&state, &mark, &refs, Millis(7)).expect("ok");
@@ -433,6 +491,32 @@ mod tests {
         assert_eq!(receipt_range(&state, &mark), None, "a repeated read changes nothing");
         let delivered = MarkReceipt { status: ReceiptStatus::Delivered, ..mark };
         assert_eq!(decide_receipt(&state, &delivered, &refs, Millis(8)), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_blocked_senders_messages_are_accepted_but_withheld_and_never_ticked() {
+        let block = SetBlock { conversation_id: ConversationId::direct(ALICE, BOB), blocker: BOB, target: ALICE, blocked: true };
+        let state = decide_block(&ConversationState::default(), &block).unwrap().expect("changed");
+        assert_eq!(decide_block(&state, &block), Ok(None), "blocking twice changes nothing");
+        let (outcome, events) = decide_send(&state, &send(ALICE, BOB, "c1", 1), None, Millis(1)).unwrap();
+        assert!(matches!(outcome, SendOutcome::Accepted { .. }));
+        let ConversationEvent::MessageSent(message) = &events[0] else { panic!() };
+        assert_eq!(message.withheld_from, vec![BOB]);
+        let (_, reply) = decide_send(&state, &send(BOB, ALICE, "c2", 2), None, Millis(1)).unwrap();
+        let ConversationEvent::MessageSent(reply) = &reply[0] else { panic!() };
+        assert!(reply.withheld_from.is_empty(), "the blocker can still write");
+        let stored = StoredMessage {
+            reference: MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: ALICE },
+            withheld_from: message.withheld_from.clone(),
+        };
+        let state = evolve(state, &events[0]);
+        let read = MarkReceipt { conversation_id: block.conversation_id, by: BOB, status: ReceiptStatus::Read, up_to: ConvSeq(1), notify: true };
+        for event in decide_receipt(&state, &read, &[stored], Millis(2)).unwrap() {
+            let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!() };
+            assert!(advanced.messages.is_empty(), "no tick for a withheld message");
+        }
+        let forged = SetBlock { conversation_id: ConversationId::direct(ALICE, MALLORY), ..block };
+        assert_eq!(decide_block(&state, &forged), Err(Rejection::WrongConversation));
     }
 
     mod properties {

@@ -28,6 +28,8 @@ pub enum DeliveryItem {
     DeviceAdded { device_id: DeviceId },
     /// A device acknowledged its feed cumulatively up to `seq`.
     DeviceAcked { device_id: DeviceId, seq: FeedSeq },
+    /// A device was removed: its position goes, and with it the backlog kept for it.
+    DeviceRemoved { device_id: DeviceId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +43,7 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
         ConversationEvent::MessageSent(message) => message
             .members
             .iter()
+            .filter(|member| !message.withheld_from.contains(member))
             .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(message.clone()) })
             .collect(),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
@@ -76,6 +79,10 @@ pub fn route_user_event(event: &UserEvent) -> Vec<Delivery> {
             recipient: registered.user_id,
             item: DeliveryItem::DeviceAdded { device_id: registered.device_id },
         }],
+        UserEvent::DeviceRemoved { user_id, device_id, .. } => {
+            vec![Delivery { recipient: *user_id, item: DeliveryItem::DeviceRemoved { device_id: *device_id } }]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -99,6 +106,7 @@ mod tests {
             content: "hi".into(),
             reply_to: None,
             sent_at: Millis(1),
+            withheld_from: Vec::new(),
         };
         let recipients: Vec<UserId> = route_conversation_event(&ConversationEvent::MessageSent(message))
             .into_iter()
