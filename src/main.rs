@@ -4,6 +4,7 @@
 
 mod bench;
 mod cluster;
+mod rebuild;
 mod roles;
 mod serve;
 
@@ -38,6 +39,8 @@ enum Command {
     Gateway(roles::GatewayArgs),
     /// A local Kafka-mode cluster on 127.0.0.1: broker, registry, gateways, processors.
     Cluster(cluster::ClusterArgs),
+    /// Drop a read-side projection of a stopped server so its next start refolds it from the log.
+    Rebuild(rebuild::RebuildArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Process(args) => runtime.block_on(roles::process(args)),
         Command::Gateway(args) => runtime.block_on(roles::gateway(args)),
         Command::Cluster(args) => cluster::run(args),
+        Command::Rebuild(args) => rebuild::run(args),
     }
 }

@@ -310,10 +310,11 @@ impl Auth {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
         }
+        // The number first: a request refused for it does not use up the address's allowance.
+        check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
         if let Some(address) = client {
             check(&self.limiters.otp_address, &address, "code requests from this address")?;
         }
-        check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let challenge = Challenge {
             code_hash: self.code_hash(phone, &code),
@@ -367,10 +368,11 @@ impl Auth {
 
     /// Counts a verify attempt against the phone's and the address's limits.
     pub fn check_verify_rate(&self, phone: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
-        if let Some(address) = client {
-            check(&self.limiters.verify_address, &address, "verify attempts from this address")?;
+        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")?;
+        match client {
+            Some(address) => check(&self.limiters.verify_address, &address, "verify attempts from this address"),
+            None => Ok(()),
         }
-        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")
     }
 
     /// Checks a code (constant time) without using it up. A wrong code

@@ -17,6 +17,7 @@ pub struct Account {
     pub user_id: String,
     pub device_id: String,
     pub access_token: String,
+    pub refresh_token: String,
 }
 
 /// HTTP side of a server at `base` (like `http://127.0.0.1:8080`).
@@ -28,10 +29,15 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
+        Api::with_builder(base, reqwest::Client::builder())
+    }
+
+    /// With a customised HTTP client (for example one trusting a test CA).
+    pub fn with_builder(base: &str, builder: reqwest::ClientBuilder) -> Api {
         // Redirects are followed here, not by reqwest: it drops the
         // Authorization header when a redirect changes host or port, and
         // in Kafka mode a 307 points at another gateway.
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        let http = builder.redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
         Api { base: base.trim_end_matches('/').to_string(), http }
     }
 
@@ -75,6 +81,26 @@ impl Api {
         self.call(reqwest::Method::GET, path, token, None).await
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Any method, for tables of calls.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        self.call(method, path, token, body).await
+    }
+
     /// Registers `phone`: requests a code, reads it with `read_code`, verifies.
     pub async fn register<F, Fut>(&self, phone: &str, device_name: &str, read_code: F) -> anyhow::Result<Account>
     where
@@ -99,6 +125,7 @@ impl Api {
             user_id: field("user_id")?,
             device_id: field("device_id")?,
             access_token: field("access_token")?,
+            refresh_token: field("refresh_token")?,
         })
     }
 }

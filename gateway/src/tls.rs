@@ -25,7 +25,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
-    let mut config = ServerConfig::builder()
+    // The provider is named: with more than one compiled in, rustls cannot pick a default.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider offers no safe protocol version")?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the certificate and the key do not form a usable pair")?;

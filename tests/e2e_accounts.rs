@@ -1,0 +1,431 @@
+//! Accounts, devices, profile, privacy, blocking, contacts and the PIN,
+//! driven over HTTP and WebSocket against the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, WAIT, messages_from};
+use missive_gateway::auth::contact_hash;
+use missive_gateway::client::{Account, Connection};
+use serde_json::{Value, json};
+
+fn code_of(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+/// Waits until `connection` has answered `sent` for `req`; returns the other frames seen.
+async fn sent(connection: &mut Connection, req: &str) -> Vec<Value> {
+    let frames = connection
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent" && frame["req"] == req))
+        .await
+        .expect("sent");
+    assert!(frames.iter().all(|frame| frame["type"] != "error"), "errors: {frames:?}");
+    frames
+}
+
+#[tokio::test]
+async fn devices_are_listed_and_a_removed_device_is_cut_off_everywhere() {
+    let server = Server::start().await;
+    let phone = server.register("+14155552001", "phone").await;
+    let laptop = server.register("+14155552001", "laptop").await;
+    let (status, body) = server.api.get("/v1/devices", Some(&phone.access_token)).await.expect("devices");
+    assert_eq!(status, 200, "{body}");
+    let devices = body["devices"].as_array().expect("list");
+    assert_eq!(devices.len(), 2, "{body}");
+    let current: Vec<&Value> = devices.iter().filter(|device| device["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["device_id"], phone.device_id.as_str());
+    assert!(devices.iter().any(|device| device["name"] == "laptop" && device["device_id"] == laptop.device_id.as_str()));
+
+    let mut laptop_ws = server.connect(&laptop).await;
+    let (status, body) =
+        server.api.delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token)).await.expect("delete");
+    assert_eq!(status, 200, "{body}");
+    // Its open connection is told and closed at once.
+    let frames = laptop_ws
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["code"] == "device_removed"))
+        .await
+        .expect("device_removed frame");
+    assert!(frames.iter().any(|frame| frame["type"] == "error"));
+    assert!(laptop_ws.next_frame(WAIT).await.expect("close").is_none(), "the connection closes");
+    // Its tokens no longer work, though still well signed and unexpired.
+    let (status, body) = server.api.get("/v1/profile", Some(&laptop.access_token)).await.expect("profile");
+    assert_eq!((status, code_of(&body)), (401, Some("device_removed")), "{body}");
+    assert!(Connection::open(&server.ws_url, &laptop.access_token, None).await.is_err(), "hello refused");
+    let (status, body) =
+        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": laptop.refresh_token})).await.expect("refresh");
+    assert_eq!(status, 401, "{body}");
+    // The remaining device is untouched; an unknown device is a 404.
+    let (status, body) = server.api.get("/v1/devices", Some(&phone.access_token)).await.expect("devices");
+    assert_eq!((status, body["devices"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    let (status, body) =
+        server.api.delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token)).await.expect("again");
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
+    let server = Server::start().await;
+    let account = server.register("+14155552101", "phone").await;
+    let (status, first) =
+        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token})).await.expect("refresh");
+    assert_eq!(status, 200, "{first}");
+    assert_ne!(first["refresh_token"], account.refresh_token.as_str(), "rotated");
+    let access = first["access_token"].as_str().expect("access");
+    assert_eq!(server.api.get("/v1/profile", Some(access)).await.expect("profile").0, 200);
+    let (status, second) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": first["refresh_token"]}))
+        .await
+        .expect("refresh again");
+    assert_eq!(status, 200, "{second}");
+
+    // Replaying the first (used) token: someone copied it. The session ends for everyone.
+    let (status, body) =
+        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token})).await.expect("reuse");
+    assert_eq!((status, code_of(&body)), (401, Some("refresh_token_reused")), "{body}");
+    let newest = second["access_token"].as_str().expect("access");
+    let (status, body) = server.api.get("/v1/profile", Some(newest)).await.expect("profile");
+    assert_eq!((status, code_of(&body)), (401, Some("device_removed")), "{body}");
+    let (status, _) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": second["refresh_token"]}))
+        .await
+        .expect("refresh");
+    assert_eq!(status, 401, "the newest refresh token died with the session");
+    for junk in ["", "rt1.5.abc", "nonsense", &format!("rt1.{}.{}", account.user_id, "0".repeat(64))] {
+        let (status, body) =
+            server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": junk})).await.expect("junk");
+        assert_eq!((status, code_of(&body)), (401, Some("invalid_token")), "{junk}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_the_device_and_keeps_the_account() {
+    let server = Server::start().await;
+    let phone = server.register("+14155552201", "phone").await;
+    let tablet = server.register("+14155552201", "tablet").await;
+    let (status, body) = server.api.post("/v1/auth/logout", Some(&tablet.access_token), &json!({})).await.expect("logout");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.api.get("/v1/devices", Some(&tablet.access_token)).await.expect("devices");
+    assert_eq!(status, 401);
+    let (status, body) = server.api.get("/v1/devices", Some(&phone.access_token)).await.expect("devices");
+    assert_eq!((status, body["devices"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
+}
+
+/// Everyone a profile owner can stand in relation to.
+struct Cast {
+    owner: Account,
+    contact: Account,
+    stranger: Account,
+    blocked: Account,
+}
+
+async fn cast(server: &Server, prefix: u32) -> Cast {
+    let phone = |n: u32| format!("+1415555{prefix:02}{n:02}");
+    let owner = server.register(&phone(1), "phone").await;
+    let contact = server.register(&phone(2), "phone").await;
+    let stranger = server.register(&phone(3), "phone").await;
+    let blocked = server.register(&phone(4), "phone").await;
+    // The blocked user is in the owner's contacts too: a block beats it.
+    let (status, body) = server
+        .api
+        .post(
+            "/v1/contacts/sync",
+            Some(&owner.access_token),
+            &json!({"hashes": [contact_hash(&phone(2)), contact_hash(&phone(4)), contact_hash("+19995550000")]}),
+        )
+        .await
+        .expect("sync");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["users"].as_array().map(Vec::len), Some(2), "{body}");
+    let (status, body) =
+        server.api.put(&format!("/v1/blocks/{}", blocked.user_id), Some(&owner.access_token), &json!({})).await.expect("block");
+    assert_eq!(status, 200, "{body}");
+    Cast { owner, contact, stranger, blocked }
+}
+
+#[tokio::test]
+async fn profile_visibility_follows_every_privacy_setting_and_relation() {
+    let server = Server::start().await;
+    let cast = cast(&server, 23).await;
+    let owner = &cast.owner;
+    let (status, body) = server
+        .api
+        .put(
+            "/v1/profile",
+            Some(&owner.access_token),
+            &json!({"display_name": "Olive", "about": "é".repeat(139), "picture": "media:abc"}),
+        )
+        .await
+        .expect("profile");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        server.api.put("/v1/profile", Some(&owner.access_token), &json!({"about": "x".repeat(140)})).await.expect("long");
+    assert_eq!((status, code_of(&body)), (400, Some("too_large")), "about is at most 139 characters: {body}");
+    let (status, body) =
+        server.api.put("/v1/profile", Some(&owner.access_token), &json!({"bio": "x"})).await.expect("unknown field");
+    assert_eq!(status, 400, "{body}");
+    // Last seen exists once a connection has ended.
+    let connection = server.connect(owner).await;
+    drop(connection);
+    let own = server
+        .get_until("/v1/profile", &owner.access_token, "last seen recorded", |body| body["last_seen"].is_i64())
+        .await;
+    assert_eq!(own["about"].as_str().map(|about| about.chars().count()), Some(139));
+
+    const AUDIENCES: [&str; 3] = ["everyone", "contacts", "nobody"];
+    // Each round gives the three settings different audiences, so that
+    // three rounds cover every setting x audience x relation.
+    for round in 0..3 {
+        let (last_seen, photo, about) = (AUDIENCES[round], AUDIENCES[(round + 1) % 3], AUDIENCES[(round + 2) % 3]);
+        let (status, body) = server
+            .api
+            .put("/v1/privacy", Some(&owner.access_token), &json!({"last_seen": last_seen, "photo": photo, "about": about}))
+            .await
+            .expect("privacy");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!({"last_seen": last_seen, "photo": photo, "about": about, "read_receipts": true}));
+        let viewers = [
+            ("self", owner, [true, true, true]),
+            ("contact", &cast.contact, [true, true, false]),
+            ("non-contact", &cast.stranger, [true, false, false]),
+            ("blocked", &cast.blocked, [false, false, false]),
+        ];
+        let sees = |audience: &str, expected: [bool; 3]| expected[AUDIENCES.iter().position(|a| *a == audience).unwrap()];
+        for (relation, viewer, expected) in viewers {
+            let (status, view) = server
+                .api
+                .get(&format!("/v1/users/{}/profile", owner.user_id), Some(&viewer.access_token))
+                .await
+                .expect("view");
+            assert_eq!(status, 200, "{view}");
+            assert_eq!(view["display_name"], "Olive", "the name is always shown");
+            let case = format!("round {round}, {relation}: {view}");
+            assert_eq!(view["last_seen"].is_i64(), sees(last_seen, expected), "last_seen={last_seen} {case}");
+            assert_eq!(view["picture"] == "media:abc", sees(photo, expected), "photo={photo} {case}");
+            assert_eq!(view["about"] == own["about"], sees(about, expected), "about={about} {case}");
+            for field in ["last_seen", "picture", "about"] {
+                assert!(view[field].is_null() || view[field] == own[field], "a hidden field is null: {case}");
+            }
+        }
+    }
+    let (status, body) =
+        server.api.put("/v1/privacy", Some(&owner.access_token), &json!({"photo": "friends"})).await.expect("bad");
+    assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
+    let (status, body) = server.api.get("/v1/users/12345/profile", Some(&owner.access_token)).await.expect("unknown");
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
+}
+
+/// Bob's sends to a blocker: `sent` (one tick), never delivered, no receipts.
+async fn assert_withheld(server: &Server, alice: &Account, bob: &Account, carol: &Account, tag: &str) {
+    let mut alice_ws = server.connect(alice).await;
+    let mut bob_ws = server.connect(bob).await;
+    let mut carol_ws = server.connect(carol).await;
+    bob_ws.send_message(&format!("b{tag}"), &alice.user_id, &format!("b{tag}"), &format!("from bob {tag}")).await.unwrap();
+    sent(&mut bob_ws, &format!("b{tag}")).await;
+    // Carol's later message is the marker: once it arrives, Bob's would have.
+    carol_ws.send_message(&format!("c{tag}"), &alice.user_id, &format!("c{tag}"), &format!("from carol {tag}")).await.unwrap();
+    sent(&mut carol_ws, &format!("c{tag}")).await;
+    let frames = alice_ws
+        .collect_until(WAIT, |frames| !messages_from(frames, &carol.user_id).is_empty())
+        .await
+        .expect("carol's message");
+    for frame in common::events(&frames) {
+        alice_ws.ack(frame["seq"].as_u64().unwrap()).await.unwrap();
+    }
+    assert!(messages_from(&frames, &bob.user_id).is_empty(), "a blocked sender's message reached the blocker: {frames:?}");
+    // Carol's message was delivered (two ticks); Bob never gets a receipt.
+    carol_ws
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
+        .await
+        .expect("carol's delivered tick");
+    let bob_frames = bob_ws.drain_ready().await.unwrap();
+    assert!(
+        bob_frames.iter().all(|frame| frame["event"]["kind"] != "receipt"),
+        "no tick beyond sent for a withheld message: {bob_frames:?}"
+    );
+}
+
+#[tokio::test]
+async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_rebuild() {
+    let server = Server::start().await;
+    let alice = server.register("+14155552401", "a").await;
+    let bob = server.register("+14155552402", "b").await;
+    let carol = server.register("+14155552403", "c").await;
+    server.api.put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": "media:p"})).await.unwrap();
+    let (status, body) =
+        server.api.put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({})).await.expect("block");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.api.put(&format!("/v1/blocks/{}", alice.user_id), Some(&alice.access_token), &json!({})).await.unwrap();
+    assert_eq!(status, 400, "blocking yourself: {body}");
+    let (status, body) = server.api.put("/v1/blocks/777", Some(&alice.access_token), &json!({})).await.unwrap();
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
+    assert_withheld(&server, &alice, &bob, &carol, "1").await;
+    let hidden = |view: &Value| view["about"].is_null() && view["picture"].is_null() && view["last_seen"].is_null();
+    let path = format!("/v1/users/{}/profile", alice.user_id);
+    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.unwrap();
+    assert!(hidden(&view), "{view}");
+    // Alice's history of the chat does not show Bob's message either.
+    let conversations = server.api.get("/v1/conversations", Some(&bob.access_token)).await.unwrap().1;
+    let conversation = conversations["conversations"][0]["conversation_id"].as_str().expect("bob's chat").to_string();
+    let (status, history) =
+        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&bob.access_token)).await.unwrap();
+    assert_eq!((status, history["messages"].as_array().map(Vec::len)), (200, Some(1)), "the sender sees it: {history}");
+    let (status, history) =
+        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&alice.access_token)).await.unwrap();
+    assert_eq!((status, history["messages"].as_array().map(Vec::len)), (200, Some(0)), "{history}");
+
+    // kill -9 and restart: the block is in the log and the deciders' state.
+    let dir = server.kill9().await;
+    let server = Server::start_in(dir).await;
+    assert_withheld(&server, &alice, &bob, &carol, "2").await;
+
+    // Drop the directory projection and refold it from events.user.
+    let dir = server.kill9().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["rebuild", "directory", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("rebuild");
+    assert!(output.status.success(), "rebuild: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("dropped"), "{output:?}");
+    let server = Server::start_in(dir).await;
+    let blocks = server
+        .get_until("/v1/blocks", &alice.access_token, "blocks refolded", |body| body["blocked"] == json!([bob.user_id]))
+        .await;
+    assert_eq!(blocks["blocked"], json!([bob.user_id]));
+    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.unwrap();
+    assert!(hidden(&view), "after the rebuild: {view}");
+    let (_, view) = server.api.get(&path, Some(&carol.access_token)).await.unwrap();
+    assert_eq!(view["about"], "hi", "others still see it: {view}");
+    assert_withheld(&server, &alice, &bob, &carol, "3").await;
+
+    // Unblocking lets new messages through; withheld ones stay withheld.
+    let (status, _) = server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.unwrap();
+    assert_eq!(status, 200);
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    bob_ws.send_message("after", &alice.user_id, "after", "after unblock").await.unwrap();
+    sent(&mut bob_ws, "after").await;
+    let frames = alice_ws
+        .collect_until(WAIT, |frames| !messages_from(frames, &bob.user_id).is_empty())
+        .await
+        .expect("delivered after unblock");
+    let contents: Vec<&str> =
+        messages_from(&frames, &bob.user_id).iter().filter_map(|event| event["content"].as_str()).collect();
+    assert_eq!(contents, vec!["after unblock"]);
+}
+
+#[tokio::test]
+async fn read_receipts_off_is_reciprocal() {
+    let server = Server::start().await;
+    let alice = server.register("+14155552501", "a").await;
+    let bob = server.register("+14155552502", "b").await;
+    let (status, body) =
+        server.api.put("/v1/privacy", Some(&alice.access_token), &json!({"read_receipts": false})).await.unwrap();
+    assert_eq!((status, &body["read_receipts"]), (200, &json!(false)), "{body}");
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    // Alice reads Bob's message: Bob gets delivered, never read.
+    bob_ws.send_message("1", &alice.user_id, "1", "to alice").await.unwrap();
+    let sent_frame = sent(&mut bob_ws, "1").await;
+    let _ = sent_frame;
+    let frames =
+        alice_ws.collect_until(WAIT, |frames| !messages_from(frames, &bob.user_id).is_empty()).await.expect("message");
+    let message = messages_from(&frames, &bob.user_id)[0].clone();
+    let seq = common::events(&frames).last().unwrap()["seq"].as_u64().unwrap();
+    alice_ws.ack(seq).await.unwrap();
+    let conversation = message["conversation_id"].as_str().unwrap().to_string();
+    alice_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.unwrap();
+    // Bob reads Alice's message: Alice gets no read tick either (reciprocal).
+    alice_ws.send_message("2", &bob.user_id, "2", "to bob").await.unwrap();
+    let frames =
+        bob_ws.collect_until(WAIT, |frames| !messages_from(frames, &alice.user_id).is_empty()).await.expect("message");
+    let seq = common::events(&frames).last().unwrap()["seq"].as_u64().unwrap();
+    bob_ws.ack(seq).await.unwrap();
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 2})).await.unwrap();
+    // Unread counts still follow the reads: the reader's own list drops to zero.
+    server
+        .get_until("/v1/conversations", &bob.access_token, "bob's read applied", |body| {
+            body["conversations"][0]["unread"] == 0
+        })
+        .await;
+    server
+        .get_until("/v1/conversations", &alice.access_token, "alice's read applied", |body| {
+            body["conversations"][0]["unread"] == 0
+        })
+        .await;
+    let bob_frames = bob_ws
+        .collect_more(frames, WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
+        .await
+        .expect("delivered tick");
+    let alice_frames = alice_ws
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
+        .await
+        .expect("delivered tick");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (who, mut frames, connection) in [("bob", bob_frames, &mut bob_ws), ("alice", alice_frames, &mut alice_ws)] {
+        frames.extend(connection.drain_ready().await.unwrap());
+        assert!(frames.iter().all(|frame| frame["event"]["status"] != "read"), "{who} got a read tick: {frames:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pin_is_required_at_verify_once_set() {
+    let server = Server::start().await;
+    let phone = "+14155552601";
+    let account = server.register(phone, "phone").await;
+    let (status, body) = server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "12a456"})).await.unwrap();
+    assert_eq!((status, code_of(&body)), (400, Some("invalid_pin")), "{body}");
+    let (status, body) = server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "246810"})).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.unwrap();
+    assert_eq!(status, 202);
+    let code = missive_gateway::client::code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
+    let verify = |pin: Option<&str>| {
+        let mut body = json!({"phone": phone, "code": code, "device_name": "new"});
+        if let Some(pin) = pin {
+            body["pin"] = json!(pin);
+        }
+        body
+    };
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(None)).await.unwrap();
+    assert_eq!((status, code_of(&body)), (401, Some("pin_required")), "{body}");
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("000000"))).await.unwrap();
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_pin")), "{body}");
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("246810"))).await.unwrap();
+    assert_eq!(status, 200, "the same code works with the right PIN: {body}");
+    assert_eq!(body["user_id"], account.user_id.as_str());
+
+    let (status, _) = server.api.delete("/v1/account/pin", Some(&account.access_token)).await.unwrap();
+    assert_eq!(status, 200);
+    server.register(phone, "after").await;
+}
+
+#[tokio::test]
+async fn contact_sync_is_capped_per_request_and_rate_limited_per_account() {
+    let server = Server::start().await;
+    let account = server.register("+14155552701", "phone").await;
+    let too_many: Vec<String> = (0..1001).map(|n| contact_hash(&format!("+1415666{n:04}"))).collect();
+    let (status, body) =
+        server.api.post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": too_many})).await.unwrap();
+    assert_eq!((status, code_of(&body)), (400, Some("too_many_contacts")), "{body:.200}");
+    let page: Vec<String> = too_many[..1000].to_vec();
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        let (status, body) =
+            server.api.post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": page})).await.unwrap();
+        statuses.push(status);
+        if status == 429 {
+            assert_eq!(code_of(&body), Some("rate_limited"));
+            assert!(body["error"]["retry_after"].as_u64().is_some_and(|seconds| seconds > 0), "{body}");
+        }
+    }
+    assert!(statuses[..24].iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(statuses[24], 429, "the 25th sync of the day is refused");
+    let (status, body) = server.api.get("/v1/contacts", Some(&account.access_token)).await.unwrap();
+    assert_eq!((status, body["contacts"].as_array().map(Vec::len)), (200, Some(0)), "nobody there is registered");
+}

@@ -1,0 +1,380 @@
+//! Authorization and auth hardening, black-box: the authorization matrix
+//! (every endpoint and frame type x bad credentials), OTP brute force
+//! against the attempt and rate limits, TLS, and the signing-key checks.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use common::{Server, WAIT};
+use futures::{SinkExt, StreamExt};
+use missive_gateway::auth::{AUDIENCE, Claims, DEV_JWT_SECRET, ISSUER};
+use missive_gateway::client::{Account, Api, code_from_sink_file};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn code_of(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn token(account: &Account, secret: &[u8], algorithm: jsonwebtoken::Algorithm, exp: i64) -> String {
+    let claims = Claims {
+        sub: account.user_id.clone(),
+        dev: account.device_id.clone(),
+        iat: now() - 7200,
+        nbf: now() - 7200,
+        exp,
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+    };
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, &jsonwebtoken::EncodingKey::from_secret(secret))
+        .expect("sign")
+}
+
+/// The same claims with `"alg":"none"` and no signature.
+fn unsigned(account: &Account) -> String {
+    use base64_url::encode;
+    let header = encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let claims = json!({"sub": account.user_id, "dev": account.device_id, "iat": now(), "nbf": now() - 5,
+        "exp": now() + 3600, "iss": ISSUER, "aud": AUDIENCE});
+    format!("{header}.{}.", encode(&claims.to_string()))
+}
+
+mod base64_url {
+    /// Unpadded base64url, enough to hand-craft a token.
+    pub fn encode(text: &str) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = text.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+async fn appended(server: &Server) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.api.base)).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("missive_log_append_seconds_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("append counter")
+}
+
+/// Sends `frames` on a fresh socket and returns what came back before the close.
+async fn ws_exchange(ws_url: &str, frames: &[Value]) -> Vec<Value> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("connect");
+    for frame in frames {
+        if socket.send(Message::text(frame.to_string())).await.is_err() {
+            break;
+        }
+    }
+    let mut answers = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, socket.next()).await {
+        match message {
+            Message::Text(text) => answers.push(serde_json::from_str(&text).expect("json")),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    answers
+}
+
+#[tokio::test]
+async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing() {
+    let server = Server::start().await;
+    let victim = server.register("+14155553001", "phone").await;
+    let removed = server.register("+14155553001", "old laptop").await;
+    let attacker = server.register("+14155553002", "phone").await;
+    let friend = server.register("+14155553003", "phone").await;
+    // The victim has a conversation, a profile and a second device that gets removed.
+    let mut victim_ws = server.connect(&victim).await;
+    victim_ws.send_message("r1", &friend.user_id, "c1", "private").await.unwrap();
+    let frames = victim_ws
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent"))
+        .await
+        .expect("sent");
+    let conversation = frames.iter().find(|frame| frame["type"] == "sent").unwrap()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.api.put("/v1/profile", Some(&victim.access_token), &json!({"about": "mine"})).await.unwrap();
+    let (status, _) =
+        server.api.delete(&format!("/v1/devices/{}", removed.device_id), Some(&victim.access_token)).await.unwrap();
+    assert_eq!(status, 200);
+    drop(victim_ws);
+    let secrets: Value =
+        serde_json::from_str(&std::fs::read_to_string(server.dir.path().join("data/secrets.json")).unwrap()).unwrap();
+    let secret = secrets["jwt_secret"].as_str().unwrap().as_bytes().to_vec();
+    let victim_device = victim.device_id.clone();
+    let state_before = victim_state(&server, &victim).await;
+    // Let the last-seen command of the closed session land before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = appended(&server).await;
+
+    let credentials: Vec<(&str, Option<String>, &str)> = vec![
+        ("no token", None, "unauthorized"),
+        ("expired", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS256, now() - 60)), "unauthorized"),
+        ("wrong key", Some(token(&victim, b"some-other-key-of-thirty-two-bytes!", jsonwebtoken::Algorithm::HS256, now() + 3600)), "unauthorized"),
+        ("alg HS512", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS512, now() + 3600)), "unauthorized"),
+        ("alg none", Some(unsigned(&victim)), "unauthorized"),
+        ("garbage", Some("not.a.jwt".to_string()), "unauthorized"),
+        ("removed device", Some(removed.access_token.clone()), "device_removed"),
+    ];
+    let endpoints: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/v1/devices".into(), None),
+        ("DELETE", format!("/v1/devices/{victim_device}"), None),
+        ("GET", "/v1/profile".into(), None),
+        ("PUT", "/v1/profile".into(), Some(json!({"about": "pwned"}))),
+        ("GET", format!("/v1/users/{}/profile", friend.user_id), None),
+        ("GET", "/v1/privacy".into(), None),
+        ("PUT", "/v1/privacy".into(), Some(json!({"last_seen": "nobody"}))),
+        ("GET", "/v1/blocks".into(), None),
+        ("PUT", format!("/v1/blocks/{}", friend.user_id), Some(json!({}))),
+        ("DELETE", format!("/v1/blocks/{}", friend.user_id), None),
+        ("PUT", "/v1/account/pin".into(), Some(json!({"pin": "123456"}))),
+        ("DELETE", "/v1/account/pin".into(), None),
+        ("POST", "/v1/contacts/sync".into(), Some(json!({"hashes": []}))),
+        ("GET", "/v1/contacts".into(), None),
+        ("DELETE", format!("/v1/contacts/{}", friend.user_id), None),
+        ("GET", "/v1/conversations".into(), None),
+        ("GET", format!("/v1/conversations/{conversation}/messages"), None),
+        ("POST", "/v1/auth/logout".into(), Some(json!({}))),
+    ];
+    for (method, path, body) in &endpoints {
+        for (name, credential, code) in &credentials {
+            let (status, answer) = server.api.request(method, path, credential.as_deref(), body.as_ref()).await.unwrap();
+            assert_eq!((status, code_of(&answer)), (401, Some(*code)), "{method} {path} with {name}: {answer}");
+        }
+    }
+    // Refresh takes its own token: forged, unknown and removed-device ones are refused.
+    for refresh in ["", "rt1.1.zz", &removed.refresh_token] {
+        let (status, answer) = server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await.unwrap();
+        assert_eq!(status, 401, "refresh {refresh:?}: {answer}");
+    }
+    // WebSocket: every frame type before hello, and hello with each bad credential.
+    let frame_types = [
+        json!({"type": "send", "to": {"user": friend.user_id}, "client_msg_id": "x", "content": "x"}),
+        json!({"type": "ack", "seq": 1}),
+        json!({"type": "read", "conversation_id": conversation, "up_to": 1}),
+        json!({"type": "ping"}),
+    ];
+    for frame in &frame_types {
+        let answers = ws_exchange(&server.ws_url, std::slice::from_ref(frame)).await;
+        assert_eq!(answers.len(), 1, "{frame}: {answers:?}");
+        assert_eq!(answers[0]["code"], "unauthorized", "{frame} before hello: {answers:?}");
+    }
+    for (name, credential, _) in &credentials {
+        let hello = json!({"type": "hello", "token": credential.clone().unwrap_or_default()});
+        let mut frames = vec![hello];
+        frames.extend(frame_types.iter().cloned());
+        let answers = ws_exchange(&server.ws_url, &frames).await;
+        assert_eq!(answers.len(), 1, "hello with {name}: {answers:?}");
+        assert_eq!((answers[0]["type"].as_str(), answers[0]["code"].as_str()), (Some("error"), Some("unauthorized")), "{name}");
+    }
+    assert_eq!(appended(&server).await, before, "a refused call appended to the log");
+
+    // Another user's valid token reaches only its own account: the victim's
+    // device, conversation and state stay out of reach.
+    let (status, answer) =
+        server.api.delete(&format!("/v1/devices/{victim_device}"), Some(&attacker.access_token)).await.unwrap();
+    assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
+    let (status, answer) =
+        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&attacker.access_token)).await.unwrap();
+    assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
+    let mut attacker_ws = server.connect(&attacker).await;
+    attacker_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.unwrap();
+    let answers = attacker_ws
+        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "error"))
+        .await
+        .expect("error frame");
+    assert!(answers.iter().any(|frame| frame["code"] == "not_found"), "{answers:?}");
+    for (method, path, body) in &endpoints {
+        let (status, _) = server.api.request(method, path, Some(&attacker.access_token), body.as_ref()).await.unwrap();
+        assert!(status < 500, "{method} {path} as the attacker answered {status}");
+    }
+    assert_eq!(victim_state(&server, &victim).await, state_before, "the victim's account changed");
+}
+
+/// Everything about the victim that the matrix must not change.
+async fn victim_state(server: &Server, victim: &Account) -> Value {
+    let mut state = json!({});
+    for path in ["/v1/devices", "/v1/profile", "/v1/privacy", "/v1/blocks", "/v1/contacts", "/v1/conversations"] {
+        let (status, body) = server.api.get(path, Some(&victim.access_token)).await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        state[path] = body;
+    }
+    // Last seen moves whenever a session ends; it is not the attacker's doing.
+    state["/v1/profile"]["last_seen"] = Value::Null;
+    state
+}
+
+#[tokio::test]
+async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
+    let server = Server::start().await;
+    let phone = "+14155553101";
+    let otp = |phone: String| {
+        let api = server.api.clone();
+        async move { api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.unwrap() }
+    };
+    let verify = |code: String| {
+        let api = server.api.clone();
+        async move { api.post("/v1/auth/verify", None, &json!({"phone": phone, "code": code})).await.unwrap() }
+    };
+    assert_eq!(otp(phone.into()).await.0, 202);
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
+    let wrong = |code: &str| format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    // Five wrong guesses kill the code: the right one no longer works.
+    for _ in 0..5 {
+        let (status, body) = verify(wrong(&code)).await;
+        assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "{body}");
+    }
+    let (status, body) = verify(code.clone()).await;
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "the code died after 5 wrong tries: {body}");
+    // Ten verify attempts per number per hour, whatever the codes.
+    assert_eq!(otp(phone.into()).await.0, 202);
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(verify(wrong(&code)).await.0, 401);
+    }
+    let (status, body) = verify(code.clone()).await;
+    assert_eq!((status, code_of(&body)), (429, Some("rate_limited")), "the 11th attempt in an hour: {body}");
+    let retry_after = body["error"]["retry_after"].as_u64().expect("retry_after");
+    assert!((1..=360).contains(&retry_after), "one attempt comes back every 6 minutes: {retry_after}");
+    // Five codes per number per hour.
+    for _ in 0..3 {
+        assert_eq!(otp(phone.into()).await.0, 202);
+    }
+    let (status, body) = otp(phone.into()).await;
+    assert_eq!((status, code_of(&body)), (429, Some("rate_limited")), "the 6th code in an hour: {body}");
+    assert!(body["error"]["retry_after"].as_u64().is_some_and(|seconds| (1..=720).contains(&seconds)), "{body}");
+    // A hundred codes per client address per hour, across numbers.
+    let mut granted = 5;
+    for n in 0..200 {
+        let (status, body) = otp(format!("+1415700{n:04}")).await;
+        if status == 429 {
+            assert!(body["error"]["message"].as_str().unwrap().contains("address"), "{body}");
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+        granted += 1;
+    }
+    assert_eq!(granted, 100, "codes granted to one address in an hour");
+}
+
+#[tokio::test]
+async fn tls_serves_https_and_wss() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (cert, key, ca) = (dir.path().join("cert.pem"), dir.path().join("key.pem"), dir.path().join("ca.pem"));
+    // A test CA and a server certificate it signs (webpki refuses a CA
+    // certificate used as the server's own).
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("openssl (Debian package openssl) makes the test certificates");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=missive-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
+    openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "leaf.ext", "-out", "cert.pem"]);
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let data = dir.path().join("data").display().to_string();
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_with(
+        dir.clone(),
+        &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink, "--tls-cert", &cert_arg, "--tls-key", &key_arg],
+        &[],
+    )
+    .await;
+    assert!(server.api.base.starts_with("https://"), "{}", server.api.base);
+    let pem = std::fs::read(&ca).unwrap();
+    let api = Api::with_builder(
+        &server.api.base,
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()),
+    );
+    let (status, body) = api.get("/healthz", None).await.expect("https");
+    assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    assert!(server.api.get("/healthz", None).await.is_err(), "a client that does not trust the certificate fails");
+    let sms = server.sms_file();
+    let account = api
+        .register("+14155553201", "phone", |phone| async move { code_from_sink_file(&sms, &phone, WAIT).await })
+        .await
+        .expect("register over https");
+
+    // WSS with a client trusting the test certificate.
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let address = server.api.base.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
+    let url = format!("wss://{address}/v1/ws");
+    let (mut socket, _) = tokio_tungstenite::client_async(url, tls).await.expect("wss upgrade");
+    socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await.unwrap();
+    let welcome = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
+    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["user_id"], account.user_id.as_str());
+}
+
+/// Runs `missive serve` with these extra arguments and environment; returns
+/// (started, stderr) — stopping it once it listens.
+async fn try_serve(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data")).args(args);
+    command.env_remove("MISSIVE_JWT_SECRET").env_remove("MISSIVE_DEV");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    let started = tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await.is_ok_and(|read| read.is_ok_and(|n| n > 0))
+        && line.starts_with("listening on");
+    let _ = child.start_kill();
+    let output = child.wait_with_output().await.unwrap();
+    (started, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn the_server_refuses_the_development_key_and_short_keys_outside_dev_mode() {
+    let (started, stderr) = try_serve(&[], &[("MISSIVE_JWT_SECRET", DEV_JWT_SECRET)]).await;
+    assert!(!started, "started with the development key");
+    assert!(stderr.contains("development key"), "{stderr}");
+    let (started, stderr) = try_serve(&["--jwt-secret", "short"], &[]).await;
+    assert!(!started);
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    let (started, stderr) = try_serve(&["--dev"], &[]).await;
+    assert!(started, "--dev starts with the built-in key: {stderr}");
+    let (started, stderr) = try_serve(&[], &[]).await;
+    assert!(started, "the default generates a random key per data directory: {stderr}");
+}
