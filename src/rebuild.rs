@@ -46,9 +46,6 @@ pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
     }
     db.write(batch)?;
     db.flush_cf(state)?;
-    println!(
-        "{}: dropped {dropped} keys; the next start refolds it from the log",
-        args.projection
-    );
+    println!("{}: dropped {dropped} keys; the next start refolds it from the log", args.projection);
     Ok(())
 }

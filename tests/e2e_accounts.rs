@@ -36,11 +36,16 @@ async fn devices_are_listed_and_a_removed_device_is_cut_off_everywhere() {
     let current: Vec<&Value> = devices.iter().filter(|device| device["current"] == true).collect();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["device_id"], phone.device_id.as_str());
-    assert!(devices.iter().any(|device| device["name"] == "laptop" && device["device_id"] == laptop.device_id.as_str()));
+    assert!(
+        devices.iter().any(|device| device["name"] == "laptop" && device["device_id"] == laptop.device_id.as_str())
+    );
 
     let mut laptop_ws = server.connect(&laptop).await;
-    let (status, body) =
-        server.api.delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token)).await.expect("delete");
+    let (status, body) = server
+        .api
+        .delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token))
+        .await
+        .expect("delete");
     assert_eq!(status, 200, "{body}");
     // Its open connection is told and closed at once.
     let frames = laptop_ws
@@ -53,14 +58,20 @@ async fn devices_are_listed_and_a_removed_device_is_cut_off_everywhere() {
     let (status, body) = server.api.get("/v1/profile", Some(&laptop.access_token)).await.expect("profile");
     assert_eq!((status, code_of(&body)), (401, Some("device_removed")), "{body}");
     assert!(Connection::open(&server.ws_url, &laptop.access_token, None).await.is_err(), "hello refused");
-    let (status, body) =
-        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": laptop.refresh_token})).await.expect("refresh");
+    let (status, body) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": laptop.refresh_token}))
+        .await
+        .expect("refresh");
     assert_eq!(status, 401, "{body}");
     // The remaining device is untouched; an unknown device is a 404.
     let (status, body) = server.api.get("/v1/devices", Some(&phone.access_token)).await.expect("devices");
     assert_eq!((status, body["devices"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
-    let (status, body) =
-        server.api.delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token)).await.expect("again");
+    let (status, body) = server
+        .api
+        .delete(&format!("/v1/devices/{}", laptop.device_id), Some(&phone.access_token))
+        .await
+        .expect("again");
     assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
 }
 
@@ -68,8 +79,11 @@ async fn devices_are_listed_and_a_removed_device_is_cut_off_everywhere() {
 async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
     let server = Server::start().await;
     let account = server.register("+14155552101", "phone").await;
-    let (status, first) =
-        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token})).await.expect("refresh");
+    let (status, first) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token}))
+        .await
+        .expect("refresh");
     assert_eq!(status, 200, "{first}");
     assert_ne!(first["refresh_token"], account.refresh_token.as_str(), "rotated");
     let access = first["access_token"].as_str().expect("access");
@@ -82,8 +96,11 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
     assert_eq!(status, 200, "{second}");
 
     // Replaying the first (used) token: someone copied it. The session ends for everyone.
-    let (status, body) =
-        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token})).await.expect("reuse");
+    let (status, body) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token}))
+        .await
+        .expect("reuse");
     assert_eq!((status, code_of(&body)), (401, Some("refresh_token_reused")), "{body}");
     let newest = second["access_token"].as_str().expect("access");
     let (status, body) = server.api.get("/v1/profile", Some(newest)).await.expect("profile");
@@ -106,7 +123,8 @@ async fn logout_ends_the_device_and_keeps_the_account() {
     let server = Server::start().await;
     let phone = server.register("+14155552201", "phone").await;
     let tablet = server.register("+14155552201", "tablet").await;
-    let (status, body) = server.api.post("/v1/auth/logout", Some(&tablet.access_token), &json!({})).await.expect("logout");
+    let (status, body) =
+        server.api.post("/v1/auth/logout", Some(&tablet.access_token), &json!({})).await.expect("logout");
     assert_eq!(status, 200, "{body}");
     let (status, _) = server.api.get("/v1/devices", Some(&tablet.access_token)).await.expect("devices");
     assert_eq!(status, 401);
@@ -140,8 +158,11 @@ async fn cast(server: &Server, prefix: u32) -> Cast {
         .expect("sync");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["users"].as_array().map(Vec::len), Some(2), "{body}");
-    let (status, body) =
-        server.api.put(&format!("/v1/blocks/{}", blocked.user_id), Some(&owner.access_token), &json!({})).await.expect("block");
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/blocks/{}", blocked.user_id), Some(&owner.access_token), &json!({}))
+        .await
+        .expect("block");
     assert_eq!(status, 200, "{body}");
     Cast { owner, contact, stranger, blocked }
 }
@@ -161,8 +182,11 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
         .await
         .expect("profile");
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        server.api.put("/v1/profile", Some(&owner.access_token), &json!({"about": "x".repeat(140)})).await.expect("long");
+    let (status, body) = server
+        .api
+        .put("/v1/profile", Some(&owner.access_token), &json!({"about": "x".repeat(140)}))
+        .await
+        .expect("long");
     assert_eq!((status, code_of(&body)), (400, Some("too_large")), "about is at most 139 characters: {body}");
     let (status, body) =
         server.api.put("/v1/profile", Some(&owner.access_token), &json!({"bio": "x"})).await.expect("unknown field");
@@ -182,7 +206,11 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
         let (last_seen, photo, about) = (AUDIENCES[round], AUDIENCES[(round + 1) % 3], AUDIENCES[(round + 2) % 3]);
         let (status, body) = server
             .api
-            .put("/v1/privacy", Some(&owner.access_token), &json!({"last_seen": last_seen, "photo": photo, "about": about}))
+            .put(
+                "/v1/privacy",
+                Some(&owner.access_token),
+                &json!({"last_seen": last_seen, "photo": photo, "about": about}),
+            )
             .await
             .expect("privacy");
         assert_eq!(status, 200, "{body}");
@@ -193,7 +221,8 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
             ("non-contact", &cast.stranger, [true, false, false]),
             ("blocked", &cast.blocked, [false, false, false]),
         ];
-        let sees = |audience: &str, expected: [bool; 3]| expected[AUDIENCES.iter().position(|a| *a == audience).unwrap()];
+        let sees =
+            |audience: &str, expected: [bool; 3]| expected[AUDIENCES.iter().position(|a| *a == audience).unwrap()];
         for (relation, viewer, expected) in viewers {
             let (status, view) = server
                 .api
@@ -223,10 +252,16 @@ async fn assert_withheld(server: &Server, alice: &Account, bob: &Account, carol:
     let mut alice_ws = server.connect(alice).await;
     let mut bob_ws = server.connect(bob).await;
     let mut carol_ws = server.connect(carol).await;
-    bob_ws.send_message(&format!("b{tag}"), &alice.user_id, &format!("b{tag}"), &format!("from bob {tag}")).await.unwrap();
+    bob_ws
+        .send_message(&format!("b{tag}"), &alice.user_id, &format!("b{tag}"), &format!("from bob {tag}"))
+        .await
+        .unwrap();
     sent(&mut bob_ws, &format!("b{tag}")).await;
     // Carol's later message is the marker: once it arrives, Bob's would have.
-    carol_ws.send_message(&format!("c{tag}"), &alice.user_id, &format!("c{tag}"), &format!("from carol {tag}")).await.unwrap();
+    carol_ws
+        .send_message(&format!("c{tag}"), &alice.user_id, &format!("c{tag}"), &format!("from carol {tag}"))
+        .await
+        .unwrap();
     sent(&mut carol_ws, &format!("c{tag}")).await;
     let frames = alice_ws
         .collect_until(WAIT, |frames| !messages_from(frames, &carol.user_id).is_empty())
@@ -235,7 +270,10 @@ async fn assert_withheld(server: &Server, alice: &Account, bob: &Account, carol:
     for frame in common::events(&frames) {
         alice_ws.ack(frame["seq"].as_u64().unwrap()).await.unwrap();
     }
-    assert!(messages_from(&frames, &bob.user_id).is_empty(), "a blocked sender's message reached the blocker: {frames:?}");
+    assert!(
+        messages_from(&frames, &bob.user_id).is_empty(),
+        "a blocked sender's message reached the blocker: {frames:?}"
+    );
     // Carol's message was delivered (two ticks); Bob never gets a receipt.
     carol_ws
         .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
@@ -254,11 +292,19 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
     let alice = server.register("+14155552401", "a").await;
     let bob = server.register("+14155552402", "b").await;
     let carol = server.register("+14155552403", "c").await;
-    server.api.put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": "media:p"})).await.unwrap();
-    let (status, body) =
-        server.api.put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({})).await.expect("block");
+    server
+        .api
+        .put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": "media:p"}))
+        .await
+        .unwrap();
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({}))
+        .await
+        .expect("block");
     assert_eq!(status, 200, "{body}");
-    let (status, body) = server.api.put(&format!("/v1/blocks/{}", alice.user_id), Some(&alice.access_token), &json!({})).await.unwrap();
+    let (status, body) =
+        server.api.put(&format!("/v1/blocks/{}", alice.user_id), Some(&alice.access_token), &json!({})).await.unwrap();
     assert_eq!(status, 400, "blocking yourself: {body}");
     let (status, body) = server.api.put("/v1/blocks/777", Some(&alice.access_token), &json!({})).await.unwrap();
     assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
@@ -303,7 +349,8 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
     assert_withheld(&server, &alice, &bob, &carol, "3").await;
 
     // Unblocking lets new messages through; withheld ones stay withheld.
-    let (status, _) = server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.unwrap();
+    let (status, _) =
+        server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.unwrap();
     assert_eq!(status, 200);
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
@@ -377,9 +424,11 @@ async fn a_pin_is_required_at_verify_once_set() {
     let server = Server::start().await;
     let phone = "+14155552601";
     let account = server.register(phone, "phone").await;
-    let (status, body) = server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "12a456"})).await.unwrap();
+    let (status, body) =
+        server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "12a456"})).await.unwrap();
     assert_eq!((status, code_of(&body)), (400, Some("invalid_pin")), "{body}");
-    let (status, body) = server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "246810"})).await.unwrap();
+    let (status, body) =
+        server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "246810"})).await.unwrap();
     assert_eq!(status, 200, "{body}");
 
     let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.unwrap();

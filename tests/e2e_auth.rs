@@ -32,8 +32,12 @@ fn token(account: &Account, secret: &[u8], algorithm: jsonwebtoken::Algorithm, e
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
     };
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, &jsonwebtoken::EncodingKey::from_secret(secret))
-        .expect("sign")
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
 }
 
 /// The same claims with `"alg":"none"` and no signature.
@@ -98,14 +102,10 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     // The victim has a conversation, a profile and a second device that gets removed.
     let mut victim_ws = server.connect(&victim).await;
     victim_ws.send_message("r1", &friend.user_id, "c1", "private").await.unwrap();
-    let frames = victim_ws
-        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent"))
-        .await
-        .expect("sent");
-    let conversation = frames.iter().find(|frame| frame["type"] == "sent").unwrap()["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let frames =
+        victim_ws.collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent")).await.expect("sent");
+    let conversation =
+        frames.iter().find(|frame| frame["type"] == "sent").unwrap()["conversation_id"].as_str().unwrap().to_string();
     server.api.put("/v1/profile", Some(&victim.access_token), &json!({"about": "mine"})).await.unwrap();
     let (status, _) =
         server.api.delete(&format!("/v1/devices/{}", removed.device_id), Some(&victim.access_token)).await.unwrap();
@@ -123,7 +123,11 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     let credentials: Vec<(&str, Option<String>, &str)> = vec![
         ("no token", None, "unauthorized"),
         ("expired", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS256, now() - 60)), "unauthorized"),
-        ("wrong key", Some(token(&victim, b"some-other-key-of-thirty-two-bytes!", jsonwebtoken::Algorithm::HS256, now() + 3600)), "unauthorized"),
+        (
+            "wrong key",
+            Some(token(&victim, b"some-other-key-of-thirty-two-bytes!", jsonwebtoken::Algorithm::HS256, now() + 3600)),
+            "unauthorized",
+        ),
         ("alg HS512", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS512, now() + 3600)), "unauthorized"),
         ("alg none", Some(unsigned(&victim)), "unauthorized"),
         ("garbage", Some("not.a.jwt".to_string()), "unauthorized"),
@@ -151,13 +155,15 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     ];
     for (method, path, body) in &endpoints {
         for (name, credential, code) in &credentials {
-            let (status, answer) = server.api.request(method, path, credential.as_deref(), body.as_ref()).await.unwrap();
+            let (status, answer) =
+                server.api.request(method, path, credential.as_deref(), body.as_ref()).await.unwrap();
             assert_eq!((status, code_of(&answer)), (401, Some(*code)), "{method} {path} with {name}: {answer}");
         }
     }
     // Refresh takes its own token: forged, unknown and removed-device ones are refused.
     for refresh in ["", "rt1.1.zz", &removed.refresh_token] {
-        let (status, answer) = server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await.unwrap();
+        let (status, answer) =
+            server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await.unwrap();
         assert_eq!(status, 401, "refresh {refresh:?}: {answer}");
     }
     // WebSocket: every frame type before hello, and hello with each bad credential.
@@ -178,7 +184,11 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
         frames.extend(frame_types.iter().cloned());
         let answers = ws_exchange(&server.ws_url, &frames).await;
         assert_eq!(answers.len(), 1, "hello with {name}: {answers:?}");
-        assert_eq!((answers[0]["type"].as_str(), answers[0]["code"].as_str()), (Some("error"), Some("unauthorized")), "{name}");
+        assert_eq!(
+            (answers[0]["type"].as_str(), answers[0]["code"].as_str()),
+            (Some("error"), Some("unauthorized")),
+            "{name}"
+        );
     }
     assert_eq!(appended(&server).await, before, "a refused call appended to the log");
 
@@ -187,8 +197,11 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     let (status, answer) =
         server.api.delete(&format!("/v1/devices/{victim_device}"), Some(&attacker.access_token)).await.unwrap();
     assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
-    let (status, answer) =
-        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&attacker.access_token)).await.unwrap();
+    let (status, answer) = server
+        .api
+        .get(&format!("/v1/conversations/{conversation}/messages"), Some(&attacker.access_token))
+        .await
+        .unwrap();
     assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
     let mut attacker_ws = server.connect(&attacker).await;
     attacker_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.unwrap();
@@ -291,15 +304,67 @@ async fn tls_serves_https_and_wss() {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=missive-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
-    openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "leaf.ext", "-out", "cert.pem"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=missive-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
     let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
     let data = dir.path().join("data").display().to_string();
     let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
     let server = Server::start_with(
         dir.clone(),
-        &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink, "--tls-cert", &cert_arg, "--tls-key", &key_arg],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--sms-sink",
+            &sink,
+            "--tls-cert",
+            &cert_arg,
+            "--tls-key",
+            &key_arg,
+        ],
         &[],
     )
     .await;
@@ -358,8 +423,9 @@ async fn try_serve(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     use tokio::io::AsyncBufReadExt;
-    let started = tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await.is_ok_and(|read| read.is_ok_and(|n| n > 0))
-        && line.starts_with("listening on");
+    let started =
+        tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await.is_ok_and(|read| read.is_ok_and(|n| n > 0))
+            && line.starts_with("listening on");
     let _ = child.start_kill();
     let output = child.wait_with_output().await.unwrap();
     (started, String::from_utf8_lossy(&output.stderr).into_owned())

@@ -75,9 +75,7 @@ async fn otp_registration_rules() {
     let other = server.register("+14155550199", "phone").await;
     // In Kafka mode the caller's gateway keeps its own directory, which sees
     // a registration made through another gateway a moment later.
-    server
-        .wait_status(&format!("/v1/users/{}/profile", other.user_id), &first.access_token, 200)
-        .await;
+    server.wait_status(&format!("/v1/users/{}/profile", other.user_id), &first.access_token, 200).await;
     let (found, unknown) = (contact_hash("+14155550199"), contact_hash("+14155550777"));
     let (status, body) = server
         .api

@@ -223,13 +223,16 @@ async fn verify(
             if let Some(stored) = context.reads.directory(user).await?.and_then(|state| state.pin_hash) {
                 match request.pin.as_deref() {
                     None => {
-                        return Err(ApiError::unauthorized("this account has a PIN; send it as pin with the same code")
-                            .with_code("pin_required"));
+                        return Err(ApiError::unauthorized(
+                            "this account has a PIN; send it as pin with the same code",
+                        )
+                        .with_code("pin_required"));
                     }
                     Some(pin) if !auth.pin_matches(user, pin, &stored) => {
                         auth.wrong_pin(&request.phone).await?;
-                        return Err(ApiError::unauthorized("wrong PIN; it counts as a wrong code")
-                            .with_code("invalid_pin"));
+                        return Err(
+                            ApiError::unauthorized("wrong PIN; it counts as a wrong code").with_code("invalid_pin")
+                        );
                     }
                     Some(_) => {}
                 }
@@ -243,7 +246,10 @@ async fn verify(
             })?;
             // Read-your-writes: answer once this gateway's directory knows the
             // device, so the token works at once and others can message the user.
-            context.reads.directory_when(user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.has_device(device))).await?;
+            context
+                .reads
+                .directory_when(user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.has_device(device)))
+                .await?;
             tokens(&context, Principal { user, device }).await
         }
         .await,
@@ -330,7 +336,11 @@ async fn list_devices(principal: Principal, context: Context) -> Result<warp::re
     )
 }
 
-async fn delete_device(device: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn delete_device(
+    device: String,
+    principal: Principal,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             let device: DeviceId = parse_id(&device, "device id")?;
@@ -368,8 +378,12 @@ async fn put_profile(
         async {
             let change =
                 ProfileChange { display_name: request.display_name, about: request.about, picture: request.picture };
-            users::validate_profile(&change).map_err(|rejection| ApiError::bad_request(rejection.code(), rejection.to_string()))?;
-            context.bus.user_command(UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() }).await?;
+            users::validate_profile(&change)
+                .map_err(|rejection| ApiError::bad_request(rejection.code(), rejection.to_string()))?;
+            context
+                .bus
+                .user_command(UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() })
+                .await?;
             let state = context
                 .reads
                 .directory_when(principal.user, DIRECTORY_WAIT, |state| {
@@ -388,7 +402,11 @@ async fn put_profile(
 }
 
 /// Another user's profile, as its owner's privacy settings let the caller see it.
-async fn user_profile(user: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn user_profile(
+    user: String,
+    principal: Principal,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             let owner: UserId = parse_id(&user, "user id")?;
@@ -501,7 +519,11 @@ async fn set_block(
     )
 }
 
-async fn set_pin(principal: Principal, request: PinRequest, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn set_pin(
+    principal: Principal,
+    request: PinRequest,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             if !is_pin(&request.pin) {
@@ -565,7 +587,8 @@ async fn contacts_sync(
             }
             let added: Vec<UserId> = found.iter().map(|(_, user)| *user).collect();
             if !added.is_empty() {
-                let command = UserCommand::UpdateContacts { user_id: principal.user, added: added.clone(), removed: Vec::new() };
+                let command =
+                    UserCommand::UpdateContacts { user_id: principal.user, added: added.clone(), removed: Vec::new() };
                 context.bus.user_command(command).await?;
                 context
                     .reads
@@ -592,11 +615,16 @@ async fn list_contacts(principal: Principal, context: Context) -> Result<warp::r
     )
 }
 
-async fn remove_contact(user: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn remove_contact(
+    user: String,
+    principal: Principal,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             let contact: UserId = parse_id(&user, "user id")?;
-            let command = UserCommand::UpdateContacts { user_id: principal.user, added: Vec::new(), removed: vec![contact] };
+            let command =
+                UserCommand::UpdateContacts { user_id: principal.user, added: Vec::new(), removed: vec![contact] };
             context.bus.user_command(command).await?;
             context
                 .reads
@@ -684,15 +712,18 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(refresh)
         .boxed();
-    let logout = warp::path!("v1" / "auth" / "logout").and(warp::post()).and(served.clone()).and(ctx()).and_then(logout).boxed();
-    let devices = warp::path!("v1" / "devices").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_devices).boxed();
+    let logout =
+        warp::path!("v1" / "auth" / "logout").and(warp::post()).and(served.clone()).and(ctx()).and_then(logout).boxed();
+    let devices =
+        warp::path!("v1" / "devices").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_devices).boxed();
     let delete_device = warp::path!("v1" / "devices" / String)
         .and(warp::delete())
         .and(served.clone())
         .and(ctx())
         .and_then(delete_device)
         .boxed();
-    let get_profile = warp::path!("v1" / "profile").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_profile).boxed();
+    let get_profile =
+        warp::path!("v1" / "profile").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_profile).boxed();
     let put_profile = warp::path!("v1" / "profile")
         .and(warp::put())
         .and(served.clone())
@@ -706,7 +737,8 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(user_profile)
         .boxed();
-    let get_privacy = warp::path!("v1" / "privacy").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_privacy).boxed();
+    let get_privacy =
+        warp::path!("v1" / "privacy").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_privacy).boxed();
     let put_privacy = warp::path!("v1" / "privacy")
         .and(warp::put())
         .and(served.clone())
@@ -714,7 +746,8 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(put_privacy)
         .boxed();
-    let blocks = warp::path!("v1" / "blocks").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_blocks).boxed();
+    let blocks =
+        warp::path!("v1" / "blocks").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_blocks).boxed();
     let block = warp::path!("v1" / "blocks" / String)
         .and(warp::put())
         .map(|target: String| (target, true))
@@ -738,8 +771,12 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(set_pin)
         .boxed();
-    let remove_pin =
-        warp::path!("v1" / "account" / "pin").and(warp::delete()).and(served.clone()).and(ctx()).and_then(remove_pin).boxed();
+    let remove_pin = warp::path!("v1" / "account" / "pin")
+        .and(warp::delete())
+        .and(served.clone())
+        .and(ctx())
+        .and_then(remove_pin)
+        .boxed();
     let contacts_sync = warp::path!("v1" / "contacts" / "sync")
         .and(warp::post())
         .and(served.clone())
@@ -747,7 +784,8 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(contacts_sync)
         .boxed();
-    let contacts = warp::path!("v1" / "contacts").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_contacts).boxed();
+    let contacts =
+        warp::path!("v1" / "contacts").and(warp::get()).and(served.clone()).and(ctx()).and_then(list_contacts).boxed();
     let remove_contact = warp::path!("v1" / "contacts" / String)
         .and(warp::delete())
         .and(served.clone())
@@ -768,9 +806,27 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(history)
         .boxed();
     let all = [
-        otp, verify, refresh, logout, devices, delete_device, get_profile, put_profile, user_profile, get_privacy,
-        put_privacy, blocks, block, unblock, set_pin, remove_pin, contacts_sync, contacts, remove_contact,
-        conversations, messages,
+        otp,
+        verify,
+        refresh,
+        logout,
+        devices,
+        delete_device,
+        get_profile,
+        put_profile,
+        user_profile,
+        get_privacy,
+        put_privacy,
+        blocks,
+        block,
+        unblock,
+        set_pin,
+        remove_pin,
+        contacts_sync,
+        contacts,
+        remove_contact,
+        conversations,
+        messages,
     ];
     all.into_iter().reduce(|routes, route| routes.or(route).unify().boxed()).expect("routes")
 }

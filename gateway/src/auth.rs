@@ -492,7 +492,8 @@ impl Auth {
     /// Exchanges a refresh token for a new pair (rotation). A token used
     /// twice reports `Reused`: someone copied it.
     pub async fn refresh(&self, token: &str) -> Result<Refreshed, ApiError> {
-        let invalid = || ApiError::unauthorized("unknown or expired refresh token; verify again").with_code("invalid_token");
+        let invalid =
+            || ApiError::unauthorized("unknown or expired refresh token; verify again").with_code("invalid_token");
         if Auth::refresh_token_user(token).is_none() {
             return Err(invalid());
         }

@@ -54,7 +54,9 @@ impl ReadModels {
                 return Ok(state);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"));
+                return Err(ApiError::unavailable(
+                    "the change is recorded but not yet visible here; read again shortly",
+                ));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(50));

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use missive_core::conversation::ConversationEvent;
-use missive_core::UserId;
-use missive_core::users::{self, UserEvent, UserState};
-use parking_lot::RwLock;
 use bloomfilter::Bloom;
-use rocksdb::DB;
+use missive_core::UserId;
+use missive_core::conversation::ConversationEvent;
+use missive_core::users::{self, UserEvent, UserState};
 use missive_infra::Record;
 use missive_schemas::Codec;
+use parking_lot::RwLock;
+use rocksdb::DB;
 
 use crate::common::decode;
 use crate::keys;

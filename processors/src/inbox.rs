@@ -103,7 +103,9 @@ fn apply_read(
 
 /// Deletes a feed's entries in `(after, through]` (the backlog no device needs).
 fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSeq) -> Result<(), HandleError> {
-    for (key, _) in tx.scan(&keys::feed_entry(user, after.next()), &keys::feed_entry(user, through.next()), usize::MAX)? {
+    for (key, _) in
+        tx.scan(&keys::feed_entry(user, after.next()), &keys::feed_entry(user, through.next()), usize::MAX)?
+    {
         tx.delete(key);
     }
     Ok(())

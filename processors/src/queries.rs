@@ -7,8 +7,8 @@ use missive_infra::db::{CF_STATE, family};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState};
 use rocksdb::{DB, Direction, IteratorMode};
 
-use missive_core::users::UserState;
 use crate::keys;
+use missive_core::users::UserState;
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading projections failed: {0}")]

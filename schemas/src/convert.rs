@@ -275,7 +275,11 @@ impl TryFrom<WireValue> for UserCommand {
             },
             WireValue::UpdateProfile(update) => UserCommand::UpdateProfile {
                 user_id: user(update.user_id)?,
-                change: ProfileChange { display_name: update.display_name, about: update.about, picture: update.picture },
+                change: ProfileChange {
+                    display_name: update.display_name,
+                    about: update.about,
+                    picture: update.picture,
+                },
             },
             WireValue::SetPrivacy(set) => UserCommand::SetPrivacy {
                 user_id: user(set.user_id)?,
@@ -349,12 +353,12 @@ pub fn user_event_to_wire(event: &UserEvent) -> WireValue {
                 at: at.0,
             })
         }
-        UserEvent::PinChanged { user_id, pin_hash, at } => WireValue::PinChanged(wire::PinChanged {
-            user_id: long(user_id.0),
-            pin_hash: pin_hash.clone(),
-            at: at.0,
-        }),
-        UserEvent::LastSeen { user_id, at } => WireValue::LastSeen(wire::LastSeen { user_id: long(user_id.0), at: at.0 }),
+        UserEvent::PinChanged { user_id, pin_hash, at } => {
+            WireValue::PinChanged(wire::PinChanged { user_id: long(user_id.0), pin_hash: pin_hash.clone(), at: at.0 })
+        }
+        UserEvent::LastSeen { user_id, at } => {
+            WireValue::LastSeen(wire::LastSeen { user_id: long(user_id.0), at: at.0 })
+        }
     }
 }
 
@@ -403,9 +407,11 @@ impl TryFrom<WireValue> for UserEvent {
                 removed: users_from_wire(changed.removed, "removed")?,
                 at: Millis(changed.at),
             },
-            WireValue::PinChanged(changed) => {
-                UserEvent::PinChanged { user_id: user(changed.user_id)?, pin_hash: changed.pin_hash, at: Millis(changed.at) }
-            }
+            WireValue::PinChanged(changed) => UserEvent::PinChanged {
+                user_id: user(changed.user_id)?,
+                pin_hash: changed.pin_hash,
+                at: Millis(changed.at),
+            },
             WireValue::LastSeen(seen) => UserEvent::LastSeen { user_id: user(seen.user_id)?, at: Millis(seen.at) },
             other => return Err(ConvertError::WrongType { expected: "user event", found: other.record_type() }),
         })

@@ -236,7 +236,8 @@ pub fn decide_send(
         state.members.clone()
     };
     let conv_seq = state.last_seq.next();
-    let withheld_from = if state.blocked_by.contains(&send.to) && send.to != send.from { vec![send.to] } else { Vec::new() };
+    let withheld_from =
+        if state.blocked_by.contains(&send.to) && send.to != send.from { vec![send.to] } else { Vec::new() };
     let event = MessageSent {
         conversation_id: send.conversation_id,
         conv_seq,
@@ -495,7 +496,12 @@ mod tests {
 
     #[test]
     fn a_blocked_senders_messages_are_accepted_but_withheld_and_never_ticked() {
-        let block = SetBlock { conversation_id: ConversationId::direct(ALICE, BOB), blocker: BOB, target: ALICE, blocked: true };
+        let block = SetBlock {
+            conversation_id: ConversationId::direct(ALICE, BOB),
+            blocker: BOB,
+            target: ALICE,
+            blocked: true,
+        };
         let state = decide_block(&ConversationState::default(), &block).unwrap().expect("changed");
         assert_eq!(decide_block(&state, &block), Ok(None), "blocking twice changes nothing");
         let (outcome, events) = decide_send(&state, &send(ALICE, BOB, "c1", 1), None, Millis(1)).unwrap();
@@ -510,7 +516,13 @@ mod tests {
             withheld_from: message.withheld_from.clone(),
         };
         let state = evolve(state, &events[0]);
-        let read = MarkReceipt { conversation_id: block.conversation_id, by: BOB, status: ReceiptStatus::Read, up_to: ConvSeq(1), notify: true };
+        let read = MarkReceipt {
+            conversation_id: block.conversation_id,
+            by: BOB,
+            status: ReceiptStatus::Read,
+            up_to: ConvSeq(1),
+            notify: true,
+        };
         for event in decide_receipt(&state, &read, &[stored], Millis(2)).unwrap() {
             let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!() };
             assert!(advanced.messages.is_empty(), "no tick for a withheld message");

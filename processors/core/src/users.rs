@@ -59,7 +59,12 @@ pub struct Privacy {
 
 impl Default for Privacy {
     fn default() -> Privacy {
-        Privacy { last_seen: Audience::Everyone, photo: Audience::Everyone, about: Audience::Everyone, read_receipts: true }
+        Privacy {
+            last_seen: Audience::Everyone,
+            photo: Audience::Everyone,
+            about: Audience::Everyone,
+            read_receipts: true,
+        }
     }
 }
 
@@ -105,14 +110,38 @@ pub struct PrivacyChange {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserCommand {
     RegisterDevice(RegisterDevice),
-    RemoveDevice { user_id: UserId, device_id: DeviceId, reason: String },
-    UpdateProfile { user_id: UserId, change: ProfileChange },
-    SetPrivacy { user_id: UserId, change: PrivacyChange },
-    SetBlock { user_id: UserId, target: UserId, blocked: bool },
-    UpdateContacts { user_id: UserId, added: Vec<UserId>, removed: Vec<UserId> },
+    RemoveDevice {
+        user_id: UserId,
+        device_id: DeviceId,
+        reason: String,
+    },
+    UpdateProfile {
+        user_id: UserId,
+        change: ProfileChange,
+    },
+    SetPrivacy {
+        user_id: UserId,
+        change: PrivacyChange,
+    },
+    SetBlock {
+        user_id: UserId,
+        target: UserId,
+        blocked: bool,
+    },
+    UpdateContacts {
+        user_id: UserId,
+        added: Vec<UserId>,
+        removed: Vec<UserId>,
+    },
     /// `pin_hash` is a keyed hash computed by the gateway; `None` removes the PIN.
-    SetPin { user_id: UserId, pin_hash: Option<String> },
-    RecordLastSeen { user_id: UserId, at: Millis },
+    SetPin {
+        user_id: UserId,
+        pin_hash: Option<String>,
+    },
+    RecordLastSeen {
+        user_id: UserId,
+        at: Millis,
+    },
 }
 
 impl UserCommand {
@@ -143,15 +172,45 @@ pub struct DeviceRegistered {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserEvent {
     DeviceRegistered(DeviceRegistered),
-    DeviceRemoved { user_id: UserId, device_id: DeviceId, reason: String, at: Millis },
+    DeviceRemoved {
+        user_id: UserId,
+        device_id: DeviceId,
+        reason: String,
+        at: Millis,
+    },
     /// The whole profile after the change.
-    ProfileUpdated { user_id: UserId, profile: Profile, at: Millis },
+    ProfileUpdated {
+        user_id: UserId,
+        profile: Profile,
+        at: Millis,
+    },
     /// Every setting after the change.
-    PrivacyChanged { user_id: UserId, privacy: Privacy, at: Millis },
-    BlockChanged { user_id: UserId, target: UserId, blocked: bool, at: Millis },
-    ContactsChanged { user_id: UserId, added: Vec<UserId>, removed: Vec<UserId>, at: Millis },
-    PinChanged { user_id: UserId, pin_hash: Option<String>, at: Millis },
-    LastSeen { user_id: UserId, at: Millis },
+    PrivacyChanged {
+        user_id: UserId,
+        privacy: Privacy,
+        at: Millis,
+    },
+    BlockChanged {
+        user_id: UserId,
+        target: UserId,
+        blocked: bool,
+        at: Millis,
+    },
+    ContactsChanged {
+        user_id: UserId,
+        added: Vec<UserId>,
+        removed: Vec<UserId>,
+        at: Millis,
+    },
+    PinChanged {
+        user_id: UserId,
+        pin_hash: Option<String>,
+        at: Millis,
+    },
+    LastSeen {
+        user_id: UserId,
+        at: Millis,
+    },
 }
 
 impl UserEvent {
@@ -280,7 +339,12 @@ pub fn decide(state: &UserState, command: &UserCommand, now: Millis) -> Result<V
             if !state.has_device(*device_id) {
                 return Err(UserRejection::UnknownDevice);
             }
-            vec![UserEvent::DeviceRemoved { user_id, device_id: *device_id, reason: truncate_bytes(reason, 64), at: now }]
+            vec![UserEvent::DeviceRemoved {
+                user_id,
+                device_id: *device_id,
+                reason: truncate_bytes(reason, 64),
+                at: now,
+            }]
         }
         UserCommand::UpdateProfile { change, .. } => {
             validate_profile(change)?;
