@@ -221,8 +221,9 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
             ("non-contact", &cast.stranger, [true, false, false]),
             ("blocked", &cast.blocked, [false, false, false]),
         ];
-        let sees =
-            |audience: &str, expected: [bool; 3]| expected[AUDIENCES.iter().position(|a| *a == audience).unwrap()];
+        let sees = |audience: &str, expected: [bool; 3]| {
+            expected[AUDIENCES.iter().position(|a| *a == audience).expect("test step")]
+        };
         for (relation, viewer, expected) in viewers {
             let (status, view) = server
                 .api
@@ -255,20 +256,20 @@ async fn assert_withheld(server: &Server, alice: &Account, bob: &Account, carol:
     bob_ws
         .send_message(&format!("b{tag}"), &alice.user_id, &format!("b{tag}"), &format!("from bob {tag}"))
         .await
-        .unwrap();
+        .expect("test step");
     sent(&mut bob_ws, &format!("b{tag}")).await;
     // Carol's later message is the marker: once it arrives, Bob's would have.
     carol_ws
         .send_message(&format!("c{tag}"), &alice.user_id, &format!("c{tag}"), &format!("from carol {tag}"))
         .await
-        .unwrap();
+        .expect("test step");
     sent(&mut carol_ws, &format!("c{tag}")).await;
     let frames = alice_ws
         .collect_until(WAIT, |frames| !messages_from(frames, &carol.user_id).is_empty())
         .await
         .expect("carol's message");
     for frame in common::events(&frames) {
-        alice_ws.ack(frame["seq"].as_u64().unwrap()).await.unwrap();
+        alice_ws.ack(frame["seq"].as_u64().expect("test step")).await.expect("test step");
     }
     assert!(
         messages_from(&frames, &bob.user_id).is_empty(),
@@ -279,7 +280,7 @@ async fn assert_withheld(server: &Server, alice: &Account, bob: &Account, carol:
         .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
         .await
         .expect("carol's delivered tick");
-    let bob_frames = bob_ws.drain_ready().await.unwrap();
+    let bob_frames = bob_ws.drain_ready().await.expect("test step");
     assert!(
         bob_frames.iter().all(|frame| frame["event"]["kind"] != "receipt"),
         "no tick beyond sent for a withheld message: {bob_frames:?}"
@@ -296,31 +297,41 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
         .api
         .put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": "media:p"}))
         .await
-        .unwrap();
+        .expect("test step");
     let (status, body) = server
         .api
         .put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({}))
         .await
         .expect("block");
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        server.api.put(&format!("/v1/blocks/{}", alice.user_id), Some(&alice.access_token), &json!({})).await.unwrap();
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/blocks/{}", alice.user_id), Some(&alice.access_token), &json!({}))
+        .await
+        .expect("test step");
     assert_eq!(status, 400, "blocking yourself: {body}");
-    let (status, body) = server.api.put("/v1/blocks/777", Some(&alice.access_token), &json!({})).await.unwrap();
+    let (status, body) =
+        server.api.put("/v1/blocks/777", Some(&alice.access_token), &json!({})).await.expect("test step");
     assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
     assert_withheld(&server, &alice, &bob, &carol, "1").await;
     let hidden = |view: &Value| view["about"].is_null() && view["picture"].is_null() && view["last_seen"].is_null();
     let path = format!("/v1/users/{}/profile", alice.user_id);
-    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.unwrap();
+    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.expect("test step");
     assert!(hidden(&view), "{view}");
     // Alice's history of the chat does not show Bob's message either.
-    let conversations = server.api.get("/v1/conversations", Some(&bob.access_token)).await.unwrap().1;
+    let conversations = server.api.get("/v1/conversations", Some(&bob.access_token)).await.expect("test step").1;
     let conversation = conversations["conversations"][0]["conversation_id"].as_str().expect("bob's chat").to_string();
-    let (status, history) =
-        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&bob.access_token)).await.unwrap();
+    let (status, history) = server
+        .api
+        .get(&format!("/v1/conversations/{conversation}/messages"), Some(&bob.access_token))
+        .await
+        .expect("test step");
     assert_eq!((status, history["messages"].as_array().map(Vec::len)), (200, Some(1)), "the sender sees it: {history}");
-    let (status, history) =
-        server.api.get(&format!("/v1/conversations/{conversation}/messages"), Some(&alice.access_token)).await.unwrap();
+    let (status, history) = server
+        .api
+        .get(&format!("/v1/conversations/{conversation}/messages"), Some(&alice.access_token))
+        .await
+        .expect("test step");
     assert_eq!((status, history["messages"].as_array().map(Vec::len)), (200, Some(0)), "{history}");
 
     // kill -9 and restart: the block is in the log and the deciders' state.
@@ -342,19 +353,19 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
         .get_until("/v1/blocks", &alice.access_token, "blocks refolded", |body| body["blocked"] == json!([bob.user_id]))
         .await;
     assert_eq!(blocks["blocked"], json!([bob.user_id]));
-    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.unwrap();
+    let (_, view) = server.api.get(&path, Some(&bob.access_token)).await.expect("test step");
     assert!(hidden(&view), "after the rebuild: {view}");
-    let (_, view) = server.api.get(&path, Some(&carol.access_token)).await.unwrap();
+    let (_, view) = server.api.get(&path, Some(&carol.access_token)).await.expect("test step");
     assert_eq!(view["about"], "hi", "others still see it: {view}");
     assert_withheld(&server, &alice, &bob, &carol, "3").await;
 
     // Unblocking lets new messages through; withheld ones stay withheld.
     let (status, _) =
-        server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.unwrap();
+        server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.expect("test step");
     assert_eq!(status, 200);
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
-    bob_ws.send_message("after", &alice.user_id, "after", "after unblock").await.unwrap();
+    bob_ws.send_message("after", &alice.user_id, "after", "after unblock").await.expect("test step");
     sent(&mut bob_ws, "after").await;
     let frames = alice_ws
         .collect_until(WAIT, |frames| !messages_from(frames, &bob.user_id).is_empty())
@@ -370,29 +381,32 @@ async fn read_receipts_off_is_reciprocal() {
     let server = Server::start().await;
     let alice = server.register("+14155552501", "a").await;
     let bob = server.register("+14155552502", "b").await;
-    let (status, body) =
-        server.api.put("/v1/privacy", Some(&alice.access_token), &json!({"read_receipts": false})).await.unwrap();
+    let (status, body) = server
+        .api
+        .put("/v1/privacy", Some(&alice.access_token), &json!({"read_receipts": false}))
+        .await
+        .expect("test step");
     assert_eq!((status, &body["read_receipts"]), (200, &json!(false)), "{body}");
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
     // Alice reads Bob's message: Bob gets delivered, never read.
-    bob_ws.send_message("1", &alice.user_id, "1", "to alice").await.unwrap();
+    bob_ws.send_message("1", &alice.user_id, "1", "to alice").await.expect("test step");
     let sent_frame = sent(&mut bob_ws, "1").await;
     let _ = sent_frame;
     let frames =
         alice_ws.collect_until(WAIT, |frames| !messages_from(frames, &bob.user_id).is_empty()).await.expect("message");
     let message = messages_from(&frames, &bob.user_id)[0].clone();
-    let seq = common::events(&frames).last().unwrap()["seq"].as_u64().unwrap();
-    alice_ws.ack(seq).await.unwrap();
-    let conversation = message["conversation_id"].as_str().unwrap().to_string();
-    alice_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.unwrap();
+    let seq = common::events(&frames).last().expect("test step")["seq"].as_u64().expect("test step");
+    alice_ws.ack(seq).await.expect("test step");
+    let conversation = message["conversation_id"].as_str().expect("test step").to_string();
+    alice_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.expect("test step");
     // Bob reads Alice's message: Alice gets no read tick either (reciprocal).
-    alice_ws.send_message("2", &bob.user_id, "2", "to bob").await.unwrap();
+    alice_ws.send_message("2", &bob.user_id, "2", "to bob").await.expect("test step");
     let frames =
         bob_ws.collect_until(WAIT, |frames| !messages_from(frames, &alice.user_id).is_empty()).await.expect("message");
-    let seq = common::events(&frames).last().unwrap()["seq"].as_u64().unwrap();
-    bob_ws.ack(seq).await.unwrap();
-    bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 2})).await.unwrap();
+    let seq = common::events(&frames).last().expect("test step")["seq"].as_u64().expect("test step");
+    bob_ws.ack(seq).await.expect("test step");
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 2})).await.expect("test step");
     // Unread counts still follow the reads: the reader's own list drops to zero.
     server
         .get_until("/v1/conversations", &bob.access_token, "bob's read applied", |body| {
@@ -414,7 +428,7 @@ async fn read_receipts_off_is_reciprocal() {
         .expect("delivered tick");
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (who, mut frames, connection) in [("bob", bob_frames, &mut bob_ws), ("alice", alice_frames, &mut alice_ws)] {
-        frames.extend(connection.drain_ready().await.unwrap());
+        frames.extend(connection.drain_ready().await.expect("test step"));
         assert!(frames.iter().all(|frame| frame["event"]["status"] != "read"), "{who} got a read tick: {frames:?}");
     }
 }
@@ -424,16 +438,22 @@ async fn a_pin_is_required_at_verify_once_set() {
     let server = Server::start().await;
     let phone = "+14155552601";
     let account = server.register(phone, "phone").await;
-    let (status, body) =
-        server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "12a456"})).await.unwrap();
+    let (status, body) = server
+        .api
+        .put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "12a456"}))
+        .await
+        .expect("test step");
     assert_eq!((status, code_of(&body)), (400, Some("invalid_pin")), "{body}");
-    let (status, body) =
-        server.api.put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "246810"})).await.unwrap();
+    let (status, body) = server
+        .api
+        .put("/v1/account/pin", Some(&account.access_token), &json!({"pin": "246810"}))
+        .await
+        .expect("test step");
     assert_eq!(status, 200, "{body}");
 
-    let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.unwrap();
+    let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step");
     assert_eq!(status, 202);
-    let code = missive_gateway::client::code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
+    let code = missive_gateway::client::code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
     let verify = |pin: Option<&str>| {
         let mut body = json!({"phone": phone, "code": code, "device_name": "new"});
         if let Some(pin) = pin {
@@ -441,15 +461,15 @@ async fn a_pin_is_required_at_verify_once_set() {
         }
         body
     };
-    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(None)).await.unwrap();
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(None)).await.expect("test step");
     assert_eq!((status, code_of(&body)), (401, Some("pin_required")), "{body}");
-    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("000000"))).await.unwrap();
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("000000"))).await.expect("test step");
     assert_eq!((status, code_of(&body)), (401, Some("invalid_pin")), "{body}");
-    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("246810"))).await.unwrap();
+    let (status, body) = server.api.post("/v1/auth/verify", None, &verify(Some("246810"))).await.expect("test step");
     assert_eq!(status, 200, "the same code works with the right PIN: {body}");
     assert_eq!(body["user_id"], account.user_id.as_str());
 
-    let (status, _) = server.api.delete("/v1/account/pin", Some(&account.access_token)).await.unwrap();
+    let (status, _) = server.api.delete("/v1/account/pin", Some(&account.access_token)).await.expect("test step");
     assert_eq!(status, 200);
     server.register(phone, "after").await;
 }
@@ -459,14 +479,20 @@ async fn contact_sync_is_capped_per_request_and_rate_limited_per_account() {
     let server = Server::start().await;
     let account = server.register("+14155552701", "phone").await;
     let too_many: Vec<String> = (0..1001).map(|n| contact_hash(&format!("+1415666{n:04}"))).collect();
-    let (status, body) =
-        server.api.post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": too_many})).await.unwrap();
+    let (status, body) = server
+        .api
+        .post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": too_many}))
+        .await
+        .expect("test step");
     assert_eq!((status, code_of(&body)), (400, Some("too_many_contacts")), "{body:.200}");
     let page: Vec<String> = too_many[..1000].to_vec();
     let mut statuses = Vec::new();
     for _ in 0..25 {
-        let (status, body) =
-            server.api.post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": page})).await.unwrap();
+        let (status, body) = server
+            .api
+            .post("/v1/contacts/sync", Some(&account.access_token), &json!({"hashes": page}))
+            .await
+            .expect("test step");
         statuses.push(status);
         if status == 429 {
             assert_eq!(code_of(&body), Some("rate_limited"));
@@ -475,6 +501,6 @@ async fn contact_sync_is_capped_per_request_and_rate_limited_per_account() {
     }
     assert!(statuses[..24].iter().all(|status| *status == 200), "{statuses:?}");
     assert_eq!(statuses[24], 429, "the 25th sync of the day is refused");
-    let (status, body) = server.api.get("/v1/contacts", Some(&account.access_token)).await.unwrap();
+    let (status, body) = server.api.get("/v1/contacts", Some(&account.access_token)).await.expect("test step");
     assert_eq!((status, body["contacts"].as_array().map(Vec::len)), (200, Some(0)), "nobody there is registered");
 }

@@ -19,7 +19,7 @@ fn code_of(body: &Value) -> Option<&str> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("test step").as_secs() as i64
 }
 
 fn token(account: &Account, secret: &[u8], algorithm: jsonwebtoken::Algorithm, exp: i64) -> String {
@@ -66,7 +66,8 @@ mod base64_url {
 }
 
 async fn appended(server: &Server) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.api.base)).await.unwrap().text().await.unwrap();
+    let text =
+        reqwest::get(format!("{}/metrics", server.api.base)).await.expect("test step").text().await.expect("test step");
     text.lines()
         .find_map(|line| line.strip_prefix("missive_log_append_seconds_count "))
         .and_then(|count| count.trim().parse().ok())
@@ -101,19 +102,25 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     let friend = server.register("+14155553003", "phone").await;
     // The victim has a conversation, a profile and a second device that gets removed.
     let mut victim_ws = server.connect(&victim).await;
-    victim_ws.send_message("r1", &friend.user_id, "c1", "private").await.unwrap();
+    victim_ws.send_message("r1", &friend.user_id, "c1", "private").await.expect("test step");
     let frames =
         victim_ws.collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent")).await.expect("sent");
-    let conversation =
-        frames.iter().find(|frame| frame["type"] == "sent").unwrap()["conversation_id"].as_str().unwrap().to_string();
-    server.api.put("/v1/profile", Some(&victim.access_token), &json!({"about": "mine"})).await.unwrap();
-    let (status, _) =
-        server.api.delete(&format!("/v1/devices/{}", removed.device_id), Some(&victim.access_token)).await.unwrap();
+    let conversation = frames.iter().find(|frame| frame["type"] == "sent").expect("test step")["conversation_id"]
+        .as_str()
+        .expect("test step")
+        .to_string();
+    server.api.put("/v1/profile", Some(&victim.access_token), &json!({"about": "mine"})).await.expect("test step");
+    let (status, _) = server
+        .api
+        .delete(&format!("/v1/devices/{}", removed.device_id), Some(&victim.access_token))
+        .await
+        .expect("test step");
     assert_eq!(status, 200);
     drop(victim_ws);
     let secrets: Value =
-        serde_json::from_str(&std::fs::read_to_string(server.dir.path().join("data/secrets.json")).unwrap()).unwrap();
-    let secret = secrets["jwt_secret"].as_str().unwrap().as_bytes().to_vec();
+        serde_json::from_str(&std::fs::read_to_string(server.dir.path().join("data/secrets.json")).expect("test step"))
+            .expect("test step");
+    let secret = secrets["jwt_secret"].as_str().expect("test step").as_bytes().to_vec();
     let victim_device = victim.device_id.clone();
     let state_before = victim_state(&server, &victim).await;
     // Let the last-seen command of the closed session land before counting.
@@ -156,14 +163,14 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     for (method, path, body) in &endpoints {
         for (name, credential, code) in &credentials {
             let (status, answer) =
-                server.api.request(method, path, credential.as_deref(), body.as_ref()).await.unwrap();
+                server.api.request(method, path, credential.as_deref(), body.as_ref()).await.expect("test step");
             assert_eq!((status, code_of(&answer)), (401, Some(*code)), "{method} {path} with {name}: {answer}");
         }
     }
     // Refresh takes its own token: forged, unknown and removed-device ones are refused.
     for refresh in ["", "rt1.1.zz", &removed.refresh_token] {
         let (status, answer) =
-            server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await.unwrap();
+            server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await.expect("test step");
         assert_eq!(status, 401, "refresh {refresh:?}: {answer}");
     }
     // WebSocket: every frame type before hello, and hello with each bad credential.
@@ -194,24 +201,31 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
 
     // Another user's valid token reaches only its own account: the victim's
     // device, conversation and state stay out of reach.
-    let (status, answer) =
-        server.api.delete(&format!("/v1/devices/{victim_device}"), Some(&attacker.access_token)).await.unwrap();
+    let (status, answer) = server
+        .api
+        .delete(&format!("/v1/devices/{victim_device}"), Some(&attacker.access_token))
+        .await
+        .expect("test step");
     assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
     let (status, answer) = server
         .api
         .get(&format!("/v1/conversations/{conversation}/messages"), Some(&attacker.access_token))
         .await
-        .unwrap();
+        .expect("test step");
     assert_eq!((status, code_of(&answer)), (404, Some("not_found")), "{answer}");
     let mut attacker_ws = server.connect(&attacker).await;
-    attacker_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.unwrap();
+    attacker_ws
+        .send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1}))
+        .await
+        .expect("test step");
     let answers = attacker_ws
         .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "error"))
         .await
         .expect("error frame");
     assert!(answers.iter().any(|frame| frame["code"] == "not_found"), "{answers:?}");
     for (method, path, body) in &endpoints {
-        let (status, _) = server.api.request(method, path, Some(&attacker.access_token), body.as_ref()).await.unwrap();
+        let (status, _) =
+            server.api.request(method, path, Some(&attacker.access_token), body.as_ref()).await.expect("test step");
         assert!(status < 500, "{method} {path} as the attacker answered {status}");
     }
     assert_eq!(victim_state(&server, &victim).await, state_before, "the victim's account changed");
@@ -221,7 +235,7 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
 async fn victim_state(server: &Server, victim: &Account) -> Value {
     let mut state = json!({});
     for path in ["/v1/devices", "/v1/profile", "/v1/privacy", "/v1/blocks", "/v1/contacts", "/v1/conversations"] {
-        let (status, body) = server.api.get(path, Some(&victim.access_token)).await.unwrap();
+        let (status, body) = server.api.get(path, Some(&victim.access_token)).await.expect("test step");
         assert_eq!(status, 200, "{path}: {body}");
         state[path] = body;
     }
@@ -236,15 +250,15 @@ async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
     let phone = "+14155553101";
     let otp = |phone: String| {
         let api = server.api.clone();
-        async move { api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.unwrap() }
+        async move { api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step") }
     };
     let verify = |code: String| {
         let api = server.api.clone();
-        async move { api.post("/v1/auth/verify", None, &json!({"phone": phone, "code": code})).await.unwrap() }
+        async move { api.post("/v1/auth/verify", None, &json!({"phone": phone, "code": code})).await.expect("test step") }
     };
     assert_eq!(otp(phone.into()).await.0, 202);
-    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
-    let wrong = |code: &str| format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
+    let wrong = |code: &str| format!("{:06}", (code.parse::<u32>().expect("test step") + 1) % 1_000_000);
     // Five wrong guesses kill the code: the right one no longer works.
     for _ in 0..5 {
         let (status, body) = verify(wrong(&code)).await;
@@ -254,7 +268,7 @@ async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
     assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "the code died after 5 wrong tries: {body}");
     // Ten verify attempts per number per hour, whatever the codes.
     assert_eq!(otp(phone.into()).await.0, 202);
-    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.unwrap();
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
     for _ in 0..4 {
         assert_eq!(verify(wrong(&code)).await.0, 401);
     }
@@ -274,7 +288,7 @@ async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
     for n in 0..200 {
         let (status, body) = otp(format!("+1415700{n:04}")).await;
         if status == 429 {
-            assert!(body["error"]["message"].as_str().unwrap().contains("address"), "{body}");
+            assert!(body["error"]["message"].as_str().expect("test step").contains("address"), "{body}");
             break;
         }
         assert_eq!(status, 202, "{body}");
@@ -285,7 +299,7 @@ async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
 
 #[tokio::test]
 async fn tls_serves_https_and_wss() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = Arc::new(tempfile::tempdir().expect("test step"));
     let (cert, key, ca) = (dir.path().join("cert.pem"), dir.path().join("key.pem"), dir.path().join("ca.pem"));
     // A test CA and a server certificate it signs (webpki refuses a CA
     // certificate used as the server's own).
@@ -303,7 +317,7 @@ async fn tls_serves_https_and_wss() {
         dir.path().join("leaf.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
-    .unwrap();
+    .expect("test step");
     openssl(&[
         "req",
         "-x509",
@@ -369,10 +383,10 @@ async fn tls_serves_https_and_wss() {
     )
     .await;
     assert!(server.api.base.starts_with("https://"), "{}", server.api.base);
-    let pem = std::fs::read(&ca).unwrap();
+    let pem = std::fs::read(&ca).expect("test step");
     let api = Api::with_builder(
         &server.api.base,
-        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()),
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("test step")),
     );
     let (status, body) = api.get("/healthz", None).await.expect("https");
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
@@ -388,23 +402,27 @@ async fn tls_serves_https_and_wss() {
     let mut roots = rustls::RootCertStore::empty();
     use rustls_pki_types::pem::PemObject;
     for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(certificate.unwrap()).unwrap();
+        roots.add(certificate.expect("test step")).expect("test step");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .unwrap()
+        .expect("test step")
         .with_root_certificates(roots)
         .with_no_client_auth();
     let address = server.api.base.trim_start_matches("https://").to_string();
-    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tcp = tokio::net::TcpStream::connect(&address).await.expect("test step");
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("test step");
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
     let url = format!("wss://{address}/v1/ws");
     let (mut socket, _) = tokio_tungstenite::client_async(url, tls).await.expect("wss upgrade");
-    socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await.unwrap();
-    let welcome = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
-    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    socket
+        .send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string()))
+        .await
+        .expect("test step");
+    let welcome =
+        tokio::time::timeout(WAIT, socket.next()).await.expect("test step").expect("test step").expect("test step");
+    let welcome: Value = serde_json::from_str(welcome.to_text().expect("test step")).expect("test step");
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["user_id"], account.user_id.as_str());
 }
@@ -412,22 +430,23 @@ async fn tls_serves_https_and_wss() {
 /// Runs `missive serve` with these extra arguments and environment; returns
 /// (started, stderr) — stopping it once it listens.
 async fn try_serve(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test step");
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_missive"));
     command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data")).args(args);
     command.env_remove("MISSIVE_JWT_SECRET").env_remove("MISSIVE_DEV");
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().expect("test step");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("test step"));
     let mut line = String::new();
     use tokio::io::AsyncBufReadExt;
     let started =
         tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await.is_ok_and(|read| read.is_ok_and(|n| n > 0))
             && line.starts_with("listening on");
     let _ = child.start_kill();
-    let output = child.wait_with_output().await.unwrap();
+    let output = child.wait_with_output().await.expect("test step");
     (started, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 

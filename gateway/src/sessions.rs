@@ -11,9 +11,12 @@ use missive_core::{DeviceId, UserId};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+/// Open sessions of each device: (session id, its revocation token).
+type OpenSessions = HashMap<(UserId, DeviceId), Vec<(u64, CancellationToken)>>;
+
 #[derive(Clone, Default)]
 pub struct Sessions {
-    open: Arc<Mutex<HashMap<(UserId, DeviceId), Vec<(u64, CancellationToken)>>>>,
+    open: Arc<Mutex<OpenSessions>>,
     next: Arc<AtomicU64>,
 }
 

@@ -53,7 +53,7 @@ const PURGE_BATCH: usize = 512;
 /// Drops dedupe records older than the window. Deterministic: driven by
 /// input offsets and record time, so a replay purges the same records.
 fn purge_expired_dedupe(tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
-    if record.offset.0 % PURGE_EVERY != 0 {
+    if !record.offset.0.is_multiple_of(PURGE_EVERY) {
         return Ok(());
     }
     let cutoff = Millis(tx.timestamp - conversation::DEDUPE_WINDOW_MS);

@@ -334,11 +334,16 @@ async fn append_retrying(
     }
 }
 
-/// Waits for an in-flight changelog append; returns its outbox range.
+/// A changelog append in flight and the outbox range it carries.
+type ChangelogJob = (tokio::task::JoinHandle<Result<(), RuntimeError>>, std::ops::RangeInclusive<u64>);
+
+/// Waits for an in-flight changelog append; returns its outbox range
+/// (an empty one when nothing was in flight).
 async fn finish_changelog(
     task: &str,
-    job: Option<(tokio::task::JoinHandle<Result<(), RuntimeError>>, std::ops::RangeInclusive<u64>)>,
+    job: Option<ChangelogJob>,
 ) -> Result<std::ops::RangeInclusive<u64>, RuntimeError> {
+    #[allow(clippy::reversed_empty_ranges)]
     let Some((job, range)) = job else { return Ok(1..=0) };
     job.await.map_err(|error| RuntimeError::Store {
         task: task.to_string(),
@@ -437,8 +442,7 @@ pub async fn run_task(
     // does not wait for it before the next batch, only before the next
     // changelog append (changelog order is batch order), and its outbox
     // entries stay until it is acknowledged.
-    let mut changelog: Option<(tokio::task::JoinHandle<Result<(), RuntimeError>>, std::ops::RangeInclusive<u64>)> =
-        None;
+    let mut changelog: Option<ChangelogJob> = None;
     let mut consumer = log.consumer(vec![(spec.input.clone(), meta.position)]).await?;
     let lag = metrics.lag.with_label_values(&[spec.processor, &spec.input.partition.to_string()]);
     let mut last_mirror = Instant::now();

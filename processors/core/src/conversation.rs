@@ -502,13 +502,13 @@ mod tests {
             target: ALICE,
             blocked: true,
         };
-        let state = decide_block(&ConversationState::default(), &block).unwrap().expect("changed");
+        let state = decide_block(&ConversationState::default(), &block).expect("decided").expect("changed");
         assert_eq!(decide_block(&state, &block), Ok(None), "blocking twice changes nothing");
-        let (outcome, events) = decide_send(&state, &send(ALICE, BOB, "c1", 1), None, Millis(1)).unwrap();
+        let (outcome, events) = decide_send(&state, &send(ALICE, BOB, "c1", 1), None, Millis(1)).expect("decided");
         assert!(matches!(outcome, SendOutcome::Accepted { .. }));
         let ConversationEvent::MessageSent(message) = &events[0] else { panic!() };
         assert_eq!(message.withheld_from, vec![BOB]);
-        let (_, reply) = decide_send(&state, &send(BOB, ALICE, "c2", 2), None, Millis(1)).unwrap();
+        let (_, reply) = decide_send(&state, &send(BOB, ALICE, "c2", 2), None, Millis(1)).expect("decided");
         let ConversationEvent::MessageSent(reply) = &reply[0] else { panic!() };
         assert!(reply.withheld_from.is_empty(), "the blocker can still write");
         let stored = StoredMessage {
@@ -523,7 +523,7 @@ mod tests {
             up_to: ConvSeq(1),
             notify: true,
         };
-        for event in decide_receipt(&state, &read, &[stored], Millis(2)).unwrap() {
+        for event in decide_receipt(&state, &read, &[stored], Millis(2)).expect("decided") {
             let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!() };
             assert!(advanced.messages.is_empty(), "no tick for a withheld message");
         }

@@ -531,13 +531,13 @@ mod tests {
 
     #[test]
     fn first_device_creates_the_account_and_a_repeat_is_idempotent() {
-        let events = decide(&UserState::default(), &register(1), Millis(10)).unwrap();
+        let events = decide(&UserState::default(), &register(1), Millis(10)).expect("decided");
         let UserEvent::DeviceRegistered(first) = &events[0] else { panic!("{events:?}") };
         assert!(first.new_account);
         assert!(first.device_name.len() <= MAX_DEVICE_NAME_BYTES);
         let state = events.iter().fold(UserState::default(), evolve);
-        assert!(decide(&state, &register(1), Millis(11)).unwrap().is_empty());
-        let second = decide(&state, &register(2), Millis(12)).unwrap();
+        assert!(decide(&state, &register(1), Millis(11)).expect("decided").is_empty());
+        let second = decide(&state, &register(2), Millis(12)).expect("decided");
         let UserEvent::DeviceRegistered(second) = &second[0] else { panic!() };
         assert!(!second.new_account);
     }
