@@ -125,6 +125,15 @@ impl ClientArgs {
     }
 }
 
+/// Waits for the directory to fold `events.user` up to its current end
+/// before serving: tokens, PINs and privacy are checked against it.
+pub async fn directory_ready(log: &dyn Log, db: &rocksdb::DB) -> anyhow::Result<()> {
+    missive_processors::wait_caught_up(log, db, history::DIRECTORY, topics::EVENTS_USER, Duration::from_secs(3600))
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("the directory did not catch up with events.user")
+}
+
 /// Binds the client listener and announces it on stdout (`listening on
 /// http://ADDR`, or https with TLS: the line scripts and tests wait for).
 pub async fn listen(address: SocketAddr, tls: bool) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
@@ -427,6 +436,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());
+    directory_ready(log.as_ref(), &db).await?;
     let (listener, address) = listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, index = args.index, gateways = args.gateways.len(), "missive gateway serving (Kafka mode)");
     let config = GatewayConfig {

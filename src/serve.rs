@@ -81,6 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
     roles::stop_on_signal(cancel.clone());
+    roles::directory_ready(log.as_ref(), &db).await?;
 
     let (listener, address) = roles::listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, data_dir = %args.data_dir.display(), "missive serving (embedded mode)");

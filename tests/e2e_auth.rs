@@ -123,8 +123,10 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
     let secret = secrets["jwt_secret"].as_str().expect("test step").as_bytes().to_vec();
     let victim_device = victim.device_id.clone();
     let state_before = victim_state(&server, &victim).await;
-    // Let the last-seen command of the closed session land before counting.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The closed session's last-seen command lands before counting.
+    server
+        .get_until("/v1/profile", &victim.access_token, "last seen recorded", |body| body["last_seen"].is_i64())
+        .await;
     let before = appended(&server).await;
 
     let credentials: Vec<(&str, Option<String>, &str)> = vec![

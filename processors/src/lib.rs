@@ -57,6 +57,47 @@ pub fn partitions_of(topic: &str) -> u32 {
     topics::all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
 }
 
+/// Waits until the `processor` tasks reading `topic` have folded what the
+/// log held when called: a gateway answers only from a caught-up directory
+/// (after a restart, and after `missive rebuild`, which empties it).
+/// Reports progress every few seconds; fails after `timeout`.
+pub async fn wait_caught_up(
+    log: &dyn Log,
+    db: &DB,
+    processor: &'static str,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let mut targets = Vec::new();
+    for partition in 0..partitions_of(topic) {
+        let input = TopicPartition::new(topic, partition);
+        let high = log.watermarks(&input).await.map_err(|error| error.to_string())?.high.0;
+        targets.push((input, high));
+    }
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    loop {
+        let mut behind = 0u64;
+        for (input, high) in &targets {
+            behind += high.saturating_sub(runtime::stored_position(db, processor, input.clone())?);
+        }
+        if behind == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "{processor} is still {behind} records behind {topic} after {} s; see the processor log for errors",
+                timeout.as_secs()
+            ));
+        }
+        if reported.elapsed() > std::time::Duration::from_secs(3) {
+            tracing::info!(processor, topic, behind, "catching up before serving");
+            reported = std::time::Instant::now();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Starts a task per partition of every processor. Each handle ends when
 /// `cancel` fires or the task fails (fail-stop: the caller shuts down).
 pub fn spawn_all(

@@ -138,6 +138,12 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, String> {
     }
 }
 
+/// The input position a task has committed (0 if it never ran here).
+pub fn stored_position(db: &DB, processor: &'static str, input: TopicPartition) -> Result<u64, String> {
+    let spec = TaskSpec { processor, input, changelog: None };
+    Ok(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0))
+}
+
 fn load_meta(db: &DB, spec: &TaskSpec) -> Result<TaskMeta, String> {
     let position = Offset(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0));
     let next_sseq = read_u64(db, &spec.meta_key("sseq"))?.unwrap_or(1);
