@@ -23,15 +23,26 @@ fn now() -> i64 {
 }
 
 fn token(account: &Account, secret: &[u8], algorithm: jsonwebtoken::Algorithm, exp: i64) -> String {
-    let claims = Claims {
+    token_with(account, secret, algorithm, |claims| claims.exp = exp)
+}
+
+/// A token for `account`'s device signed with `secret`, its claims adjusted by `adjust`.
+fn token_with(
+    account: &Account,
+    secret: &[u8],
+    algorithm: jsonwebtoken::Algorithm,
+    adjust: impl Fn(&mut Claims),
+) -> String {
+    let mut claims = Claims {
         sub: account.user_id.clone(),
         dev: account.device_id.clone(),
         iat: now() - 7200,
         nbf: now() - 7200,
-        exp,
+        exp: now() + 3600,
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
     };
+    adjust(&mut claims);
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(algorithm),
         &claims,
@@ -129,6 +140,10 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
         .await;
     let before = appended(&server).await;
 
+    // The helper makes tokens the server accepts when nothing is wrong with
+    // them, so each refusal below is due to the one defect it names.
+    let good = token_with(&victim, &secret, jsonwebtoken::Algorithm::HS256, |_| {});
+    assert_eq!(server.api.get("/v1/profile", Some(&good)).await.expect("profile").0, 200);
     let credentials: Vec<(&str, Option<String>, &str)> = vec![
         ("no token", None, "unauthorized"),
         ("expired", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS256, now() - 60)), "unauthorized"),
@@ -139,6 +154,21 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
         ),
         ("alg HS512", Some(token(&victim, &secret, jsonwebtoken::Algorithm::HS512, now() + 3600)), "unauthorized"),
         ("alg none", Some(unsigned(&victim)), "unauthorized"),
+        (
+            "not yet valid",
+            Some(token_with(&victim, &secret, jsonwebtoken::Algorithm::HS256, |c| c.nbf = now() + 600)),
+            "unauthorized",
+        ),
+        (
+            "wrong audience",
+            Some(token_with(&victim, &secret, jsonwebtoken::Algorithm::HS256, |c| c.aud = "someone-else".into())),
+            "unauthorized",
+        ),
+        (
+            "wrong issuer",
+            Some(token_with(&victim, &secret, jsonwebtoken::Algorithm::HS256, |c| c.iss = "evil".into())),
+            "unauthorized",
+        ),
         ("garbage", Some("not.a.jwt".to_string()), "unauthorized"),
         ("removed device", Some(removed.access_token.clone()), "device_removed"),
     ];
