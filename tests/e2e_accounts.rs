@@ -14,12 +14,17 @@ fn code_of(body: &Value) -> Option<&str> {
     body["error"]["code"].as_str()
 }
 
-/// Waits until `connection` has answered `sent` for `req`; returns the other frames seen.
+/// Waits until `connection` has answered `sent` for `req`; returns the frames seen.
 async fn sent(connection: &mut Connection, req: &str) -> Vec<Value> {
-    let frames = connection
-        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["type"] == "sent" && frame["req"] == req))
-        .await
-        .expect("sent");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut frames = Vec::new();
+    while !frames.iter().any(|frame: &Value| frame["type"] == "sent" && frame["req"] == req) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match connection.next_frame(left).await {
+            Ok(Some(frame)) => frames.push(frame),
+            outcome => panic!("no sent for {req} ({outcome:?}); frames so far: {frames:?}"),
+        }
+    }
     assert!(frames.iter().all(|frame| frame["type"] != "error"), "errors: {frames:?}");
     frames
 }
@@ -335,20 +340,11 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
     assert_eq!((status, history["messages"].as_array().map(Vec::len)), (200, Some(0)), "{history}");
 
     // kill -9 and restart: the block is in the log and the deciders' state.
-    let dir = server.kill9().await;
-    let server = Server::start_in(dir).await;
+    let server = server.crash_and_restart().await;
     assert_withheld(&server, &alice, &bob, &carol, "2").await;
 
     // Drop the directory projection and refold it from events.user.
-    let dir = server.kill9().await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["rebuild", "directory", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .output()
-        .expect("rebuild");
-    assert!(output.status.success(), "rebuild: {}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("dropped"), "{output:?}");
-    let server = Server::start_in(dir).await;
+    let server = server.rebuild_directory().await;
     let blocks = server
         .get_until("/v1/blocks", &alice.access_token, "blocks refolded", |body| body["blocked"] == json!([bob.user_id]))
         .await;
@@ -360,9 +356,9 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
     assert_withheld(&server, &alice, &bob, &carol, "3").await;
 
     // Unblocking lets new messages through; withheld ones stay withheld.
-    let (status, _) =
+    let (status, body) =
         server.api.delete(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token)).await.expect("test step");
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "unblock: {body}");
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
     bob_ws.send_message("after", &alice.user_id, "after", "after unblock").await.expect("test step");

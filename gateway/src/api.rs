@@ -82,14 +82,46 @@ pub fn served(context: Context) -> impl Filter<Extract = (Principal,), Error = R
     )
 }
 
+/// How long a gateway waits for a device it has not seen registered: in
+/// Kafka mode its directory may lag the gateway that registered it.
+const DEVICE_WAIT: Duration = Duration::from_secs(3);
+
 /// A token's device must still belong to the account: removing a device
 /// (or logging out) ends its tokens before they expire.
 pub async fn require_device(reads: &ReadModels, principal: Principal) -> Result<(), ApiError> {
-    match reads.directory(principal.user).await? {
-        Some(state) if state.has_device(principal.device) => Ok(()),
-        _ => Err(ApiError::unauthorized("this device was removed from the account; verify again")
-            .with_code("device_removed")),
+    let removed =
+        || ApiError::unauthorized("this device was removed from the account; verify again").with_code("device_removed");
+    let deadline = tokio::time::Instant::now() + DEVICE_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match reads.directory(principal.user).await? {
+            Some(state) if state.has_device(principal.device) => return Ok(()),
+            Some(state) if state.was_removed(principal.device) => return Err(removed()),
+            _ if tokio::time::Instant::now() >= deadline => return Err(removed()),
+            _ => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        }
     }
+}
+
+/// Like `served`, but routed to the gateway owning `owner` (the user a path
+/// names): a profile view is answered from the owner's directory, which
+/// has every change the owner was told is done.
+fn served_for_owner(context: Context) -> impl Filter<Extract = (String, Principal), Error = Rejection> + Clone {
+    warp::path!("v1" / "users" / String / "profile")
+        .and(bearer(context.auth.clone()))
+        .and(path_and_query())
+        .and(with(context))
+        .and_then(|owner: String, principal: Principal, path: String, context: Context| async move {
+            if let Ok(owner_id) = owner.parse::<UserId>() {
+                context.routing.check(owner_id, &path).map_err(warp::reject::custom)?;
+            }
+            require_device(&context.reads, principal).await.map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>((owner, principal))
+        })
+        .untuple_one()
 }
 
 /// The client's IP address, when the accept loop recorded it.
@@ -688,6 +720,7 @@ async fn history(
 /// The HTTP routes other than the WebSocket and operations endpoints.
 pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
     let served = served(context.clone());
+    let served_for_owner = served_for_owner(context.clone());
     let ctx = move || with(context.clone());
     let otp = warp::path!("v1" / "auth" / "otp")
         .and(warp::post())
@@ -731,12 +764,7 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(put_profile)
         .boxed();
-    let user_profile = warp::path!("v1" / "users" / String / "profile")
-        .and(warp::get())
-        .and(served.clone())
-        .and(ctx())
-        .and_then(user_profile)
-        .boxed();
+    let user_profile = warp::get().and(served_for_owner).and(ctx()).and_then(user_profile).boxed();
     let get_privacy =
         warp::path!("v1" / "privacy").and(warp::get()).and(served.clone()).and(ctx()).and_then(get_privacy).boxed();
     let put_privacy = warp::path!("v1" / "privacy")

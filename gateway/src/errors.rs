@@ -82,6 +82,14 @@ impl warp::Reply for ApiError {
         if let Some(retry_after) = self.retry_after {
             response.headers_mut().insert(warp::http::header::RETRY_AFTER, retry_after.into());
         }
+        // These are answered before the request body is read; the rest of a
+        // large body would still be in the socket, so the connection cannot
+        // carry another request. Say so, or a client reusing it fails.
+        if matches!(self.status.as_u16(), 307 | 401 | 413) {
+            response
+                .headers_mut()
+                .insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -144,6 +144,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
+    replies.start_at_end(log.as_ref()).await?;
     let reply_task = {
         let (replies, log, codec, cancel) = (replies.clone(), log.clone(), codec.clone(), cancel.clone());
         // The router is how sends learn their outcome: if it fails (broker

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use missive_infra::{Log, TopicPartition};
+use missive_infra::{Log, Offset, TopicPartition};
 use missive_processors::topics::REPLIES;
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
@@ -19,6 +19,10 @@ pub struct ReplyRouter {
     pub gateway_id: String,
     next_request: AtomicI64,
     waiting: Mutex<HashMap<i64, oneshot::Sender<CommandReply>>>,
+    /// Where the router reads next. Fixed before the gateway accepts its
+    /// first command (`start_at_end`) and kept across router restarts, so
+    /// no reply to a command this gateway sent can be skipped.
+    position: Mutex<Option<(TopicPartition, Offset)>>,
 }
 
 /// A request waiting for its reply; forgets itself when dropped.
@@ -50,7 +54,23 @@ impl ReplyRouter {
         // Request ids start from the clock so a restarted gateway never
         // reuses an id whose old reply might still be relayed.
         let start = missive_infra::now_ms() << 16;
-        Arc::new(ReplyRouter { gateway_id, next_request: AtomicI64::new(start), waiting: Mutex::new(HashMap::new()) })
+        Arc::new(ReplyRouter {
+            gateway_id,
+            next_request: AtomicI64::new(start),
+            waiting: Mutex::new(HashMap::new()),
+            position: Mutex::new(None),
+        })
+    }
+
+    /// Positions the router at the current end of this gateway's replies
+    /// partition. Call before accepting commands: a reply written before
+    /// the router knows where to start would be missed.
+    pub async fn start_at_end(&self, log: &dyn Log) -> anyhow::Result<()> {
+        let partition = log.partition_for(REPLIES, self.gateway_id.as_bytes()).await?;
+        let partition = TopicPartition::new(REPLIES, partition);
+        let start = log.watermarks(&partition).await?.high;
+        *self.position.lock() = Some((partition, start));
+        Ok(())
     }
 
     pub fn register(self: &Arc<Self>) -> PendingReply {
@@ -76,15 +96,19 @@ impl ReplyRouter {
         codec: Arc<Codec>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
-        let partition = log.partition_for(REPLIES, self.gateway_id.as_bytes()).await?;
-        let partition = TopicPartition::new(REPLIES, partition);
-        let start = log.watermarks(&partition).await?.high;
-        let mut consumer = log.consumer(vec![(partition, start)]).await?;
+        if self.position.lock().is_none() {
+            self.start_at_end(log.as_ref()).await?;
+        }
+        let Some((partition, start)) = self.position.lock().clone() else { anyhow::bail!("no reply position") };
+        let mut consumer = log.consumer(vec![(partition.clone(), start)]).await?;
         loop {
             let records = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
             };
+            if let Some(last) = records.last() {
+                *self.position.lock() = Some((partition.clone(), Offset(last.offset.0 + 1)));
+            }
             for record in records {
                 match codec.decode(&record.value) {
                     Ok(WireValue::CommandReply(reply)) => self.complete(reply),

@@ -241,7 +241,67 @@ impl Server {
     }
 }
 
+/// The Missive processes of a local cluster (not the broker or registry).
+const CLUSTER_MEMBERS: [&str; 4] = ["process-0", "process-1", "gateway-0", "gateway-1"];
+
+fn running(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+impl Cluster {
+    /// `kill -9` of a member, waiting until it is gone.
+    pub async fn kill9_and_wait(&self, name: &str) {
+        let pid = self.pid(name).await;
+        self.kill9(name).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while running(pid) {
+            assert!(tokio::time::Instant::now() < deadline, "{name} ({pid}) survived kill -9");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Server {
+    /// `kill -9` of every Missive process, then a start on the same state
+    /// (embedded: the one server; Kafka: processors and gateways).
+    pub async fn crash_and_restart(self) -> Server {
+        let Some(cluster) = self.cluster() else { return Server::start_in(self.kill9().await).await };
+        for name in CLUSTER_MEMBERS {
+            cluster.kill9_and_wait(name).await;
+        }
+        for name in CLUSTER_MEMBERS {
+            cluster.restart(name).await;
+        }
+        self
+    }
+
+    /// Stops the gateways, drops their directory projections with
+    /// `missive rebuild directory`, and starts them again (they refold it
+    /// from `events.user` before serving).
+    pub async fn rebuild_directory(self) -> Server {
+        let rebuild = |data: PathBuf| {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+                .args(["rebuild", "directory", "--data-dir"])
+                .arg(data)
+                .output()
+                .expect("missive rebuild");
+            assert!(output.status.success(), "rebuild: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(String::from_utf8_lossy(&output.stdout).contains("dropped"), "{output:?}");
+        };
+        let Some(cluster) = self.cluster() else {
+            let dir = self.kill9().await;
+            rebuild(dir.path().join("data"));
+            return Server::start_in(dir).await;
+        };
+        for name in ["gateway-0", "gateway-1"] {
+            cluster.kill9_and_wait(name).await;
+            rebuild(cluster.dir.join("data").join(name));
+            cluster.restart(name).await;
+        }
+        self
+    }
+
     /// GETs `path` until it answers `status` (read models of other gateways lag).
     pub async fn wait_status(&self, path: &str, token: &str, status: u16) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -248,11 +248,23 @@ pub struct UserState {
     pub pin_hash: Option<String>,
     #[serde(default)]
     pub last_seen: Option<Millis>,
+    /// The most recently removed devices (at most `REMEMBERED_REMOVALS`), so
+    /// a removed device is told apart from one a lagging reader has not
+    /// seen registered yet.
+    #[serde(default)]
+    pub removed_devices: Vec<DeviceId>,
 }
+
+/// Removed devices an account remembers.
+pub const REMEMBERED_REMOVALS: usize = 64;
 
 impl UserState {
     pub fn has_device(&self, device: DeviceId) -> bool {
         self.devices.iter().any(|info| info.device_id == device)
+    }
+
+    pub fn was_removed(&self, device: DeviceId) -> bool {
+        self.removed_devices.contains(&device)
     }
 }
 
@@ -435,7 +447,15 @@ pub fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
                 });
             }
         }
-        UserEvent::DeviceRemoved { device_id, .. } => state.devices.retain(|info| info.device_id != *device_id),
+        UserEvent::DeviceRemoved { device_id, .. } => {
+            state.devices.retain(|info| info.device_id != *device_id);
+            if !state.removed_devices.contains(device_id) {
+                state.removed_devices.push(*device_id);
+            }
+            if state.removed_devices.len() > REMEMBERED_REMOVALS {
+                state.removed_devices.remove(0);
+            }
+        }
         UserEvent::ProfileUpdated { profile, .. } => state.profile = profile.clone(),
         UserEvent::PrivacyChanged { privacy, .. } => state.privacy = *privacy,
         UserEvent::BlockChanged { target, blocked, .. } => {
