@@ -575,6 +575,40 @@ mod tests {
     }
 
     #[test]
+    fn contact_hashes_are_sha256_of_the_e164_text() {
+        let hash = contact_hash("+14155550100");
+        assert_eq!(hash, "40d3f4e02db27d66cf4cfdda506c2c945f115a7955cc8491dda98ce5beabcda0");
+        assert!(is_contact_hash(&hash));
+        assert!(!is_contact_hash(&hash.to_uppercase()));
+        assert!(!is_contact_hash("+14155550100"));
+    }
+
+    #[test]
+    fn refresh_tokens_name_their_user_and_pins_are_six_digits() {
+        let secret = "ab".repeat(32);
+        assert_eq!(Auth::refresh_token_user(&format!("rt1.42.{secret}")), Some(UserId(42)));
+        assert_eq!(Auth::refresh_token_user(&format!("rt2.42.{secret}")), None);
+        assert_eq!(Auth::refresh_token_user("rt1.42.short"), None);
+        assert_eq!(Auth::refresh_token_user(&format!("rt1.x.{secret}")), None);
+        assert_eq!(Auth::refresh_token_user(&format!("rt1.42.{secret}.extra")), None);
+        assert!(is_pin("012345"));
+        assert!(!is_pin("12345") && !is_pin("1234567") && !is_pin("12a456"));
+    }
+
+    #[test]
+    fn quotas_allow_the_full_count_at_once_then_refill_evenly() {
+        let limiter: Limiter<u8> = RateLimiter::keyed(per(Duration::from_secs(3600), 5));
+        for _ in 0..5 {
+            assert!(check(&limiter, &1, "tries").is_ok());
+        }
+        let refused = check(&limiter, &1, "tries").expect_err("the sixth is refused");
+        assert_eq!(refused.status.as_u16(), 429);
+        let wait = refused.retry_after.expect("retry_after");
+        assert!((700..=720).contains(&wait), "one try comes back every 12 minutes: {wait}");
+        assert!(check(&limiter, &2, "tries").is_ok(), "keys are independent");
+    }
+
+    #[test]
     fn sms_sinks_parse() {
         assert_eq!("log".parse::<SmsSink>(), Ok(SmsSink::Log));
         assert_eq!("file:/tmp/x".parse::<SmsSink>(), Ok(SmsSink::File("/tmp/x".into())));
