@@ -73,6 +73,10 @@ pub struct ClientArgs {
     /// Contact-sync requests per account per day.
     #[arg(long, env = "MISSIVE_CONTACT_SYNCS_PER_DAY", default_value_t = AuthLimits::default().contact_syncs_per_day)]
     pub contact_syncs_per_day: u32,
+    /// Seconds a one-time code stays valid (1..=3600).
+    #[arg(long, env = "MISSIVE_OTP_TTL_SECONDS", default_value_t = AuthLimits::default().otp_ttl_seconds,
+          value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub otp_ttl_seconds: i64,
 }
 
 impl ClientArgs {
@@ -103,6 +107,7 @@ impl ClientArgs {
             verify_per_phone_per_hour: self.verify_per_phone_per_hour,
             verify_per_address_per_hour: self.verify_per_address_per_hour,
             contact_syncs_per_day: self.contact_syncs_per_day,
+            otp_ttl_seconds: self.otp_ttl_seconds,
         };
         Ok(AuthConfig {
             jwt_secret: jwt_secret.into_bytes(),

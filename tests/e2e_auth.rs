@@ -495,3 +495,101 @@ async fn the_server_refuses_the_development_key_and_short_keys_outside_dev_mode(
     let (started, stderr) = try_serve(&[], &[]).await;
     assert!(started, "the default generates a random key per data directory: {stderr}");
 }
+
+#[tokio::test]
+async fn codes_expire_and_numbers_are_never_stored_in_clear() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let data = dir.path().join("data").display().to_string();
+    let server = Server::start_with(
+        dir.clone(),
+        &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink, "--otp-ttl-seconds", "1"],
+        &[],
+    )
+    .await;
+    let phone = "+14155553301";
+    let (status, body) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("otp");
+    assert_eq!((status, &body["expires_in"]), (202, &json!(1)), "{body}");
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("code");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, body) =
+        server.api.post("/v1/auth/verify", None, &json!({"phone": phone, "code": code})).await.expect("verify");
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "an expired code: {body}");
+
+    // Register two users (fast enough for the 1 s codes), sync one from the other.
+    let alice = server.register(phone, "phone").await;
+    let bob_phone = "+14155553302";
+    let bob = server.register(bob_phone, "phone").await;
+    let hash = missive_gateway::auth::contact_hash(bob_phone);
+    let (status, body) = server
+        .api
+        .post("/v1/contacts/sync", Some(&alice.access_token), &json!({"hashes": [hash]}))
+        .await
+        .expect("sync");
+    assert_eq!((status, &body["users"][0]["user_id"]), (200, &json!(bob.user_id)), "{body}");
+    // Neither the numbers nor their unkeyed hashes (reversible by trying
+    // every number) are anywhere in the store: log, state, WAL, credentials.
+    let mut needles: Vec<Vec<u8>> = vec![phone.into(), bob_phone.into(), hash.clone().into_bytes()];
+    needles.push(missive_gateway::auth::contact_hash(phone).into_bytes());
+    let mut scanned = 0;
+    let mut control = false;
+    for entry in walk(&dir.path().join("data").join("store")) {
+        let bytes = std::fs::read(&entry).expect("read store file");
+        scanned += bytes.len();
+        // Control: the scan does see what the store holds (the user id, in JSON state).
+        control |= bytes.windows(alice.user_id.len()).any(|window| window == alice.user_id.as_bytes());
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|window| window == needle.as_slice()),
+                "{} holds {}",
+                entry.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    assert!(scanned > 10_000, "the store was read ({scanned} bytes)");
+    assert!(control, "the scan finds the user id, so it would find a number");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_keeps_old_tokens_until_they_expire() {
+    // Embedded mode, whatever the suite's mode: the test edits the server's own secrets file.
+    let server = Server::start_in(Arc::new(tempfile::tempdir().expect("temp dir"))).await;
+    let old = server.register("+14155553401", "phone").await;
+    let dir = server.kill9().await;
+    let path = dir.path().join("data/secrets.json");
+    let mut secrets: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("secrets")).expect("json");
+    let old_key = secrets["jwt_secret"].as_str().expect("key").to_string();
+    let new_key = "f".repeat(64);
+    secrets["previous_jwt_secrets"] = json!([old_key]);
+    secrets["jwt_secret"] = json!(new_key);
+    std::fs::write(&path, secrets.to_string()).expect("write secrets");
+    let server = Server::start_in(dir).await;
+    let (status, body) = server.api.get("/v1/profile", Some(&old.access_token)).await.expect("profile");
+    assert_eq!(status, 200, "a token signed with the previous key still works: {body}");
+    let new = server.register("+14155553402", "phone").await;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&[AUDIENCE]);
+    let verify = |key: &str| {
+        jsonwebtoken::decode::<Claims>(
+            &new.access_token,
+            &jsonwebtoken::DecodingKey::from_secret(key.as_bytes()),
+            &validation,
+        )
+    };
+    assert!(verify(&new_key).is_ok(), "new tokens are signed with the new key");
+    assert!(verify(&old_key).is_err(), "not with the old one");
+}

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::errors::ApiError;
 
-/// Codes live this long.
+/// Codes live this long by default (`--otp-ttl-seconds`).
 pub const OTP_TTL_SECONDS: i64 = 300;
 /// Wrong guesses (codes or PINs) that kill a code.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
@@ -86,6 +86,8 @@ pub struct AuthLimits {
     pub verify_per_address_per_hour: u32,
     /// Contact-sync requests per account per day.
     pub contact_syncs_per_day: u32,
+    /// Seconds a one-time code stays valid.
+    pub otp_ttl_seconds: i64,
 }
 
 impl Default for AuthLimits {
@@ -96,6 +98,7 @@ impl Default for AuthLimits {
             verify_per_phone_per_hour: 10,
             verify_per_address_per_hour: 300,
             contact_syncs_per_day: 24,
+            otp_ttl_seconds: OTP_TTL_SECONDS,
         }
     }
 }
@@ -318,7 +321,7 @@ impl Auth {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let challenge = Challenge {
             code_hash: self.code_hash(phone, &code),
-            expires_at: now_seconds() + OTP_TTL_SECONDS,
+            expires_at: now_seconds() + self.config.limits.otp_ttl_seconds,
             attempts: 0,
         };
         let key = self.challenge_key(phone);
@@ -326,7 +329,7 @@ impl Auth {
         let db = self.db.clone();
         blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)).await?;
         self.deliver(phone, &code).await?;
-        Ok(OTP_TTL_SECONDS)
+        Ok(self.config.limits.otp_ttl_seconds)
     }
 
     async fn deliver(&self, phone: &str, code: &str) -> Result<(), ApiError> {
