@@ -452,7 +452,8 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         auth,
         tls,
     };
-    missive_gateway::serve(listener, config, log, db, codec, read_side, registry, cancel.clone()).await?;
+    let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
+    missive_gateway::serve(listener, config, backend, cancel.clone()).await?;
     cancel.cancel();
     watchdog.abort();
     Ok(())

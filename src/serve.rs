@@ -93,7 +93,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auth,
         tls,
     };
-    missive_gateway::serve(listener, config, log, db, codec, read_side, registry, cancel.clone()).await?;
+    let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
+    missive_gateway::serve(listener, config, backend, cancel.clone()).await?;
     cancel.cancel();
     janitor.abort();
     watchdog.abort();

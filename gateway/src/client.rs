@@ -137,10 +137,10 @@ pub async fn code_from_sink_file(path: &std::path::Path, phone: &str, timeout: D
         if let Ok(text) = tokio::fs::read_to_string(path).await {
             let newest = text
                 .lines()
+                .rev()
                 .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|entry| entry["to"] == phone)
-                .filter_map(|entry| entry["code"].as_str().map(str::to_string))
-                .last();
+                .find(|entry| entry["to"] == phone)
+                .and_then(|entry| entry["code"].as_str().map(str::to_string));
             if let Some(code) = newest {
                 return Ok(code);
             }

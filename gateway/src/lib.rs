@@ -130,18 +130,26 @@ pub struct GatewayConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// What a gateway reads and writes: the log, the local store with its read
+/// models, the codec, the read side shared with in-process projections,
+/// and the metrics registry.
+pub struct Backend {
+    pub log: Arc<dyn Log>,
+    pub db: Arc<DB>,
+    pub codec: Arc<Codec>,
+    pub read_side: ReadSide,
+    pub registry: Registry,
+}
+
 /// Serves until `cancel` fires. The listener is bound by the caller so it
 /// can report the real address (port 0 picks a free one).
 pub async fn serve(
     listener: TcpListener,
     config: GatewayConfig,
-    log: Arc<dyn Log>,
-    db: Arc<DB>,
-    codec: Arc<Codec>,
-    read_side: ReadSide,
-    registry: Registry,
+    backend: Backend,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Backend { log, db, codec, read_side, registry } = backend;
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;

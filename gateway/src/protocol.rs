@@ -126,14 +126,13 @@ mod tests {
     fn frames_parse_or_explain() {
         assert!(matches!(parse_client_frame(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping)));
         assert!(matches!(parse_client_frame(r#"{"type":"ack","seq":3}"#), Ok(ClientFrame::Ack { seq: 3 })));
-        let error = parse_client_frame("{nope").err().expect("invalid JSON");
+        let error = parse_client_frame("{nope").expect_err("invalid JSON");
         assert_eq!(error.code, "bad_frame");
-        let error = parse_client_frame(r#"{"type":"dance","req":"r1"}"#).err().expect("unknown type");
+        let error = parse_client_frame(r#"{"type":"dance","req":"r1"}"#).expect_err("unknown type");
         assert_eq!((error.code, error.req.as_deref()), ("unknown_type", Some("r1")));
-        let error = parse_client_frame(r#"{"type":"ack","seq":"three"}"#).err().expect("wrong type");
+        let error = parse_client_frame(r#"{"type":"ack","seq":"three"}"#).expect_err("wrong type");
         assert_eq!(error.code, "bad_frame");
-        let error =
-            parse_client_frame(r#"{"type":"send","req":"r2","to":{"user":"1"}}"#).err().expect("missing fields");
+        let error = parse_client_frame(r#"{"type":"send","req":"r2","to":{"user":"1"}}"#).expect_err("missing fields");
         assert_eq!((error.code, error.req.as_deref()), ("bad_frame", Some("r2")));
     }
 }

@@ -617,7 +617,7 @@ mod tests {
     }
 
     /// Runs the records in the given chunk sizes; returns (state dump, outputs).
-    fn run(records: &[Record], chunks: &[usize], codec: Arc<Codec>) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
+    fn run(records: &[Record], chunks: &[usize], codec: Arc<Codec>) -> (Vec<crate::tx::KeyValue>, Vec<OutRecord>) {
         let spec = TaskSpec {
             processor: "conversation",
             input: TopicPartition::new("commands.conversation", 0),
@@ -631,7 +631,7 @@ mod tests {
         chunks: &[usize],
         spec: &TaskSpec,
         handler: &mut dyn Handler,
-    ) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<OutRecord>) {
+    ) -> (Vec<crate::tx::KeyValue>, Vec<OutRecord>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_db(dir.path()).expect("db");
         let metrics = RuntimeMetrics::new(&Registry::new()).expect("metrics");

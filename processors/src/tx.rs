@@ -11,6 +11,11 @@ use rocksdb::{DB, Direction, IteratorMode};
 
 use crate::runtime::HandleError;
 
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+/// A batch's writes: a value to put, or `None` to delete.
+pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 pub struct Tx<'a> {
     db: &'a DB,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -56,7 +61,7 @@ impl<'a> Tx<'a> {
 
     /// Up to `limit` live entries with `start <= key < end`, in key order,
     /// merging stored data with this batch's writes.
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, HandleError> {
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>, HandleError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let stored = self.db.iterator_cf(family(self.db, CF_STATE), IteratorMode::From(start, Direction::Forward));
         // Read enough stored entries to survive deletions pending in this batch.
@@ -83,7 +88,7 @@ impl<'a> Tx<'a> {
         self.outputs.push(record);
     }
 
-    pub(crate) fn into_parts(self) -> (BTreeMap<Vec<u8>, Option<Vec<u8>>>, Vec<OutRecord>) {
+    pub(crate) fn into_parts(self) -> (Writes, Vec<OutRecord>) {
         (self.writes, self.outputs)
     }
 }
