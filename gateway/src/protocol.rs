@@ -3,6 +3,7 @@
 
 use missive_core::conversation::MessageSent;
 use missive_core::delivery::Receipt;
+use missive_core::groups::GroupChanged;
 use missive_projections::{ConversationSummary, FeedEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -106,7 +107,33 @@ pub fn entry_json(entry: &FeedEntry) -> Value {
     match entry {
         FeedEntry::Message(message) => message_json(message),
         FeedEntry::Receipt(receipt) => receipt_json(receipt),
+        FeedEntry::Group(changed) => group_json(changed),
     }
+}
+
+/// A group change as a feed's system entry: what happened, and the group after it.
+pub fn group_json(changed: &GroupChanged) -> Value {
+    let ids = |users: &[missive_core::UserId]| users.iter().map(|user| user.to_string()).collect::<Vec<_>>();
+    let group = &changed.group;
+    json!({
+        "kind": "group",
+        "change": changed.kind.as_str(),
+        "conversation_id": changed.conversation_id.to_string(),
+        "conv_seq": changed.conv_seq.0,
+        "by": changed.by.to_string(),
+        "subjects": ids(&changed.subjects),
+        "members": ids(&changed.members),
+        "admins": group.admins.iter().map(|user| user.to_string()).collect::<Vec<_>>(),
+        "name": group.info.name,
+        "description": group.info.description,
+        "icon": group.info.icon,
+        "settings": {
+            "only_admins_send": group.settings.only_admins_send,
+            "only_admins_edit_info": group.settings.only_admins_edit_info,
+            "history_for_new_members": group.settings.history_for_new_members,
+        },
+        "at": changed.at.0,
+    })
 }
 
 pub fn summary_json(summary: &ConversationSummary) -> Value {

@@ -28,10 +28,7 @@ pub struct ConversationHandler {
 impl ConversationHandler {
     fn emit_events(&self, tx: &mut Tx<'_>, cause: &Record, events: &[ConversationEvent]) -> Result<(), HandleError> {
         for event in events {
-            let conversation_id = match event {
-                ConversationEvent::MessageSent(message) => message.conversation_id,
-                ConversationEvent::ReceiptsAdvanced(advanced) => advanced.conversation_id,
-            };
+            let conversation_id = event.conversation_id();
             let record =
                 output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
             tx.emit(record);
@@ -107,6 +104,9 @@ impl Handler for ConversationHandler {
                     None => Vec::new(),
                 };
                 conversation::decide_receipt(&state, mark, &covered, now).map(|events| (None, events))
+            }
+            ConversationCommand::Group(group) => {
+                missive_core::groups::decide_group(&state, group, now).map(|events| (None, events))
             }
             ConversationCommand::Block(block) => match conversation::decide_block(&state, block) {
                 Ok(changed) => {

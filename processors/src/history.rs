@@ -30,12 +30,19 @@ impl Handler for HistoryHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let event = ConversationEvent::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
-        if let ConversationEvent::MessageSent(message) = event {
-            let members_key = keys::history_members(message.conversation_id);
-            if tx.get(&members_key)?.is_none() {
-                tx.put_json(members_key, &message.members)?;
+        match event {
+            ConversationEvent::MessageSent(message) => {
+                let members_key = keys::history_members(message.conversation_id);
+                if tx.get(&members_key)?.is_none() {
+                    tx.put_json(members_key, &message.members)?;
+                }
+                tx.put_json(keys::history_message(message.conversation_id, message.conv_seq), &message)?;
             }
-            tx.put_json(keys::history_message(message.conversation_id, message.conv_seq), &message)?;
+            // A group's members change in its log; reads check the latest list.
+            ConversationEvent::GroupChanged(changed) => {
+                tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
+            }
+            ConversationEvent::ReceiptsAdvanced(_) => {}
         }
         Ok(())
     }

@@ -129,6 +129,9 @@ impl Handler for InboxHandler {
             DeliveryItem::Receipt(receipt) => {
                 self.append_entry(tx, user, &mut feed, FeedEntry::Receipt(receipt))?;
             }
+            DeliveryItem::GroupChanged(changed) => {
+                self.append_entry(tx, user, &mut feed, FeedEntry::Group(changed))?;
+            }
             DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
             DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
             DeliveryItem::DeviceRemoved { device_id } => {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use missive_core::conversation::{MarkReceipt, MessageSent, ReceiptStatus};
 use missive_core::delivery::Receipt;
+use missive_core::groups::GroupChanged;
 use missive_core::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, UserId};
 
 /// What a feed entry holds. Typing and presence never become entries.
@@ -16,6 +17,8 @@ use missive_core::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, UserId};
 pub enum FeedEntry {
     Message(MessageSent),
     Receipt(Receipt),
+    /// A system entry: a group this user is (or was) in changed.
+    Group(GroupChanged),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

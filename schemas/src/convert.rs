@@ -6,6 +6,7 @@ use missive_core::conversation::{
     SendMessage, SetBlock,
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
+use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
 use missive_core::users::{
     Audience, DeviceRegistered, Privacy, PrivacyChange, Profile, ProfileChange, RegisterDevice, UserCommand, UserEvent,
 };
@@ -19,6 +20,8 @@ pub enum ConvertError {
     NegativeId(&'static str),
     #[error("a {found:?} record is not a {expected}")]
     WrongType { expected: &'static str, found: RecordType },
+    #[error("field {0} is required for this kind")]
+    Missing(&'static str),
 }
 
 fn id(value: i64, field: &'static str) -> Result<u64, ConvertError> {
@@ -66,6 +69,172 @@ fn users_to_wire(users: &[UserId]) -> Vec<i64> {
 
 fn users_from_wire(users: Vec<i64>, field: &'static str) -> Result<Vec<UserId>, ConvertError> {
     users.into_iter().map(|user| id(user, field).map(UserId)).collect()
+}
+
+fn change_kind_to_wire(kind: GroupChangeKind) -> wire::GroupChangeKind {
+    match kind {
+        GroupChangeKind::Created => wire::GroupChangeKind::Created,
+        GroupChangeKind::MembersAdded => wire::GroupChangeKind::MembersAdded,
+        GroupChangeKind::MemberRemoved => wire::GroupChangeKind::MemberRemoved,
+        GroupChangeKind::MemberLeft => wire::GroupChangeKind::MemberLeft,
+        GroupChangeKind::AdminsChanged => wire::GroupChangeKind::AdminsChanged,
+        GroupChangeKind::InfoUpdated => wire::GroupChangeKind::InfoUpdated,
+        GroupChangeKind::SettingsUpdated => wire::GroupChangeKind::SettingsUpdated,
+    }
+}
+
+fn change_kind_from_wire(kind: wire::GroupChangeKind) -> GroupChangeKind {
+    match kind {
+        wire::GroupChangeKind::Created => GroupChangeKind::Created,
+        wire::GroupChangeKind::MembersAdded => GroupChangeKind::MembersAdded,
+        wire::GroupChangeKind::MemberRemoved => GroupChangeKind::MemberRemoved,
+        wire::GroupChangeKind::MemberLeft => GroupChangeKind::MemberLeft,
+        wire::GroupChangeKind::AdminsChanged => GroupChangeKind::AdminsChanged,
+        wire::GroupChangeKind::InfoUpdated => GroupChangeKind::InfoUpdated,
+        wire::GroupChangeKind::SettingsUpdated => GroupChangeKind::SettingsUpdated,
+    }
+}
+
+pub fn group_changed_to_wire(changed: &GroupChanged) -> wire::GroupChanged {
+    let group = &changed.group;
+    wire::GroupChanged {
+        conversation_id: long(changed.conversation_id.0),
+        conv_seq: long(changed.conv_seq.0),
+        by: long(changed.by.0),
+        kind: change_kind_to_wire(changed.kind),
+        subjects: users_to_wire(&changed.subjects),
+        members: users_to_wire(&changed.members),
+        admins: group.admins.iter().map(|user| long(user.0)).collect(),
+        name: group.info.name.clone(),
+        description: group.info.description.clone(),
+        icon: group.info.icon.clone(),
+        only_admins_send: group.settings.only_admins_send,
+        only_admins_edit_info: group.settings.only_admins_edit_info,
+        history_for_new_members: group.settings.history_for_new_members,
+        max_members: i32::try_from(group.max_members).unwrap_or(i32::MAX),
+        created_by: long(group.created_by.0),
+        at: changed.at.0,
+    }
+}
+
+pub fn group_changed_from_wire(changed: wire::GroupChanged) -> Result<GroupChanged, ConvertError> {
+    Ok(GroupChanged {
+        conversation_id: ConversationId(id(changed.conversation_id, "conversation_id")?),
+        conv_seq: ConvSeq(id(changed.conv_seq, "conv_seq")?),
+        by: UserId(id(changed.by, "by")?),
+        kind: change_kind_from_wire(changed.kind),
+        subjects: users_from_wire(changed.subjects, "subjects")?,
+        members: users_from_wire(changed.members, "members")?,
+        group: Group {
+            info: GroupInfo { name: changed.name, description: changed.description, icon: changed.icon },
+            settings: GroupSettings {
+                only_admins_send: changed.only_admins_send,
+                only_admins_edit_info: changed.only_admins_edit_info,
+                history_for_new_members: changed.history_for_new_members,
+            },
+            admins: users_from_wire(changed.admins, "admins")?.into_iter().collect(),
+            max_members: u32::try_from(changed.max_members).map_err(|_| ConvertError::NegativeId("max_members"))?,
+            created_by: UserId(id(changed.created_by, "created_by")?),
+        },
+        at: Millis(changed.at),
+    })
+}
+
+fn group_command_to_wire(command: &GroupCommand) -> wire::ChangeGroup {
+    let mut wire = wire::ChangeGroup {
+        conversation_id: long(command.conversation_id.0),
+        by: long(command.by.0),
+        kind: wire::GroupCommandKind::Leave,
+        users: Vec::new(),
+        admin: None,
+        name: None,
+        description: None,
+        icon: None,
+        only_admins_send: None,
+        only_admins_edit_info: None,
+        history_for_new_members: None,
+        max_members: None,
+    };
+    match &command.change {
+        GroupChange::Create { info, settings, members, max_members } => {
+            wire.kind = wire::GroupCommandKind::Create;
+            wire.users = users_to_wire(members);
+            wire.name = Some(info.name.clone());
+            wire.description = Some(info.description.clone());
+            wire.icon = Some(info.icon.clone());
+            wire.only_admins_send = Some(settings.only_admins_send);
+            wire.only_admins_edit_info = Some(settings.only_admins_edit_info);
+            wire.history_for_new_members = Some(settings.history_for_new_members);
+            wire.max_members = Some(i32::try_from(*max_members).unwrap_or(i32::MAX));
+        }
+        GroupChange::AddMembers { users } => {
+            wire.kind = wire::GroupCommandKind::AddMembers;
+            wire.users = users_to_wire(users);
+        }
+        GroupChange::RemoveMember { user } => {
+            wire.kind = wire::GroupCommandKind::RemoveMember;
+            wire.users = vec![long(user.0)];
+        }
+        GroupChange::Leave => wire.kind = wire::GroupCommandKind::Leave,
+        GroupChange::SetAdmin { user, admin } => {
+            wire.kind = wire::GroupCommandKind::SetAdmin;
+            wire.users = vec![long(user.0)];
+            wire.admin = Some(*admin);
+        }
+        GroupChange::UpdateInfo { name, description, icon } => {
+            wire.kind = wire::GroupCommandKind::UpdateInfo;
+            wire.name = name.clone();
+            wire.description = description.clone();
+            wire.icon = icon.clone();
+        }
+        GroupChange::UpdateSettings { only_admins_send, only_admins_edit_info, history_for_new_members } => {
+            wire.kind = wire::GroupCommandKind::UpdateSettings;
+            wire.only_admins_send = *only_admins_send;
+            wire.only_admins_edit_info = *only_admins_edit_info;
+            wire.history_for_new_members = *history_for_new_members;
+        }
+    }
+    wire
+}
+
+fn group_command_from_wire(wire: wire::ChangeGroup) -> Result<GroupCommand, ConvertError> {
+    let users = users_from_wire(wire.users, "users")?;
+    let one = |field: &'static str| users.first().copied().ok_or(ConvertError::Missing(field));
+    let change = match wire.kind {
+        wire::GroupCommandKind::Create => GroupChange::Create {
+            info: GroupInfo {
+                name: wire.name.unwrap_or_default(),
+                description: wire.description.unwrap_or_default(),
+                icon: wire.icon.unwrap_or_default(),
+            },
+            settings: GroupSettings {
+                only_admins_send: wire.only_admins_send.unwrap_or(false),
+                only_admins_edit_info: wire.only_admins_edit_info.unwrap_or(false),
+                history_for_new_members: wire.history_for_new_members.unwrap_or(false),
+            },
+            members: users.clone(),
+            max_members: wire.max_members.and_then(|max| u32::try_from(max).ok()).unwrap_or(0),
+        },
+        wire::GroupCommandKind::AddMembers => GroupChange::AddMembers { users: users.clone() },
+        wire::GroupCommandKind::RemoveMember => GroupChange::RemoveMember { user: one("users")? },
+        wire::GroupCommandKind::Leave => GroupChange::Leave,
+        wire::GroupCommandKind::SetAdmin => {
+            GroupChange::SetAdmin { user: one("users")?, admin: wire.admin.ok_or(ConvertError::Missing("admin"))? }
+        }
+        wire::GroupCommandKind::UpdateInfo => {
+            GroupChange::UpdateInfo { name: wire.name, description: wire.description, icon: wire.icon }
+        }
+        wire::GroupCommandKind::UpdateSettings => GroupChange::UpdateSettings {
+            only_admins_send: wire.only_admins_send,
+            only_admins_edit_info: wire.only_admins_edit_info,
+            history_for_new_members: wire.history_for_new_members,
+        },
+    };
+    Ok(GroupCommand {
+        conversation_id: ConversationId(id(wire.conversation_id, "conversation_id")?),
+        by: UserId(id(wire.by, "by")?),
+        change,
+    })
 }
 
 pub fn message_to_wire(message: &MessageSent) -> wire::MessageSent {
@@ -123,6 +292,7 @@ pub fn conversation_command_to_wire(command: &ConversationCommand) -> WireValue 
             up_to: long(mark.up_to.0),
             notify: mark.notify,
         }),
+        ConversationCommand::Group(command) => WireValue::ChangeGroup(group_command_to_wire(command)),
         ConversationCommand::Block(block) => WireValue::ApplyBlock(wire::ApplyBlock {
             conversation_id: long(block.conversation_id.0),
             blocker: long(block.blocker.0),
@@ -153,6 +323,7 @@ impl TryFrom<WireValue> for ConversationCommand {
                 up_to: ConvSeq(id(mark.up_to, "up_to")?),
                 notify: mark.notify,
             })),
+            WireValue::ChangeGroup(change) => Ok(ConversationCommand::Group(group_command_from_wire(change)?)),
             WireValue::ApplyBlock(block) => Ok(ConversationCommand::Block(SetBlock {
                 conversation_id: ConversationId(id(block.conversation_id, "conversation_id")?),
                 blocker: UserId(id(block.blocker, "blocker")?),
@@ -167,6 +338,7 @@ impl TryFrom<WireValue> for ConversationCommand {
 pub fn conversation_event_to_wire(event: &ConversationEvent) -> WireValue {
     match event {
         ConversationEvent::MessageSent(message) => WireValue::MessageSent(message_to_wire(message)),
+        ConversationEvent::GroupChanged(changed) => WireValue::GroupChanged(group_changed_to_wire(changed)),
         ConversationEvent::ReceiptsAdvanced(advanced) => WireValue::ReceiptsAdvanced(wire::ReceiptsAdvanced {
             conversation_id: long(advanced.conversation_id.0),
             by: long(advanced.by.0),
@@ -191,6 +363,7 @@ impl TryFrom<WireValue> for ConversationEvent {
     fn try_from(value: WireValue) -> Result<Self, ConvertError> {
         match value {
             WireValue::MessageSent(message) => Ok(ConversationEvent::MessageSent(message_from_wire(message)?)),
+            WireValue::GroupChanged(changed) => Ok(ConversationEvent::GroupChanged(group_changed_from_wire(changed)?)),
             WireValue::ReceiptsAdvanced(advanced) => Ok(ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
                 conversation_id: ConversationId(id(advanced.conversation_id, "conversation_id")?),
                 by: UserId(id(advanced.by, "by")?),
@@ -446,6 +619,10 @@ pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
         DeliveryItem::DeviceRemoved { device_id } => {
             WireValue::DeviceDropped(wire::DeviceDropped { recipient, device_id: long(device_id.0) })
         }
+        DeliveryItem::GroupChanged(changed) => WireValue::DeliverGroupChange(wire::DeliverGroupChange {
+            recipient,
+            change: group_changed_to_wire(changed),
+        }),
     }
 }
 
@@ -483,6 +660,9 @@ impl TryFrom<WireValue> for Delivery {
                     seq: FeedSeq(id(acked.seq, "seq")?),
                 },
             ),
+            WireValue::DeliverGroupChange(deliver) => {
+                (deliver.recipient, DeliveryItem::GroupChanged(group_changed_from_wire(deliver.change)?))
+            }
             WireValue::DeviceDropped(dropped) => (
                 dropped.recipient,
                 DeliveryItem::DeviceRemoved { device_id: DeviceId(id(dropped.device_id, "device_id")?) },

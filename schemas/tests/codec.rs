@@ -6,6 +6,7 @@ use missive_core::conversation::{
     SendMessage,
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
+use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
 use missive_core::users::{DeviceRegistered, RegisterDevice, UserCommand, UserEvent};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 use missive_schemas::convert::*;
@@ -55,6 +56,30 @@ fn every_domain_value_round_trips_through_its_schema() {
             up_to: ConvSeq(9),
             notify: false,
         }),
+        ConversationCommand::Group(GroupCommand {
+            conversation_id: ConversationId(8),
+            by: UserId(1),
+            change: GroupChange::Create {
+                info: GroupInfo { name: "team".into(), description: "d".into(), icon: "media:i".into() },
+                settings: GroupSettings {
+                    only_admins_send: true,
+                    only_admins_edit_info: false,
+                    history_for_new_members: true,
+                },
+                members: vec![UserId(2), UserId(3)],
+                max_members: 300,
+            },
+        }),
+        ConversationCommand::Group(GroupCommand {
+            conversation_id: ConversationId(8),
+            by: UserId(1),
+            change: GroupChange::SetAdmin { user: UserId(2), admin: true },
+        }),
+        ConversationCommand::Group(GroupCommand {
+            conversation_id: ConversationId(8),
+            by: UserId(2),
+            change: GroupChange::UpdateInfo { name: None, description: Some("new".into()), icon: None },
+        }),
     ];
     for command in commands {
         let bytes = codec.encode_value(&conversation_command_to_wire(&command)).expect("encode");
@@ -71,6 +96,22 @@ fn every_domain_value_round_trips_through_its_schema() {
             up_to: ConvSeq(3),
             at: Millis(9),
             messages: vec![MessageRef { message_id: MessageId(1), conv_seq: ConvSeq(3), from: UserId(1) }],
+        }),
+        ConversationEvent::GroupChanged(GroupChanged {
+            conversation_id: ConversationId(8),
+            conv_seq: ConvSeq(4),
+            by: UserId(1),
+            kind: GroupChangeKind::MemberRemoved,
+            subjects: vec![UserId(3)],
+            members: vec![UserId(1), UserId(2)],
+            group: Group {
+                info: GroupInfo { name: "team".into(), description: String::new(), icon: String::new() },
+                settings: GroupSettings::default(),
+                admins: [UserId(1)].into_iter().collect(),
+                max_members: 256,
+                created_by: UserId(1),
+            },
+            at: Millis(10),
         }),
     ];
     for event in events {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::groups::{Group, GroupChanged, GroupCommand};
 use crate::ids::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
 
 /// Largest message body, in bytes of UTF-8.
@@ -72,6 +73,7 @@ pub enum ConversationCommand {
     Send(SendMessage),
     Receipt(MarkReceipt),
     Block(SetBlock),
+    Group(GroupCommand),
 }
 
 impl ConversationCommand {
@@ -80,6 +82,7 @@ impl ConversationCommand {
             ConversationCommand::Send(send) => send.conversation_id,
             ConversationCommand::Receipt(mark) => mark.conversation_id,
             ConversationCommand::Block(block) => block.conversation_id,
+            ConversationCommand::Group(group) => group.conversation_id,
         }
     }
 }
@@ -135,6 +138,17 @@ pub struct ReceiptsAdvanced {
 pub enum ConversationEvent {
     MessageSent(MessageSent),
     ReceiptsAdvanced(ReceiptsAdvanced),
+    GroupChanged(GroupChanged),
+}
+
+impl ConversationEvent {
+    pub fn conversation_id(&self) -> ConversationId {
+        match self {
+            ConversationEvent::MessageSent(message) => message.conversation_id,
+            ConversationEvent::ReceiptsAdvanced(advanced) => advanced.conversation_id,
+            ConversationEvent::GroupChanged(changed) => changed.conversation_id,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -153,6 +167,9 @@ pub struct ConversationState {
     /// Members who blocked the other member (1:1 conversations).
     #[serde(default)]
     pub blocked_by: Vec<UserId>,
+    /// Set for groups: admins, info, settings.
+    #[serde(default)]
+    pub group: Option<Group>,
 }
 
 /// An earlier send with the same `(device, client_msg_id)`.
@@ -174,6 +191,16 @@ pub enum Rejection {
     TooLarge,
     #[error("client_msg_id must be 1..={MAX_CLIENT_MSG_ID_BYTES} bytes")]
     BadClientMsgId,
+    #[error("this conversation is not a group")]
+    NotAGroup,
+    #[error("this group already exists")]
+    AlreadyExists,
+    #[error("only group admins may do that")]
+    Forbidden,
+    #[error("the group is full")]
+    TooManyMembers,
+    #[error("{0}")]
+    BadRequest(&'static str),
 }
 
 impl Rejection {
@@ -183,6 +210,11 @@ impl Rejection {
             Rejection::NotMember => "not_member",
             Rejection::TooLarge => "too_large",
             Rejection::BadClientMsgId => "bad_frame",
+            Rejection::NotAGroup => "not_found",
+            Rejection::AlreadyExists => "conflict",
+            Rejection::Forbidden => "forbidden",
+            Rejection::TooManyMembers => "too_many_members",
+            Rejection::BadRequest(_) => "bad_request",
         }
     }
 }
@@ -215,7 +247,14 @@ pub fn decide_send(
     if send.client_msg_id.is_empty() || send.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
         return Err(Rejection::BadClientMsgId);
     }
-    if ConversationId::direct(send.from, send.to) != send.conversation_id {
+    if let Some(group) = &state.group {
+        if state.members.binary_search(&send.from).is_err() {
+            return Err(Rejection::NotMember);
+        }
+        if group.settings.only_admins_send && !group.admins.contains(&send.from) {
+            return Err(Rejection::Forbidden);
+        }
+    } else if ConversationId::direct(send.from, send.to) != send.conversation_id {
         return Err(Rejection::WrongConversation);
     }
     if !state.members.is_empty() && state.members.binary_search(&send.from).is_err() {
@@ -348,6 +387,7 @@ pub fn evolve(mut state: ConversationState, event: &ConversationEvent) -> Conver
             // messages read; only an explicit mark (which sends receipts) does.
             state.last_seq = sent.conv_seq;
         }
+        ConversationEvent::GroupChanged(changed) => return crate::groups::evolve_group(state, changed),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             let marks = state.watermarks.entry(advanced.by).or_default();
             match advanced.status {

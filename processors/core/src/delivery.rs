@@ -3,6 +3,7 @@
 //! projection folds those into feeds.
 
 use crate::conversation::{ConversationEvent, MessageSent, ReceiptStatus};
+use crate::groups::GroupChanged;
 use crate::ids::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 use crate::users::UserEvent;
 
@@ -30,6 +31,8 @@ pub enum DeliveryItem {
     DeviceAcked { device_id: DeviceId, seq: FeedSeq },
     /// A device was removed: its position goes, and with it the backlog kept for it.
     DeviceRemoved { device_id: DeviceId },
+    /// A group changed (a system entry in the feed).
+    GroupChanged(GroupChanged),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +49,7 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             .filter(|member| !message.withheld_from.contains(member))
             .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(message.clone()) })
             .collect(),
+        ConversationEvent::GroupChanged(changed) => route_group_change(changed),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             let mut deliveries: Vec<Delivery> = advanced
                 .messages
@@ -71,6 +75,14 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             deliveries
         }
     }
+}
+
+fn route_group_change(changed: &GroupChanged) -> Vec<Delivery> {
+    changed
+        .audience()
+        .into_iter()
+        .map(|recipient| Delivery { recipient, item: DeliveryItem::GroupChanged(changed.clone()) })
+        .collect()
 }
 
 pub fn route_user_event(event: &UserEvent) -> Vec<Delivery> {

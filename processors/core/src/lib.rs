@@ -6,6 +6,7 @@
 
 pub mod conversation;
 pub mod delivery;
+pub mod groups;
 pub mod ids;
 pub mod users;
 
