@@ -40,11 +40,14 @@ pub const MAX_BODY_BYTES: u64 = 256 * 1024;
 /// Most phone numbers per contact-sync request.
 pub const MAX_CONTACTS_PER_SYNC: usize = 1000;
 
-fn with<T: Clone + Send + Sync + 'static>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+pub(crate) fn with<T: Clone + Send + Sync + 'static>(
+    value: T,
+) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
     warp::any().map(move || value.clone())
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::json())
 }
 
@@ -140,7 +143,7 @@ fn reply_json(status: StatusCode, body: serde_json::Value) -> warp::reply::Respo
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-fn respond(result: Result<warp::reply::Response, ApiError>) -> Result<warp::reply::Response, Infallible> {
+pub(crate) fn respond(result: Result<warp::reply::Response, ApiError>) -> Result<warp::reply::Response, Infallible> {
     Ok(result.unwrap_or_else(|error| error.into_response()))
 }
 
@@ -198,13 +201,13 @@ struct HistoryQuery {
 }
 
 /// How long a call waits for its change to reach this gateway's directory.
-const DIRECTORY_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const DIRECTORY_WAIT: Duration = Duration::from_secs(10);
 
-fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request("bad_request", format!("{what} must be a decimal id string")))
 }
 
-fn ok(body: Value) -> Result<warp::reply::Response, ApiError> {
+pub(crate) fn ok(body: Value) -> Result<warp::reply::Response, ApiError> {
     Ok(reply_json(StatusCode::OK, body))
 }
 
@@ -721,6 +724,7 @@ async fn history(
 pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
     let served = served(context.clone());
     let served_for_owner = served_for_owner(context.clone());
+    let group_context = context.clone();
     let ctx = move || with(context.clone());
     let otp = warp::path!("v1" / "auth" / "otp")
         .and(warp::post())
@@ -856,7 +860,10 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         conversations,
         messages,
     ];
-    all.into_iter().reduce(|routes, route| routes.or(route).unify().boxed()).expect("routes")
+    all.into_iter()
+        .chain(crate::groups::routes(group_context))
+        .reduce(|routes, route| routes.or(route).unify().boxed())
+        .expect("routes")
 }
 
 /// Turns every rejection into the JSON error shape.

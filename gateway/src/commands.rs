@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus, SendMessage};
 use missive_core::delivery::{Delivery, DeliveryItem};
+use missive_core::groups::GroupCommand;
 use missive_core::users::{RegisterDevice, UserCommand};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, UserId};
 use missive_infra::{Header, Log, OutRecord};
@@ -128,6 +129,51 @@ impl CommandBus {
     /// A fresh device id (Snowflake, like message ids).
     pub fn mint_device_id(&self) -> DeviceId {
         DeviceId(self.snowflakes.next().0)
+    }
+
+    /// A fresh group conversation id (Snowflake).
+    pub fn mint_conversation_id(&self) -> ConversationId {
+        ConversationId(self.snowflakes.next().0)
+    }
+
+    /// Appends a group change and waits for the conversation processor's decision.
+    pub async fn group_command(&self, command: GroupCommand) -> Result<CommandReply, ApiError> {
+        let key = command.conversation_id.0;
+        let wire = conversation_command_to_wire(&ConversationCommand::Group(command));
+        let reply = self.command_with_reply(COMMANDS_CONVERSATION, key, &wire).await?;
+        use warp::http::StatusCode;
+        match reply.outcome.as_str() {
+            "accepted" | "duplicate" => Ok(reply),
+            "forbidden" => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reply.detail)),
+            "not_member" | "not_found" => Err(ApiError::not_found("not_found", "no such group among yours")),
+            "conflict" => Err(ApiError::new(StatusCode::CONFLICT, "conflict", reply.detail)),
+            "too_many_members" => Err(ApiError::new(StatusCode::CONFLICT, "too_many_members", reply.detail)),
+            "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
+            _ => Err(ApiError::bad_request("bad_request", reply.detail)),
+        }
+    }
+
+    /// Appends a send to a group conversation (the decider checks membership).
+    pub async fn submit_group_send(
+        &self,
+        from: Principal,
+        conversation_id: ConversationId,
+        client_msg_id: String,
+        content: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<PendingReply, ApiError> {
+        let command = ConversationCommand::Send(SendMessage {
+            conversation_id,
+            message_id: self.snowflakes.next(),
+            from: from.user,
+            from_device: from.device,
+            // Groups have no single recipient: 0 on the wire.
+            to: UserId(0),
+            client_msg_id,
+            content,
+            reply_to,
+        });
+        self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
     }
 
     /// Appends a send; the returned reply says `accepted` or `duplicate`

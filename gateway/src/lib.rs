@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client;
 pub mod commands;
 pub mod errors;
+pub mod groups;
 pub mod metrics;
 pub mod protocol;
 pub mod reads;

@@ -17,9 +17,12 @@ pub struct Resume {
     pub seq: u64,
 }
 
+/// Whom a message is for: one user (`user`) or a group (`group`, its conversation id).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Recipient {
-    pub user: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// A frame from the client.

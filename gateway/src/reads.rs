@@ -132,6 +132,13 @@ impl ReadModels {
         self.run(move |db| queries::conversations(db, user, limit)).await
     }
 
+    pub async fn group(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<missive_core::groups::GroupChanged>, ApiError> {
+        self.run(move |db| queries::group(db, conversation)).await
+    }
+
     pub async fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ApiError> {
         self.run(move |db| queries::members(db, conversation)).await
     }

@@ -59,7 +59,7 @@ use crate::auth::{Auth, Principal};
 use crate::commands::{CommandBus, wait_reply};
 use crate::errors::ApiError;
 use crate::metrics::GatewayMetrics;
-use crate::protocol::{ClientFrame, entry_json, error_frame, parse_client_frame};
+use crate::protocol::{ClientFrame, Recipient, entry_json, error_frame, parse_client_frame};
 use crate::reads::ReadModels;
 
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -173,7 +173,7 @@ async fn start_send(
     deps: &SessionDeps,
     principal: Principal,
     req: Option<String>,
-    to: String,
+    to: Recipient,
     client_msg_id: String,
     content: String,
     reply_to: Option<String>,
@@ -185,20 +185,35 @@ async fn start_send(
     if client_msg_id.is_empty() || client_msg_id.len() > 128 {
         return Err(reject("bad_frame", "client_msg_id must be 1..128 bytes"));
     }
-    let Ok(to) = to.parse::<UserId>() else {
-        return Err(reject("bad_frame", "to.user must be a decimal user id string"));
-    };
     let reply_to = match reply_to.map(|text| text.parse::<MessageId>()) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return Err(reject("bad_frame", "reply_to must be a decimal message id string")),
     };
-    match deps.reads.user_exists_soon(to, RECIPIENT_WAIT).await {
-        Ok(true) => {}
-        Ok(false) => return Err(reject("unknown_recipient", "no such user; sync contacts to find registered users")),
-        Err(error) => return Err(send_error(req.as_deref(), &error)),
-    }
-    let pending = match deps.bus.submit_send(principal, to, client_msg_id, content, reply_to).await {
+    let submitted = match (to.user, to.group) {
+        (Some(user), None) => {
+            let Ok(to) = user.parse::<UserId>() else {
+                return Err(reject("bad_frame", "to.user must be a decimal user id string"));
+            };
+            match deps.reads.user_exists_soon(to, RECIPIENT_WAIT).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(reject("unknown_recipient", "no such user; sync contacts to find registered users"));
+                }
+                Err(error) => return Err(send_error(req.as_deref(), &error)),
+            }
+            deps.bus.submit_send(principal, to, client_msg_id, content, reply_to).await
+        }
+        (None, Some(group)) => {
+            let Ok(group) = group.parse::<ConversationId>() else {
+                return Err(reject("bad_frame", "to.group must be a decimal conversation id string"));
+            };
+            // Membership is decided by the group's log; the decider refuses non-members.
+            deps.bus.submit_group_send(principal, group, client_msg_id, content, reply_to).await
+        }
+        _ => return Err(reject("bad_frame", "to must name exactly one of user or group")),
+    };
+    let pending = match submitted {
         Ok(pending) => pending,
         Err(error) => return Err(send_error(req.as_deref(), &error)),
     };
@@ -221,6 +236,7 @@ async fn start_send(
                 let code: &'static str = match reply.outcome.as_str() {
                     "too_large" => "too_large",
                     "not_member" => "not_member",
+                    "forbidden" => "forbidden",
                     "wrong_conversation" => "wrong_conversation",
                     _ => "bad_frame",
                 };
@@ -438,7 +454,7 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Send { req, to, client_msg_id, content, reply_to } => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
-            match start_send(&deps, principal, req, to.user, client_msg_id, content, reply_to).await {
+            match start_send(&deps, principal, req, to, client_msg_id, content, reply_to).await {
                 Ok(pending) => return Ok(Some(pending)),
                 Err(frame) => session.push(frame).await?,
             }

@@ -3,7 +3,7 @@
 # conformance suite (embedded, a real Kafka-protocol broker, librdkafka's
 # mock cluster), codec tests and the black-box end-to-end suites, which
 # start the real binaries on 127.0.0.1: embedded mode, then the messaging
-# and accounts suites again against a local Kafka-mode cluster. Installs
+# accounts and groups suites again against a local Kafka-mode cluster. Installs
 # what it needs first.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -12,6 +12,6 @@ cd "$MISSIVE_ROOT"
 cargo build --workspace --all-targets
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
-echo "test.sh: the messaging and accounts suites again, in Kafka mode (local cluster per test)" >&2
-MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts "$@" || status=$?
+echo "test.sh: the messaging, accounts and groups suites again, in Kafka mode (local cluster per test)" >&2
+MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups "$@" || status=$?
 exit "$status"

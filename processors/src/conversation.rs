@@ -153,8 +153,11 @@ impl Handler for ConversationHandler {
                         tx.emit(reply);
                     }
                 } else if let Some(reply) = reply(&self.codec, record, |reply| {
-                    reply.outcome = "accepted".into();
+                    reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
                     reply.conversation_id = Some(long(conversation_id.0));
+                    // Where the conversation's log stands after the command:
+                    // callers wait for read models to reach it.
+                    reply.conv_seq = Some(long(state.last_seq.0));
                 })? {
                     tx.emit(reply);
                 }

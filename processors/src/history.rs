@@ -41,6 +41,7 @@ impl Handler for HistoryHandler {
             // A group's members change in its log; reads check the latest list.
             ConversationEvent::GroupChanged(changed) => {
                 tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
+                tx.put_json(keys::history_group(changed.conversation_id), &changed)?;
             }
             ConversationEvent::ReceiptsAdvanced(_) => {}
         }

@@ -57,6 +57,11 @@ pub fn history_message(conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
     key(&[b"hist/", &conversation.to_be_bytes(), b"/m/", &seq.to_be_bytes()])
 }
 
+/// The latest `GroupChanged` of a group: the group as it stands.
+pub fn history_group(conversation: ConversationId) -> Vec<u8> {
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/group"])
+}
+
 pub fn history_members(conversation: ConversationId) -> Vec<u8> {
     key(&[b"hist/", &conversation.to_be_bytes(), b"/members"])
 }

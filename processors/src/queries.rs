@@ -8,6 +8,7 @@ use missive_projections::{ConversationSummary, FeedEntry, FeedState};
 use rocksdb::{DB, Direction, IteratorMode};
 
 use crate::keys;
+use missive_core::groups::GroupChanged;
 use missive_core::users::UserState;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,11 @@ pub fn history(
         messages.push(serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?);
     }
     Ok(messages)
+}
+
+/// The group as its latest change left it (`None` for 1:1 chats and unknown ids).
+pub fn group(db: &DB, conversation: ConversationId) -> Result<Option<GroupChanged>, QueryError> {
+    get_json(db, &keys::history_group(conversation))
 }
 
 pub fn members(db: &DB, conversation: ConversationId) -> Result<Option<Vec<UserId>>, QueryError> {

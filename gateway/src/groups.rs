@@ -1,0 +1,242 @@
+//! Group endpoints: create a group, change its members, admins, info and
+//! settings, and read it. Each change is a command on the group's own
+//! conversation log, decided by the conversation processor; the answer
+//! comes once this gateway's history projection shows the change.
+
+use std::convert::Infallible;
+
+use missive_core::groups::{GroupChange, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::{ConvSeq, ConversationId, UserId};
+use serde::Deserialize;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+
+use crate::api::{Context, DIRECTORY_WAIT, json_body, ok, parse_id, respond, served, with};
+use crate::auth::Principal;
+use crate::errors::ApiError;
+use crate::protocol::group_json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    icon: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    only_admins_send: bool,
+    #[serde(default)]
+    only_admins_edit_info: bool,
+    #[serde(default)]
+    history_for_new_members: bool,
+    /// Up to 1,024; 256 when absent.
+    max_members: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersRequest {
+    users: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfoRequest {
+    name: Option<String>,
+    description: Option<String>,
+    icon: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsRequest {
+    only_admins_send: Option<bool>,
+    only_admins_edit_info: Option<bool>,
+    history_for_new_members: Option<bool>,
+}
+
+fn user_ids(users: &[String]) -> Result<Vec<UserId>, ApiError> {
+    users.iter().map(|user| parse_id(user, "each user")).collect()
+}
+
+async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError> {
+    for user in users {
+        if !context.reads.user_exists(*user).await? {
+            return Err(ApiError::not_found("not_found", format!("no such user {user}")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a group command and answers with the group once this gateway's
+/// history projection has folded the change.
+async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
+    let conversation = command.conversation_id;
+    let reply = context.bus.group_command(command).await?;
+    let reached = ConvSeq(reply.conv_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + DIRECTORY_WAIT;
+    loop {
+        let group = context.reads.group(conversation).await?;
+        if let Some(group) = group.as_ref().filter(|group| group.conv_seq >= reached) {
+            return ok(group_json(group));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+async fn create(
+    principal: Principal,
+    request: CreateRequest,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let members = user_ids(&request.members)?;
+            known_users(&context, &members).await?;
+            let command = GroupCommand {
+                conversation_id: context.bus.mint_conversation_id(),
+                by: principal.user,
+                change: GroupChange::Create {
+                    info: GroupInfo { name: request.name, description: request.description, icon: request.icon },
+                    settings: GroupSettings {
+                        only_admins_send: request.only_admins_send,
+                        only_admins_edit_info: request.only_admins_edit_info,
+                        history_for_new_members: request.history_for_new_members,
+                    },
+                    members,
+                    max_members: request.max_members.unwrap_or(0),
+                },
+            };
+            change(&context, command).await
+        }
+        .await,
+    )
+}
+
+/// The group, for its members only (others get the same 404 as an unknown id).
+async fn get_group(group: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let conversation: ConversationId = parse_id(&group, "group id")?;
+            match context.reads.group(conversation).await? {
+                Some(group) if group.members.contains(&principal.user) => ok(group_json(&group)),
+                _ => Err(ApiError::not_found("not_found", "no such group among yours")),
+            }
+        }
+        .await,
+    )
+}
+
+/// A change to an existing group, built from the path and body.
+async fn act(
+    group: String,
+    principal: Principal,
+    context: Context,
+    build: impl FnOnce() -> Result<GroupChange, ApiError>,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let conversation_id: ConversationId = parse_id(&group, "group id")?;
+            let change_request = build()?;
+            if let GroupChange::AddMembers { users } = &change_request {
+                known_users(&context, users).await?;
+            }
+            change(&context, GroupCommand { conversation_id, by: principal.user, change: change_request }).await
+        }
+        .await,
+    )
+}
+
+/// The group routes, in the order warp tries them.
+pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
+    let served = served(context.clone());
+    let ctx = move || with(context.clone());
+    vec![
+        warp::path!("v1" / "groups")
+            .and(warp::post())
+            .and(served.clone())
+            .and(json_body())
+            .and(ctx())
+            .and_then(create)
+            .boxed(),
+        warp::path!("v1" / "groups" / String)
+            .and(warp::get())
+            .and(served.clone())
+            .and(ctx())
+            .and_then(get_group)
+            .boxed(),
+        warp::path!("v1" / "groups" / String)
+            .and(warp::patch())
+            .and(served.clone())
+            .and(ctx())
+            .and(json_body())
+            .and_then(|group: String, principal: Principal, context: Context, request: InfoRequest| {
+                act(group, principal, context, move || {
+                    Ok(GroupChange::UpdateInfo {
+                        name: request.name,
+                        description: request.description,
+                        icon: request.icon,
+                    })
+                })
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "settings")
+            .and(warp::put())
+            .and(served.clone())
+            .and(ctx())
+            .and(json_body())
+            .and_then(|group: String, principal: Principal, context: Context, request: SettingsRequest| {
+                act(group, principal, context, move || {
+                    Ok(GroupChange::UpdateSettings {
+                        only_admins_send: request.only_admins_send,
+                        only_admins_edit_info: request.only_admins_edit_info,
+                        history_for_new_members: request.history_for_new_members,
+                    })
+                })
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "members")
+            .and(warp::post())
+            .and(served.clone())
+            .and(ctx())
+            .and(json_body())
+            .and_then(|group: String, principal: Principal, context: Context, request: MembersRequest| {
+                act(group, principal, context, move || Ok(GroupChange::AddMembers { users: user_ids(&request.users)? }))
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "members" / String)
+            .and(warp::delete())
+            .and(served.clone())
+            .and(ctx())
+            .and_then(|group: String, user: String, principal: Principal, context: Context| {
+                act(group, principal, context, move || {
+                    Ok(GroupChange::RemoveMember { user: parse_id(&user, "user id")? })
+                })
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "leave")
+            .and(warp::post())
+            .and(served.clone())
+            .and(ctx())
+            .and_then(|group: String, principal: Principal, context: Context| {
+                act(group, principal, context, || Ok(GroupChange::Leave))
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "admins" / String)
+            .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
+            .and(served)
+            .and(ctx())
+            .and_then(|group: String, user: String, admin: bool, principal: Principal, context: Context| {
+                act(group, principal, context, move || {
+                    Ok(GroupChange::SetAdmin { user: parse_id(&user, "user id")?, admin })
+                })
+            })
+            .boxed(),
+    ]
+}

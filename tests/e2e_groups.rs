@@ -1,0 +1,149 @@
+//! Groups over HTTP and WebSocket: creation, admin-only changes, fan-out to
+//! the members of the moment, removal, settings. Runs in both modes.
+
+mod common;
+
+use common::{Server, WAIT, events, messages_from};
+use missive_gateway::client::Connection;
+use serde_json::{Value, json};
+
+fn code_of(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+/// Frames until one satisfies `done`; fails with what arrived otherwise.
+async fn until(connection: &mut Connection, what: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    connection
+        .collect_until(WAIT, |frames| frames.iter().any(&done))
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error:#}"))
+}
+
+async fn send_to_group(connection: &mut Connection, group: &str, tag: &str) -> Value {
+    connection
+        .send_json(&json!({"type": "send", "req": tag, "to": {"group": group}, "client_msg_id": tag, "content": tag}))
+        .await
+        .expect("send");
+    let frames = until(connection, tag, |frame| frame["req"] == tag).await;
+    frames.into_iter().find(|frame| frame["req"] == tag).expect("answer")
+}
+
+#[tokio::test]
+async fn groups_fan_out_to_their_members_of_the_moment_and_only_admins_change_them() {
+    let server = Server::start().await;
+    let alice = server.register("+14155554001", "a").await;
+    let bob = server.register("+14155554002", "b").await;
+    let carol = server.register("+14155554003", "c").await;
+    let dave = server.register("+14155554004", "d").await;
+    let (status, group) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&alice.access_token),
+            &json!({"name": "team", "description": "plans", "members": [bob.user_id, carol.user_id]}),
+        )
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{group}");
+    assert_eq!(group["change"], "created");
+    assert_eq!(group["admins"], json!([alice.user_id]));
+    assert_eq!(group["members"].as_array().map(Vec::len), Some(3));
+    let id = group["conversation_id"].as_str().expect("id").to_string();
+
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut carol_ws = server.connect(&carol).await;
+    for connection in [&mut bob_ws, &mut carol_ws] {
+        let frames = until(connection, "created entry", |frame| frame["event"]["change"] == "created").await;
+        assert!(events(&frames).iter().any(|frame| frame["event"]["name"] == "team"));
+    }
+    let sent = send_to_group(&mut alice_ws, &id, "m1").await;
+    assert_eq!(sent["type"], "sent", "{sent}");
+    assert_eq!(sent["conversation_id"], id.as_str());
+    for connection in [&mut bob_ws, &mut carol_ws] {
+        let frames = until(connection, "m1", |frame| frame["event"]["content"] == "m1").await;
+        assert_eq!(messages_from(&frames, &alice.user_id).len(), 1);
+    }
+
+    // Only admins change membership; non-members see nothing.
+    let path = format!("/v1/groups/{id}/members");
+    let (status, body) =
+        server.api.post(&path, Some(&bob.access_token), &json!({"users": [dave.user_id]})).await.expect("add");
+    assert_eq!((status, code_of(&body)), (403, Some("forbidden")), "{body}");
+    let (status, body) = server.api.get(&format!("/v1/groups/{id}"), Some(&dave.access_token)).await.expect("get");
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
+    let (status, body) = server.api.get(&format!("/v1/groups/{id}"), Some(&bob.access_token)).await.expect("get");
+    assert_eq!((status, &body["name"]), (200, &json!("team")), "{body}");
+
+    // Carol is removed at conv_seq N: she hears of it, then nothing after.
+    let (status, body) = server
+        .api
+        .delete(&format!("/v1/groups/{id}/members/{}", carol.user_id), Some(&alice.access_token))
+        .await
+        .expect("remove");
+    assert_eq!((status, &body["change"]), (200, &json!("member_removed")), "{body}");
+    until(&mut carol_ws, "removal entry", |frame| frame["event"]["change"] == "member_removed").await;
+    let sent = send_to_group(&mut alice_ws, &id, "m2").await;
+    assert_eq!(sent["type"], "sent", "{sent}");
+    until(&mut bob_ws, "m2", |frame| frame["event"]["content"] == "m2").await;
+    let refused = send_to_group(&mut carol_ws, &id, "c1").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("not_member")), "{refused}");
+    let late = carol_ws.drain_ready().await.expect("drain");
+    assert!(
+        late.iter().all(|frame| frame["event"]["content"] != "m2"),
+        "a removed member got a later message: {late:?}"
+    );
+    let (status, _) =
+        server.api.get(&format!("/v1/conversations/{id}/messages"), Some(&carol.access_token)).await.expect("history");
+    assert_eq!(status, 404, "a removed member no longer reads the group");
+
+    // Dave joins: messages from his join on reach him.
+    let (status, body) =
+        server.api.post(&path, Some(&alice.access_token), &json!({"users": [dave.user_id]})).await.expect("add");
+    assert_eq!((status, &body["change"]), (200, &json!("members_added")), "{body}");
+    let mut dave_ws = server.connect(&dave).await;
+    send_to_group(&mut alice_ws, &id, "m3").await;
+    let frames = until(&mut dave_ws, "m3", |frame| frame["event"]["content"] == "m3").await;
+    assert!(frames.iter().all(|frame| frame["event"]["content"] != "m1" && frame["event"]["content"] != "m2"));
+
+    // Only admins may send once the setting is on; promoting Bob lets him.
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/groups/{id}/settings"), Some(&alice.access_token), &json!({"only_admins_send": true}))
+        .await
+        .expect("settings");
+    assert_eq!((status, &body["settings"]["only_admins_send"]), (200, &json!(true)), "{body}");
+    let refused = send_to_group(&mut bob_ws, &id, "b1").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/groups/{id}/admins/{}", bob.user_id), Some(&alice.access_token), &json!({}))
+        .await
+        .expect("promote");
+    assert_eq!((status, body["admins"].as_array().map(Vec::len)), (200, Some(2)), "{body}");
+    assert_eq!(send_to_group(&mut bob_ws, &id, "b2").await["type"], "sent");
+
+    // Leaving: the last admin standing is never lost.
+    let (status, body) =
+        server.api.post(&format!("/v1/groups/{id}/leave"), Some(&alice.access_token), &json!({})).await.expect("leave");
+    assert_eq!((status, &body["change"]), (200, &json!("member_left")), "{body}");
+    assert!(body["admins"].as_array().is_some_and(|admins| !admins.is_empty()));
+    let (status, body) = server
+        .api
+        .request("PATCH", &format!("/v1/groups/{id}"), Some(&bob.access_token), Some(&json!({"name": "crew"})))
+        .await
+        .expect("rename");
+    assert_eq!((status, &body["name"]), (200, &json!("crew")), "{body}");
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&alice.access_token), &json!({"name": "x", "members": ["12345"]}))
+        .await
+        .expect("create");
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "unknown member: {body}");
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&alice.access_token), &json!({"name": "x", "max_members": 5000}))
+        .await
+        .expect("create");
+    assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
+}
