@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// After the message run, open this many idle connections and report RSS per connection.
     #[arg(long, default_value_t = 0)]
     pub idle: usize,
+    /// Group fan-out instead of 1:1: one group of `--users` members, all
+    /// connected; the first member sends `--messages` at `--rate` per second;
+    /// reports the time from a send to its delivery at the last member.
+    #[arg(long, default_value_t = false)]
+    pub group: bool,
 }
 
 struct Server {
@@ -137,6 +142,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ws_url = format!("{}/v1/ws", server.base.replacen("http", "ws", 1));
     let tag = format!("{:03}", rand::random::<u16>() % 1000);
     let accounts = register_all(&api, &server.sms_file, args.users, &tag).await?;
+    if args.group {
+        return group_fan_out(&args, &api, &ws_url, &accounts).await;
+    }
 
     let epoch = Instant::now();
     let expected = (args.users * args.messages) as u64;
@@ -284,6 +292,115 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if failures > 0 || total < expected {
         bail!("{failures} clients failed; {total} of {expected} messages delivered");
+    }
+    Ok(())
+}
+
+/// A per-connection reader for the group bench: acks its feed, and for
+/// each message from someone else records (message index, arrival).
+async fn group_member(
+    socket: missive_gateway::client::Socket,
+    me: String,
+    messages: usize,
+    epoch: Instant,
+    arrivals: Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = socket.split();
+    let mut received = 0;
+    while received < messages {
+        let Some(Ok(Message::Text(text))) = stream.next().await else { bail!("connection closed") };
+        let frame: Value = serde_json::from_str(&text)?;
+        if frame["type"] == "error" {
+            bail!("server error: {frame}");
+        }
+        if frame["type"] != "event" {
+            continue;
+        }
+        let event = &frame["event"];
+        if event["kind"] == "message" && event["from"] != me.as_str() {
+            let (index, _) = event["content"].as_str().and_then(|content| content.split_once(':')).context("content")?;
+            let at = epoch.elapsed().as_micros() as u64;
+            if let Ok(mut arrivals) = arrivals.lock() {
+                arrivals.push((index.parse()?, at));
+            }
+            received += 1;
+        }
+        if received % 8 == 0 || received == messages {
+            let seq = frame["seq"].as_u64().unwrap_or(0);
+            sink.send(Message::text(json!({"type": "ack", "seq": seq}).to_string())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `--group`: fan-out of one sender's messages to a group of every user.
+async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Account]) -> anyhow::Result<()> {
+    let (sender, members) = accounts.split_first().context("no users")?;
+    let body = json!({"name": "bench", "members": members.iter().map(|a| a.user_id.clone()).collect::<Vec<_>>(),
+        "max_members": accounts.len().max(256)});
+    let (status, group) = api.post("/v1/groups", Some(&sender.access_token), &body).await?;
+    if status != 200 {
+        bail!("creating the group answered {status}: {group}");
+    }
+    let group_id = group["conversation_id"].as_str().context("group id")?.to_string();
+    let epoch = Instant::now();
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    for account in members {
+        let mut socket = missive_gateway::client::connect_socket(ws_url, &account.access_token).await?;
+        socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
+        readers.push(tokio::spawn(group_member(socket, account.user_id.clone(), args.messages, epoch, arrivals.clone())));
+    }
+    let mut socket = missive_gateway::client::connect_socket(ws_url, &sender.access_token).await?;
+    socket.send(Message::text(json!({"type": "hello", "token": sender.access_token}).to_string())).await?;
+    eprintln!("bench: group of {} connected; sending {} messages at {}/s", accounts.len(), args.messages, args.rate);
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let mut sent_at = vec![0u64; args.messages];
+    let mut next = tokio::time::Instant::now();
+    let (mut sink, mut stream) = socket.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    for (index, stamp) in sent_at.iter_mut().enumerate() {
+        tokio::time::sleep_until(next).await;
+        next += interval;
+        *stamp = epoch.elapsed().as_micros() as u64;
+        let frame = json!({"type": "send", "req": index.to_string(), "to": {"group": group_id},
+            "client_msg_id": format!("g{index}"), "content": format!("{index}:{stamp}")});
+        sink.send(Message::text(frame.to_string())).await?;
+    }
+    let mut failures = 0;
+    for reader in readers {
+        match tokio::time::timeout(Duration::from_secs(300), reader).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                failures += 1;
+                eprintln!("bench: member failed: {error}");
+            }
+            _ => failures += 1,
+        }
+    }
+    drain.abort();
+    let arrivals = arrivals.lock().map(|arrivals| arrivals.clone()).unwrap_or_default();
+    let mut last = vec![0u64; args.messages];
+    let mut each: Vec<u64> = Vec::with_capacity(arrivals.len());
+    for (index, at) in &arrivals {
+        let index = *index as usize;
+        let latency = at.saturating_sub(sent_at[index]);
+        last[index] = last[index].max(latency);
+        each.push(latency);
+    }
+    last.sort_unstable();
+    each.sort_unstable();
+    println!(
+        "{}",
+        json!({
+            "group_members": accounts.len(), "messages": args.messages, "rate": args.rate,
+            "deliveries": arrivals.len(), "expected_deliveries": members.len() * args.messages, "failed_members": failures,
+            "last_member_ms": {"p50": percentile(&last, 0.50), "p99": percentile(&last, 0.99), "max": percentile(&last, 1.0)},
+            "each_delivery_ms": {"p50": percentile(&each, 0.50), "p99": percentile(&each, 0.99)},
+        })
+    );
+    if failures > 0 || arrivals.len() < members.len() * args.messages {
+        bail!("{failures} members failed; {} of {} deliveries", arrivals.len(), members.len() * args.messages);
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 # Runs every test: unit and property tests of the pure core, the log
 # conformance suite (embedded, a real Kafka-protocol broker, librdkafka's
 # mock cluster), codec tests and the black-box end-to-end suites, which
-# start the real binaries on 127.0.0.1: embedded mode, then the messaging
+# start the real binaries on 127.0.0.1: embedded mode, then the messaging,
 # accounts and groups suites again against a local Kafka-mode cluster. Installs
 # what it needs first.
 set -euo pipefail
