@@ -318,7 +318,8 @@ async fn group_member(
         }
         let event = &frame["event"];
         if event["kind"] == "message" && event["from"] != me.as_str() {
-            let (index, _) = event["content"].as_str().and_then(|content| content.split_once(':')).context("content")?;
+            let (index, _) =
+                event["content"].as_str().and_then(|content| content.split_once(':')).context("content")?;
             let at = epoch.elapsed().as_micros() as u64;
             if let Ok(mut arrivals) = arrivals.lock() {
                 arrivals.push((index.parse()?, at));
@@ -349,7 +350,13 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
     for account in members {
         let mut socket = missive_gateway::client::connect_socket(ws_url, &account.access_token).await?;
         socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
-        readers.push(tokio::spawn(group_member(socket, account.user_id.clone(), args.messages, epoch, arrivals.clone())));
+        readers.push(tokio::spawn(group_member(
+            socket,
+            account.user_id.clone(),
+            args.messages,
+            epoch,
+            arrivals.clone(),
+        )));
     }
     let mut socket = missive_gateway::client::connect_socket(ws_url, &sender.access_token).await?;
     socket.send(Message::text(json!({"type": "hello", "token": sender.access_token}).to_string())).await?;

@@ -147,3 +147,61 @@ async fn groups_fan_out_to_their_members_of_the_moment_and_only_admins_change_th
         .expect("create");
     assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_members_live_only_and_is_rate_limited() {
+    let server = Server::start().await;
+    let alice = server.register("+14155554101", "a").await;
+    let bob = server.register("+14155554102", "b").await;
+    let carol = server.register("+14155554103", "c").await;
+    let dave = server.register("+14155554104", "d").await;
+    let (status, group) = server
+        .api
+        .post("/v1/groups", Some(&alice.access_token), &json!({"name": "t", "members": [bob.user_id, carol.user_id]}))
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{group}");
+    let id = group["conversation_id"].as_str().expect("id").to_string();
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut dave_ws = server.connect(&dave).await;
+    until(&mut bob_ws, "created entry", |frame| frame["event"]["change"] == "created").await;
+
+    let typing = |state: &str| json!({"type": "typing", "conversation_id": id, "state": state});
+    alice_ws.send_json(&typing("typing")).await.expect("typing");
+    let frames = until(&mut bob_ws, "typing", |frame| frame["type"] == "typing").await;
+    let signal = frames.iter().find(|frame| frame["type"] == "typing").expect("typing frame");
+    assert_eq!(
+        (&signal["from"], &signal["state"], &signal["conversation_id"]),
+        (&json!(alice.user_id), &json!("typing"), &json!(id))
+    );
+    let expires_in = signal["expires_at"].as_i64().expect("expires_at") - common::now_ms();
+    assert!((3_000..=5_000).contains(&expires_in), "expires about 5 s after it was sent: {expires_in} ms");
+    alice_ws.send_json(&typing("recording")).await.expect("recording");
+    until(&mut bob_ws, "recording", |frame| frame["state"] == "recording").await;
+
+    // Not to the sender, not to non-members; a non-member cannot signal.
+    dave_ws.send_json(&typing("typing")).await.expect("typing");
+    let answer = until(&mut dave_ws, "refusal", |frame| frame["type"] == "error").await;
+    assert!(answer.iter().any(|frame| frame["code"] == "not_found"), "{answer:?}");
+    let mut alice_frames = alice_ws.drain_ready().await.expect("drain");
+    alice_frames.extend(dave_ws.drain_ready().await.expect("drain"));
+    assert!(alice_frames.iter().all(|frame| frame["type"] != "typing"), "{alice_frames:?}");
+
+    // Live only: Carol connects afterwards and gets no typing, and it is never a feed entry.
+    let mut carol_ws = server.connect(&carol).await;
+    let frames = until(&mut carol_ws, "created entry", |frame| frame["event"]["change"] == "created").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut later = frames;
+    later.extend(carol_ws.drain_ready().await.expect("drain"));
+    assert!(later.iter().all(|frame| frame["type"] != "typing" && frame["event"]["kind"] != "typing"), "{later:?}");
+
+    // A burst is cut off: 3 at once, then one per second.
+    for _ in 0..6 {
+        alice_ws.send_json(&typing("typing")).await.expect("typing");
+    }
+    let answer = until(&mut alice_ws, "rate limit", |frame| frame["code"] == "rate_limited").await;
+    assert!(answer.iter().any(|frame| frame["code"] == "rate_limited"));
+    alice_ws.send_json(&json!({"type": "typing", "conversation_id": id, "state": "dancing"})).await.expect("bad");
+    until(&mut alice_ws, "bad state", |frame| frame["code"] == "bad_frame").await;
+}

@@ -201,6 +201,26 @@ impl CommandBus {
         self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
     }
 
+    /// Appends a live typing signal for the other members (not awaited by anyone).
+    pub async fn typing(
+        &self,
+        by: Principal,
+        conversation_id: ConversationId,
+        state: missive_schemas::wire::TypingState,
+        recipients: &[UserId],
+        expires_at: i64,
+    ) -> Result<(), ApiError> {
+        let typing = missive_schemas::wire::Typing {
+            conversation_id: i64::try_from(conversation_id.0).unwrap_or(i64::MAX),
+            from: i64::try_from(by.user.0).unwrap_or(i64::MAX),
+            from_device: i64::try_from(by.device.0).unwrap_or(i64::MAX),
+            state,
+            recipients: recipients.iter().map(|user| i64::try_from(user.0).unwrap_or(i64::MAX)).collect(),
+            expires_at,
+        };
+        self.append(missive_processors::topics::EPHEMERAL, conversation_id.0, &WireValue::Typing(typing), None).await
+    }
+
     pub async fn ack(&self, by: Principal, seq: FeedSeq) -> Result<(), ApiError> {
         let delivery = Delivery { recipient: by.user, item: DeliveryItem::DeviceAcked { device_id: by.device, seq } };
         self.append(DELIVERIES, by.user.0, &delivery_to_wire(&delivery), None).await

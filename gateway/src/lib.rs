@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod errors;
 pub mod groups;
+pub mod live;
 pub mod metrics;
 pub mod protocol;
 pub mod reads;
@@ -170,10 +171,39 @@ pub async fn serve(
             }
         })
     };
+    let sessions = sessions::Sessions::default();
+    // Live signals start at the end of `ephemeral`, found before serving.
+    let live_positions = live::start_positions(log.as_ref()).await?;
+    let live_task = {
+        let (log, codec, sessions, cancel) = (log.clone(), codec.clone(), sessions.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut positions = Some(live_positions);
+            while !cancel.is_cancelled() {
+                let start = match positions.take() {
+                    Some(start) => start,
+                    // Live-only: after a failure, what was missed is stale anyway.
+                    None => match live::start_positions(log.as_ref()).await {
+                        Ok(start) => start,
+                        Err(error) => {
+                            tracing::warn!(%error, "live signals unavailable; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    },
+                };
+                if let Err(error) = live::run(log.clone(), codec.clone(), sessions.clone(), start, cancel.clone()).await
+                {
+                    tracing::warn!(%error, "live router failed; restarting it");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        })
+    };
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
     let reads = ReadModels::new(db, read_side.users);
-    let sessions = sessions::Sessions::default();
+    let typing_quota = governor::Quota::per_second(std::num::NonZeroU32::MIN)
+        .allow_burst(std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN));
     let deps = SessionDeps {
         auth: auth.clone(),
         bus: bus.clone(),
@@ -183,6 +213,7 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         routing: config.routing.clone(),
         sessions: sessions.clone(),
+        typing_limit: Arc::new(governor::RateLimiter::keyed(typing_quota)),
     };
     let upgrade_routing = (auth.clone(), config.routing.clone());
 
@@ -236,5 +267,6 @@ pub async fn serve(
     serve_connections(listener, warp::service(routes), config.tls, &cancel).await;
     cancel.cancel();
     let _ = reply_task.await;
+    let _ = live_task.await;
     Ok(())
 }

@@ -29,10 +29,29 @@ pub struct Recipient {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    Hello { token: String, resume: Option<Resume> },
-    Send { req: Option<String>, to: Recipient, client_msg_id: String, content: String, reply_to: Option<String> },
-    Ack { seq: u64 },
-    Read { conversation_id: String, up_to: u64 },
+    Hello {
+        token: String,
+        resume: Option<Resume>,
+    },
+    Send {
+        req: Option<String>,
+        to: Recipient,
+        client_msg_id: String,
+        content: String,
+        reply_to: Option<String>,
+    },
+    Ack {
+        seq: u64,
+    },
+    Read {
+        conversation_id: String,
+        up_to: u64,
+    },
+    /// `state`: typing, recording or paused.
+    Typing {
+        conversation_id: String,
+        state: String,
+    },
     Ping,
 }
 
@@ -43,7 +62,7 @@ pub struct FrameError {
     pub message: String,
 }
 
-pub const KNOWN_TYPES: [&str; 5] = ["hello", "send", "ack", "read", "ping"];
+pub const KNOWN_TYPES: [&str; 6] = ["hello", "send", "ack", "read", "typing", "ping"];
 
 /// Parses a text frame, telling a missing/unknown type from bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {

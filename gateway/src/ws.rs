@@ -82,6 +82,8 @@ pub struct SessionDeps {
     pub idle_timeout: Duration,
     pub routing: crate::routing::Routing,
     pub sessions: crate::sessions::Sessions,
+    /// Typing signals per sender: a burst of 3, then one per second.
+    pub typing_limit: Arc<governor::DefaultKeyedRateLimiter<UserId>>,
 }
 
 /// How long a send waits for an unknown recipient to reach this gateway's
@@ -299,7 +301,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         return;
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
-    let guard = deps.sessions.open(principal.user, principal.device);
+    let mut guard = deps.sessions.open(principal.user, principal.device);
     // Subscribe before reading the feed so no entry slips between the two.
     let mut subscription = deps.hub.subscribe(principal.user);
     let feed = match deps.reads.feed_state(principal.user).await {
@@ -323,7 +325,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         "recovered": plan.recovered,
     });
     if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
-        let _ = serve(&mut session, &mut subscription.changes, &guard.revoked).await;
+        let _ = serve(&mut session, &mut subscription.changes, &guard.revoked, &mut guard.live).await;
     }
     drop(guard);
     deps.metrics.connections.dec();
@@ -339,6 +341,7 @@ async fn serve(
     session: &mut Session,
     changes: &mut tokio::sync::watch::Receiver<FeedUpdate>,
     revoked: &tokio_util::sync::CancellationToken,
+    live: &mut tokio::sync::mpsc::Receiver<Arc<Value>>,
 ) -> Result<(), ()> {
     let mut in_flight: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
@@ -378,6 +381,9 @@ async fn serve(
                 let update = changes.borrow_and_update().clone();
                 session.push_update(update).await?;
             }
+            Some(frame) = live.recv() => {
+                session.push(Value::clone(&frame)).await?;
+            }
             _ = revoked.cancelled() => {
                 let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
                 return Ok(());
@@ -408,6 +414,28 @@ async fn read_receipts_on(reads: &ReadModels, conversation: ConversationId) -> R
     Ok(true)
 }
 
+/// A typing signal from a member to the conversation's other members.
+async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, state: &str) -> Result<(), ApiError> {
+    let conversation: ConversationId = conversation
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_frame", "conversation_id must be a decimal id string"))?;
+    let state = missive_schemas::wire::TypingState::parse(state)
+        .ok_or_else(|| ApiError::bad_request("bad_frame", "state must be typing, recording or paused"))?;
+    let members = deps.reads.members(conversation).await?.unwrap_or_default();
+    if !members.contains(&principal.user) {
+        return Err(ApiError::not_found("not_found", "no such conversation among yours"));
+    }
+    if deps.typing_limit.len() > 100_000 {
+        deps.typing_limit.retain_recent();
+    }
+    if deps.typing_limit.check_key(&principal.user).is_err() {
+        return Err(ApiError::rate_limited("typing signals", 1));
+    }
+    let others: Vec<UserId> = members.into_iter().filter(|member| *member != principal.user).collect();
+    let expires_at = missive_infra::now_ms() + crate::live::TYPING_TTL_MS;
+    deps.bus.typing(principal, conversation, state, &others, expires_at).await
+}
+
 /// Handles one client frame; returns a pending send if one was started.
 async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pending>, ()> {
     let frame = match parse_client_frame(text) {
@@ -424,6 +452,12 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         ClientFrame::Hello { .. } => {
             deps.metrics.frames_in.with_label_values(&["hello"]).inc();
             session.push(error_frame(None, "bad_frame", "already authenticated")).await?;
+        }
+        ClientFrame::Typing { conversation_id, state } => {
+            deps.metrics.frames_in.with_label_values(&["typing"]).inc();
+            if let Err(error) = typing(&deps, principal, &conversation_id, &state).await {
+                session.push(send_error(None, &error)).await?;
+            }
         }
         ClientFrame::Ping => {
             deps.metrics.frames_in.with_label_values(&["ping"]).inc();

@@ -43,6 +43,34 @@ pub fn broker_binary() -> Result<PathBuf, BrokerError> {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
+    // Ports handed to processes started later can be taken in between, and
+    // several local clusters start at once in the test suites: each port is
+    // also reserved with a marker file that other callers on this machine
+    // respect (markers older than an hour are stale and reclaimed).
+    let dir = std::env::temp_dir().join("missive-port-reservations");
+    let _ = std::fs::create_dir_all(&dir);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+    let mut state = (seed as u64) ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..1000 {
+        // xorshift: spread over 20000..32000, below Linux's ephemeral range.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = 20_000 + (state % 12_000) as u16;
+        let marker = dir.join(port.to_string());
+        let stale = std::fs::metadata(&marker)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > Duration::from_secs(3600)));
+        if stale {
+            let _ = std::fs::remove_file(&marker);
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok()
+        {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|addr| addr.port()).unwrap_or(0)
 }
 

@@ -11,6 +11,9 @@ pub const EVENTS_USER: &str = "events.user";
 pub const DELIVERIES: &str = "deliveries";
 pub const REPLIES: &str = "replies";
 pub const DEAD_LETTERS: &str = "dead-letters";
+/// Live-only signals (typing, recording): tailed from the end by every
+/// gateway, never folded into state; kept one hour.
+pub const EPHEMERAL: &str = "ephemeral";
 
 /// Record headers Missive writes.
 pub mod headers {
@@ -71,5 +74,6 @@ pub fn all_topics() -> Vec<TopicSpec> {
         topic(DELIVERIES, 8, Retention::Millis(7 * DAY_MS)),
         topic(REPLIES, 1, Retention::Millis(DAY_MS)),
         topic(DEAD_LETTERS, 1, Retention::Millis(30 * DAY_MS)),
+        topic(EPHEMERAL, 4, Retention::Millis(DAY_MS / 24)),
     ]
 }

@@ -114,6 +114,44 @@ pub struct DeliverGroupChange {
     pub change: GroupChanged,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TypingState {
+    Typing,
+    Recording,
+    Paused,
+}
+
+impl TypingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypingState::Typing => "typing",
+            TypingState::Recording => "recording",
+            TypingState::Paused => "paused",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TypingState> {
+        match text {
+            "typing" => Some(TypingState::Typing),
+            "recording" => Some(TypingState::Recording),
+            "paused" => Some(TypingState::Paused),
+            _ => None,
+        }
+    }
+}
+
+/// A live indicator on the `ephemeral` topic (no domain twin: nothing folds it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Typing {
+    pub conversation_id: i64,
+    pub from: i64,
+    pub from_device: i64,
+    pub state: TypingState,
+    pub recipients: Vec<i64>,
+    pub expires_at: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApplyBlock {
     pub conversation_id: i64,
@@ -429,6 +467,7 @@ record_types! {
     DeviceDropped => "deliveries",
     DeliverGroupChange => "deliveries",
     CommandReply => "replies",
+    Typing => "ephemeral",
 }
 
 impl RecordType {

@@ -1,0 +1,78 @@
+//! Live signals: typing and recording indicators. A gateway appends one
+//! `Typing` record per signal to the `ephemeral` topic (keyed by
+//! conversation); every gateway tails every partition of it from the end
+//! and hands each signal to its own open sessions of the recipients. Never
+//! stored in feeds, never replayed to a device that connects later, and
+//! dropped if it has expired by the time it is read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_core::UserId;
+use missive_infra::{Log, Offset, TopicPartition};
+use missive_processors::partitions_of;
+use missive_processors::topics::EPHEMERAL;
+use missive_schemas::wire::Typing;
+use missive_schemas::{Codec, WireValue};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::sessions::Sessions;
+
+/// An indicator lasts this long unless renewed.
+pub const TYPING_TTL_MS: i64 = 5_000;
+
+/// Where the live router starts: the end of every `ephemeral` partition,
+/// found before the gateway serves (nothing older is ever delivered).
+pub async fn start_positions(log: &dyn Log) -> anyhow::Result<Vec<(TopicPartition, Offset)>> {
+    let mut positions = Vec::new();
+    for partition in 0..partitions_of(EPHEMERAL) {
+        let partition = TopicPartition::new(EPHEMERAL, partition);
+        let high = log.watermarks(&partition).await?.high;
+        positions.push((partition, high));
+    }
+    Ok(positions)
+}
+
+/// Tails `ephemeral` and pushes each live signal to local sessions.
+pub async fn run(
+    log: Arc<dyn Log>,
+    codec: Arc<Codec>,
+    sessions: Sessions,
+    positions: Vec<(TopicPartition, Offset)>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut consumer = log.consumer(positions).await?;
+    loop {
+        let records = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
+        };
+        let now = missive_infra::now_ms();
+        for record in records {
+            let Ok(WireValue::Typing(typing)) = codec.decode(&record.value) else {
+                tracing::debug!(offset = %record.offset.0, "not a live signal; skipped");
+                continue;
+            };
+            if typing.expires_at <= now {
+                continue;
+            }
+            deliver(&sessions, &typing);
+        }
+    }
+}
+
+fn deliver(sessions: &Sessions, typing: &Typing) {
+    let frame = Arc::new(json!({
+        "type": "typing",
+        "conversation_id": typing.conversation_id.to_string(),
+        "from": typing.from.to_string(),
+        "state": typing.state.as_str(),
+        "expires_at": typing.expires_at,
+    }));
+    for recipient in &typing.recipients {
+        if let Ok(user) = u64::try_from(*recipient) {
+            sessions.push_live(UserId(user), &frame);
+        }
+    }
+}
