@@ -426,6 +426,7 @@ async fn read_receipts_off_is_reciprocal() {
     for (who, mut frames, connection) in [("bob", bob_frames, &mut bob_ws), ("alice", alice_frames, &mut alice_ws)] {
         frames.extend(connection.drain_ready().await.expect("test step"));
         assert!(frames.iter().all(|frame| frame["event"]["status"] != "read"), "{who} got a read tick: {frames:?}");
+        assert!(frames.iter().all(|frame| frame["type"] != "error"), "{who}'s frames were refused: {frames:?}");
     }
 }
 

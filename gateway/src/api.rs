@@ -679,12 +679,24 @@ async fn list_conversations(principal: Principal, context: Context) -> Result<wa
     }))
 }
 
+/// How long a membership check waits for the history projection to catch up.
+pub const MEMBERSHIP_WAIT: Duration = Duration::from_secs(3);
+
 /// Members only; an unknown conversation and a foreign one look the same.
 pub async fn require_member(reads: &ReadModels, user: UserId, conversation: ConversationId) -> Result<(), ApiError> {
-    match reads.members(conversation).await? {
-        Some(members) if members.contains(&user) => Ok(()),
-        _ => Err(ApiError::not_found("not_found", "no such conversation among yours")),
-    }
+    require_members(reads, user, conversation).await.map(|_| ())
+}
+
+/// Like `require_member`, returning the members.
+pub async fn require_members(
+    reads: &ReadModels,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<Vec<UserId>, ApiError> {
+    reads
+        .members_including(conversation, user, MEMBERSHIP_WAIT)
+        .await?
+        .ok_or_else(|| ApiError::not_found("not_found", "no such conversation among yours"))
 }
 
 async fn history(

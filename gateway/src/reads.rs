@@ -139,6 +139,31 @@ impl ReadModels {
         self.run(move |db| queries::group(db, conversation)).await
     }
 
+    /// The members of `conversation` once they include `user`, waiting up to
+    /// `wait`: the history projection folds `events.conversation` beside the
+    /// inbox, so a client may act on a message (read it, open the chat)
+    /// a moment before history has the conversation. `None` if `user` is
+    /// still not a member by then.
+    pub async fn members_including(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        wait: std::time::Duration,
+    ) -> Result<Option<Vec<UserId>>, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            if let Some(members) = self.members(conversation).await?.filter(|members| members.contains(&user)) {
+                return Ok(Some(members));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub async fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ApiError> {
         self.run(move |db| queries::members(db, conversation)).await
     }

@@ -421,10 +421,7 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
         .map_err(|_| ApiError::bad_request("bad_frame", "conversation_id must be a decimal id string"))?;
     let state = missive_schemas::wire::TypingState::parse(state)
         .ok_or_else(|| ApiError::bad_request("bad_frame", "state must be typing, recording or paused"))?;
-    let members = deps.reads.members(conversation).await?.unwrap_or_default();
-    if !members.contains(&principal.user) {
-        return Err(ApiError::not_found("not_found", "no such conversation among yours"));
-    }
+    let members = crate::api::require_members(&deps.reads, principal.user, conversation).await?;
     if deps.typing_limit.len() > 100_000 {
         deps.typing_limit.retain_recent();
     }
