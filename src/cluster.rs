@@ -91,6 +91,17 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// Whether a process is on its way out (the kernel's PF_EXITING flag, the
+/// ninth field of /proc/PID/stat) but not yet gone.
+fn exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+            .is_some_and(|flags| flags & PF_EXITING != 0)
+    })
+}
+
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill").args([format!("-{name}"), pid.to_string()]).stderr(Stdio::null()).status();
 }
@@ -174,6 +185,12 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
         let broker_alive = state.members.first().is_some_and(|broker| alive(broker.pid));
         if broker_alive {
             for index in 0..state.members.len() {
+                // A member killed a moment ago may still be exiting (and holding
+                // its port): give it a few seconds to be gone before deciding.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while exiting(state.members[index].pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 if !alive(state.members[index].pid) {
                     let mut member = state.members[index].clone();
                     launch(dir, &mut member)?;
@@ -347,6 +364,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 .iter()
                 .position(|member| member.name == name)
                 .with_context(|| format!("no member named {name}"))?;
+            // A member killed a moment ago may still be exiting (and holding
+            // its port): give it a few seconds to be gone before deciding.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while exiting(state.members[index].pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             if !alive(state.members[index].pid) {
                 let mut member = state.members[index].clone();
                 launch(&dir, &mut member)?;

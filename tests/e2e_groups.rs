@@ -105,6 +105,18 @@ async fn groups_fan_out_to_their_members_of_the_moment_and_only_admins_change_th
     send_to_group(&mut alice_ws, &id, "m3").await;
     let frames = until(&mut dave_ws, "m3", |frame| frame["event"]["content"] == "m3").await;
     assert!(frames.iter().all(|frame| frame["event"]["content"] != "m1" && frame["event"]["content"] != "m2"));
+    // Nor does his history show what came before he joined (the group does not allow it).
+    let history = server
+        .get_until(&format!("/v1/conversations/{id}/messages"), &dave.access_token, "m3 in history", |body| {
+            body["messages"].as_array().is_some_and(|messages| messages.iter().any(|m| m["content"] == "m3"))
+        })
+        .await;
+    let contents: Vec<&str> =
+        history["messages"].as_array().expect("messages").iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, vec!["m3"], "history before joining is hidden: {history}");
+    let (_, history) =
+        server.api.get(&format!("/v1/conversations/{id}/messages"), Some(&bob.access_token)).await.expect("history");
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(3), "bob saw all three: {history}");
 
     // Only admins may send once the setting is on; promoting Bob lets him.
     let (status, body) = server

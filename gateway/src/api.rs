@@ -724,8 +724,16 @@ async fn history(
             };
             require_member(&context.reads, principal.user, conversation).await?;
             let messages = context.reads.history(conversation, before, limit).await?;
-            // Messages from someone the caller blocked were never delivered to it.
-            let visible = messages.iter().filter(|message| !message.withheld_from.contains(&principal.user));
+            // A group's history before the caller joined is shown only if the group allows it.
+            let earlier_history = match context.reads.group(conversation).await? {
+                Some(group) => group.group.settings.history_for_new_members,
+                None => true,
+            };
+            let caller = principal.user;
+            let visible = messages.iter().filter(|message| {
+                // Messages from someone the caller blocked were never delivered to it.
+                !message.withheld_from.contains(&caller) && (earlier_history || message.members.contains(&caller))
+            });
             ok(json!({"messages": visible.map(message_json).collect::<Vec<_>>()}))
         }
         .await,

@@ -94,11 +94,17 @@ impl Cluster {
             .expect("member pid") as u32
     }
 
-    /// `kill -9` of one member.
+    /// `kill -9` of one member; returns once it is gone (a process still
+    /// exiting holds its port, and `cluster restart` would take it for alive).
     pub async fn kill9(&self, name: &str) {
         let pid = self.pid(name).await;
         let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
         assert!(status.success(), "kill -9 {name} ({pid})");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while running(pid) {
+            assert!(tokio::time::Instant::now() < deadline, "{name} ({pid}) survived kill -9");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn restart(&self, name: &str) {
@@ -249,26 +255,13 @@ fn running(pid: u32) -> bool {
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
-impl Cluster {
-    /// `kill -9` of a member, waiting until it is gone.
-    pub async fn kill9_and_wait(&self, name: &str) {
-        let pid = self.pid(name).await;
-        self.kill9(name).await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while running(pid) {
-            assert!(tokio::time::Instant::now() < deadline, "{name} ({pid}) survived kill -9");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 impl Server {
     /// `kill -9` of every Missive process, then a start on the same state
     /// (embedded: the one server; Kafka: processors and gateways).
     pub async fn crash_and_restart(self) -> Server {
         let Some(cluster) = self.cluster() else { return Server::start_in(self.kill9().await).await };
         for name in CLUSTER_MEMBERS {
-            cluster.kill9_and_wait(name).await;
+            cluster.kill9(name).await;
         }
         for name in CLUSTER_MEMBERS {
             cluster.restart(name).await;
@@ -295,7 +288,7 @@ impl Server {
             return Server::start_in(dir).await;
         };
         for name in ["gateway-0", "gateway-1"] {
-            cluster.kill9_and_wait(name).await;
+            cluster.kill9(name).await;
             rebuild(cluster.dir.join("data").join(name));
             cluster.restart(name).await;
         }
