@@ -42,6 +42,10 @@ pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
             }
             batch.delete_cf(state, &key);
             dropped += 1;
+            // Bounded batches: a directory of millions of accounts is not held in memory at once.
+            if batch.len() >= 10_000 {
+                db.write(std::mem::take(&mut batch))?;
+            }
         }
     }
     db.write(batch)?;

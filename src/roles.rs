@@ -23,6 +23,15 @@ use missive_processors::{
 
 /// Accounts the contact-sync Bloom filter is sized for (1 % false positives; ~1.2 MB).
 pub const USER_INDEX_CAPACITY: usize = 1_000_000;
+
+/// The read side a client-serving process shares with its projections, its
+/// registered-users filter filled from the directory already in `db`.
+pub fn read_side(db: &rocksdb::DB) -> anyhow::Result<ReadSide> {
+    let read_side = ReadSide::new(USER_INDEX_CAPACITY);
+    let loaded = read_side.users.load(db)?;
+    tracing::debug!(loaded, "registered users loaded into the contact-sync filter");
+    Ok(read_side)
+}
 use missive_schemas::registry::{Registry, register_remote};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -421,9 +430,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;
-    let read_side = ReadSide::new(USER_INDEX_CAPACITY);
-    let loaded = read_side.users.load(&db)?;
-    tracing::debug!(loaded, "registered users loaded into the contact-sync filter");
+    let read_side = read_side(&db)?;
     let cancel = CancellationToken::new();
     let place = |processor: &'static str, partition: u32| match processor {
         inbox::PROCESSOR => routing.owns_partition(partition),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use missive_gateway::GatewayConfig;
 use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
-use missive_processors::{ReadSide, RuntimeMetrics};
+use missive_processors::RuntimeMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::roles;
@@ -50,8 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;
-    let read_side = ReadSide::new(roles::USER_INDEX_CAPACITY);
-    read_side.users.load(&db)?;
+    let read_side = roles::read_side(&db)?;
     let tasks = missive_processors::spawn_all(
         log.clone(),
         db.clone(),

@@ -92,20 +92,21 @@ const DEVICE_WAIT: Duration = Duration::from_secs(3);
 /// A token's device must still belong to the account: removing a device
 /// (or logging out) ends its tokens before they expire.
 pub async fn require_device(reads: &ReadModels, principal: Principal) -> Result<(), ApiError> {
-    let removed =
-        || ApiError::unauthorized("this device was removed from the account; verify again").with_code("device_removed");
-    let deadline = tokio::time::Instant::now() + DEVICE_WAIT;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match reads.directory(principal.user).await? {
-            Some(state) if state.has_device(principal.device) => return Ok(()),
-            Some(state) if state.was_removed(principal.device) => return Err(removed()),
-            _ if tokio::time::Instant::now() >= deadline => return Err(removed()),
-            _ => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
+    // Some(true): the device is there; Some(false): it was removed; None: not seen yet.
+    let known = crate::reads::poll_until(DEVICE_WAIT, || async {
+        Ok(reads.directory(principal.user).await?.and_then(|state| {
+            if state.has_device(principal.device) {
+                Some(true)
+            } else {
+                state.was_removed(principal.device).then_some(false)
             }
-        }
+        }))
+    })
+    .await?;
+    match known {
+        Some(true) => Ok(()),
+        _ => Err(ApiError::unauthorized("this device was removed from the account; verify again")
+            .with_code("device_removed")),
     }
 }
 
@@ -227,15 +228,38 @@ async fn request_otp(
     )
 }
 
-async fn tokens(context: &Context, principal: Principal) -> Result<warp::reply::Response, ApiError> {
-    let (access, refresh, expires_in) = context.auth.issue(principal).await?;
-    ok(json!({
+/// The answer of verify and refresh: the device and its token pair.
+fn tokens_json(principal: Principal, access: String, refresh: String, expires_in: i64) -> Value {
+    json!({
         "user_id": principal.user.to_string(),
         "device_id": principal.device.to_string(),
         "access_token": access,
         "refresh_token": refresh,
         "expires_in": expires_in,
-    }))
+    })
+}
+
+async fn tokens(context: &Context, principal: Principal) -> Result<warp::reply::Response, ApiError> {
+    let (access, refresh, expires_in) = context.auth.issue(principal).await?;
+    ok(tokens_json(principal, access, refresh, expires_in))
+}
+
+/// Records an account change and returns the account once this gateway's
+/// directory shows it (`shows`), so the caller's next request sees it.
+async fn change_account(
+    context: &Context,
+    command: UserCommand,
+    shows: impl Fn(&UserState) -> bool,
+) -> Result<UserState, ApiError> {
+    let user = command.user_id();
+    context.bus.user_command(command).await?;
+    let state = context.reads.directory_when(user, DIRECTORY_WAIT, |state| state.is_some_and(&shows)).await?;
+    state.ok_or_else(|| ApiError::unavailable("account not visible yet; retry"))
+}
+
+/// A list of user ids as decimal strings.
+fn user_ids_json<'a>(users: impl IntoIterator<Item = &'a UserId>) -> Value {
+    json!(users.into_iter().map(UserId::to_string).collect::<Vec<_>>())
 }
 
 async fn verify(
@@ -293,10 +317,9 @@ async fn verify(
 
 /// Removes a device through the log and closes its connections here.
 async fn remove_device(context: &Context, user: UserId, device: DeviceId, reason: &str) -> Result<(), ApiError> {
-    context
-        .bus
-        .user_command(UserCommand::RemoveDevice { user_id: user, device_id: device, reason: reason.to_string() })
-        .await?;
+    let command = UserCommand::RemoveDevice { user_id: user, device_id: device, reason: reason.to_string() };
+    context.bus.user_command(command).await?;
+    // Connections close at once; the token check follows the directory.
     context.sessions.revoke(user, device);
     context.reads.directory_when(user, DIRECTORY_WAIT, |state| !state.is_some_and(|s| s.has_device(device))).await?;
     Ok(())
@@ -311,13 +334,7 @@ async fn refresh(request: RefreshRequest, path: String, context: Context) -> Res
             match context.auth.refresh(&request.refresh_token).await? {
                 Refreshed::Issued { principal, access, refresh, expires_in } => {
                     require_device(&context.reads, principal).await?;
-                    ok(json!({
-                        "user_id": principal.user.to_string(),
-                        "device_id": principal.device.to_string(),
-                        "access_token": access,
-                        "refresh_token": refresh,
-                        "expires_in": expires_in,
-                    }))
+                    ok(tokens_json(principal, access, refresh, expires_in))
                 }
                 Refreshed::Reused(principal) => {
                     // Either the client or a thief holds a copy: end the session for both.
@@ -415,22 +432,15 @@ async fn put_profile(
                 ProfileChange { display_name: request.display_name, about: request.about, picture: request.picture };
             users::validate_profile(&change)
                 .map_err(|rejection| ApiError::bad_request(rejection.code(), rejection.to_string()))?;
-            context
-                .bus
-                .user_command(UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() })
-                .await?;
-            let state = context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
-                    state.is_some_and(|state| {
-                        let profile = &state.profile;
-                        change.display_name.as_ref().is_none_or(|name| *name == profile.display_name)
-                            && change.about.as_ref().is_none_or(|about| *about == profile.about)
-                            && change.picture.as_ref().is_none_or(|picture| *picture == profile.picture)
-                    })
-                })
-                .await?;
-            ok(state.as_ref().map(own_profile_json).unwrap_or(Value::Null))
+            let command = UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() };
+            let state = change_account(&context, command, |state| {
+                let profile = &state.profile;
+                change.display_name.as_ref().is_none_or(|name| *name == profile.display_name)
+                    && change.about.as_ref().is_none_or(|about| *about == profile.about)
+                    && change.picture.as_ref().is_none_or(|picture| *picture == profile.picture)
+            })
+            .await?;
+            ok(own_profile_json(&state))
         }
         .await,
     )
@@ -497,20 +507,16 @@ async fn put_privacy(
                 about: audience(request.about, "about")?,
                 read_receipts: request.read_receipts,
             };
-            context.bus.user_command(UserCommand::SetPrivacy { user_id: principal.user, change }).await?;
-            let state = context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
-                    state.is_some_and(|state| {
-                        let privacy = state.privacy;
-                        change.last_seen.is_none_or(|value| value == privacy.last_seen)
-                            && change.photo.is_none_or(|value| value == privacy.photo)
-                            && change.about.is_none_or(|value| value == privacy.about)
-                            && change.read_receipts.is_none_or(|value| value == privacy.read_receipts)
-                    })
-                })
-                .await?;
-            ok(state.as_ref().map(privacy_json).unwrap_or(Value::Null))
+            let command = UserCommand::SetPrivacy { user_id: principal.user, change };
+            let state = change_account(&context, command, |state| {
+                let privacy = state.privacy;
+                change.last_seen.is_none_or(|value| value == privacy.last_seen)
+                    && change.photo.is_none_or(|value| value == privacy.photo)
+                    && change.about.is_none_or(|value| value == privacy.about)
+                    && change.read_receipts.is_none_or(|value| value == privacy.read_receipts)
+            })
+            .await?;
+            ok(privacy_json(&state))
         }
         .await,
     )
@@ -520,7 +526,7 @@ async fn list_blocks(principal: Principal, context: Context) -> Result<warp::rep
     respond(
         async {
             let state = own_state(&context, principal.user).await?;
-            ok(json!({"blocked": state.blocked.iter().map(|user| user.to_string()).collect::<Vec<_>>()}))
+            ok(json!({"blocked": user_ids_json(&state.blocked)}))
         }
         .await,
     )
@@ -541,13 +547,8 @@ async fn set_block(
             if !context.reads.user_exists(target).await? {
                 return Err(ApiError::not_found("not_found", "no such user"));
             }
-            context.bus.user_command(UserCommand::SetBlock { user_id: principal.user, target, blocked }).await?;
-            context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
-                    state.is_some_and(|state| state.blocked.contains(&target) == blocked)
-                })
-                .await?;
+            let command = UserCommand::SetBlock { user_id: principal.user, target, blocked };
+            change_account(&context, command, |state| state.blocked.contains(&target) == blocked).await?;
             ok(json!({"user_id": target.to_string(), "blocked": blocked}))
         }
         .await,
@@ -566,11 +567,8 @@ async fn set_pin(
             }
             let pin_hash = context.auth.pin_hash(principal.user, &request.pin);
             let expected = Some(pin_hash.clone());
-            context.bus.user_command(UserCommand::SetPin { user_id: principal.user, pin_hash: Some(pin_hash) }).await?;
-            context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.pin_hash == expected))
-                .await?;
+            let command = UserCommand::SetPin { user_id: principal.user, pin_hash: Some(pin_hash) };
+            change_account(&context, command, |state| state.pin_hash == expected).await?;
             ok(json!({"pin": true}))
         }
         .await,
@@ -580,11 +578,8 @@ async fn set_pin(
 async fn remove_pin(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
-            context.bus.user_command(UserCommand::SetPin { user_id: principal.user, pin_hash: None }).await?;
-            context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| state.is_some_and(|s| s.pin_hash.is_none()))
-                .await?;
+            let command = UserCommand::SetPin { user_id: principal.user, pin_hash: None };
+            change_account(&context, command, |state| state.pin_hash.is_none()).await?;
             ok(json!({"pin": false}))
         }
         .await,
@@ -624,12 +619,7 @@ async fn contacts_sync(
             if !added.is_empty() {
                 let command =
                     UserCommand::UpdateContacts { user_id: principal.user, added: added.clone(), removed: Vec::new() };
-                context.bus.user_command(command).await?;
-                context
-                    .reads
-                    .directory_when(principal.user, DIRECTORY_WAIT, |state| {
-                        state.is_some_and(|state| added.iter().all(|user| state.contacts.contains(user)))
-                    })
+                change_account(&context, command, |state| added.iter().all(|user| state.contacts.contains(user)))
                     .await?;
             }
             let users: Vec<Value> =
@@ -644,7 +634,7 @@ async fn list_contacts(principal: Principal, context: Context) -> Result<warp::r
     respond(
         async {
             let state = own_state(&context, principal.user).await?;
-            ok(json!({"contacts": state.contacts.iter().map(|user| user.to_string()).collect::<Vec<_>>()}))
+            ok(json!({"contacts": user_ids_json(&state.contacts)}))
         }
         .await,
     )
@@ -660,13 +650,7 @@ async fn remove_contact(
             let contact: UserId = parse_id(&user, "user id")?;
             let command =
                 UserCommand::UpdateContacts { user_id: principal.user, added: Vec::new(), removed: vec![contact] };
-            context.bus.user_command(command).await?;
-            context
-                .reads
-                .directory_when(principal.user, DIRECTORY_WAIT, |state| {
-                    state.is_some_and(|state| !state.contacts.contains(&contact))
-                })
-                .await?;
+            change_account(&context, command, |state| !state.contacts.contains(&contact)).await?;
             ok(json!({"removed": contact.to_string()}))
         }
         .await,

@@ -190,7 +190,7 @@ pub struct Auth {
     http: reqwest::Client,
     limiters: Limiters,
     /// Serialises refresh-token exchanges so a token is never used twice concurrently.
-    refresh_lock: Mutex<()>,
+    refresh_lock: Arc<Mutex<()>>,
 }
 
 /// `+` then 7 to 15 digits, the first not 0 (ITU-T E.164).
@@ -253,7 +253,7 @@ impl Auth {
             verify_address: RateLimiter::keyed(per(hour, limits.verify_per_address_per_hour)),
             contact_sync: RateLimiter::keyed(per(24 * hour, limits.contact_syncs_per_day)),
         };
-        Auth { db, config, encoding, decoding, http, limiters, refresh_lock: Mutex::new(()) }
+        Auth { db, config, encoding, decoding, http, limiters, refresh_lock: Arc::new(Mutex::new(())) }
     }
 
     fn keyed_hash(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -501,26 +501,31 @@ impl Auth {
             return Err(invalid());
         }
         let key = Auth::refresh_key(token);
-        let _exchange = self.refresh_lock.lock();
-        let family = family(&self.db, CF_AUTH);
-        // Point reads and writes on a small column family: done inline under the lock.
-        let Some(bytes) = self.db.get_cf(family, &key).map_err(storage)? else { return Err(invalid()) };
-        let mut record: RefreshRecord = serde_json::from_slice(&bytes).map_err(storage)?;
-        let principal = Principal { user: UserId(record.user_id), device: DeviceId(record.device_id) };
-        if record.expires_at < now_seconds() {
-            return Err(invalid());
-        }
-        if record.used {
+        let (db, lock) = (self.db.clone(), self.refresh_lock.clone());
+        // Spend the token: read and mark it used under the lock, so two
+        // concurrent exchanges of one token cannot both succeed.
+        let (principal, reused) = blocking(move || {
+            let _exchange = lock.lock();
+            let family = family(&db, CF_AUTH);
+            let Some(bytes) = db.get_cf(family, &key).map_err(storage)? else { return Err(invalid()) };
+            let mut record: RefreshRecord = serde_json::from_slice(&bytes).map_err(storage)?;
+            let principal = Principal { user: UserId(record.user_id), device: DeviceId(record.device_id) };
+            if record.expires_at < now_seconds() {
+                return Err(invalid());
+            }
+            if record.used {
+                return Ok((principal, true));
+            }
+            record.used = true;
+            db.put_cf(family, &key, serde_json::to_vec(&record).map_err(storage)?).map_err(storage)?;
+            Ok((principal, false))
+        })
+        .await?;
+        if reused {
             return Ok(Refreshed::Reused(principal));
         }
-        record.used = true;
-        let access = self.access_token(principal)?;
-        let (refresh, new_key, new_value) = self.refresh_token(principal)?;
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(family, &key, serde_json::to_vec(&record).map_err(storage)?);
-        batch.put_cf(family, new_key, new_value);
-        self.db.write(batch).map_err(storage)?;
-        Ok(Refreshed::Issued { principal, access, refresh, expires_in: ACCESS_TTL_SECONDS })
+        let (access, refresh, expires_in) = self.issue(principal).await?;
+        Ok(Refreshed::Issued { principal, access, refresh, expires_in })
     }
 
     /// Verifies an access token's signature (HS256 only: any other `alg`

@@ -77,17 +77,12 @@ async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply:
     let conversation = command.conversation_id;
     let reply = context.bus.group_command(command).await?;
     let reached = ConvSeq(reply.conv_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
-    let deadline = tokio::time::Instant::now() + DIRECTORY_WAIT;
-    loop {
-        let group = context.reads.group(conversation).await?;
-        if let Some(group) = group.as_ref().filter(|group| group.conv_seq >= reached) {
-            return ok(group_json(group));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let group = crate::reads::poll_until(DIRECTORY_WAIT, || async {
+        Ok(context.reads.group(conversation).await?.filter(|group| group.conv_seq >= reached))
+    })
+    .await?
+    .ok_or_else(|| ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"))?;
+    ok(group_json(&group))
 }
 
 async fn create(

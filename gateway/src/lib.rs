@@ -112,6 +112,30 @@ pub async fn serve_connections<S>(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
 }
 
+/// Runs a background loop until `cancel`, starting it again (after a short
+/// pause) whenever it fails.
+fn restart_on_failure<Run, Loop>(
+    what: &'static str,
+    cancel: CancellationToken,
+    mut run: Run,
+) -> tokio::task::JoinHandle<()>
+where
+    Run: FnMut() -> Loop + Send + 'static,
+    Loop: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        while !cancel.is_cancelled() {
+            match run().await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, what, "background loop failed; restarting it");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
+}
+
 /// The `access_token` query parameter of a request path, if any.
 fn access_token_in(path_and_query: &str) -> Option<String> {
     let (_, query) = path_and_query.split_once('?')?;
@@ -155,47 +179,29 @@ pub async fn serve(
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;
+    // The router is how sends learn their outcome: if it fails (broker
+    // trouble), it starts again instead of leaving every send to time out.
     let reply_task = {
         let (replies, log, codec, cancel) = (replies.clone(), log.clone(), codec.clone(), cancel.clone());
-        // The router is how sends learn their outcome: if it fails (broker
-        // trouble), it starts again instead of leaving every send to time out.
-        tokio::spawn(async move {
-            while !cancel.is_cancelled() {
-                match replies.clone().run(log.clone(), codec.clone(), cancel.clone()).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "reply router failed; restarting it");
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    }
-                }
-            }
+        restart_on_failure("reply router", cancel.clone(), move || {
+            replies.clone().run(log.clone(), codec.clone(), cancel.clone())
         })
     };
     let sessions = sessions::Sessions::default();
-    // Live signals start at the end of `ephemeral`, found before serving.
-    let live_positions = live::start_positions(log.as_ref()).await?;
+    // Live signals start at the end of `ephemeral`, found before serving;
+    // after a failure, from the end again (what was missed is stale anyway).
     let live_task = {
+        let mut first = Some(live::start_positions(log.as_ref()).await?);
         let (log, codec, sessions, cancel) = (log.clone(), codec.clone(), sessions.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let mut positions = Some(live_positions);
-            while !cancel.is_cancelled() {
-                let start = match positions.take() {
+        restart_on_failure("live router", cancel.clone(), move || {
+            let (start, log, codec, sessions, cancel) =
+                (first.take(), log.clone(), codec.clone(), sessions.clone(), cancel.clone());
+            async move {
+                let start = match start {
                     Some(start) => start,
-                    // Live-only: after a failure, what was missed is stale anyway.
-                    None => match live::start_positions(log.as_ref()).await {
-                        Ok(start) => start,
-                        Err(error) => {
-                            tracing::warn!(%error, "live signals unavailable; retrying");
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    },
+                    None => live::start_positions(log.as_ref()).await?,
                 };
-                if let Err(error) = live::run(log.clone(), codec.clone(), sessions.clone(), start, cancel.clone()).await
-                {
-                    tracing::warn!(%error, "live router failed; restarting it");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
+                live::run(log, codec, sessions, start, cancel).await
             }
         })
     };

@@ -17,6 +17,31 @@ use crate::errors::ApiError;
 /// Most user ids remembered as existing before the cache starts over.
 const KNOWN_USERS_CAP: usize = 1_000_000;
 
+/// Asks `probe` again, with back-off (1 ms doubling to 50 ms), until it
+/// answers `Some` or `wait` has passed (`None`). Read models fold the log a
+/// moment after a decision, and in Kafka mode each gateway folds its own
+/// copy: callers use this to wait for a change they know is coming.
+pub async fn poll_until<T, Probe>(
+    wait: std::time::Duration,
+    mut probe: impl FnMut() -> Probe,
+) -> Result<Option<T>, ApiError>
+where
+    Probe: std::future::Future<Output = Result<Option<T>, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        if let Some(found) = probe().await? {
+            return Ok(Some(found));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 #[derive(Clone)]
 pub struct ReadModels {
     db: Arc<DB>,
@@ -46,21 +71,13 @@ impl ReadModels {
         wait: std::time::Duration,
         ready: impl Fn(Option<&UserState>) -> bool,
     ) -> Result<Option<UserState>, ApiError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
+        let ready = &ready;
+        poll_until(wait, || async move {
             let state = self.directory(user).await?;
-            if ready(state.as_ref()) {
-                return Ok(state);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::unavailable(
-                    "the change is recorded but not yet visible here; read again shortly",
-                ));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(50));
-        }
+            Ok(ready(state.as_ref()).then_some(state))
+        })
+        .await?
+        .ok_or_else(|| ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"))
     }
 
     /// Whether a contact-sync candidate is registered: the Bloom filter
@@ -101,18 +118,8 @@ impl ReadModels {
     /// Like `user_exists`, but an unknown user is looked for again (with
     /// back-off) until `wait` has passed: read models of other gateways lag.
     pub async fn user_exists_soon(&self, user: UserId, wait: std::time::Duration) -> Result<bool, ApiError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            if self.user_exists(user).await? {
-                return Ok(true);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(100));
-        }
+        let found = poll_until(wait, || async move { Ok(self.user_exists(user).await?.then_some(())) }).await?;
+        Ok(found.is_some())
     }
 
     pub async fn feed_state(&self, user: UserId) -> Result<Option<FeedState>, ApiError> {
@@ -150,18 +157,11 @@ impl ReadModels {
         user: UserId,
         wait: std::time::Duration,
     ) -> Result<Option<Vec<UserId>>, ApiError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = std::time::Duration::from_millis(2);
-        loop {
-            if let Some(members) = self.members(conversation).await?.filter(|members| members.contains(&user)) {
-                return Ok(Some(members));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(100));
-        }
+        poll_until(
+            wait,
+            || async move { Ok(self.members(conversation).await?.filter(|members| members.contains(&user))) },
+        )
+        .await
     }
 
     pub async fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ApiError> {

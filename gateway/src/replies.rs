@@ -68,7 +68,8 @@ impl ReplyRouter {
     pub async fn start_at_end(&self, log: &dyn Log) -> anyhow::Result<()> {
         let partition = log.partition_for(REPLIES, self.gateway_id.as_bytes()).await?;
         let partition = TopicPartition::new(REPLIES, partition);
-        let start = log.watermarks(&partition).await?.high;
+        // A lower bound will do: replies to other requests are ignored.
+        let start = log.end_hint(&partition).await?;
         *self.position.lock() = Some((partition, start));
         Ok(())
     }

@@ -458,6 +458,21 @@ impl Log for KafkaLog {
         Ok(Watermarks { low, high })
     }
 
+    /// The broker's own high watermark, unverified: on brokers that report
+    /// the last batch's base offset + 1 this is a little early, which is
+    /// what `end_hint` promises (a lower bound).
+    async fn end_hint(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        let meta = self.inner.meta.clone();
+        let target = partition.clone();
+        blocking(move || {
+            let (_, high) = meta
+                .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
+                .map_err(|error| map_error(&target.topic, error))?;
+            Ok(Offset(high.max(0) as u64))
+        })
+        .await
+    }
+
     async fn offset_for_time(&self, partition: &TopicPartition, timestamp_ms: i64) -> Result<Offset, LogError> {
         let marks = self.watermarks(partition).await?;
         let meta = self.inner.meta.clone();

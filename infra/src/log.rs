@@ -139,6 +139,13 @@ pub trait Log: Send + Sync + 'static {
 
     async fn watermarks(&self, partition: &TopicPartition) -> Result<Watermarks, LogError>;
 
+    /// A quick lower bound of the partition's end, for readers that only
+    /// tail new records and may read a few old ones again (reply routers,
+    /// live signals): no verification round trips.
+    async fn end_hint(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        Ok(self.watermarks(partition).await?.high)
+    }
+
     /// Earliest offset whose timestamp is at or after `timestamp_ms`
     /// (the high watermark when there is none).
     async fn offset_for_time(&self, partition: &TopicPartition, timestamp_ms: i64) -> Result<Offset, LogError>;
