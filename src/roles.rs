@@ -334,6 +334,25 @@ pub struct ProcessArgs {
     /// Which deciders to run (comma-separated): conversation, users.
     #[arg(long, env = "MISSIVE_PROCESSORS", value_delimiter = ',', default_value = "conversation,users")]
     pub processors: Vec<String>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+}
+
+/// The conversation decider's configurable rules.
+#[derive(clap::Args, Clone, Copy)]
+pub struct RulesArgs {
+    /// How long after sending a message it may be deleted for everyone, in seconds.
+    #[arg(long, env = "MISSIVE_DELETE_FOR_EVERYONE_SECONDS", default_value_t = 3600)]
+    pub delete_for_everyone_seconds: u32,
+}
+
+impl RulesArgs {
+    pub fn windows(&self) -> missive_core::operations::OperationWindows {
+        missive_core::operations::OperationWindows {
+            delete_ms: i64::from(self.delete_for_everyone_seconds) * 1000,
+            ..Default::default()
+        }
+    }
 }
 
 pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
@@ -372,7 +391,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
         ReadSide::new(1024),
         metrics,
         cancel.clone(),
-        Placement { changelogs, place: &place },
+        Placement { changelogs, place: &place, windows: args.rules.windows() },
     );
     let count = tasks.len();
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
@@ -444,7 +463,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         read_side.clone(),
         metrics,
         cancel.clone(),
-        Placement { changelogs: args.kafka.changelogs(), place: &place },
+        Placement { changelogs: args.kafka.changelogs(), place: &place, windows: Default::default() },
     );
     let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
     stop_on_signal(cancel.clone());

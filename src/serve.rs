@@ -30,6 +30,8 @@ pub struct ServeArgs {
     /// Also serve the Confluent-compatible schema registry REST API here.
     #[arg(long, env = "MISSIVE_SCHEMA_REGISTRY_LISTEN")]
     pub schema_registry_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub rules: roles::RulesArgs,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -58,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         read_side.clone(),
         metrics,
         cancel.clone(),
+        args.rules.windows(),
     );
     let janitor = {
         let cancel = cancel.clone();

@@ -5,14 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, WAIT, messages_from};
+use common::{Server, WAIT, code_of, messages_from};
 use missive_gateway::auth::contact_hash;
 use missive_gateway::client::{Account, Connection};
 use serde_json::{Value, json};
-
-fn code_of(body: &Value) -> Option<&str> {
-    body["error"]["code"].as_str()
-}
 
 /// Waits until `connection` has answered `sent` for `req`; returns the frames seen.
 async fn sent(connection: &mut Connection, req: &str) -> Vec<Value> {

@@ -3,30 +3,8 @@
 
 mod common;
 
-use common::{Server, WAIT, events, messages_from};
-use missive_gateway::client::Connection;
-use serde_json::{Value, json};
-
-fn code_of(body: &Value) -> Option<&str> {
-    body["error"]["code"].as_str()
-}
-
-/// Frames until one satisfies `done`; fails with what arrived otherwise.
-async fn until(connection: &mut Connection, what: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-    connection
-        .collect_until(WAIT, |frames| frames.iter().any(&done))
-        .await
-        .unwrap_or_else(|error| panic!("{what}: {error:#}"))
-}
-
-async fn send_to_group(connection: &mut Connection, group: &str, tag: &str) -> Value {
-    connection
-        .send_json(&json!({"type": "send", "req": tag, "to": {"group": group}, "client_msg_id": tag, "content": tag}))
-        .await
-        .expect("send");
-    let frames = until(connection, tag, |frame| frame["req"] == tag).await;
-    frames.into_iter().find(|frame| frame["req"] == tag).expect("answer")
-}
+use common::{Server, code_of, events, messages_from, send_to_group, until};
+use serde_json::json;
 
 #[tokio::test]
 async fn groups_fan_out_to_their_members_of_the_moment_and_only_admins_change_them() {

@@ -5,8 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use missive_core::conversation::ReceiptStatus;
 use missive_core::users::{self, Audience, PrivacyChange, ProfileChange, UserCommand, UserState};
-use missive_core::{ConvSeq, ConversationId, DeviceId, UserId};
+use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::filters::BoxedFilter;
@@ -16,7 +17,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::auth::{Auth, Principal, Refreshed, is_contact_hash, is_e164, is_pin};
 use crate::commands::CommandBus;
 use crate::errors::ApiError;
-use crate::protocol::{message_json, summary_json};
+use crate::protocol::{history_json, summary_json};
 use crate::reads::ReadModels;
 use crate::routing::Routing;
 use crate::sessions::Sessions;
@@ -707,18 +708,67 @@ async fn history(
                 )),
             };
             require_member(&context.reads, principal.user, conversation).await?;
-            let messages = context.reads.history(conversation, before, limit).await?;
+            let messages = context.reads.history(conversation, principal.user, before, limit).await?;
             // A group's history before the caller joined is shown only if the group allows it.
             let earlier_history = match context.reads.group(conversation).await? {
                 Some(group) => group.group.settings.history_for_new_members,
                 None => true,
             };
             let caller = principal.user;
-            let visible = messages.iter().filter(|message| {
+            let visible = messages.iter().filter(|entry| {
+                let message = &entry.message;
                 // Messages from someone the caller blocked were never delivered to it.
                 !message.withheld_from.contains(&caller) && (earlier_history || message.members.contains(&caller))
             });
-            ok(json!({"messages": visible.map(message_json).collect::<Vec<_>>()}))
+            ok(json!({"messages": visible.map(history_json).collect::<Vec<_>>()}))
+        }
+        .await,
+    )
+}
+
+/// Who got and who read one of the caller's messages, and when (WhatsApp's
+/// "message info"): from the members' watermark advances, not a row per
+/// member and message. Only the sender may ask.
+async fn receipts(
+    conversation: String,
+    message: String,
+    principal: Principal,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
+    respond(
+        async {
+            let conversation: ConversationId = parse_id(&conversation, "conversation id")?;
+            let message_id: MessageId = parse_id(&message, "message id")?;
+            require_member(&context.reads, principal.user, conversation).await?;
+            let missing = || ApiError::not_found("not_found", "no such message among yours");
+            let found =
+                context.reads.message_soon(conversation, message_id, MEMBERSHIP_WAIT).await?.ok_or_else(missing)?;
+            let message = &found.message;
+            if message.from != principal.user {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "only the sender sees a message's receipts",
+                ));
+            }
+            let recipients: Vec<UserId> = message.recipients().collect();
+            let mut lists = Vec::new();
+            for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
+                let reached = context.reads.reached(conversation, recipients.clone(), status, message.conv_seq).await?;
+                let list: Vec<Value> = reached
+                    .into_iter()
+                    .filter_map(|(user, at)| at.map(|at| json!({"user": user.to_string(), "at": at.0})))
+                    .collect();
+                lists.push(list);
+            }
+            let [delivered, read] = <[Vec<Value>; 2]>::try_from(lists).map_err(|_| ApiError::internal("two lists"))?;
+            ok(json!({
+                "conversation_id": conversation.to_string(),
+                "message_id": message_id.to_string(),
+                "recipients": recipients.len(),
+                "delivered": delivered,
+                "read": read,
+            }))
         }
         .await,
     )
@@ -834,6 +884,12 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and(ctx())
         .and_then(list_conversations)
         .boxed();
+    let receipts = warp::path!("v1" / "conversations" / String / "messages" / String / "receipts")
+        .and(warp::get())
+        .and(served.clone())
+        .and(ctx())
+        .and_then(receipts)
+        .boxed();
     let messages = warp::path!("v1" / "conversations" / String / "messages")
         .and(warp::get())
         .and(served)
@@ -842,6 +898,7 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(history)
         .boxed();
     let all = [
+        receipts,
         otp,
         verify,
         refresh,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus, SendMessage};
 use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::groups::GroupCommand;
+use missive_core::operations::ModifyMessage;
 use missive_core::users::{RegisterDevice, UserCommand};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, UserId};
 use missive_infra::{Header, Log, OutRecord};
@@ -23,6 +24,21 @@ use crate::metrics::GatewayMetrics;
 use crate::replies::{PendingReply, ReplyRouter};
 use crate::snowflake::Snowflakes;
 
+/// Whom a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    User(UserId),
+    Group(ConversationId),
+}
+
+/// What a send carries besides its target.
+pub struct Outgoing {
+    pub client_msg_id: String,
+    pub content: String,
+    pub reply_to: Option<MessageId>,
+    pub forward_count: u32,
+}
+
 /// How long a client waits for a command's outcome before being told to retry.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,6 +48,20 @@ pub async fn wait_reply(pending: PendingReply) -> Result<CommandReply, ApiError>
         .wait(REPLY_TIMEOUT)
         .await
         .ok_or_else(|| ApiError::unavailable("no outcome yet; retry with the same client_msg_id"))
+}
+
+/// The client error for a refused message operation.
+pub fn modify_outcome(reply: CommandReply) -> Result<CommandReply, ApiError> {
+    use warp::http::StatusCode;
+    match reply.outcome.as_str() {
+        "accepted" | "duplicate" => Ok(reply),
+        "forbidden" => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reply.detail)),
+        "not_member" | "not_found" => Err(ApiError::not_found("not_found", "no such message among yours")),
+        "too_late" => Err(ApiError::new(StatusCode::CONFLICT, "too_late", reply.detail)),
+        "message_deleted" => Err(ApiError::new(StatusCode::GONE, "message_deleted", reply.detail)),
+        "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
+        _ => Err(ApiError::bad_request("bad_request", reply.detail)),
+    }
 }
 
 pub struct CommandBus {
@@ -153,52 +183,34 @@ impl CommandBus {
         }
     }
 
-    /// Appends a send to a group conversation (the decider checks membership).
-    pub async fn submit_group_send(
-        &self,
-        from: Principal,
-        conversation_id: ConversationId,
-        client_msg_id: String,
-        content: String,
-        reply_to: Option<MessageId>,
-    ) -> Result<PendingReply, ApiError> {
-        let command = ConversationCommand::Send(SendMessage {
-            conversation_id,
-            message_id: self.snowflakes.next(),
-            from: from.user,
-            from_device: from.device,
-            // Groups have no single recipient: 0 on the wire.
-            to: UserId(0),
-            client_msg_id,
-            content,
-            reply_to,
-        });
-        self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
-    }
-
     /// Appends a send; the returned reply says `accepted` or `duplicate`
     /// (with the message id) or why it was refused. Appending before
     /// returning keeps a connection's sends in the order it sent them.
-    pub async fn submit_send(
-        &self,
-        from: Principal,
-        to: UserId,
-        client_msg_id: String,
-        content: String,
-        reply_to: Option<MessageId>,
-    ) -> Result<PendingReply, ApiError> {
-        let conversation_id = ConversationId::direct(from.user, to);
+    pub async fn submit_send(&self, from: Principal, to: Target, outgoing: Outgoing) -> Result<PendingReply, ApiError> {
+        let (conversation_id, to) = match to {
+            Target::User(user) => (ConversationId::direct(from.user, user), user),
+            // Groups have no single recipient: 0 on the wire; the decider checks membership.
+            Target::Group(group) => (group, UserId(0)),
+        };
         let command = ConversationCommand::Send(SendMessage {
             conversation_id,
             message_id: self.snowflakes.next(),
             from: from.user,
             from_device: from.device,
             to,
-            client_msg_id,
-            content,
-            reply_to,
+            client_msg_id: outgoing.client_msg_id,
+            content: outgoing.content,
+            reply_to: outgoing.reply_to,
+            forward_count: outgoing.forward_count,
         });
         self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
+    }
+
+    /// Appends an operation on a message; [`modify_outcome`] reads its reply.
+    pub async fn submit_modify(&self, command: ModifyMessage) -> Result<PendingReply, ApiError> {
+        let key = command.conversation_id.0;
+        self.submit(COMMANDS_CONVERSATION, key, &conversation_command_to_wire(&ConversationCommand::Modify(command)))
+            .await
     }
 
     /// Appends a live typing signal for the other members (not awaited by anyone).

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod groups;
 pub mod live;
 pub mod metrics;
+pub mod operations;
 pub mod protocol;
 pub mod reads;
 pub mod replies;

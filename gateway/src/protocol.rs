@@ -4,7 +4,8 @@
 use missive_core::conversation::MessageSent;
 use missive_core::delivery::Receipt;
 use missive_core::groups::GroupChanged;
-use missive_projections::{ConversationSummary, FeedEntry};
+use missive_core::operations::{MessageModified, Operation};
+use missive_projections::{ConversationSummary, FeedEntry, HistoryMessage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,6 +24,14 @@ pub struct Resume {
 pub struct Recipient {
     pub user: Option<String>,
     pub group: Option<String>,
+}
+
+/// A message by where it lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageLocator {
+    pub conversation_id: String,
+    pub message_id: String,
 }
 
 /// A frame from the client.
@@ -47,6 +56,37 @@ pub enum ClientFrame {
         conversation_id: String,
         up_to: u64,
     },
+    /// Sends a message on to 1..=5 chats (1 once it was forwarded many
+    /// times). `content` is what to send (a client re-encrypts for the new
+    /// chats); without it the original content is copied.
+    Forward {
+        req: Option<String>,
+        of: MessageLocator,
+        to: Vec<Recipient>,
+        client_msg_id: String,
+        content: Option<String>,
+    },
+    /// New content for one's own message, within 15 minutes.
+    Edit {
+        req: Option<String>,
+        conversation_id: String,
+        message_id: String,
+        content: String,
+    },
+    /// `scope`: `everyone` (a tombstone for all, within the delete window) or `me`.
+    Delete {
+        req: Option<String>,
+        conversation_id: String,
+        message_id: String,
+        scope: String,
+    },
+    /// One reaction per member and message; an empty `emoji` removes it.
+    React {
+        req: Option<String>,
+        conversation_id: String,
+        message_id: String,
+        emoji: String,
+    },
     /// `state`: typing, recording or paused.
     Typing {
         conversation_id: String,
@@ -62,7 +102,8 @@ pub struct FrameError {
     pub message: String,
 }
 
-pub const KNOWN_TYPES: [&str; 6] = ["hello", "send", "ack", "read", "typing", "ping"];
+pub const KNOWN_TYPES: [&str; 10] =
+    ["hello", "send", "forward", "edit", "delete", "react", "ack", "read", "typing", "ping"];
 
 /// Parses a text frame, telling a missing/unknown type from bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
@@ -111,6 +152,55 @@ pub fn message_json(message: &MessageSent) -> Value {
     if let Some(reply_to) = message.reply_to {
         value["reply_to"] = json!(reply_to.to_string());
     }
+    if message.forward_count > 0 {
+        value["forwarded"] = json!(true);
+        value["forward_count"] = json!(message.forward_count);
+        value["forwarded_many_times"] = json!(message.forward_count >= FORWARDED_MANY_TIMES);
+    }
+    value
+}
+
+/// From this many forwards on a message is "forwarded many times" and may be
+/// forwarded to one chat at a time.
+pub const FORWARDED_MANY_TIMES: u32 = 5;
+/// Most chats a message is forwarded to at once.
+pub const MAX_FORWARD_TARGETS: usize = 5;
+
+/// A message as history shows it: with its latest edit, tombstone and reactions.
+pub fn history_json(entry: &HistoryMessage) -> Value {
+    let mut value = message_json(&entry.message);
+    if let Some(at) = entry.edited_at {
+        value["edited_at"] = json!(at.0);
+    }
+    if let Some(at) = entry.deleted_at {
+        value["deleted"] = json!(true);
+        value["deleted_at"] = json!(at.0);
+    }
+    if !entry.reactions.is_empty() {
+        let reactions: serde_json::Map<String, Value> =
+            entry.reactions.iter().map(|(user, emoji)| (user.to_string(), json!(emoji))).collect();
+        value["reactions"] = Value::Object(reactions);
+    }
+    value
+}
+
+/// An operation on a message, as a feed entry.
+pub fn modified_json(modified: &MessageModified) -> Value {
+    let mut value = json!({
+        "kind": "modified",
+        "operation": modified.operation.as_str(),
+        "conversation_id": modified.conversation_id.to_string(),
+        "conv_seq": modified.conv_seq.0,
+        "message_id": modified.message_id.to_string(),
+        "target_seq": modified.target_seq.0,
+        "by": modified.by.to_string(),
+        "at": modified.at.0,
+    });
+    match &modified.operation {
+        Operation::Edit { content } => value["content"] = json!(content),
+        Operation::React { emoji } => value["emoji"] = json!(emoji),
+        Operation::DeleteForEveryone | Operation::DeleteForMe => {}
+    }
     value
 }
 
@@ -122,6 +212,8 @@ pub fn receipt_json(receipt: &Receipt) -> Value {
         "status": receipt.status.as_str(),
         "by": receipt.by.to_string(),
         "at": receipt.at.0,
+        "count": receipt.count,
+        "of": receipt.of,
     })
 }
 
@@ -130,6 +222,7 @@ pub fn entry_json(entry: &FeedEntry) -> Value {
         FeedEntry::Message(message) => message_json(message),
         FeedEntry::Receipt(receipt) => receipt_json(receipt),
         FeedEntry::Group(changed) => group_json(changed),
+        FeedEntry::Modified(modified) => modified_json(modified),
     }
 }
 

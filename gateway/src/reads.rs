@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use missive_core::conversation::MessageSent;
+use missive_core::conversation::ReceiptStatus;
 use missive_core::users::UserState;
-use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
+use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
 use missive_processors::{UserIndex, queries};
-use missive_projections::{ConversationSummary, FeedEntry, FeedState};
+use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::DB;
 
 use crate::errors::ApiError;
@@ -168,12 +168,46 @@ impl ReadModels {
         self.run(move |db| queries::members(db, conversation)).await
     }
 
+    /// A page of history as `reader` sees it (without what it deleted for itself).
     pub async fn history(
         &self,
         conversation: ConversationId,
+        reader: UserId,
         before: Option<ConvSeq>,
         limit: usize,
-    ) -> Result<Vec<MessageSent>, ApiError> {
-        self.run(move |db| queries::history(db, conversation, before, limit)).await
+    ) -> Result<Vec<HistoryMessage>, ApiError> {
+        self.run(move |db| queries::history(db, conversation, reader, before, limit)).await
+    }
+
+    /// A message by id, waiting up to `wait` for the history projection to
+    /// fold it (a client may act on a message it was just sent).
+    pub async fn message_soon(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        wait: std::time::Duration,
+    ) -> Result<Option<HistoryMessage>, ApiError> {
+        poll_until(wait, || self.run(move |db| queries::message(db, conversation, message))).await
+    }
+
+    pub async fn hidden(&self, conversation: ConversationId, user: UserId, seq: ConvSeq) -> Result<bool, ApiError> {
+        self.run(move |db| queries::hidden(db, conversation, user, seq)).await
+    }
+
+    /// When each of `users` first reached `status` at `seq` (`None`: not yet).
+    pub async fn reached(
+        &self,
+        conversation: ConversationId,
+        users: Vec<UserId>,
+        status: ReceiptStatus,
+        seq: ConvSeq,
+    ) -> Result<Vec<(UserId, Option<Millis>)>, ApiError> {
+        self.run(move |db| {
+            users
+                .into_iter()
+                .map(|user| queries::reached(db, conversation, user, status, seq).map(|at| (user, at)))
+                .collect()
+        })
+        .await
     }
 }

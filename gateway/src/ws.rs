@@ -15,9 +15,8 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::{Future, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use missive_core::conversation::MAX_CONTENT_BYTES;
 use missive_core::users::UserCommand;
-use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, MessageId, Millis, UserId};
+use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, Millis, UserId};
 use missive_processors::FeedHub;
 use missive_processors::hub::FeedUpdate;
 use missive_projections::{FeedEntry, FeedState};
@@ -56,11 +55,13 @@ pub async fn accept(on_upgrade: hyper::upgrade::OnUpgrade, deps: SessionDeps) {
 
 use crate::api::require_member;
 use crate::auth::{Auth, Principal};
-use crate::commands::{CommandBus, wait_reply};
+use crate::commands::CommandBus;
 use crate::errors::ApiError;
 use crate::metrics::GatewayMetrics;
-use crate::protocol::{ClientFrame, Recipient, entry_json, error_frame, parse_client_frame};
+use crate::operations;
+use crate::protocol::{ClientFrame, entry_json, error_frame, parse_client_frame};
 use crate::reads::ReadModels;
+use missive_core::operations::Operation;
 
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for how long a silent connection lives (`--ws-idle-timeout`).
@@ -86,13 +87,8 @@ pub struct SessionDeps {
     pub typing_limit: Arc<governor::DefaultKeyedRateLimiter<UserId>>,
 }
 
-/// How long a send waits for an unknown recipient to reach this gateway's
-/// directory: in Kafka mode each gateway folds `events.user` itself, so a
-/// user who just registered through another gateway appears here a moment
-/// later.
-const RECIPIENT_WAIT: Duration = Duration::from_secs(3);
-
-type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
+/// A command's reply frame, once its outcome is known.
+pub type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 struct Session {
     socket: WebSocket,
@@ -166,87 +162,8 @@ impl Session {
     }
 }
 
-fn send_error(req: Option<&str>, error: &ApiError) -> Value {
+pub fn send_error(req: Option<&str>, error: &ApiError) -> Value {
     error_frame(req, error.code, &error.message)
-}
-
-/// Validates a send and returns the future that appends it and yields the reply frame.
-async fn start_send(
-    deps: &SessionDeps,
-    principal: Principal,
-    req: Option<String>,
-    to: Recipient,
-    client_msg_id: String,
-    content: String,
-    reply_to: Option<String>,
-) -> Result<Pending, Value> {
-    let reject = |code: &'static str, message: &str| error_frame(req.as_deref(), code, message);
-    if content.len() > MAX_CONTENT_BYTES {
-        return Err(reject("too_large", &format!("content is limited to {MAX_CONTENT_BYTES} bytes")));
-    }
-    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
-        return Err(reject("bad_frame", "client_msg_id must be 1..128 bytes"));
-    }
-    let reply_to = match reply_to.map(|text| text.parse::<MessageId>()) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return Err(reject("bad_frame", "reply_to must be a decimal message id string")),
-    };
-    let submitted = match (to.user, to.group) {
-        (Some(user), None) => {
-            let Ok(to) = user.parse::<UserId>() else {
-                return Err(reject("bad_frame", "to.user must be a decimal user id string"));
-            };
-            match deps.reads.user_exists_soon(to, RECIPIENT_WAIT).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(reject("unknown_recipient", "no such user; sync contacts to find registered users"));
-                }
-                Err(error) => return Err(send_error(req.as_deref(), &error)),
-            }
-            deps.bus.submit_send(principal, to, client_msg_id, content, reply_to).await
-        }
-        (None, Some(group)) => {
-            let Ok(group) = group.parse::<ConversationId>() else {
-                return Err(reject("bad_frame", "to.group must be a decimal conversation id string"));
-            };
-            // Membership is decided by the group's log; the decider refuses non-members.
-            deps.bus.submit_group_send(principal, group, client_msg_id, content, reply_to).await
-        }
-        _ => return Err(reject("bad_frame", "to must name exactly one of user or group")),
-    };
-    let pending = match submitted {
-        Ok(pending) => pending,
-        Err(error) => return Err(send_error(req.as_deref(), &error)),
-    };
-    Ok(Box::pin(async move {
-        match wait_reply(pending).await {
-            Ok(reply) if reply.outcome == "accepted" || reply.outcome == "duplicate" => {
-                let mut frame = json!({
-                    "type": "sent",
-                    "message_id": reply.message_id.unwrap_or_default().to_string(),
-                    "conversation_id": reply.conversation_id.unwrap_or_default().to_string(),
-                    "conv_seq": reply.conv_seq.unwrap_or_default(),
-                    "at": reply.at,
-                });
-                if let Some(req) = &req {
-                    frame["req"] = json!(req);
-                }
-                frame
-            }
-            Ok(reply) => {
-                let code: &'static str = match reply.outcome.as_str() {
-                    "too_large" => "too_large",
-                    "not_member" => "not_member",
-                    "forbidden" => "forbidden",
-                    "wrong_conversation" => "wrong_conversation",
-                    _ => "bad_frame",
-                };
-                error_frame(req.as_deref(), code, &reply.detail)
-            }
-            Err(error) => send_error(req.as_deref(), &error),
-        }
-    }))
 }
 
 async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Principal, Option<(Epoch, FeedSeq)>)> {
@@ -433,7 +350,18 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     deps.bus.typing(principal, conversation, state, &others, expires_at).await
 }
 
-/// Handles one client frame; returns a pending send if one was started.
+/// A started command becomes a pending reply; a refusal is answered at once.
+async fn started(session: &mut Session, result: Result<Pending, Value>) -> Result<Option<Pending>, ()> {
+    match result {
+        Ok(pending) => Ok(Some(pending)),
+        Err(frame) => {
+            session.push(frame).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Handles one client frame; returns a pending reply if a command was started.
 async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pending>, ()> {
     let frame = match parse_client_frame(text) {
         Ok(frame) => frame,
@@ -485,10 +413,36 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Send { req, to, client_msg_id, content, reply_to } => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
-            match start_send(&deps, principal, req, to, client_msg_id, content, reply_to).await {
-                Ok(pending) => return Ok(Some(pending)),
-                Err(frame) => session.push(frame).await?,
-            }
+            let outgoing = operations::Outgoing { client_msg_id, content, reply_to };
+            return started(session, operations::start_send(&deps, principal, req, to, outgoing).await).await;
+        }
+        ClientFrame::Forward { req, of, to, client_msg_id, content } => {
+            deps.metrics.frames_in.with_label_values(&["forward"]).inc();
+            let started_forward =
+                operations::start_forward(&deps, principal, req, of, to, client_msg_id, content).await;
+            return started(session, started_forward).await;
+        }
+        ClientFrame::Edit { req, conversation_id, message_id, content } => {
+            deps.metrics.frames_in.with_label_values(&["edit"]).inc();
+            let operation = Ok(Operation::Edit { content });
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
+            return started(session, modify.await).await;
+        }
+        ClientFrame::Delete { req, conversation_id, message_id, scope } => {
+            deps.metrics.frames_in.with_label_values(&["delete"]).inc();
+            let operation = match scope.as_str() {
+                "everyone" => Ok(Operation::DeleteForEveryone),
+                "me" => Ok(Operation::DeleteForMe),
+                _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
+            };
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
+            return started(session, modify.await).await;
+        }
+        ClientFrame::React { req, conversation_id, message_id, emoji } => {
+            deps.metrics.frames_in.with_label_values(&["react"]).inc();
+            let operation = Ok(Operation::React { emoji });
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
+            return started(session, modify.await).await;
         }
     }
     Ok(None)

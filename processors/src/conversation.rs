@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use missive_core::conversation::{
-    self, ConversationCommand, ConversationEvent, ConversationState, MessageRef, PriorSend, SendOutcome, StoredMessage,
+    self, ConversationCommand, ConversationEvent, ConversationState, PriorSend, SendOutcome, StoredMessage,
 };
 use missive_core::delivery::route_conversation_event;
+use missive_core::operations::{self, OperationWindows};
 use missive_core::{ConvSeq, Millis};
 use missive_infra::Record;
 use missive_schemas::Codec;
@@ -23,6 +24,7 @@ pub const PROCESSOR: &str = "conversation";
 
 pub struct ConversationHandler {
     pub codec: Arc<Codec>,
+    pub windows: OperationWindows,
 }
 
 impl ConversationHandler {
@@ -74,6 +76,8 @@ impl Handler for ConversationHandler {
         let state_key = keys::conversation(conversation_id);
         let mut state: ConversationState = tx.get_json(&state_key)?.unwrap_or_default();
         let now = Millis(tx.timestamp);
+        // Index entries of the messages a receipt or an operation concerns.
+        let mut covered: Vec<StoredMessage> = Vec::new();
         let decided = match &command {
             ConversationCommand::Send(send) => {
                 let dedupe_key = keys::conversation_dedupe(conversation_id, send.from_device, &send.client_msg_id);
@@ -90,7 +94,7 @@ impl Handler for ConversationHandler {
                 }
             }
             ConversationCommand::Receipt(mark) => {
-                let covered = match conversation::receipt_range(&state, mark) {
+                covered = match conversation::receipt_range(&state, mark) {
                     Some((from, to)) => {
                         let start = keys::conversation_message(conversation_id, from);
                         let end = keys::conversation_message(conversation_id, ConvSeq(to.0 + 1));
@@ -104,6 +108,14 @@ impl Handler for ConversationHandler {
                     None => Vec::new(),
                 };
                 conversation::decide_receipt(&state, mark, &covered, now).map(|events| (None, events))
+            }
+            ConversationCommand::Modify(modify) => {
+                let key = keys::conversation_message(conversation_id, modify.target_seq);
+                let target: Option<StoredMessage> = tx.get_json(&key)?;
+                operations::decide_modify(&state, modify, target.as_ref(), self.windows, now).map(|events| {
+                    covered = target.into_iter().collect();
+                    (None, events)
+                })
             }
             ConversationCommand::Group(group) => {
                 missive_core::groups::decide_group(&state, group, now).map(|events| (None, events))
@@ -122,18 +134,35 @@ impl Handler for ConversationHandler {
         match decided {
             Ok((outcome, events)) => {
                 for event in &events {
-                    if let ConversationEvent::MessageSent(message) = event {
-                        let reference = StoredMessage {
-                            reference: MessageRef {
-                                message_id: message.message_id,
-                                conv_seq: message.conv_seq,
-                                from: message.from,
-                            },
-                            withheld_from: message.withheld_from.clone(),
-                        };
-                        tx.put_json(keys::conversation_message(conversation_id, message.conv_seq), &reference)?;
+                    match event {
+                        ConversationEvent::MessageSent(message) => {
+                            let key = keys::conversation_message(conversation_id, message.conv_seq);
+                            tx.put_json(key, &StoredMessage::of(message))?;
+                        }
+                        ConversationEvent::ReceiptsAdvanced(advanced) => {
+                            for reference in &advanced.messages {
+                                if let Some(stored) =
+                                    covered.iter_mut().find(|stored| stored.conv_seq == reference.conv_seq)
+                                {
+                                    stored.record(advanced.status, reference.count);
+                                }
+                            }
+                        }
+                        ConversationEvent::MessageModified(modified) => {
+                            covered = std::mem::take(&mut covered)
+                                .into_iter()
+                                .map(|stored| operations::evolve_stored(stored, modified))
+                                .collect();
+                        }
+                        ConversationEvent::GroupChanged(_) => {}
                     }
                     state = conversation::evolve(state, event);
+                }
+                // Receipts and operations change the index entries they touched.
+                if !events.is_empty() {
+                    for stored in &covered {
+                        tx.put_json(keys::conversation_message(conversation_id, stored.conv_seq), stored)?;
+                    }
                 }
                 if !events.is_empty() {
                     tx.put_json(state_key, &state)?;

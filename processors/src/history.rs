@@ -8,8 +8,10 @@ use std::sync::Arc;
 use bloomfilter::Bloom;
 use missive_core::UserId;
 use missive_core::conversation::ConversationEvent;
+use missive_core::operations::Operation;
 use missive_core::users::{self, UserEvent, UserState};
 use missive_infra::Record;
+use missive_projections::HistoryMessage;
 use missive_schemas::Codec;
 use parking_lot::RwLock;
 use rocksdb::DB;
@@ -36,14 +38,32 @@ impl Handler for HistoryHandler {
                 if tx.get(&members_key)?.is_none() {
                     tx.put_json(members_key, &message.members)?;
                 }
-                tx.put_json(keys::history_message(message.conversation_id, message.conv_seq), &message)?;
+                let (conversation, seq) = (message.conversation_id, message.conv_seq);
+                tx.put(keys::history_message_id(conversation, message.message_id), seq.to_be_bytes().to_vec());
+                tx.put_json(keys::history_message(conversation, seq), &HistoryMessage::new(message))?;
             }
             // A group's members change in its log; reads check the latest list.
             ConversationEvent::GroupChanged(changed) => {
                 tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
                 tx.put_json(keys::history_group(changed.conversation_id), &changed)?;
             }
-            ConversationEvent::ReceiptsAdvanced(_) => {}
+            ConversationEvent::ReceiptsAdvanced(advanced) => {
+                let key =
+                    keys::history_watermark(advanced.conversation_id, advanced.by, advanced.status, advanced.up_to);
+                tx.put_json(key, &advanced.at)?;
+            }
+            ConversationEvent::MessageModified(modified) => {
+                let conversation = modified.conversation_id;
+                if modified.operation == Operation::DeleteForMe {
+                    tx.put(keys::history_hidden(conversation, modified.by, modified.target_seq), Vec::new());
+                } else {
+                    let key = keys::history_message(conversation, modified.target_seq);
+                    if let Some(mut message) = tx.get_json::<HistoryMessage>(&key)? {
+                        message.apply(&modified);
+                        tx.put_json(key, &message)?;
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -132,6 +132,9 @@ impl Handler for InboxHandler {
             DeliveryItem::GroupChanged(changed) => {
                 self.append_entry(tx, user, &mut feed, FeedEntry::Group(changed))?;
             }
+            DeliveryItem::Modified(modified) => {
+                self.append_entry(tx, user, &mut feed, FeedEntry::Modified(modified))?;
+            }
             DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
             DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
             DeliveryItem::DeviceRemoved { device_id } => {

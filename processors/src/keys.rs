@@ -1,7 +1,8 @@
 //! State keys. Ids are big-endian so that range scans follow numeric order.
 //! Every processor owns one prefix; queries read the same keys.
 
-use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, Millis, UserId};
+use missive_core::conversation::ReceiptStatus;
+use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
@@ -55,6 +56,26 @@ pub fn recency_prefix(user: UserId) -> Vec<u8> {
 
 pub fn history_message(conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
     key(&[b"hist/", &conversation.to_be_bytes(), b"/m/", &seq.to_be_bytes()])
+}
+
+/// A message's place in its conversation, by message id.
+pub fn history_message_id(conversation: ConversationId, message: MessageId) -> Vec<u8> {
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/i/", &message.to_be_bytes()])
+}
+
+/// A message one member deleted for themselves.
+pub fn history_hidden(conversation: ConversationId, user: UserId, seq: ConvSeq) -> Vec<u8> {
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/h/", &user.to_be_bytes(), &seq.to_be_bytes()])
+}
+
+/// A member's delivered (`d`) or read (`r`) watermark reached `up_to` at the stored time:
+/// one row per advance, so "when did X get message N" is the first row at or after N.
+pub fn history_watermark(conversation: ConversationId, user: UserId, status: ReceiptStatus, up_to: ConvSeq) -> Vec<u8> {
+    let status: &[u8] = match status {
+        ReceiptStatus::Delivered => b"d",
+        ReceiptStatus::Read => b"r",
+    };
+    key(&[b"hist/", &conversation.to_be_bytes(), b"/w/", &user.to_be_bytes(), status, &up_to.to_be_bytes()])
 }
 
 /// The latest `GroupChanged` of a group: the group as it stands.

@@ -18,6 +18,8 @@ pub mod users;
 
 use std::sync::Arc;
 
+use missive_core::operations::OperationWindows;
+
 use missive_infra::{Log, LogError, TopicPartition};
 use missive_schemas::Codec;
 use rocksdb::DB;
@@ -107,8 +109,10 @@ pub fn spawn_all(
     read_side: ReadSide,
     metrics: RuntimeMetrics,
     cancel: CancellationToken,
+    windows: OperationWindows,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
-    spawn_placed(log, db, codec, read_side, metrics, cancel, Placement { changelogs: false, place: &|_, _| true })
+    let placement = Placement { changelogs: false, place: &|_, _| true, windows };
+    spawn_placed(log, db, codec, read_side, metrics, cancel, placement)
 }
 
 /// Which tasks a process runs, and whether they keep state changelogs.
@@ -117,6 +121,8 @@ pub struct Placement<'a> {
     pub changelogs: bool,
     /// `place(processor, partition)`: run this task here?
     pub place: &'a dyn Fn(&'static str, u32) -> bool,
+    /// Time limits of message operations (the conversation decider's rules).
+    pub windows: OperationWindows,
 }
 
 /// Every processor, in the order `spawn_placed` considers them.
@@ -134,13 +140,13 @@ pub fn spawn_placed(
     cancel: CancellationToken,
     placement: Placement<'_>,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
-    let Placement { changelogs, place } = placement;
+    let Placement { changelogs, place, windows } = placement;
     let ReadSide { hub, users: index } = read_side;
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
     let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
         (conversation::PROCESSOR, topics::COMMANDS_CONVERSATION, {
             let codec = codec.clone();
-            Box::new(move || Box::new(conversation::ConversationHandler { codec: codec.clone() }))
+            Box::new(move || Box::new(conversation::ConversationHandler { codec: codec.clone(), windows }))
         }),
         (users::PROCESSOR, topics::COMMANDS_USER, {
             let codec = codec.clone();

@@ -1,10 +1,10 @@
 //! Read-side queries over the projections' keys, for gateways. Blocking
 //! RocksDB reads: call them from a blocking thread.
 
-use missive_core::conversation::MessageSent;
-use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
+use missive_core::conversation::ReceiptStatus;
+use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
 use missive_infra::db::{CF_STATE, family};
-use missive_projections::{ConversationSummary, FeedEntry, FeedState};
+use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::{DB, Direction, IteratorMode};
 
 use crate::keys;
@@ -68,13 +68,15 @@ pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<Conversa
     Ok(summaries)
 }
 
-/// Messages with `conv_seq < before` (all when `None`), newest first.
+/// Messages with `conv_seq < before` (all when `None`), newest first,
+/// without those `reader` deleted for themselves.
 pub fn history(
     db: &DB,
     conversation: ConversationId,
+    reader: UserId,
     before: Option<ConvSeq>,
     limit: usize,
-) -> Result<Vec<MessageSent>, QueryError> {
+) -> Result<Vec<HistoryMessage>, QueryError> {
     let start = keys::history_message(conversation, ConvSeq(0));
     let end = keys::history_message(conversation, before.unwrap_or(ConvSeq(u64::MAX)));
     let mut messages = Vec::new();
@@ -86,9 +88,55 @@ pub fn history(
         if key.as_ref() < start.as_slice() || messages.len() >= limit {
             break;
         }
-        messages.push(serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?);
+        let message: HistoryMessage = serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?;
+        if !hidden(db, conversation, reader, message.message.conv_seq)? {
+            messages.push(message);
+        }
     }
     Ok(messages)
+}
+
+/// One message by id, as history shows it.
+pub fn message(
+    db: &DB,
+    conversation: ConversationId,
+    message: MessageId,
+) -> Result<Option<HistoryMessage>, QueryError> {
+    let Some(bytes) = db
+        .get_cf(family(db, CF_STATE), keys::history_message_id(conversation, message))
+        .map_err(|error| QueryError(error.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let seq = u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| QueryError("bad message index".into()))?);
+    get_json(db, &keys::history_message(conversation, ConvSeq(seq)))
+}
+
+/// Whether `user` deleted the message at `seq` for themselves.
+pub fn hidden(db: &DB, conversation: ConversationId, user: UserId, seq: ConvSeq) -> Result<bool, QueryError> {
+    db.get_cf(family(db, CF_STATE), keys::history_hidden(conversation, user, seq))
+        .map(|value| value.is_some())
+        .map_err(|error| QueryError(error.to_string()))
+}
+
+/// When `user`'s `status` watermark first reached `seq` (`None`: not yet).
+pub fn reached(
+    db: &DB,
+    conversation: ConversationId,
+    user: UserId,
+    status: ReceiptStatus,
+    seq: ConvSeq,
+) -> Result<Option<Millis>, QueryError> {
+    let start = keys::history_watermark(conversation, user, status, seq);
+    let end = keys::history_watermark(conversation, user, status, ConvSeq(u64::MAX));
+    let mut rows = db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&start, Direction::Forward));
+    match rows.next() {
+        Some(Ok((key, value))) if key.as_ref() <= end.as_slice() => {
+            serde_json::from_slice(&value).map(Some).map_err(|error| QueryError(error.to_string()))
+        }
+        Some(Err(error)) => Err(QueryError(error.to_string())),
+        _ => Ok(None),
+    }
 }
 
 /// The group as its latest change left it (`None` for 1:1 chats and unknown ids).

@@ -595,6 +595,7 @@ mod tests {
                             client_msg_id: format!("c{client_id}"),
                             content: format!("m{index}"),
                             reply_to: None,
+                            forward_count: 0,
                         })
                     }
                     Op::Read { by_alice, up_to } => ConversationCommand::Receipt(MarkReceipt {
@@ -623,7 +624,7 @@ mod tests {
             input: TopicPartition::new("commands.conversation", 0),
             changelog: None,
         };
-        run_with(records, chunks, &spec, &mut ConversationHandler { codec })
+        run_with(records, chunks, &spec, &mut ConversationHandler { codec, windows: Default::default() })
     }
 
     fn run_with(
@@ -715,6 +716,7 @@ mod tests {
                             reply_to: None,
                             sent_at: Millis(index as i64),
                             withheld_from: Vec::new(),
+                            forward_count: 0,
                         }),
                     ),
                     InboxOp::Receipt => (
@@ -725,6 +727,8 @@ mod tests {
                             status: ReceiptStatus::Delivered,
                             by: bob,
                             at: Millis(index as i64),
+                            count: 1,
+                            of: 1,
                         }),
                     ),
                     InboxOp::Read { up_to } => {

@@ -77,6 +77,7 @@ mod tests {
             reply_to: None,
             sent_at: Millis(seq as i64),
             withheld_from: Vec::new(),
+            forward_count: 0,
         };
         let first = make(peer, 1);
         let mut summary = ConversationSummary::new(me, &first);

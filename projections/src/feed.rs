@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use missive_core::conversation::{MarkReceipt, MessageSent, ReceiptStatus};
 use missive_core::delivery::Receipt;
 use missive_core::groups::GroupChanged;
+use missive_core::operations::MessageModified;
 use missive_core::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, UserId};
 
 /// What a feed entry holds. Typing and presence never become entries.
@@ -19,6 +20,8 @@ pub enum FeedEntry {
     Receipt(Receipt),
     /// A system entry: a group this user is (or was) in changed.
     Group(GroupChanged),
+    /// A message was edited, deleted, reacted to (or hidden on this account's devices).
+    Modified(MessageModified),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -170,6 +173,7 @@ mod tests {
             reply_to: None,
             sent_at: Millis(0),
             withheld_from: Vec::new(),
+            forward_count: 0,
         })
     }
 

@@ -5,6 +5,8 @@
 
 pub mod conversations;
 pub mod feed;
+pub mod history;
 
 pub use conversations::ConversationSummary;
 pub use feed::{AckEffects, FeedEntry, FeedState, ResumePlan};
+pub use history::HistoryMessage;

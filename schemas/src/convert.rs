@@ -7,6 +7,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::users::{
     Audience, DeviceRegistered, Privacy, PrivacyChange, Profile, ProfileChange, RegisterDevice, UserCommand, UserEvent,
 };
@@ -61,6 +62,63 @@ fn audience_from_wire(audience: wire::Audience) -> Audience {
         wire::Audience::Contacts => Audience::Contacts,
         wire::Audience::Nobody => Audience::Nobody,
     }
+}
+
+fn count_to_wire(count: u32) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+/// Counts are never negative; an old record without the field reads 0.
+fn count_from_wire(count: i32) -> u32 {
+    u32::try_from(count).unwrap_or(0)
+}
+
+fn operation_to_wire(operation: &Operation) -> (wire::OperationKind, String) {
+    match operation {
+        Operation::Edit { content } => (wire::OperationKind::Edit, content.clone()),
+        Operation::DeleteForEveryone => (wire::OperationKind::DeleteForEveryone, String::new()),
+        Operation::DeleteForMe => (wire::OperationKind::DeleteForMe, String::new()),
+        Operation::React { emoji } => (wire::OperationKind::React, emoji.clone()),
+    }
+}
+
+fn operation_from_wire(kind: wire::OperationKind, text: String) -> Operation {
+    match kind {
+        wire::OperationKind::Edit => Operation::Edit { content: text },
+        wire::OperationKind::DeleteForEveryone => Operation::DeleteForEveryone,
+        wire::OperationKind::DeleteForMe => Operation::DeleteForMe,
+        wire::OperationKind::React => Operation::React { emoji: text },
+    }
+}
+
+fn modified_to_wire(modified: &MessageModified) -> wire::MessageModified {
+    let (kind, text) = operation_to_wire(&modified.operation);
+    wire::MessageModified {
+        conversation_id: long(modified.conversation_id.0),
+        conv_seq: long(modified.conv_seq.0),
+        message_id: long(modified.message_id.0),
+        target_seq: long(modified.target_seq.0),
+        by: long(modified.by.0),
+        by_device: long(modified.by_device.0),
+        kind,
+        text,
+        audience: users_to_wire(&modified.audience),
+        at: modified.at.0,
+    }
+}
+
+fn modified_from_wire(modified: wire::MessageModified) -> Result<MessageModified, ConvertError> {
+    Ok(MessageModified {
+        conversation_id: ConversationId(id(modified.conversation_id, "conversation_id")?),
+        conv_seq: ConvSeq(id(modified.conv_seq, "conv_seq")?),
+        message_id: MessageId(id(modified.message_id, "message_id")?),
+        target_seq: ConvSeq(id(modified.target_seq, "target_seq")?),
+        by: UserId(id(modified.by, "by")?),
+        by_device: DeviceId(id(modified.by_device, "by_device")?),
+        operation: operation_from_wire(modified.kind, modified.text),
+        audience: users_from_wire(modified.audience, "audience")?,
+        at: Millis(modified.at),
+    })
 }
 
 fn users_to_wire(users: &[UserId]) -> Vec<i64> {
@@ -250,6 +308,7 @@ pub fn message_to_wire(message: &MessageSent) -> wire::MessageSent {
         reply_to: message.reply_to.map(|reply| long(reply.0)),
         sent_at: message.sent_at.0,
         withheld_from: users_to_wire(&message.withheld_from),
+        forward_count: count_to_wire(message.forward_count),
     }
 }
 
@@ -270,6 +329,7 @@ pub fn message_from_wire(message: wire::MessageSent) -> Result<MessageSent, Conv
         reply_to: message.reply_to.map(|reply| id(reply, "reply_to").map(MessageId)).transpose()?,
         sent_at: Millis(message.sent_at),
         withheld_from: users_from_wire(message.withheld_from, "withheld_from")?,
+        forward_count: count_from_wire(message.forward_count),
     })
 }
 
@@ -284,6 +344,7 @@ pub fn conversation_command_to_wire(command: &ConversationCommand) -> WireValue 
             client_msg_id: send.client_msg_id.clone(),
             content: send.content.clone(),
             reply_to: send.reply_to.map(|reply| long(reply.0)),
+            forward_count: count_to_wire(send.forward_count),
         }),
         ConversationCommand::Receipt(mark) => WireValue::MarkReceipt(wire::MarkReceipt {
             conversation_id: long(mark.conversation_id.0),
@@ -299,6 +360,18 @@ pub fn conversation_command_to_wire(command: &ConversationCommand) -> WireValue 
             target: long(block.target.0),
             blocked: block.blocked,
         }),
+        ConversationCommand::Modify(modify) => {
+            let (kind, text) = operation_to_wire(&modify.operation);
+            WireValue::ModifyMessage(wire::ModifyMessage {
+                conversation_id: long(modify.conversation_id.0),
+                by: long(modify.by.0),
+                by_device: long(modify.by_device.0),
+                message_id: long(modify.message_id.0),
+                target_seq: long(modify.target_seq.0),
+                kind,
+                text,
+            })
+        }
     }
 }
 
@@ -315,6 +388,7 @@ impl TryFrom<WireValue> for ConversationCommand {
                 client_msg_id: send.client_msg_id,
                 content: send.content,
                 reply_to: send.reply_to.map(|reply| id(reply, "reply_to").map(MessageId)).transpose()?,
+                forward_count: count_from_wire(send.forward_count),
             })),
             WireValue::MarkReceipt(mark) => Ok(ConversationCommand::Receipt(MarkReceipt {
                 conversation_id: ConversationId(id(mark.conversation_id, "conversation_id")?),
@@ -329,6 +403,14 @@ impl TryFrom<WireValue> for ConversationCommand {
                 blocker: UserId(id(block.blocker, "blocker")?),
                 target: UserId(id(block.target, "target")?),
                 blocked: block.blocked,
+            })),
+            WireValue::ModifyMessage(modify) => Ok(ConversationCommand::Modify(ModifyMessage {
+                conversation_id: ConversationId(id(modify.conversation_id, "conversation_id")?),
+                by: UserId(id(modify.by, "by")?),
+                by_device: DeviceId(id(modify.by_device, "by_device")?),
+                message_id: MessageId(id(modify.message_id, "message_id")?),
+                target_seq: ConvSeq(id(modify.target_seq, "target_seq")?),
+                operation: operation_from_wire(modify.kind, modify.text),
             })),
             other => Err(ConvertError::WrongType { expected: "conversation command", found: other.record_type() }),
         }
@@ -352,9 +434,12 @@ pub fn conversation_event_to_wire(event: &ConversationEvent) -> WireValue {
                     message_id: long(message.message_id.0),
                     conv_seq: long(message.conv_seq.0),
                     from: long(message.from.0),
+                    count: count_to_wire(message.count),
+                    of: count_to_wire(message.of),
                 })
                 .collect(),
         }),
+        ConversationEvent::MessageModified(modified) => WireValue::MessageModified(modified_to_wire(modified)),
     }
 }
 
@@ -378,10 +463,15 @@ impl TryFrom<WireValue> for ConversationEvent {
                             message_id: MessageId(id(message.message_id, "message_id")?),
                             conv_seq: ConvSeq(id(message.conv_seq, "conv_seq")?),
                             from: UserId(id(message.from, "from")?),
+                            count: count_from_wire(message.count),
+                            of: count_from_wire(message.of),
                         })
                     })
                     .collect::<Result<_, ConvertError>>()?,
             })),
+            WireValue::MessageModified(modified) => {
+                Ok(ConversationEvent::MessageModified(modified_from_wire(modified)?))
+            }
             other => Err(ConvertError::WrongType { expected: "conversation event", found: other.record_type() }),
         }
     }
@@ -604,6 +694,8 @@ pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
             status: status_to_wire(receipt.status),
             by: long(receipt.by.0),
             at: receipt.at.0,
+            count: count_to_wire(receipt.count),
+            of: count_to_wire(receipt.of),
         }),
         DeliveryItem::ReadSync { conversation_id, up_to } => WireValue::ReadSync(wire::ReadSync {
             recipient,
@@ -623,6 +715,10 @@ pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
             recipient,
             change: group_changed_to_wire(changed),
         }),
+        DeliveryItem::Modified(modified) => WireValue::DeliverModification(wire::DeliverModification {
+            recipient,
+            modified: modified_to_wire(modified),
+        }),
     }
 }
 
@@ -641,6 +737,8 @@ impl TryFrom<WireValue> for Delivery {
                     status: status_from_wire(receipt.status),
                     by: UserId(id(receipt.by, "by")?),
                     at: Millis(receipt.at),
+                    count: count_from_wire(receipt.count),
+                    of: count_from_wire(receipt.of),
                 }),
             ),
             WireValue::ReadSync(sync) => (
@@ -667,6 +765,9 @@ impl TryFrom<WireValue> for Delivery {
                 dropped.recipient,
                 DeliveryItem::DeviceRemoved { device_id: DeviceId(id(dropped.device_id, "device_id")?) },
             ),
+            WireValue::DeliverModification(deliver) => {
+                (deliver.recipient, DeliveryItem::Modified(modified_from_wire(deliver.modified)?))
+            }
             other => return Err(ConvertError::WrongType { expected: "delivery", found: other.record_type() }),
         };
         Ok(Delivery { recipient: UserId(id(recipient, "recipient")?), item })

@@ -22,6 +22,8 @@ pub struct SendMessage {
     pub client_msg_id: String,
     pub content: String,
     pub reply_to: Option<i64>,
+    #[serde(default)]
+    pub forward_count: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -286,6 +288,8 @@ pub struct MessageSent {
     pub sent_at: i64,
     #[serde(default)]
     pub withheld_from: Vec<i64>,
+    #[serde(default)]
+    pub forward_count: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -293,6 +297,10 @@ pub struct MessageRef {
     pub message_id: i64,
     pub conv_seq: i64,
     pub from: i64,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub of: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -335,6 +343,52 @@ pub struct DeliverReceipt {
     pub status: ReceiptStatus,
     pub by: i64,
     pub at: i64,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub of: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationKind {
+    Edit,
+    DeleteForEveryone,
+    DeleteForMe,
+    React,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModifyMessage {
+    pub conversation_id: i64,
+    pub by: i64,
+    pub by_device: i64,
+    pub message_id: i64,
+    pub target_seq: i64,
+    pub kind: OperationKind,
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageModified {
+    pub conversation_id: i64,
+    pub conv_seq: i64,
+    pub message_id: i64,
+    pub target_seq: i64,
+    pub by: i64,
+    pub by_device: i64,
+    pub kind: OperationKind,
+    #[serde(default)]
+    pub text: String,
+    pub audience: Vec<i64>,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliverModification {
+    pub recipient: i64,
+    pub modified: MessageModified,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -440,9 +494,11 @@ record_types! {
     MarkReceipt => "commands.conversation",
     ApplyBlock => "commands.conversation",
     ChangeGroup => "commands.conversation",
+    ModifyMessage => "commands.conversation",
     MessageSent => "events.conversation",
     ReceiptsAdvanced => "events.conversation",
     GroupChanged => "events.conversation",
+    MessageModified => "events.conversation",
     RegisterDevice => "commands.user",
     RemoveDevice => "commands.user",
     UpdateProfile => "commands.user",
@@ -466,6 +522,7 @@ record_types! {
     DeviceAcked => "deliveries",
     DeviceDropped => "deliveries",
     DeliverGroupChange => "deliveries",
+    DeliverModification => "deliveries",
     CommandReply => "replies",
     Typing => "ephemeral",
 }

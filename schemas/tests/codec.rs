@@ -7,6 +7,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::users::{DeviceRegistered, RegisterDevice, UserCommand, UserEvent};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 use missive_schemas::convert::*;
@@ -32,6 +33,21 @@ fn message() -> MessageSent {
         reply_to: Some(MessageId(77)),
         sent_at: Millis(1_800_000_000_123),
         withheld_from: Vec::new(),
+        forward_count: 2,
+    }
+}
+
+fn modified() -> MessageModified {
+    MessageModified {
+        conversation_id: ConversationId(5),
+        conv_seq: ConvSeq(4),
+        message_id: MessageId(6),
+        target_seq: ConvSeq(1),
+        by: UserId(1),
+        by_device: DeviceId(2),
+        operation: Operation::Edit { content: "fixed".into() },
+        audience: vec![UserId(1), UserId(2)],
+        at: Millis(12),
     }
 }
 
@@ -48,6 +64,15 @@ fn every_domain_value_round_trips_through_its_schema() {
             client_msg_id: "x".into(),
             content: "y".into(),
             reply_to: None,
+            forward_count: 1,
+        }),
+        ConversationCommand::Modify(ModifyMessage {
+            conversation_id: ConversationId(5),
+            by: UserId(1),
+            by_device: DeviceId(2),
+            message_id: MessageId(6),
+            target_seq: ConvSeq(1),
+            operation: Operation::React { emoji: "👍".into() },
         }),
         ConversationCommand::Receipt(MarkReceipt {
             conversation_id: ConversationId(5),
@@ -89,13 +114,20 @@ fn every_domain_value_round_trips_through_its_schema() {
     }
     let events = [
         ConversationEvent::MessageSent(message()),
+        ConversationEvent::MessageModified(modified()),
         ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
             conversation_id: ConversationId(5),
             by: UserId(2),
             status: ReceiptStatus::Delivered,
             up_to: ConvSeq(3),
             at: Millis(9),
-            messages: vec![MessageRef { message_id: MessageId(1), conv_seq: ConvSeq(3), from: UserId(1) }],
+            messages: vec![MessageRef {
+                message_id: MessageId(1),
+                conv_seq: ConvSeq(3),
+                from: UserId(1),
+                count: 2,
+                of: 7,
+            }],
         }),
         ConversationEvent::GroupChanged(GroupChanged {
             conversation_id: ConversationId(8),
@@ -142,7 +174,10 @@ fn every_domain_value_round_trips_through_its_schema() {
             status: ReceiptStatus::Read,
             by: UserId(3),
             at: Millis(4),
+            count: 1,
+            of: 3,
         }),
+        DeliveryItem::Modified(modified()),
         DeliveryItem::ReadSync { conversation_id: ConversationId(1), up_to: ConvSeq(2) },
         DeliveryItem::DeviceAdded { device_id: DeviceId(8) },
         DeliveryItem::DeviceAcked { device_id: DeviceId(8), seq: FeedSeq(12) },

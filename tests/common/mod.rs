@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use missive_gateway::client::{Account, Api, Connection, code_from_sink_file};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -329,4 +329,36 @@ pub async fn send_numbered(
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// The stable error code of an HTTP error body.
+pub fn code_of(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+/// Frames until one satisfies `done`; fails with what arrived otherwise.
+pub async fn until(connection: &mut Connection, what: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    connection
+        .collect_until(WAIT, |frames| frames.iter().any(&done))
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error:#}"))
+}
+
+/// Sends `frame` (which carries `"req": req`) and returns the answer to it.
+pub async fn request(connection: &mut Connection, req: &str, frame: Value) -> Value {
+    connection.send_json(&frame).await.expect("send frame");
+    let frames = until(connection, req, |frame| frame["req"] == req).await;
+    frames.into_iter().find(|frame| frame["req"] == req).expect("answer")
+}
+
+/// Sends `tag` (as req, client id and content) to a group; returns the answer.
+pub async fn send_to_group(connection: &mut Connection, group: &str, tag: &str) -> Value {
+    let frame = json!({"type": "send", "req": tag, "to": {"group": group}, "client_msg_id": tag, "content": tag});
+    request(connection, tag, frame).await
+}
+
+/// Sends `tag` (as req, client id and content) to a user; returns the answer.
+pub async fn send_to_user(connection: &mut Connection, user: &str, tag: &str) -> Value {
+    let frame = json!({"type": "send", "req": tag, "to": {"user": user}, "client_msg_id": tag, "content": tag});
+    request(connection, tag, frame).await
 }

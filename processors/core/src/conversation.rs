@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::groups::{Group, GroupChanged, GroupCommand};
 use crate::ids::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
+use crate::operations::{MessageModified, ModifyMessage};
 
 /// Largest message body, in bytes of UTF-8.
 pub const MAX_CONTENT_BYTES: usize = 65_536;
@@ -28,6 +29,8 @@ pub struct SendMessage {
     pub client_msg_id: String,
     pub content: String,
     pub reply_to: Option<MessageId>,
+    /// How many times the content was forwarded to get here (0: written by the sender).
+    pub forward_count: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -74,6 +77,7 @@ pub enum ConversationCommand {
     Receipt(MarkReceipt),
     Block(SetBlock),
     Group(GroupCommand),
+    Modify(ModifyMessage),
 }
 
 impl ConversationCommand {
@@ -83,6 +87,7 @@ impl ConversationCommand {
             ConversationCommand::Receipt(mark) => mark.conversation_id,
             ConversationCommand::Block(block) => block.conversation_id,
             ConversationCommand::Group(group) => group.conversation_id,
+            ConversationCommand::Modify(modify) => modify.conversation_id,
         }
     }
 }
@@ -103,23 +108,72 @@ pub struct MessageSent {
     /// Members who blocked the sender: the message is accepted (the sender
     /// sees one tick) but never reaches them, nor their history.
     pub withheld_from: Vec<UserId>,
+    /// 0 for an original message; otherwise how often its content was forwarded.
+    pub forward_count: u32,
 }
 
-/// Which message a receipt is about, and whom to tell.
+impl MessageSent {
+    /// Members the message is for: everyone but the sender and those it is withheld from.
+    pub fn recipients(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.members.iter().copied().filter(|member| *member != self.from && !self.withheld_from.contains(member))
+    }
+}
+
+/// Which message a receipt is about, and whom to tell: `count` of its `of`
+/// recipients have now reached the receipt's status (`delivered 3/5`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageRef {
     pub message_id: MessageId,
     pub conv_seq: ConvSeq,
     pub from: UserId,
+    pub count: u32,
+    pub of: u32,
 }
 
-/// A message as the decider's index keeps it, for receipts.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A message as the decider's index keeps it: for receipts (how many of its
+/// recipients got and read it: counters, not a row per member) and for
+/// operations on it (who sent it, when, whether it is deleted).
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
-    #[serde(flatten)]
-    pub reference: MessageRef,
+    pub message_id: MessageId,
+    pub conv_seq: ConvSeq,
+    pub from: UserId,
     #[serde(default)]
     pub withheld_from: Vec<UserId>,
+    #[serde(default)]
+    pub sent_at: Millis,
+    #[serde(default)]
+    pub recipients: u32,
+    #[serde(default)]
+    pub delivered: u32,
+    #[serde(default)]
+    pub read: u32,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl StoredMessage {
+    pub fn of(message: &MessageSent) -> StoredMessage {
+        StoredMessage {
+            message_id: message.message_id,
+            conv_seq: message.conv_seq,
+            from: message.from,
+            withheld_from: message.withheld_from.clone(),
+            sent_at: message.sent_at,
+            recipients: message.recipients().count() as u32,
+            delivered: 0,
+            read: 0,
+            deleted: false,
+        }
+    }
+
+    /// Takes the counts a receipt event carries for this message.
+    pub fn record(&mut self, status: ReceiptStatus, count: u32) {
+        match status {
+            ReceiptStatus::Delivered => self.delivered = self.delivered.max(count),
+            ReceiptStatus::Read => self.read = self.read.max(count),
+        }
+    }
 }
 
 /// A member's delivered or read watermark moved; `messages` are the other
@@ -139,6 +193,7 @@ pub enum ConversationEvent {
     MessageSent(MessageSent),
     ReceiptsAdvanced(ReceiptsAdvanced),
     GroupChanged(GroupChanged),
+    MessageModified(MessageModified),
 }
 
 impl ConversationEvent {
@@ -147,6 +202,7 @@ impl ConversationEvent {
             ConversationEvent::MessageSent(message) => message.conversation_id,
             ConversationEvent::ReceiptsAdvanced(advanced) => advanced.conversation_id,
             ConversationEvent::GroupChanged(changed) => changed.conversation_id,
+            ConversationEvent::MessageModified(modified) => modified.conversation_id,
         }
     }
 }
@@ -170,6 +226,16 @@ pub struct ConversationState {
     /// Set for groups: admins, info, settings.
     #[serde(default)]
     pub group: Option<Group>,
+    /// Where each group member joined (absent: from the start).
+    #[serde(default)]
+    pub joined: BTreeMap<UserId, ConvSeq>,
+}
+
+impl ConversationState {
+    /// Whether `user` is a member who received the message at `seq`.
+    pub fn received(&self, user: UserId, seq: ConvSeq) -> bool {
+        self.members.binary_search(&user).is_ok() && self.joined.get(&user).is_none_or(|joined| *joined < seq)
+    }
 }
 
 /// An earlier send with the same `(device, client_msg_id)`.
@@ -201,6 +267,12 @@ pub enum Rejection {
     TooManyMembers,
     #[error("{0}")]
     BadRequest(&'static str),
+    #[error("no such message in this conversation")]
+    NoSuchMessage,
+    #[error("that message was deleted")]
+    Deleted,
+    #[error("too late: {0}")]
+    TooLate(&'static str),
 }
 
 impl Rejection {
@@ -215,6 +287,9 @@ impl Rejection {
             Rejection::Forbidden => "forbidden",
             Rejection::TooManyMembers => "too_many_members",
             Rejection::BadRequest(_) => "bad_request",
+            Rejection::NoSuchMessage => "not_found",
+            Rejection::Deleted => "message_deleted",
+            Rejection::TooLate(_) => "too_late",
         }
     }
 }
@@ -289,6 +364,7 @@ pub fn decide_send(
         reply_to: send.reply_to,
         sent_at: now,
         withheld_from,
+        forward_count: send.forward_count,
     };
     let outcome = SendOutcome::Accepted { message_id: send.message_id, conv_seq };
     Ok((outcome, vec![ConversationEvent::MessageSent(event)]))
@@ -323,13 +399,27 @@ pub fn decide_receipt(
         return Ok(Vec::new());
     };
     let marks = state.watermarks.get(&mark.by).copied().unwrap_or_default();
-    let others = |after: ConvSeq| -> Vec<MessageRef> {
+    // The other members' messages the mark newly covers, each with how many
+    // of its recipients have now reached `status` (this member included).
+    let others = |after: ConvSeq, status: ReceiptStatus| -> Vec<MessageRef> {
         covered
             .iter()
             // A message withheld from the reader was never delivered to it.
             .filter(|stored| !stored.withheld_from.contains(&mark.by))
-            .map(|stored| stored.reference)
-            .filter(|message| message.from != mark.by && message.conv_seq > after && message.conv_seq <= up_to)
+            .filter(|stored| stored.from != mark.by && stored.conv_seq > after && stored.conv_seq <= up_to)
+            .map(|stored| {
+                let before = match status {
+                    ReceiptStatus::Delivered => stored.delivered,
+                    ReceiptStatus::Read => stored.read,
+                };
+                MessageRef {
+                    message_id: stored.message_id,
+                    conv_seq: stored.conv_seq,
+                    from: stored.from,
+                    count: (before + 1).min(stored.recipients.max(1)),
+                    of: stored.recipients,
+                }
+            })
             .collect()
     };
     let mut events = Vec::new();
@@ -340,7 +430,7 @@ pub fn decide_receipt(
             status: ReceiptStatus::Delivered,
             up_to,
             at: now,
-            messages: others(marks.delivered),
+            messages: others(marks.delivered, ReceiptStatus::Delivered),
         }));
     }
     let after = match mark.status {
@@ -353,7 +443,11 @@ pub fn decide_receipt(
         status: mark.status,
         up_to,
         at: now,
-        messages: if mark.status == ReceiptStatus::Read && !mark.notify { Vec::new() } else { others(after) },
+        messages: if mark.status == ReceiptStatus::Read && !mark.notify {
+            Vec::new()
+        } else {
+            others(after, mark.status)
+        },
     }));
     Ok(events)
 }
@@ -388,6 +482,7 @@ pub fn evolve(mut state: ConversationState, event: &ConversationEvent) -> Conver
             state.last_seq = sent.conv_seq;
         }
         ConversationEvent::GroupChanged(changed) => return crate::groups::evolve_group(state, changed),
+        ConversationEvent::MessageModified(modified) => state.last_seq = modified.conv_seq,
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             let marks = state.watermarks.entry(advanced.by).or_default();
             match advanced.status {
@@ -417,6 +512,7 @@ mod tests {
             client_msg_id: client_msg_id.to_string(),
             content: format!("hello {message_id}"),
             reply_to: None,
+            forward_count: 0,
         }
     }
 
@@ -501,14 +597,7 @@ mod tests {
         for (index, (from, to)) in [(ALICE, BOB), (BOB, ALICE), (ALICE, BOB)].into_iter().enumerate() {
             let event = sent(&state, &send(from, to, &format!("c{index}"), 10 + index as u64));
             if let ConversationEvent::MessageSent(message) = &event {
-                refs.push(StoredMessage {
-                    reference: MessageRef {
-                        message_id: message.message_id,
-                        conv_seq: message.conv_seq,
-                        from: message.from,
-                    },
-                    withheld_from: message.withheld_from.clone(),
-                });
+                refs.push(StoredMessage::of(message));
             }
             state = evolve(state, &event);
         }
@@ -535,6 +624,58 @@ mod tests {
     }
 
     #[test]
+    fn group_receipts_count_each_recipient_once_and_skip_members_who_joined_later() {
+        use crate::groups::{GroupChange, GroupCommand, GroupInfo, GroupSettings, decide_group};
+        let group = ConversationId(900);
+        let change = |by, change| GroupCommand { conversation_id: group, by, change };
+        let create = change(
+            ALICE,
+            GroupChange::Create {
+                info: GroupInfo { name: "g".into(), ..GroupInfo::default() },
+                settings: GroupSettings::default(),
+                members: vec![BOB, MALLORY],
+                max_members: 0,
+            },
+        );
+        let state = given(&decide_group(&ConversationState::default(), &create, Millis(0)).expect("created"));
+        let send = SendMessage { conversation_id: group, to: UserId(0), ..send(ALICE, BOB, "g1", 77) };
+        let (_, events) = decide_send(&state, &send, None, Millis(1)).expect("sent");
+        let ConversationEvent::MessageSent(message) = &events[0] else { panic!("a message") };
+        let mut stored = StoredMessage::of(message);
+        assert_eq!(stored.recipients, 2);
+        let mut state = events.iter().fold(state, evolve);
+        let mut tick = |state: ConversationState, by, status| {
+            let mark = MarkReceipt { conversation_id: group, by, status, up_to: ConvSeq(9), notify: true };
+            let events = decide_receipt(&state, &mark, std::slice::from_ref(&stored), Millis(5)).expect("marked");
+            let mut counts = Vec::new();
+            for event in &events {
+                let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!("receipts") };
+                for reference in &advanced.messages {
+                    stored.record(advanced.status, reference.count);
+                    counts.push((advanced.status, reference.count, reference.of));
+                }
+            }
+            (events.iter().fold(state, evolve), counts)
+        };
+        let counts;
+        (state, counts) = tick(state, BOB, ReceiptStatus::Delivered);
+        assert_eq!(counts, vec![(ReceiptStatus::Delivered, 1, 2)]);
+        let counts;
+        (state, counts) = tick(state, MALLORY, ReceiptStatus::Read);
+        assert_eq!(counts, vec![(ReceiptStatus::Delivered, 2, 2), (ReceiptStatus::Read, 1, 2)]);
+        let counts;
+        (state, counts) = tick(state, BOB, ReceiptStatus::Read);
+        assert_eq!(counts, vec![(ReceiptStatus::Read, 2, 2)]);
+        let counts;
+        (state, counts) = tick(state, ALICE, ReceiptStatus::Read);
+        assert!(counts.is_empty(), "the sender's own read counts nothing");
+        let add = change(ALICE, GroupChange::AddMembers { users: vec![UserId(4)] });
+        let state = decide_group(&state, &add, Millis(6)).expect("added").iter().fold(state, evolve);
+        let (_, counts) = tick(state, UserId(4), ReceiptStatus::Read);
+        assert!(counts.is_empty(), "a member who joined later never received the message");
+    }
+
+    #[test]
     fn a_blocked_senders_messages_are_accepted_but_withheld_and_never_ticked() {
         let block = SetBlock {
             conversation_id: ConversationId::direct(ALICE, BOB),
@@ -551,10 +692,7 @@ mod tests {
         let (_, reply) = decide_send(&state, &send(BOB, ALICE, "c2", 2), None, Millis(1)).expect("decided");
         let ConversationEvent::MessageSent(reply) = &reply[0] else { panic!() };
         assert!(reply.withheld_from.is_empty(), "the blocker can still write");
-        let stored = StoredMessage {
-            reference: MessageRef { message_id: message.message_id, conv_seq: message.conv_seq, from: ALICE },
-            withheld_from: message.withheld_from.clone(),
-        };
+        let stored = StoredMessage::of(message);
         let state = evolve(state, &events[0]);
         let read = MarkReceipt {
             conversation_id: block.conversation_id,

@@ -5,6 +5,7 @@
 use crate::conversation::{ConversationEvent, MessageSent, ReceiptStatus};
 use crate::groups::GroupChanged;
 use crate::ids::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
+use crate::operations::MessageModified;
 use crate::users::UserEvent;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +15,9 @@ pub struct Receipt {
     pub status: ReceiptStatus,
     pub by: UserId,
     pub at: Millis,
+    /// How many of the message's recipients have reached `status` now, of how many.
+    pub count: u32,
+    pub of: u32,
 }
 
 /// One thing for one user's inbox, in the order the inbox must fold it.
@@ -33,6 +37,8 @@ pub enum DeliveryItem {
     DeviceRemoved { device_id: DeviceId },
     /// A group changed (a system entry in the feed).
     GroupChanged(GroupChanged),
+    /// A message was edited, deleted, reacted to or hidden.
+    Modified(MessageModified),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +56,11 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(message.clone()) })
             .collect(),
         ConversationEvent::GroupChanged(changed) => route_group_change(changed),
+        ConversationEvent::MessageModified(modified) => modified
+            .audience
+            .iter()
+            .map(|member| Delivery { recipient: *member, item: DeliveryItem::Modified(modified.clone()) })
+            .collect(),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             let mut deliveries: Vec<Delivery> = advanced
                 .messages
@@ -63,6 +74,8 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
                         status: advanced.status,
                         by: advanced.by,
                         at: advanced.at,
+                        count: message.count,
+                        of: message.of,
                     }),
                 })
                 .collect();
@@ -119,6 +132,7 @@ mod tests {
             reply_to: None,
             sent_at: Millis(1),
             withheld_from: Vec::new(),
+            forward_count: 0,
         };
         let recipients: Vec<UserId> = route_conversation_event(&ConversationEvent::MessageSent(message))
             .into_iter()
@@ -132,7 +146,7 @@ mod tests {
             status: ReceiptStatus::Read,
             up_to: ConvSeq(2),
             at: Millis(5),
-            messages: vec![MessageRef { message_id: MessageId(9), conv_seq: ConvSeq(1), from: alice }],
+            messages: vec![MessageRef { message_id: MessageId(9), conv_seq: ConvSeq(1), from: alice, count: 1, of: 1 }],
         };
         let deliveries = route_conversation_event(&ConversationEvent::ReceiptsAdvanced(read));
         assert_eq!(deliveries.len(), 2);

@@ -313,6 +313,18 @@ pub fn decide_group(
 
 /// Folds a recorded change into the conversation state.
 pub fn evolve_group(mut state: ConversationState, changed: &GroupChanged) -> ConversationState {
+    // Members joining here received nothing before: their watermarks start
+    // at the join, so receipt counts never include messages they never got.
+    for member in &changed.members {
+        if state.members.binary_search(member).is_err() {
+            state.joined.insert(*member, changed.conv_seq);
+            state.watermarks.insert(
+                *member,
+                crate::conversation::Watermarks { delivered: changed.conv_seq, read: changed.conv_seq },
+            );
+        }
+    }
+    state.joined.retain(|member, _| changed.members.binary_search(member).is_ok());
     state.members = changed.members.clone();
     state.group = Some(changed.group.clone());
     state.last_seq = changed.conv_seq;
@@ -358,6 +370,7 @@ mod tests {
             client_msg_id: format!("c{id}"),
             content: "hi".into(),
             reply_to: None,
+            forward_count: 0,
         }
     }
 
@@ -498,13 +511,14 @@ mod tests {
                                 expected.entry(*member).or_default().push(message.conv_seq);
                             }
                         }
-                        ConversationEvent::ReceiptsAdvanced(_) => {}
+                        ConversationEvent::ReceiptsAdvanced(_) | ConversationEvent::MessageModified(_) => {}
                     }
                 }
                 prop_assert_eq!(received, expected);
                 let seqs: Vec<u64> = log.iter().filter_map(|event| match event {
                     ConversationEvent::GroupChanged(changed) => Some(changed.conv_seq.0),
                     ConversationEvent::MessageSent(message) => Some(message.conv_seq.0),
+                    ConversationEvent::MessageModified(modified) => Some(modified.conv_seq.0),
                     ConversationEvent::ReceiptsAdvanced(_) => None,
                 }).collect();
                 prop_assert_eq!(seqs, (1..=log.len() as u64).collect::<Vec<_>>(), "one gap-free order for changes and messages");

@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod delivery;
 pub mod groups;
 pub mod ids;
+pub mod operations;
 pub mod users;
 
 pub use ids::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, MessageId, Millis, UserId};

@@ -1,0 +1,272 @@
+//! Client commands that write to a conversation over the WebSocket: send,
+//! forward, and the operations on a message (edit, delete, react). Each is
+//! checked here as far as the gateway can (shape, sizes, the recipient or
+//! message exists and is the caller's), appended in the order the client
+//! sent it, and answered once the conversation decider has decided.
+
+use std::time::Duration;
+
+use missive_core::conversation::{MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES};
+use missive_core::operations::{ModifyMessage, Operation};
+use missive_core::{ConversationId, MessageId, UserId};
+use missive_projections::HistoryMessage;
+use missive_schemas::wire::CommandReply;
+use serde_json::{Value, json};
+
+use crate::api::{MEMBERSHIP_WAIT, require_member};
+use crate::auth::Principal;
+use crate::commands::{self, Target, wait_reply};
+use crate::errors::ApiError;
+use crate::protocol::{FORWARDED_MANY_TIMES, MAX_FORWARD_TARGETS, MessageLocator, Recipient, error_frame};
+use crate::ws::{Pending, SessionDeps, send_error};
+
+/// How long a send waits for an unknown recipient to reach this gateway's
+/// directory: in Kafka mode each gateway folds `events.user` itself, so a
+/// user who just registered through another gateway appears here a moment
+/// later.
+const RECIPIENT_WAIT: Duration = Duration::from_secs(3);
+
+/// A message as the client wrote it.
+pub struct Outgoing {
+    pub client_msg_id: String,
+    pub content: String,
+    pub reply_to: Option<String>,
+}
+
+fn bad_frame(message: &str) -> ApiError {
+    ApiError::bad_request("bad_frame", message)
+}
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| bad_frame(&format!("{what} must be a decimal id string")))
+}
+
+fn check_content(content: &str) -> Result<(), ApiError> {
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(ApiError::bad_request("too_large", format!("content is limited to {MAX_CONTENT_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+fn check_client_msg_id(client_msg_id: &str) -> Result<(), ApiError> {
+    if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        return Err(bad_frame(&format!("client_msg_id must be 1..{MAX_CLIENT_MSG_ID_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks a recipient and names the target: a registered user or a group id
+/// (the decider checks group membership).
+async fn resolve_target(deps: &SessionDeps, to: &Recipient) -> Result<Target, ApiError> {
+    match (&to.user, &to.group) {
+        (Some(user), None) => {
+            let user: UserId = parse(user, "to.user")?;
+            if deps.reads.user_exists_soon(user, RECIPIENT_WAIT).await? {
+                Ok(Target::User(user))
+            } else {
+                Err(ApiError::bad_request("unknown_recipient", "no such user; sync contacts to find registered users"))
+            }
+        }
+        (None, Some(group)) => Ok(Target::Group(parse(group, "to.group")?)),
+        _ => Err(bad_frame("to must name exactly one of user or group")),
+    }
+}
+
+/// The client code for a refused send.
+fn send_refusal(reply: &CommandReply) -> ApiError {
+    let code = match reply.outcome.as_str() {
+        "too_large" => "too_large",
+        "not_member" => "not_member",
+        "forbidden" => "forbidden",
+        "wrong_conversation" => "wrong_conversation",
+        _ => "bad_frame",
+    };
+    ApiError::bad_request(code, reply.detail.clone())
+}
+
+/// `sent` fields of an accepted send.
+fn sent_fields(reply: &CommandReply) -> Value {
+    json!({
+        "message_id": reply.message_id.unwrap_or_default().to_string(),
+        "conversation_id": reply.conversation_id.unwrap_or_default().to_string(),
+        "conv_seq": reply.conv_seq.unwrap_or_default(),
+        "at": reply.at,
+    })
+}
+
+async fn send_outcome(pending: crate::replies::PendingReply) -> Result<CommandReply, ApiError> {
+    let reply = wait_reply(pending).await?;
+    if reply.outcome == "accepted" || reply.outcome == "duplicate" { Ok(reply) } else { Err(send_refusal(&reply)) }
+}
+
+fn with_req(mut frame: Value, req: &Option<String>) -> Value {
+    if let Some(req) = req {
+        frame["req"] = json!(req);
+    }
+    frame
+}
+
+/// Validates a send, appends it, and returns the future of its reply frame.
+pub async fn start_send(
+    deps: &SessionDeps,
+    principal: Principal,
+    req: Option<String>,
+    to: Recipient,
+    outgoing: Outgoing,
+) -> Result<Pending, Value> {
+    let refuse = |error: ApiError| send_error(req.as_deref(), &error);
+    check_content(&outgoing.content).map_err(refuse)?;
+    check_client_msg_id(&outgoing.client_msg_id).map_err(refuse)?;
+    let reply_to = match outgoing.reply_to.as_deref() {
+        None => None,
+        Some(text) => Some(parse::<MessageId>(text, "reply_to").map_err(refuse)?),
+    };
+    let target = resolve_target(deps, &to).await.map_err(refuse)?;
+    let outgoing = commands::Outgoing {
+        client_msg_id: outgoing.client_msg_id,
+        content: outgoing.content,
+        reply_to,
+        forward_count: 0,
+    };
+    let pending = deps.bus.submit_send(principal, target, outgoing).await.map_err(refuse)?;
+    Ok(Box::pin(async move {
+        match send_outcome(pending).await {
+            Ok(reply) => {
+                let mut frame = sent_fields(&reply);
+                frame["type"] = json!("sent");
+                with_req(frame, &req)
+            }
+            Err(error) => send_error(req.as_deref(), &error),
+        }
+    }))
+}
+
+/// The message `locator` names, if the caller may see it: a member, not
+/// withheld from it, not deleted for it, and in a group either there when
+/// it was sent or allowed to read earlier history.
+async fn visible_message(
+    deps: &SessionDeps,
+    user: UserId,
+    conversation: ConversationId,
+    message: MessageId,
+) -> Result<HistoryMessage, ApiError> {
+    let missing = || ApiError::not_found("not_found", "no such message among yours");
+    require_member(&deps.reads, user, conversation).await?;
+    let found = deps.reads.message_soon(conversation, message, MEMBERSHIP_WAIT).await?.ok_or_else(missing)?;
+    let earlier_history = match deps.reads.group(conversation).await? {
+        Some(group) => group.group.settings.history_for_new_members,
+        None => true,
+    };
+    let sent = &found.message;
+    if sent.withheld_from.contains(&user)
+        || !(earlier_history || sent.members.contains(&user))
+        || deps.reads.hidden(conversation, user, sent.conv_seq).await?
+    {
+        return Err(missing());
+    }
+    Ok(found)
+}
+
+/// Forwards a message to 1..=5 chats (1 when it was forwarded many times).
+/// Every target is checked before anything is sent; each send is its own
+/// message with a forward count one above the original's.
+pub async fn start_forward(
+    deps: &SessionDeps,
+    principal: Principal,
+    req: Option<String>,
+    of: MessageLocator,
+    to: Vec<Recipient>,
+    client_msg_id: String,
+    content: Option<String>,
+) -> Result<Pending, Value> {
+    let refuse = |error: ApiError| send_error(req.as_deref(), &error);
+    check_client_msg_id(&client_msg_id).map_err(refuse)?;
+    let conversation: ConversationId = parse(&of.conversation_id, "of.conversation_id").map_err(refuse)?;
+    let message_id: MessageId = parse(&of.message_id, "of.message_id").map_err(refuse)?;
+    let original = visible_message(deps, principal.user, conversation, message_id).await.map_err(refuse)?;
+    if original.deleted_at.is_some() {
+        return Err(refuse(ApiError::new(
+            warp::http::StatusCode::GONE,
+            "message_deleted",
+            "that message was deleted for everyone",
+        )));
+    }
+    let limit = if original.message.forward_count >= FORWARDED_MANY_TIMES { 1 } else { MAX_FORWARD_TARGETS };
+    if to.is_empty() || to.len() > limit {
+        let why = if limit == 1 {
+            "this message was forwarded many times: forward it to one chat at a time".to_string()
+        } else {
+            format!("forward to 1..{MAX_FORWARD_TARGETS} chats at once")
+        };
+        return Err(error_frame(req.as_deref(), "too_many_targets", &why));
+    }
+    let content = content.unwrap_or_else(|| original.message.content.clone());
+    check_content(&content).map_err(refuse)?;
+    let mut targets = Vec::with_capacity(to.len());
+    for recipient in &to {
+        targets.push(resolve_target(deps, recipient).await.map_err(refuse)?);
+    }
+    let forward_count = original.message.forward_count.saturating_add(1);
+    // The same client id in different conversations is no duplicate: the
+    // decider's dedupe key includes the conversation.
+    let mut pending = Vec::with_capacity(targets.len());
+    for target in targets {
+        let outgoing = commands::Outgoing {
+            client_msg_id: client_msg_id.clone(),
+            content: content.clone(),
+            reply_to: None,
+            forward_count,
+        };
+        pending.push(deps.bus.submit_send(principal, target, outgoing).await);
+    }
+    Ok(Box::pin(async move {
+        let mut results = Vec::with_capacity(pending.len());
+        for submitted in pending {
+            let outcome = match submitted {
+                Ok(pending) => send_outcome(pending).await,
+                Err(error) => Err(error),
+            };
+            results.push(match outcome {
+                Ok(reply) => sent_fields(&reply),
+                Err(error) => json!({"error": {"code": error.code, "message": error.message}}),
+            });
+        }
+        with_req(json!({"type": "forwarded", "forward_count": forward_count, "results": results}), &req)
+    }))
+}
+
+/// Edits, deletes or reacts to a message: finds it, appends the operation
+/// and returns the future of the `done` frame (or the refusal).
+pub async fn start_modify(
+    deps: &SessionDeps,
+    principal: Principal,
+    req: Option<String>,
+    conversation_id: &str,
+    message_id: &str,
+    operation: Result<Operation, ApiError>,
+) -> Result<Pending, Value> {
+    let refuse = |error: ApiError| send_error(req.as_deref(), &error);
+    let operation = operation.map_err(refuse)?;
+    if let Operation::Edit { content } = &operation {
+        check_content(content).map_err(refuse)?;
+    }
+    let conversation: ConversationId = parse(conversation_id, "conversation_id").map_err(refuse)?;
+    let message: MessageId = parse(message_id, "message_id").map_err(refuse)?;
+    // Who may do what is the decider's; the gateway only finds the message's place.
+    let found = visible_message(deps, principal.user, conversation, message).await.map_err(refuse)?;
+    let command = ModifyMessage {
+        conversation_id: conversation,
+        by: principal.user,
+        by_device: principal.device,
+        message_id: message,
+        target_seq: found.message.conv_seq,
+        operation,
+    };
+    let pending = deps.bus.submit_modify(command).await.map_err(refuse)?;
+    Ok(Box::pin(async move {
+        match wait_reply(pending).await.and_then(commands::modify_outcome) {
+            Ok(reply) => with_req(json!({"type": "done", "conv_seq": reply.conv_seq.unwrap_or_default()}), &req),
+            Err(error) => send_error(req.as_deref(), &error),
+        }
+    }))
+}
