@@ -13,6 +13,7 @@ pub mod groups;
 pub mod live;
 pub mod metrics;
 pub mod operations;
+pub mod presence;
 pub mod protocol;
 pub mod reads;
 pub mod replies;
@@ -207,8 +208,28 @@ pub async fn serve(
         })
     };
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
-    let bus = Arc::new(CommandBus::new(log, codec, replies, config.node_id, metrics.clone()));
+    let bus = Arc::new(CommandBus::new(log.clone(), codec.clone(), replies, config.node_id, metrics.clone()));
     let reads = ReadModels::new(db, read_side.users);
+    // Presence: this instance's heartbeats, and the fold of every gateway's.
+    let presence = Arc::new(presence::Presence::new(
+        &config.gateway_id,
+        log.clone(),
+        codec.clone(),
+        sessions.clone(),
+        reads.clone(),
+        bus.clone(),
+        config.routing.clone(),
+    ));
+    let presence_tasks = [
+        restart_on_failure("presence heartbeats", cancel.clone(), {
+            let (presence, cancel) = (presence.clone(), cancel.clone());
+            move || presence.clone().run_heartbeats(cancel.clone())
+        }),
+        restart_on_failure("presence router", cancel.clone(), {
+            let (presence, cancel) = (presence.clone(), cancel.clone());
+            move || presence.clone().run_router(cancel.clone())
+        }),
+    ];
     let typing_quota = governor::Quota::per_second(std::num::NonZeroU32::MIN)
         .allow_burst(std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN));
     let deps = SessionDeps {
@@ -221,6 +242,7 @@ pub async fn serve(
         routing: config.routing.clone(),
         sessions: sessions.clone(),
         typing_limit: Arc::new(governor::RateLimiter::keyed(typing_quota)),
+        presence,
     };
     let upgrade_routing = (auth.clone(), config.routing.clone());
 
@@ -275,5 +297,8 @@ pub async fn serve(
     cancel.cancel();
     let _ = reply_task.await;
     let _ = live_task.await;
+    for task in presence_tasks {
+        let _ = task.await;
+    }
     Ok(())
 }

@@ -87,6 +87,12 @@ pub enum ClientFrame {
         message_id: String,
         emoji: String,
     },
+    /// Watch these users' presence (online, offline with last seen) for
+    /// as long as the connection lasts; what privacy hides stays silent.
+    SubscribePresence {
+        req: Option<String>,
+        users: Vec<String>,
+    },
     /// `state`: typing, recording or paused.
     Typing {
         conversation_id: String,
@@ -102,8 +108,8 @@ pub struct FrameError {
     pub message: String,
 }
 
-pub const KNOWN_TYPES: [&str; 10] =
-    ["hello", "send", "forward", "edit", "delete", "react", "ack", "read", "typing", "ping"];
+pub const KNOWN_TYPES: [&str; 11] =
+    ["hello", "send", "forward", "edit", "delete", "react", "ack", "read", "typing", "subscribe_presence", "ping"];
 
 /// Parses a text frame, telling a missing/unknown type from bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {

@@ -2,9 +2,10 @@
 //! removing a device (or revoking its session) closes its connections at
 //! once, and so that live signals (typing) reach a user's open sessions.
 //! A user's requests all reach the gateway that owns the user, so the
-//! removal and the sessions meet here in both modes.
+//! removal and the sessions meet here in both modes. Sessions also hold
+//! their presence subscriptions (whom they watch), indexed by watched user.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,16 +19,41 @@ use tokio_util::sync::CancellationToken;
 /// (a typing indicator is worthless late).
 const LIVE_QUEUE: usize = 64;
 
+/// Most users one session may watch the presence of.
+pub const MAX_WATCHED: usize = 1024;
+
 struct Entry {
     id: u64,
     device: DeviceId,
     revoked: CancellationToken,
     live: mpsc::Sender<Arc<Value>>,
+    /// Users whose presence this session watches.
+    watching: HashSet<UserId>,
+}
+
+#[derive(Default)]
+struct Inner {
+    open: HashMap<UserId, Vec<Entry>>,
+    /// Watched user -> the (watcher, session) pairs watching them.
+    watchers: HashMap<UserId, HashSet<(UserId, u64)>>,
+}
+
+impl Inner {
+    fn unwatch(&mut self, watcher: UserId, entry: &Entry) {
+        for watched in &entry.watching {
+            if let Some(set) = self.watchers.get_mut(watched) {
+                set.remove(&(watcher, entry.id));
+                if set.is_empty() {
+                    self.watchers.remove(watched);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct Sessions {
-    open: Arc<Mutex<HashMap<UserId, Vec<Entry>>>>,
+    inner: Arc<Mutex<Inner>>,
     next: Arc<AtomicU64>,
 }
 
@@ -47,32 +73,86 @@ impl Sessions {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let revoked = CancellationToken::new();
         let (sender, live) = mpsc::channel(LIVE_QUEUE);
-        self.open.lock().entry(user).or_default().push(Entry { id, device, revoked: revoked.clone(), live: sender });
+        let entry = Entry { id, device, revoked: revoked.clone(), live: sender, watching: HashSet::new() };
+        self.inner.lock().open.entry(user).or_default().push(entry);
         SessionGuard { sessions: self.clone(), user, id, revoked, live }
+    }
+
+    /// Whether `user` has an open session here.
+    pub fn is_open(&self, user: UserId) -> bool {
+        self.inner.lock().open.contains_key(&user)
+    }
+
+    /// Users with an open session here (a presence heartbeat's list).
+    pub fn users(&self) -> Vec<UserId> {
+        self.inner.lock().open.keys().copied().collect()
+    }
+
+    /// Adds presence subscriptions to a session, up to [`MAX_WATCHED`];
+    /// returns the users it now watches among `users`.
+    pub fn watch(&self, user: UserId, session: u64, users: &[UserId]) -> Vec<UserId> {
+        let mut inner = self.inner.lock();
+        let Some(entry) = inner.open.get_mut(&user).and_then(|entries| entries.iter_mut().find(|e| e.id == session))
+        else {
+            return Vec::new();
+        };
+        let mut added = Vec::new();
+        for watched in users {
+            if entry.watching.len() >= MAX_WATCHED && !entry.watching.contains(watched) {
+                break;
+            }
+            entry.watching.insert(*watched);
+            added.push(*watched);
+        }
+        for watched in &added {
+            inner.watchers.entry(*watched).or_default().insert((user, session));
+        }
+        added
+    }
+
+    /// Whom a session watches, in id order.
+    pub fn watching(&self, user: UserId, session: u64) -> Vec<UserId> {
+        let inner = self.inner.lock();
+        let entry = inner.open.get(&user).and_then(|entries| entries.iter().find(|entry| entry.id == session));
+        let mut watched: Vec<UserId> = entry.map(|entry| entry.watching.iter().copied().collect()).unwrap_or_default();
+        watched.sort();
+        watched
+    }
+
+    /// The (watcher, session) pairs watching `user`.
+    pub fn watchers_of(&self, user: UserId) -> Vec<(UserId, u64)> {
+        self.inner.lock().watchers.get(&user).map(|set| set.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// Offers a live frame to one session.
+    pub fn push_to_session(&self, user: UserId, session: u64, frame: &Arc<Value>) {
+        if let Some(entry) =
+            self.inner.lock().open.get(&user).and_then(|entries| entries.iter().find(|e| e.id == session))
+        {
+            let _ = entry.live.try_send(frame.clone());
+        }
     }
 
     /// Closes every session of the device; returns how many there were.
     pub fn revoke(&self, user: UserId, device: DeviceId) -> usize {
-        let mut open = self.open.lock();
-        let Some(entries) = open.get_mut(&user) else { return 0 };
-        let mut closed = 0;
-        entries.retain(|entry| {
-            let matches = entry.device == device;
-            if matches {
-                entry.revoked.cancel();
-                closed += 1;
-            }
-            !matches
-        });
+        let mut inner = self.inner.lock();
+        let Some(entries) = inner.open.get_mut(&user) else { return 0 };
+        let (closed, kept): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(entries).into_iter().partition(|entry| entry.device == device);
+        *entries = kept;
         if entries.is_empty() {
-            open.remove(&user);
+            inner.open.remove(&user);
         }
-        closed
+        for entry in &closed {
+            entry.revoked.cancel();
+            inner.unwatch(user, entry);
+        }
+        closed.len()
     }
 
     /// Offers a live frame to every open session of `user` on this gateway.
     pub fn push_live(&self, user: UserId, frame: &Arc<Value>) {
-        if let Some(entries) = self.open.lock().get(&user) {
+        if let Some(entries) = self.inner.lock().open.get(&user) {
             for entry in entries {
                 let _ = entry.live.try_send(frame.clone());
             }
@@ -80,14 +160,22 @@ impl Sessions {
     }
 }
 
+impl SessionGuard {
+    /// This session's id among the user's sessions.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let mut open = self.sessions.open.lock();
-        if let Some(entries) = open.get_mut(&self.user) {
-            entries.retain(|entry| entry.id != self.id);
-            if entries.is_empty() {
-                open.remove(&self.user);
-            }
+        let mut inner = self.sessions.inner.lock();
+        let Some(entries) = inner.open.get_mut(&self.user) else { return };
+        let Some(index) = entries.iter().position(|entry| entry.id == self.id) else { return };
+        let entry = entries.swap_remove(index);
+        if entries.is_empty() {
+            inner.open.remove(&self.user);
         }
+        inner.unwatch(self.user, &entry);
     }
 }

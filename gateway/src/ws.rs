@@ -85,6 +85,7 @@ pub struct SessionDeps {
     pub sessions: crate::sessions::Sessions,
     /// Typing signals per sender: a burst of 3, then one per second.
     pub typing_limit: Arc<governor::DefaultKeyedRateLimiter<UserId>>,
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 /// A command's reply frame, once its outcome is known.
@@ -94,6 +95,8 @@ struct Session {
     socket: WebSocket,
     deps: SessionDeps,
     principal: Principal,
+    /// This session among the user's sessions (presence subscriptions).
+    id: u64,
     sent_through: FeedSeq,
 }
 
@@ -219,6 +222,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
     let mut guard = deps.sessions.open(principal.user, principal.device);
+    deps.presence.sessions_changed(principal.user).await;
     // Subscribe before reading the feed so no entry slips between the two.
     let mut subscription = deps.hub.subscribe(principal.user);
     let feed = match deps.reads.feed_state(principal.user).await {
@@ -233,7 +237,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let feed = feed.unwrap_or_else(|| FeedState::new(Epoch::initial(principal.user)));
     let (epoch, plan) = (feed.epoch, feed.resume_plan(principal.device, resume));
     deps.metrics.connections.inc();
-    let mut session = Session { socket, deps: deps.clone(), principal, sent_through: plan.send_after };
+    let mut session = Session { socket, deps: deps.clone(), principal, id: guard.id(), sent_through: plan.send_after };
     let welcome = json!({
         "type": "welcome",
         "user_id": principal.user.to_string(),
@@ -245,6 +249,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         let _ = serve(&mut session, &mut subscription.changes, &guard.revoked, &mut guard.live).await;
     }
     drop(guard);
+    deps.presence.sessions_changed(principal.user).await;
     deps.metrics.connections.dec();
     let _ = session.socket.close(None).await;
     // Last seen is when the connection ended; the privacy settings decide who may see it.
@@ -331,6 +336,28 @@ async fn read_receipts_on(reads: &ReadModels, conversation: ConversationId) -> R
     Ok(true)
 }
 
+/// Watches the presence of `users` (ids as strings); returns who is watched
+/// now and the current presence of those the caller may see.
+async fn subscribe_presence(
+    deps: &SessionDeps,
+    principal: Principal,
+    session: u64,
+    users: &[String],
+) -> Result<(Vec<String>, Vec<Value>), ApiError> {
+    if users.len() > crate::sessions::MAX_WATCHED {
+        let message = format!("watch at most {} users per connection", crate::sessions::MAX_WATCHED);
+        return Err(ApiError::bad_request("too_large", message));
+    }
+    let ids = users
+        .iter()
+        .map(|user| user.parse::<UserId>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::bad_request("bad_frame", "users must be decimal user id strings"))?;
+    let frames = deps.presence.subscribe(principal.user, session, &ids).await?;
+    let watched = deps.sessions.watching(principal.user, session);
+    Ok((watched.iter().map(ToString::to_string).collect(), frames))
+}
+
 /// A typing signal from a member to the conversation's other members.
 async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, state: &str) -> Result<(), ApiError> {
     let conversation: ConversationId = conversation
@@ -382,6 +409,22 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
             deps.metrics.frames_in.with_label_values(&["typing"]).inc();
             if let Err(error) = typing(&deps, principal, &conversation_id, &state).await {
                 session.push(send_error(None, &error)).await?;
+            }
+        }
+        ClientFrame::SubscribePresence { req, users } => {
+            deps.metrics.frames_in.with_label_values(&["subscribe_presence"]).inc();
+            match subscribe_presence(&deps, principal, session.id, &users).await {
+                Ok((watched, frames)) => {
+                    let mut answer = json!({"type": "subscribed", "users": watched});
+                    if let Some(req) = req {
+                        answer["req"] = json!(req);
+                    }
+                    session.push(answer).await?;
+                    for frame in frames {
+                        session.push(frame).await?;
+                    }
+                }
+                Err(error) => session.push(send_error(req.as_deref(), &error)).await?,
             }
         }
         ClientFrame::Ping => {

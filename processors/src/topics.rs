@@ -14,6 +14,9 @@ pub const DEAD_LETTERS: &str = "dead-letters";
 /// Live-only signals (typing, recording): tailed from the end by every
 /// gateway, never folded into state; kept one hour.
 pub const EPHEMERAL: &str = "ephemeral";
+/// Gateway heartbeats and session changes: presence, folded by every gateway.
+/// One partition keeps one gateway's records in the order it wrote them.
+pub const PRESENCE: &str = "presence";
 
 /// Record headers Missive writes.
 pub mod headers {
@@ -75,5 +78,6 @@ pub fn all_topics() -> Vec<TopicSpec> {
         topic(REPLIES, 1, Retention::Millis(DAY_MS)),
         topic(DEAD_LETTERS, 1, Retention::Millis(30 * DAY_MS)),
         topic(EPHEMERAL, 4, Retention::Millis(DAY_MS / 24)),
+        topic(PRESENCE, 1, Retention::Millis(DAY_MS / 24)),
     ]
 }

@@ -8,6 +8,7 @@ use missive_core::conversation::{
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
+use missive_core::presence::PresenceEvent;
 use missive_core::users::{
     Audience, DeviceRegistered, Privacy, PrivacyChange, Profile, ProfileChange, RegisterDevice, UserCommand, UserEvent,
 };
@@ -771,5 +772,41 @@ impl TryFrom<WireValue> for Delivery {
             other => return Err(ConvertError::WrongType { expected: "delivery", found: other.record_type() }),
         };
         Ok(Delivery { recipient: UserId(id(recipient, "recipient")?), item })
+    }
+}
+
+pub fn presence_event_to_wire(event: &PresenceEvent) -> WireValue {
+    match event {
+        PresenceEvent::Heartbeat { instance, online, at } => WireValue::PresenceHeartbeat(wire::PresenceHeartbeat {
+            instance: instance.clone(),
+            online: users_to_wire(online),
+            at: at.0,
+        }),
+        PresenceEvent::Changed { instance, user, online, at } => WireValue::PresenceChanged(wire::PresenceChanged {
+            instance: instance.clone(),
+            user: long(user.0),
+            online: *online,
+            at: at.0,
+        }),
+    }
+}
+
+impl TryFrom<WireValue> for PresenceEvent {
+    type Error = ConvertError;
+    fn try_from(value: WireValue) -> Result<Self, ConvertError> {
+        match value {
+            WireValue::PresenceHeartbeat(heartbeat) => Ok(PresenceEvent::Heartbeat {
+                instance: heartbeat.instance,
+                online: users_from_wire(heartbeat.online, "online")?,
+                at: Millis(heartbeat.at),
+            }),
+            WireValue::PresenceChanged(changed) => Ok(PresenceEvent::Changed {
+                instance: changed.instance,
+                user: UserId(id(changed.user, "user")?),
+                online: changed.online,
+                at: Millis(changed.at),
+            }),
+            other => Err(ConvertError::WrongType { expected: "presence record", found: other.record_type() }),
+        }
     }
 }

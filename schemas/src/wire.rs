@@ -425,6 +425,21 @@ pub struct CommandReply {
     pub at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceHeartbeat {
+    pub instance: String,
+    pub online: Vec<i64>,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceChanged {
+    pub instance: String,
+    pub user: i64,
+    pub online: bool,
+    pub at: i64,
+}
+
 /// Every record type Missive writes, with its topic and Avro full name.
 macro_rules! record_types {
     ($($variant:ident => $topic:literal),* $(,)?) => {
@@ -525,6 +540,8 @@ record_types! {
     DeliverModification => "deliveries",
     CommandReply => "replies",
     Typing => "ephemeral",
+    PresenceHeartbeat => "presence",
+    PresenceChanged => "presence",
 }
 
 impl RecordType {

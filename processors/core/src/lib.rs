@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod groups;
 pub mod ids;
 pub mod operations;
+pub mod presence;
 pub mod users;
 
 pub use ids::{ConvSeq, ConversationId, DeviceId, Epoch, FeedSeq, MessageId, Millis, UserId};

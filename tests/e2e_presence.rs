@@ -1,0 +1,94 @@
+//! Presence over WebSocket: watchers see online, then offline with last
+//! seen, for the users the owner's privacy lets them see. Runs in both
+//! modes (the gateway-crash case is in e2e_kafka.rs).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, now_ms, request, until};
+use missive_gateway::client::Connection;
+use serde_json::{Value, json};
+
+fn presence_of<'a>(frames: &'a [Value], user: &str, online: bool) -> Option<&'a Value> {
+    frames.iter().find(|frame| frame["type"] == "presence" && frame["user"] == user && frame["online"] == online)
+}
+
+async fn watch_for(connection: &mut Connection, user: &str, online: bool) -> Value {
+    let frames = until(connection, &format!("{user} online={online}"), |frame| {
+        presence_of(std::slice::from_ref(frame), user, online).is_some()
+    })
+    .await;
+    presence_of(&frames, user, online).cloned().expect("presence frame")
+}
+
+fn subscribe(req: &str, users: &[&str]) -> Value {
+    json!({"type": "subscribe_presence", "req": req, "users": users})
+}
+
+#[tokio::test]
+async fn watchers_see_online_and_last_seen_as_the_owners_privacy_allows() {
+    let server = Server::start().await;
+    let alice = server.register("+14155557001", "a").await;
+    let bob = server.register("+14155557002", "b").await;
+    let carol = server.register("+14155557003", "c").await;
+    let dave = server.register("+14155557004", "d").await;
+    let mut bob_ws = server.connect(&bob).await;
+
+    // An unknown user is not watched; Alice has never been online.
+    let answer = request(&mut bob_ws, "s1", subscribe("s1", &[&alice.user_id, "999"])).await;
+    assert_eq!((&answer["type"], &answer["users"]), (&json!("subscribed"), &json!([alice.user_id])), "{answer}");
+    let initial = watch_for(&mut bob_ws, &alice.user_id, false).await;
+    assert!(initial.get("last_seen").is_none(), "never seen: {initial}");
+
+    let alice_ws = server.connect(&alice).await;
+    watch_for(&mut bob_ws, &alice.user_id, true).await;
+    let closed_at = now_ms();
+    drop(alice_ws);
+    let offline = watch_for(&mut bob_ws, &alice.user_id, false).await;
+    let last_seen = offline["last_seen"].as_i64().expect("last seen");
+    assert!((closed_at - 5_000..=now_ms()).contains(&last_seen), "last seen when the session ended: {offline}");
+    // A later subscriber gets the current state at once, last seen included.
+    let mut carol_ws = server.connect(&carol).await;
+    request(&mut carol_ws, "s2", subscribe("s2", &[&alice.user_id])).await;
+    let current = watch_for(&mut carol_ws, &alice.user_id, false).await;
+    assert!(current["last_seen"].as_i64().is_some_and(|at| at >= last_seen - 1_000), "{current}");
+
+    // Alice hides her last seen: nobody sees her presence any more.
+    let (status, body) = server
+        .api
+        .put("/v1/privacy", Some(&alice.access_token), &json!({"last_seen": "nobody"}))
+        .await
+        .expect("privacy");
+    assert_eq!(status, 200, "{body}");
+    // In Kafka mode each gateway folds its own copy of the directory; give
+    // the watchers' gateways a moment to fold the change.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut dave_ws_watcher = server.connect(&dave).await;
+    let answer = request(&mut dave_ws_watcher, "s3", subscribe("s3", &[&alice.user_id, &carol.user_id])).await;
+    assert_eq!(answer["type"], "subscribed", "{answer}");
+    let _alice_again = server.connect(&alice).await;
+    // Carol (visible to everyone) is the control: her presence still flows.
+    request(&mut bob_ws, "s4", subscribe("s4", &[&carol.user_id])).await;
+    drop(carol_ws);
+    watch_for(&mut bob_ws, &carol.user_id, false).await;
+    watch_for(&mut dave_ws_watcher, &carol.user_id, false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for connection in [&mut bob_ws, &mut dave_ws_watcher] {
+        let frames = connection.drain_ready().await.expect("drain");
+        assert!(
+            frames.iter().all(|frame| frame["type"] != "presence" || frame["user"] != alice.user_id.as_str()),
+            "alice's presence is hidden: {frames:?}"
+        );
+    }
+
+    // Bad input gets a stable code; the connection stays usable.
+    let answer = request(&mut bob_ws, "s5", subscribe("s5", &["alice"])).await;
+    assert_eq!(answer["code"], "bad_frame", "{answer}");
+    let many: Vec<String> = (0..1025).map(|index| index.to_string()).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let answer = request(&mut bob_ws, "s6", subscribe("s6", &many)).await;
+    assert_eq!(answer["code"], "too_large", "{answer}");
+    bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    until(&mut bob_ws, "pong", |frame| frame["type"] == "pong").await;
+}
