@@ -469,3 +469,63 @@ async fn a_processor_that_lost_its_store_restores_from_the_changelog() {
         .collect();
     assert_eq!(contents, (0..30).map(|index| format!("m{index}")).collect::<Vec<_>>(), "each once, in order");
 }
+
+/// Which gateway (index into `cluster.gateways`) serves `account`.
+async fn owner_index(fixture: &Fixture, account: &Account) -> usize {
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let response = no_redirects
+        .get(format!("{}/v1/conversations?limit=1", fixture.cluster.gateways[0]))
+        .bearer_auth(&account.access_token)
+        .send()
+        .await
+        .expect("GET");
+    match response.status().as_u16() {
+        200 => 0,
+        307 => 1,
+        status => panic!("unexpected status {status}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateways_users_show_offline_to_watchers_within_70_seconds() {
+    let fixture = Fixture::start().await;
+    // One user on each gateway (owners follow a keyed hash: register until both have one).
+    let mut on: [Option<Account>; 2] = [None, None];
+    for index in 0..24 {
+        let account = fixture.register(&format!("+141555591{index:02}")).await;
+        let owner = owner_index(&fixture, &account).await;
+        on[owner].get_or_insert(account);
+        if on.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(watched), Some(watcher)] = on else { panic!("no user landed on one of the gateways") };
+    let victim = owner_index(&fixture, &watched).await;
+    let _watched_ws = Connection::open(&fixture.ws_url(), &watched.access_token, None).await.expect("watched");
+    let mut watcher_ws = Connection::open(&fixture.ws_url(), &watcher.access_token, None).await.expect("watcher");
+    let is_presence = |frame: &Value, online: bool| {
+        frame["type"] == "presence" && frame["user"] == watched.user_id.as_str() && frame["online"] == online
+    };
+    watcher_ws.send_json(&json!({"type": "subscribe_presence", "users": [watched.user_id]})).await.expect("subscribe");
+    watcher_ws.collect_until(WAIT, |frames| frames.iter().any(|frame| is_presence(frame, true))).await.expect("online");
+
+    let killed_at = tokio::time::Instant::now();
+    fixture.cluster.kill9(&format!("gateway-{victim}")).await;
+    // Watch (pinging, so the watcher's own connection stays open) until the watched user goes offline.
+    let offline = loop {
+        assert!(killed_at.elapsed() < Duration::from_secs(75), "still online 75 s after its gateway died");
+        watcher_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+        let frames = watcher_ws.collect_until(Duration::from_secs(10), |frames| {
+            frames.iter().any(|frame| is_presence(frame, false) || frame["type"] == "pong")
+        });
+        let frames = frames.await.expect("the watcher's gateway is alive");
+        if let Some(frame) = frames.iter().find(|frame| is_presence(frame, false)) {
+            break frame.clone();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let elapsed = killed_at.elapsed();
+    eprintln!("presence: offline {:.1} s after kill -9 of gateway-{victim}: {offline}", elapsed.as_secs_f64());
+    assert!(elapsed <= Duration::from_secs(70), "offline only after {elapsed:?}");
+    assert!(offline["last_seen"].as_i64().is_some_and(|at| at <= common::now_ms()), "{offline}");
+}

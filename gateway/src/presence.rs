@@ -29,10 +29,10 @@ use crate::routing::Routing;
 use crate::sessions::Sessions;
 
 /// How often the table is checked for silent instances.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// How far back a starting gateway reads `presence`: more than a timeout
 /// plus a heartbeat, so every live instance's last heartbeat is included.
-const LOOKBACK_MS: i64 = 90_000;
+const LOOKBACK_MS: i64 = 75_000;
 
 pub struct Presence {
     /// This gateway process: its id and start time (a restart is a new instance).

@@ -1,8 +1,8 @@
 //! Presence: who is online, folded from what gateways write to the
 //! `presence` topic. Each gateway instance says when a user's first session
-//! on it opens and its last one closes, and every 20 s sends a heartbeat
+//! on it opens and its last one closes, and every 15 s sends a heartbeat
 //! with the full list of users it serves. An instance that has not been
-//! heard from for 60 s is dead: its users are offline (unless another
+//! heard from for 45 s (three heartbeats) is dead: its users are offline (unless another
 //! instance serves them). Every gateway folds the same records, so all of
 //! them agree on who is online; expiry is evaluated against a clock the
 //! caller passes in.
@@ -12,10 +12,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::ids::{Millis, UserId};
 
 /// How often a gateway instance sends a heartbeat.
-pub const HEARTBEAT_INTERVAL_MS: i64 = 20_000;
-/// An instance silent this long is dead. With sweeps every 5 s its users
-/// show offline at most 65 s after its last heartbeat.
-pub const INSTANCE_TIMEOUT_MS: i64 = 60_000;
+pub const HEARTBEAT_INTERVAL_MS: i64 = 15_000;
+/// An instance silent this long (three missed heartbeats) is dead. With
+/// sweeps every 2 s its users show offline at most ~47 s after it died,
+/// well inside the 70 s promise.
+pub const INSTANCE_TIMEOUT_MS: i64 = 45_000;
 /// Most remembered "went offline at" times before the memory starts over
 /// (the durable last seen lives in the directory).
 const LAST_OFFLINE_CAP: usize = 1_000_000;
