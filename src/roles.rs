@@ -86,6 +86,10 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_OTP_TTL_SECONDS", default_value_t = AuthLimits::default().otp_ttl_seconds,
           value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub otp_ttl_seconds: i64,
+    /// POST push notification jobs (users with no connected device) to this URL.
+    /// Without it jobs are still recorded on the `notifications` topic.
+    #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
+    pub push_webhook: Option<String>,
 }
 
 impl ClientArgs {
@@ -477,6 +481,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         routing,
         auth,
         tls,
+        push_webhook: args.client.push_webhook.clone(),
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

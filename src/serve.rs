@@ -94,6 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         routing: Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
         auth,
         tls,
+        push_webhook: args.client.push_webhook.clone(),
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

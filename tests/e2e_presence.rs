@@ -1,12 +1,13 @@
 //! Presence over WebSocket: watchers see online, then offline with last
-//! seen, for the users the owner's privacy lets them see. Runs in both
-//! modes (the gateway-crash case is in e2e_kafka.rs).
+//! seen, for the users the owner's privacy lets them see; push
+//! notification jobs for users with no connected device, POSTed to a
+//! webhook. Runs in both modes (the gateway-crash case is in e2e_kafka.rs).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Server, now_ms, request, until};
+use common::{Server, WebhookSink, now_ms, request, send_to_group, send_to_user, until};
 use missive_gateway::client::Connection;
 use serde_json::{Value, json};
 
@@ -91,4 +92,56 @@ async fn watchers_see_online_and_last_seen_as_the_owners_privacy_allows() {
     assert_eq!(answer["code"], "too_large", "{answer}");
     bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
     until(&mut bob_ws, "pong", |frame| frame["type"] == "pong").await;
+}
+
+#[tokio::test]
+async fn users_without_a_connected_device_get_push_jobs_batched_per_group() {
+    let webhook = WebhookSink::start().await;
+    let server = Server::start_with_env(&[("MISSIVE_PUSH_WEBHOOK", webhook.url.clone())]).await;
+    let alice = server.register("+14155557101", "a").await;
+    let bob = server.register("+14155557102", "b").await;
+    let carol = server.register("+14155557103", "c").await;
+    let (status, group) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&alice.access_token),
+            &json!({"name": "push", "members": [bob.user_id, carol.user_id]}),
+        )
+        .await
+        .expect("create group");
+    assert_eq!(status, 200, "{group}");
+    let group = group["conversation_id"].as_str().expect("group id").to_string();
+    // Carol is connected, Bob is not.
+    let mut carol_ws = server.connect(&carol).await;
+    let mut alice_ws = server.connect(&alice).await;
+
+    let direct = send_to_user(&mut alice_ws, &bob.user_id, "secret-direct").await;
+    let for_bob = |jobs: &[Value], group_job: bool| -> Vec<Value> {
+        jobs.iter().filter(|job| job["user"] == bob.user_id.as_str() && job["group"] == group_job).cloned().collect()
+    };
+    let jobs = webhook.wait_for("bob's 1:1 job", |jobs| !for_bob(jobs, false).is_empty()).await;
+    let job = &for_bob(&jobs, false)[0];
+    assert_eq!((&job["count"], &job["message_ids"]), (&json!(1), &json!([direct["message_id"]])), "{job}");
+    assert_eq!((&job["senders"], &job["conversation_id"]), (&json!([alice.user_id]), &direct["conversation_id"]));
+
+    // Three group messages in a burst: one job for Bob, none for Carol (connected) or Alice (the sender).
+    let started = now_ms();
+    for tag in ["secret-g1", "secret-g2", "secret-g3"] {
+        assert_eq!(send_to_group(&mut alice_ws, &group, tag).await["type"], "sent");
+    }
+    until(&mut carol_ws, "g3", |frame| frame["event"]["content"] == "secret-g3").await;
+    let jobs = webhook.wait_for("bob's group job", |jobs| !for_bob(jobs, true).is_empty()).await;
+    let job = &for_bob(&jobs, true)[0];
+    let batched_for = job["at"].as_i64().expect("at") - started;
+    assert_eq!((&job["count"], &job["conversation_id"]), (&json!(3), &json!(group)), "one job for the burst: {job}");
+    assert!(batched_for >= 2_500, "sent when the 3 s window closed ({batched_for} ms)");
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let jobs = webhook.received();
+    assert_eq!(for_bob(&jobs, true).len(), 1, "still one group job: {jobs:?}");
+    assert!(
+        jobs.iter().all(|job| job["user"] == bob.user_id.as_str()),
+        "connected members and senders get no push: {jobs:?}"
+    );
+    assert!(!serde_json::to_string(&jobs).expect("json").contains("secret"), "no content in push jobs: {jobs:?}");
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod operations;
 pub mod presence;
 pub mod protocol;
+pub mod push;
 pub mod reads;
 pub mod replies;
 pub mod routing;
@@ -156,6 +157,8 @@ pub struct GatewayConfig {
     pub routing: routing::Routing,
     /// Serve HTTPS/WSS with this certificate (`--tls-cert/--tls-key`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Where push notification jobs are POSTed (`--push-webhook`).
+    pub push_webhook: Option<String>,
 }
 
 /// What a gateway reads and writes: the log, the local store with its read
@@ -220,6 +223,19 @@ pub async fn serve(
         bus.clone(),
         config.routing.clone(),
     ));
+    // Push: messages for users without a session become jobs; a webhook
+    // worker (when configured) sends the jobs of this gateway's users.
+    let notifier =
+        tokio::spawn(push::run_notifier(read_side.hub.offline_messages(), log.clone(), codec.clone(), cancel.clone()));
+    let webhook = config.push_webhook.clone().map(|url| {
+        let partitions: Vec<u32> = (0..missive_processors::partitions_of(missive_processors::topics::NOTIFICATIONS))
+            .filter(|partition| config.routing.owns_partition(*partition))
+            .collect();
+        let (log, codec, cancel) = (log.clone(), codec.clone(), cancel.clone());
+        restart_on_failure("push webhook", cancel.clone(), move || {
+            push::run_webhook(url.clone(), log.clone(), codec.clone(), partitions.clone(), cancel.clone())
+        })
+    });
     let presence_tasks = [
         restart_on_failure("presence heartbeats", cancel.clone(), {
             let (presence, cancel) = (presence.clone(), cancel.clone());
@@ -297,8 +313,9 @@ pub async fn serve(
     cancel.cancel();
     let _ = reply_task.await;
     let _ = live_task.await;
-    for task in presence_tasks {
+    for task in presence_tasks.into_iter().chain(webhook) {
         let _ = task.await;
     }
+    let _ = notifier.await;
     Ok(())
 }

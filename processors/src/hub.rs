@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use missive_core::notifications::OfflineMessage;
 use missive_core::{FeedSeq, UserId};
 use missive_projections::FeedEntry;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The newest feed change of one user.
 #[derive(Clone, Debug, Default)]
@@ -23,9 +24,15 @@ pub struct FeedUpdate {
 
 type Subscribers = HashMap<UserId, (watch::Sender<FeedUpdate>, usize)>;
 
+/// Offline messages waiting for the push notifier; beyond this many they
+/// are dropped (a push is a courtesy, the feed keeps the message).
+const OFFLINE_QUEUE: usize = 65_536;
+
 #[derive(Clone, Default)]
 pub struct FeedHub {
     users: Arc<Mutex<Subscribers>>,
+    /// Where messages for users without a session go (the push notifier).
+    offline: Arc<Mutex<Option<mpsc::Sender<OfflineMessage>>>>,
 }
 
 /// A session's subscription; unsubscribes on drop.
@@ -46,6 +53,24 @@ impl FeedHub {
     /// Whether anyone listens to `user` (publishing is skipped otherwise).
     pub fn is_subscribed(&self, user: UserId) -> bool {
         self.users.lock().contains_key(&user)
+    }
+
+    /// Messages for users without an open session arrive on the returned
+    /// receiver from now on (one receiver; a second call replaces it).
+    pub fn offline_messages(&self) -> mpsc::Receiver<OfflineMessage> {
+        let (sender, receiver) = mpsc::channel(OFFLINE_QUEUE);
+        *self.offline.lock() = Some(sender);
+        receiver
+    }
+
+    /// Hands messages for users without a session to the notifier, if any.
+    pub fn publish_offline(&self, messages: Vec<OfflineMessage>) {
+        let Some(sender) = self.offline.lock().clone() else { return };
+        for message in messages {
+            if sender.try_send(message).is_err() {
+                tracing::debug!("push queue full or closed; a notification is dropped");
+            }
+        }
     }
 
     /// Announces a user's new head and the entries that led there.

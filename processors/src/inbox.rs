@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use missive_core::conversation::ConversationCommand;
 use missive_core::delivery::{Delivery, DeliveryItem};
-use missive_core::{ConvSeq, Epoch, FeedSeq, UserId};
+use missive_core::notifications::OfflineMessage;
+use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
 use missive_infra::Record;
 use missive_projections::{ConversationSummary, FeedEntry, FeedState};
 use missive_schemas::Codec;
@@ -28,11 +29,13 @@ pub struct InboxHandler {
     pub hub: FeedHub,
     /// Users whose feed grew in the current batch: new head and entries.
     pub touched: BTreeMap<UserId, (FeedSeq, Vec<(FeedSeq, FeedEntry)>)>,
+    /// Messages this batch appended for users with no open session (push candidates).
+    pub offline: Vec<OfflineMessage>,
 }
 
 impl InboxHandler {
     pub fn new(codec: Arc<Codec>, hub: FeedHub) -> InboxHandler {
-        InboxHandler { codec, hub, touched: BTreeMap::new() }
+        InboxHandler { codec, hub, touched: BTreeMap::new(), offline: Vec::new() }
     }
 
     /// Appends an entry to a user's feed and remembers it for publication.
@@ -52,6 +55,17 @@ impl InboxHandler {
         touched.0 = seq;
         if self.hub.is_subscribed(user) {
             touched.1.push((seq, entry));
+        } else if let FeedEntry::Message(message) = &entry
+            && message.from != user
+        {
+            self.offline.push(OfflineMessage {
+                user,
+                conversation_id: message.conversation_id,
+                message_id: message.message_id,
+                from: message.from,
+                group: message.conversation_id != ConversationId::direct(message.from, user),
+                sent_at: message.sent_at,
+            });
         }
         Ok(())
     }
@@ -171,6 +185,7 @@ impl Handler for InboxHandler {
     }
 
     fn after_commit(&mut self) {
+        self.hub.publish_offline(std::mem::take(&mut self.offline));
         for (user, (head, entries)) in std::mem::take(&mut self.touched) {
             self.hub.publish(user, FeedUpdate { head, entries: Arc::new(entries) });
         }

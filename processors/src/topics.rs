@@ -17,6 +17,10 @@ pub const EPHEMERAL: &str = "ephemeral";
 /// Gateway heartbeats and session changes: presence, folded by every gateway.
 /// One partition keeps one gateway's records in the order it wrote them.
 pub const PRESENCE: &str = "presence";
+/// Push notification jobs for users with no connected device, keyed by
+/// user and partitioned like `deliveries` (the gateway owning a user's
+/// feed works its jobs); kept a day.
+pub const NOTIFICATIONS: &str = "notifications";
 
 /// Record headers Missive writes.
 pub mod headers {
@@ -79,5 +83,6 @@ pub fn all_topics() -> Vec<TopicSpec> {
         topic(DEAD_LETTERS, 1, Retention::Millis(30 * DAY_MS)),
         topic(EPHEMERAL, 4, Retention::Millis(DAY_MS / 24)),
         topic(PRESENCE, 1, Retention::Millis(DAY_MS / 24)),
+        topic(NOTIFICATIONS, 8, Retention::Millis(DAY_MS)),
     ]
 }

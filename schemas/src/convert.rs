@@ -7,6 +7,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::notifications::PushJob;
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::presence::PresenceEvent;
 use missive_core::users::{
@@ -808,5 +809,41 @@ impl TryFrom<WireValue> for PresenceEvent {
             }),
             other => Err(ConvertError::WrongType { expected: "presence record", found: other.record_type() }),
         }
+    }
+}
+
+pub fn push_job_to_wire(job: &PushJob) -> WireValue {
+    WireValue::PushJob(wire::PushJob {
+        user: long(job.user.0),
+        conversation_id: long(job.conversation_id.0),
+        group: job.group,
+        count: count_to_wire(job.count),
+        message_ids: job.message_ids.iter().map(|id| long(id.0)).collect(),
+        senders: users_to_wire(&job.senders),
+        first_at: job.first_at.0,
+        at: job.at.0,
+    })
+}
+
+impl TryFrom<WireValue> for PushJob {
+    type Error = ConvertError;
+    fn try_from(value: WireValue) -> Result<Self, ConvertError> {
+        let WireValue::PushJob(job) = value else {
+            return Err(ConvertError::WrongType { expected: "push job", found: value.record_type() });
+        };
+        Ok(PushJob {
+            user: UserId(id(job.user, "user")?),
+            conversation_id: ConversationId(id(job.conversation_id, "conversation_id")?),
+            group: job.group,
+            count: count_from_wire(job.count),
+            message_ids: job
+                .message_ids
+                .into_iter()
+                .map(|message| id(message, "message_ids").map(MessageId))
+                .collect::<Result<_, _>>()?,
+            senders: users_from_wire(job.senders, "senders")?,
+            first_at: Millis(job.first_at),
+            at: Millis(job.at),
+        })
     }
 }

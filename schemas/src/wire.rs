@@ -440,6 +440,18 @@ pub struct PresenceChanged {
     pub at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushJob {
+    pub user: i64,
+    pub conversation_id: i64,
+    pub group: bool,
+    pub count: i32,
+    pub message_ids: Vec<i64>,
+    pub senders: Vec<i64>,
+    pub first_at: i64,
+    pub at: i64,
+}
+
 /// Every record type Missive writes, with its topic and Avro full name.
 macro_rules! record_types {
     ($($variant:ident => $topic:literal),* $(,)?) => {
@@ -542,6 +554,7 @@ record_types! {
     Typing => "ephemeral",
     PresenceHeartbeat => "presence",
     PresenceChanged => "presence",
+    PushJob => "notifications",
 }
 
 impl RecordType {

@@ -54,8 +54,16 @@ impl Cluster {
 
     /// `missive cluster up`, with codes going to `sms_file`.
     pub async fn start(dir: PathBuf, sms_file: &std::path::Path) -> Cluster {
+        Cluster::start_with_env(dir, sms_file, &[]).await
+    }
+
+    /// Like `start`, with extra environment for every member (`MISSIVE_*` settings).
+    pub async fn start_with_env(dir: PathBuf, sms_file: &std::path::Path, env: &[(&str, String)]) -> Cluster {
         let mut command = Cluster::command(&dir);
         command.args(["cluster", "up"]).env("MISSIVE_SMS_SINK", format!("file:{}", sms_file.display()));
+        for (name, value) in env {
+            command.env(name, value);
+        }
         let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("cluster up");
         assert!(output.status.success(), "cluster up failed: {}", String::from_utf8_lossy(&output.stderr));
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -132,11 +140,19 @@ impl Drop for Cluster {
 impl Server {
     /// A fresh server in the mode the suite runs in.
     pub async fn start() -> Server {
+        Server::start_with_env(&[]).await
+    }
+
+    /// A fresh server in the suite's mode, with extra environment (`MISSIVE_*` settings).
+    pub async fn start_with_env(env: &[(&str, String)]) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         if !kafka_mode() {
-            return Server::start_in(dir).await;
+            let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+            let data = dir.path().join("data").display().to_string();
+            let flags = ["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink];
+            return Server::start_with(dir.clone(), &flags, env).await;
         }
-        let cluster = Cluster::start(dir.path().join("cluster"), &dir.path().join("sms.jsonl")).await;
+        let cluster = Cluster::start_with_env(dir.path().join("cluster"), &dir.path().join("sms.jsonl"), env).await;
         let base = cluster.gateways[0].clone();
         let ws_url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
         Server { backend: Backend::Kafka(cluster), api: Api::new(&base), ws_url, dir }
@@ -361,4 +377,78 @@ pub async fn send_to_group(connection: &mut Connection, group: &str, tag: &str) 
 pub async fn send_to_user(connection: &mut Connection, user: &str, tag: &str) -> Value {
     let frame = json!({"type": "send", "req": tag, "to": {"user": user}, "client_msg_id": tag, "content": tag});
     request(connection, tag, frame).await
+}
+
+/// A webhook receiver on 127.0.0.1: answers every POST with 200 and keeps
+/// the JSON bodies, in arrival order.
+pub struct WebhookSink {
+    pub url: String,
+    bodies: Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl WebhookSink {
+    pub async fn start() -> WebhookSink {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/push", listener.local_addr().expect("address"));
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: headers, then content-length bytes of body.
+                        let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") else {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|line| line.strip_prefix("content-length:"))
+                            .and_then(|value| value.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buffer.len() < end + 4 + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                            }
+                        }
+                        let body: Vec<u8> = buffer.drain(..end + 4 + length).skip(end + 4).collect();
+                        if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                            store.lock().expect("webhook store").push(json);
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        WebhookSink { url, bodies }
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.bodies.lock().expect("webhook store").clone()
+    }
+
+    /// Waits until `ready` accepts what was received; fails with `what` at the deadline.
+    pub async fn wait_for(&self, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let received = self.received();
+            if ready(&received) {
+                return received;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: received {received:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -1,0 +1,156 @@
+//! Push notifications. The inbox hands this gateway the messages it
+//! appended for users with no open session (their sessions would be here:
+//! a user's feed and connections live on the same gateway). The notifier
+//! batches them (`missive_core::notifications`) into jobs on the
+//! `notifications` topic; the webhook worker POSTs each job to the
+//! configured provider (`--push-webhook`) and records how far it got, so a
+//! restart resumes there (at least once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_core::Millis;
+use missive_core::notifications::{Batcher, OfflineMessage, PushJob};
+use missive_infra::{Log, Offset, OutRecord, TopicPartition};
+use missive_processors::topics::NOTIFICATIONS;
+use missive_schemas::Codec;
+use missive_schemas::convert::push_job_to_wire;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The consumer group under which the webhook worker records its positions.
+const WEBHOOK_GROUP: &str = "push-webhook";
+/// Tries per job before it is given up (logged).
+const WEBHOOK_ATTEMPTS: u32 = 4;
+
+fn now() -> Millis {
+    Millis(missive_infra::now_ms())
+}
+
+async fn emit(log: &dyn Log, codec: &Codec, job: &PushJob) {
+    let value = match codec.encode_value(&push_job_to_wire(job)) {
+        Ok(value) => value,
+        Err(error) => return tracing::warn!(%error, "encoding a push job failed"),
+    };
+    let record = OutRecord {
+        topic: NOTIFICATIONS.into(),
+        partition: None,
+        key: job.user.0.to_string().into_bytes(),
+        value,
+        headers: Vec::new(),
+        timestamp: None,
+    };
+    if let Err(error) = log.append(vec![record]).await {
+        tracing::warn!(%error, user = %job.user, "a push job could not be recorded; dropped");
+    }
+}
+
+/// Turns offline messages into push jobs until `cancel`: 1:1 at once,
+/// groups once their 3 s window ends.
+pub async fn run_notifier(
+    mut offline: mpsc::Receiver<OfflineMessage>,
+    log: Arc<dyn Log>,
+    codec: Arc<Codec>,
+    cancel: CancellationToken,
+) {
+    let mut batcher = Batcher::default();
+    loop {
+        let wait = batcher.next_due().map_or(Duration::from_secs(3600), |due| {
+            Duration::from_millis(u64::try_from(due.0 - now().0).unwrap_or(0))
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            message = offline.recv() => {
+                let Some(message) = message else { return };
+                if let Some(job) = batcher.add(&message, now()) {
+                    emit(log.as_ref(), &codec, &job).await;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                for job in batcher.due(now()) {
+                    emit(log.as_ref(), &codec, &job).await;
+                }
+            }
+        }
+    }
+}
+
+/// The JSON a provider receives: ids and counts only.
+pub fn job_json(job: &PushJob) -> serde_json::Value {
+    json!({
+        "user": job.user.to_string(),
+        "conversation_id": job.conversation_id.to_string(),
+        "group": job.group,
+        "count": job.count,
+        "message_ids": job.message_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "senders": job.senders.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "first_at": job.first_at.0,
+        "at": job.at.0,
+    })
+}
+
+async fn deliver(http: &reqwest::Client, url: &str, job: &PushJob) -> bool {
+    let body = job_json(job);
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        match http.post(url).json(&body).send().await {
+            Ok(response) if response.status().is_success() => return true,
+            Ok(response) => tracing::warn!(status = %response.status(), attempt, "push webhook refused a job"),
+            Err(error) => tracing::warn!(%error, attempt, "push webhook unreachable"),
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    false
+}
+
+/// POSTs the jobs of `partitions` to `url` until `cancel`, resuming from
+/// the positions it recorded last time (the end of the topic at first).
+pub async fn run_webhook(
+    url: String,
+    log: Arc<dyn Log>,
+    codec: Arc<Codec>,
+    partitions: Vec<u32>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let committed = log.committed_positions(WEBHOOK_GROUP).await?;
+    let mut assignment = Vec::new();
+    for partition in partitions {
+        let partition = TopicPartition::new(NOTIFICATIONS, partition);
+        let start = match committed.iter().find(|(committed, _)| *committed == partition) {
+            Some((_, offset)) => *offset,
+            None => log.end_hint(&partition).await?,
+        };
+        assignment.push((partition, start));
+    }
+    let mut consumer = log.consumer(assignment).await?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    loop {
+        let records = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            polled = consumer.poll(256, Duration::from_millis(500)) => polled?,
+        };
+        let mut positions: Vec<(TopicPartition, Offset)> = Vec::new();
+        for record in records {
+            match codec
+                .decode(&record.value)
+                .map_err(anyhow::Error::from)
+                .and_then(|value| Ok(PushJob::try_from(value)?))
+            {
+                Ok(job) => {
+                    if !deliver(&http, &url, &job).await {
+                        tracing::warn!(user = %job.user, "a push job was given up after {WEBHOOK_ATTEMPTS} tries");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, offset = %record.offset.0, "not a push job; skipped"),
+            }
+            let partition = record.topic_partition();
+            positions.retain(|(known, _)| *known != partition);
+            positions.push((partition, Offset(record.offset.0 + 1)));
+        }
+        if !positions.is_empty() {
+            log.commit_positions(WEBHOOK_GROUP, &positions).await?;
+        }
+    }
+}
