@@ -20,7 +20,10 @@ pub struct ConversationSummary {
 
 impl ConversationSummary {
     pub fn new(owner: UserId, message: &MessageSent) -> ConversationSummary {
-        let peer = message.members.iter().copied().find(|member| *member != owner).unwrap_or(owner);
+        // Group messages reach feeds without their member list: the peer of a
+        // group's summary is whoever wrote first (clients show the group).
+        let others = message.members.iter().copied().chain([message.from]);
+        let peer = others.into_iter().find(|member| *member != owner).unwrap_or(owner);
         ConversationSummary {
             conversation_id: message.conversation_id,
             peer,

@@ -49,12 +49,20 @@ pub struct Delivery {
 
 pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
     match event {
-        ConversationEvent::MessageSent(message) => message
-            .members
-            .iter()
-            .filter(|member| !message.withheld_from.contains(member))
-            .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(message.clone()) })
-            .collect(),
+        ConversationEvent::MessageSent(message) => {
+            // A group's member list stays in its log: each member's copy
+            // would otherwise carry it (256 copies of 256 ids per message).
+            let mut copy = message.clone();
+            if copy.members.len() > 2 {
+                copy.members.clear();
+            }
+            message
+                .members
+                .iter()
+                .filter(|member| !message.withheld_from.contains(member))
+                .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(copy.clone()) })
+                .collect()
+        }
         ConversationEvent::GroupChanged(changed) => route_group_change(changed),
         ConversationEvent::MessageModified(modified) => modified
             .audience
