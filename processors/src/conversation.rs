@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use missive_core::conversation::{
-    self, ConversationCommand, ConversationEvent, ConversationState, PriorSend, SendOutcome, StoredMessage,
+    self, ConversationCommand, ConversationEvent, ConversationState, PriorSend, SendOutcome, StoredMessage, Watermarks,
 };
 use missive_core::delivery::route_conversation_event;
 use missive_core::operations::{self, OperationWindows};
@@ -78,6 +78,8 @@ impl Handler for ConversationHandler {
         let now = Millis(tx.timestamp);
         // Index entries of the messages a receipt or an operation concerns.
         let mut covered: Vec<StoredMessage> = Vec::new();
+        // The marking member's watermarks (receipts only).
+        let mut marks = Watermarks::default();
         let decided = match &command {
             ConversationCommand::Send(send) => {
                 let dedupe_key = keys::conversation_dedupe(conversation_id, send.from_device, &send.client_msg_id);
@@ -94,7 +96,9 @@ impl Handler for ConversationHandler {
                 }
             }
             ConversationCommand::Receipt(mark) => {
-                covered = match conversation::receipt_range(&state, mark) {
+                let stored = tx.get_json(&keys::conversation_marks(conversation_id, mark.by))?;
+                marks = conversation::member_marks(&state, mark.by, stored);
+                covered = match conversation::receipt_range(&state, marks, mark) {
                     Some((from, to)) => {
                         let start = keys::conversation_message(conversation_id, from);
                         let end = keys::conversation_message(conversation_id, ConvSeq(to.0 + 1));
@@ -107,7 +111,7 @@ impl Handler for ConversationHandler {
                     }
                     None => Vec::new(),
                 };
-                conversation::decide_receipt(&state, mark, &covered, now).map(|events| (None, events))
+                conversation::decide_receipt(&state, marks, mark, &covered, now).map(|events| (None, events))
             }
             ConversationCommand::Modify(modify) => {
                 let key = keys::conversation_message(conversation_id, modify.target_seq);
@@ -140,6 +144,8 @@ impl Handler for ConversationHandler {
                             tx.put_json(key, &StoredMessage::of(message))?;
                         }
                         ConversationEvent::ReceiptsAdvanced(advanced) => {
+                            marks = conversation::evolve_marks(marks, advanced);
+                            tx.put_json(keys::conversation_marks(conversation_id, advanced.by), &marks)?;
                             for reference in &advanced.messages {
                                 if let Some(stored) =
                                     covered.iter_mut().find(|stored| stored.conv_seq == reference.conv_seq)
@@ -164,7 +170,8 @@ impl Handler for ConversationHandler {
                         tx.put_json(keys::conversation_message(conversation_id, stored.conv_seq), stored)?;
                     }
                 }
-                if !events.is_empty() {
+                // Receipts leave the state as it was: only their small records change.
+                if events.iter().any(|event| !matches!(event, ConversationEvent::ReceiptsAdvanced(_))) {
                     tx.put_json(state_key, &state)?;
                 }
                 self.emit_events(tx, record, &events)?;

@@ -20,6 +20,11 @@ pub fn conversation_message(conversation: ConversationId, seq: ConvSeq) -> Vec<u
     key(&[b"conv/", &conversation.to_be_bytes(), b"/m/", &seq.to_be_bytes()])
 }
 
+/// One member's delivered/read watermarks in a conversation.
+pub fn conversation_marks(conversation: ConversationId, user: UserId) -> Vec<u8> {
+    key(&[b"conv/", &conversation.to_be_bytes(), b"/w/", &user.to_be_bytes()])
+}
+
 pub fn conversation_dedupe(conversation: ConversationId, device: DeviceId, client_msg_id: &str) -> Vec<u8> {
     key(&[b"conv/", &conversation.to_be_bytes(), b"/d/", &device.to_be_bytes(), client_msg_id.as_bytes()])
 }

@@ -219,7 +219,6 @@ pub struct ConversationState {
     /// Sorted; empty until the first message creates the conversation.
     pub members: Vec<UserId>,
     pub last_seq: ConvSeq,
-    pub watermarks: BTreeMap<UserId, Watermarks>,
     /// Members who blocked the other member (1:1 conversations).
     #[serde(default)]
     pub blocked_by: Vec<UserId>,
@@ -370,11 +369,29 @@ pub fn decide_send(
     Ok((outcome, vec![ConversationEvent::MessageSent(event)]))
 }
 
+/// A member's watermarks: the stored ones (kept beside the conversation
+/// state, one small record per member, so a receipt never rewrites the
+/// whole group's state), never below where the member joined — a member
+/// added at N received nothing before N, and one re-added starts afresh.
+pub fn member_marks(state: &ConversationState, member: UserId, stored: Option<Watermarks>) -> Watermarks {
+    let joined = state.joined.get(&member).copied().unwrap_or_default();
+    let stored = stored.unwrap_or_default();
+    Watermarks { delivered: stored.delivered.max(joined), read: stored.read.max(joined) }
+}
+
+/// Folds a receipt event into the watermarks of the member who moved them.
+pub fn evolve_marks(marks: Watermarks, advanced: &ReceiptsAdvanced) -> Watermarks {
+    match advanced.status {
+        ReceiptStatus::Delivered => Watermarks { delivered: marks.delivered.max(advanced.up_to), ..marks },
+        ReceiptStatus::Read => Watermarks { read: marks.read.max(advanced.up_to), ..marks },
+    }
+}
+
 /// The range of `conv_seq` a receipt would newly cover, clamped to what exists;
-/// `None` when the watermark would not move. The shell loads the messages in
-/// this range and hands them to [`decide_receipt`].
-pub fn receipt_range(state: &ConversationState, mark: &MarkReceipt) -> Option<(ConvSeq, ConvSeq)> {
-    let marks = state.watermarks.get(&mark.by).copied().unwrap_or_default();
+/// `None` when the watermark would not move. `marks` are the marking
+/// member's ([`member_marks`]). The shell loads the messages in this range
+/// and hands them to [`decide_receipt`].
+pub fn receipt_range(state: &ConversationState, marks: Watermarks, mark: &MarkReceipt) -> Option<(ConvSeq, ConvSeq)> {
     let current = match mark.status {
         ReceiptStatus::Delivered => marks.delivered,
         ReceiptStatus::Read => marks.read,
@@ -388,6 +405,7 @@ pub fn receipt_range(state: &ConversationState, mark: &MarkReceipt) -> Option<(C
 /// that passes the delivered watermark advances both.
 pub fn decide_receipt(
     state: &ConversationState,
+    marks: Watermarks,
     mark: &MarkReceipt,
     covered: &[StoredMessage],
     now: Millis,
@@ -395,10 +413,9 @@ pub fn decide_receipt(
     if state.members.binary_search(&mark.by).is_err() {
         return Err(Rejection::NotMember);
     }
-    let Some((_, up_to)) = receipt_range(state, mark) else {
+    let Some((_, up_to)) = receipt_range(state, marks, mark) else {
         return Ok(Vec::new());
     };
-    let marks = state.watermarks.get(&mark.by).copied().unwrap_or_default();
     // The other members' messages the mark newly covers, each with how many
     // of its recipients have now reached `status` (this member included).
     let others = |after: ConvSeq, status: ReceiptStatus| -> Vec<MessageRef> {
@@ -483,13 +500,8 @@ pub fn evolve(mut state: ConversationState, event: &ConversationEvent) -> Conver
         }
         ConversationEvent::GroupChanged(changed) => return crate::groups::evolve_group(state, changed),
         ConversationEvent::MessageModified(modified) => state.last_seq = modified.conv_seq,
-        ConversationEvent::ReceiptsAdvanced(advanced) => {
-            let marks = state.watermarks.entry(advanced.by).or_default();
-            match advanced.status {
-                ReceiptStatus::Delivered => marks.delivered = marks.delivered.max(advanced.up_to),
-                ReceiptStatus::Read => marks.read = marks.read.max(advanced.up_to),
-            }
-        }
+        // Watermarks live beside the state: see `evolve_marks`.
+        ConversationEvent::ReceiptsAdvanced(_) => {}
     }
     state
 }
@@ -587,7 +599,7 @@ mod tests {
             up_to: ConvSeq(1),
             notify: true,
         };
-        assert_eq!(decide_receipt(&state, &mark, &[], Millis(0)), Err(Rejection::NotMember));
+        assert_eq!(decide_receipt(&state, Watermarks::default(), &mark, &[], Millis(0)), Err(Rejection::NotMember));
     }
 
     #[test]
@@ -608,8 +620,9 @@ mod tests {
             up_to: ConvSeq(99),
             notify: true,
         };
-        assert_eq!(receipt_range(&state, &mark), Some((ConvSeq(1), ConvSeq(3))));
-        let events = decide_receipt(&state, &mark, &refs, Millis(7)).expect("ok");
+        let marks = Watermarks::default();
+        assert_eq!(receipt_range(&state, marks, &mark), Some((ConvSeq(1), ConvSeq(3))));
+        let events = decide_receipt(&state, marks, &mark, &refs, Millis(7)).expect("ok");
         assert_eq!(events.len(), 2, "delivered then read");
         for event in &events {
             let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!("receipt") };
@@ -617,10 +630,14 @@ mod tests {
             let ids: Vec<u64> = advanced.messages.iter().map(|m| m.message_id.0).collect();
             assert_eq!(ids, vec![10, 12]);
         }
-        let state = events.iter().fold(state, evolve);
-        assert_eq!(receipt_range(&state, &mark), None, "a repeated read changes nothing");
+        let marks = events.iter().fold(marks, |marks, event| match event {
+            ConversationEvent::ReceiptsAdvanced(advanced) => evolve_marks(marks, advanced),
+            _ => marks,
+        });
+        assert_eq!(marks, Watermarks { delivered: ConvSeq(3), read: ConvSeq(3) });
+        assert_eq!(receipt_range(&state, marks, &mark), None, "a repeated read changes nothing");
         let delivered = MarkReceipt { status: ReceiptStatus::Delivered, ..mark };
-        assert_eq!(decide_receipt(&state, &delivered, &refs, Millis(8)), Ok(Vec::new()));
+        assert_eq!(decide_receipt(&state, marks, &delivered, &refs, Millis(8)), Ok(Vec::new()));
     }
 
     #[test]
@@ -644,12 +661,17 @@ mod tests {
         let mut stored = StoredMessage::of(message);
         assert_eq!(stored.recipients, 2);
         let mut state = events.iter().fold(state, evolve);
+        let mut stored_marks: BTreeMap<UserId, Watermarks> = BTreeMap::new();
         let mut tick = |state: ConversationState, by, status| {
             let mark = MarkReceipt { conversation_id: group, by, status, up_to: ConvSeq(9), notify: true };
-            let events = decide_receipt(&state, &mark, std::slice::from_ref(&stored), Millis(5)).expect("marked");
+            let marks = member_marks(&state, by, stored_marks.get(&by).copied());
+            let events =
+                decide_receipt(&state, marks, &mark, std::slice::from_ref(&stored), Millis(5)).expect("marked");
             let mut counts = Vec::new();
             for event in &events {
                 let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!("receipts") };
+                let marks = member_marks(&state, by, stored_marks.get(&by).copied());
+                stored_marks.insert(by, evolve_marks(marks, advanced));
                 for reference in &advanced.messages {
                     stored.record(advanced.status, reference.count);
                     counts.push((advanced.status, reference.count, reference.of));
@@ -701,7 +723,7 @@ mod tests {
             up_to: ConvSeq(1),
             notify: true,
         };
-        for event in decide_receipt(&state, &read, &[stored], Millis(2)).expect("decided") {
+        for event in decide_receipt(&state, Watermarks::default(), &read, &[stored], Millis(2)).expect("decided") {
             let ConversationEvent::ReceiptsAdvanced(advanced) = event else { panic!() };
             assert!(advanced.messages.is_empty(), "no tick for a withheld message");
         }

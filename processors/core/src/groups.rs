@@ -314,14 +314,11 @@ pub fn decide_group(
 /// Folds a recorded change into the conversation state.
 pub fn evolve_group(mut state: ConversationState, changed: &GroupChanged) -> ConversationState {
     // Members joining here received nothing before: their watermarks start
-    // at the join, so receipt counts never include messages they never got.
+    // at the join (`conversation::member_marks`), so receipt counts never
+    // include messages they never got.
     for member in &changed.members {
         if state.members.binary_search(member).is_err() {
             state.joined.insert(*member, changed.conv_seq);
-            state.watermarks.insert(
-                *member,
-                crate::conversation::Watermarks { delivered: changed.conv_seq, read: changed.conv_seq },
-            );
         }
     }
     state.joined.retain(|member, _| changed.members.binary_search(member).is_ok());
