@@ -289,7 +289,10 @@ async fn serve(
                     session.push(error_frame(None, "bad_frame", "frames are JSON text")).await?;
                     continue;
                 };
-                if let Some(frame) = handle_frame(session, text.as_str()).await? {
+                // Boxed: a frame's handling (sends, forwards, presence...) is
+                // heap-allocated while it runs instead of sizing every idle
+                // connection's task for the largest of them.
+                if let Some(frame) = Box::pin(handle_frame(session, text.as_str())).await? {
                     in_flight.push(frame);
                 }
             }
