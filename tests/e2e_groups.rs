@@ -195,3 +195,96 @@ async fn typing_reaches_the_other_members_live_only_and_is_rate_limited() {
     alice_ws.send_json(&json!({"type": "typing", "conversation_id": id, "state": "dancing"})).await.expect("bad");
     until(&mut alice_ws, "bad state", |frame| frame["code"] == "bad_frame").await;
 }
+
+#[tokio::test]
+async fn a_member_removed_during_a_burst_gets_exactly_the_messages_logged_before_the_removal() {
+    let server = Server::start().await;
+    let alice = server.register("+14155554201", "a").await;
+    let bob = server.register("+14155554202", "b").await;
+    let carol = server.register("+14155554203", "c").await;
+    let (status, group) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&alice.access_token),
+            &json!({"name": "race", "members": [bob.user_id, carol.user_id]}),
+        )
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{group}");
+    let id = group["conversation_id"].as_str().expect("id").to_string();
+    let mut bob_ws = server.connect(&bob).await;
+    let mut carol_ws = server.connect(&carol).await;
+    until(&mut carol_ws, "created entry", |frame| frame["event"]["change"] == "created").await;
+
+    // Bob pipelines 40 sends; Alice removes Carol while they are in flight.
+    const BURST: usize = 40;
+    for index in 0..BURST {
+        let tag = format!("burst{index}");
+        let frame = json!({"type": "send", "req": tag, "to": {"group": id}, "client_msg_id": tag, "content": tag});
+        bob_ws.send_json(&frame).await.expect("send");
+    }
+    let path = format!("/v1/groups/{id}/members/{}", carol.user_id);
+    let (status, removal) = server.api.delete(&path, Some(&alice.access_token)).await.expect("remove");
+    assert_eq!(status, 200, "{removal}");
+    let removed_at = removal["conv_seq"].as_u64().expect("conv_seq of the removal");
+    let frames = bob_ws
+        .collect_until(common::WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() == BURST)
+        .await
+        .expect("every send answered");
+    let logged: Vec<u64> =
+        frames.iter().filter(|frame| frame["type"] == "sent").filter_map(|f| f["conv_seq"].as_u64()).collect();
+
+    let frames = until(&mut carol_ws, "removal entry", |frame| frame["event"]["change"] == "member_removed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let late = carol_ws.drain_ready().await.expect("drain");
+    let got: Vec<u64> = frames
+        .iter()
+        .chain(late.iter())
+        .filter(|frame| frame["event"]["kind"] == "message")
+        .filter_map(|frame| frame["event"]["conv_seq"].as_u64())
+        .collect();
+    let expected: Vec<u64> = logged.iter().copied().filter(|seq| *seq < removed_at).collect();
+    assert_eq!(got, expected, "carol gets exactly the messages before her removal at {removed_at}, in order");
+    eprintln!("burst: {} of {BURST} messages logged before the removal", expected.len());
+}
+
+#[tokio::test]
+async fn new_members_read_earlier_history_only_when_the_group_allows_it() {
+    let server = Server::start().await;
+    let alice = server.register("+14155554301", "a").await;
+    let bob = server.register("+14155554302", "b").await;
+    let dave = server.register("+14155554303", "d").await;
+    let (status, group) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&alice.access_token),
+            &json!({"name": "open book", "members": [bob.user_id], "history_for_new_members": true}),
+        )
+        .await
+        .expect("create");
+    assert_eq!((status, &group["settings"]["history_for_new_members"]), (200, &json!(true)), "{group}");
+    let id = group["conversation_id"].as_str().expect("id").to_string();
+    let mut alice_ws = server.connect(&alice).await;
+    assert_eq!(send_to_group(&mut alice_ws, &id, "before").await["type"], "sent");
+    let (status, body) = server
+        .api
+        .post(&format!("/v1/groups/{id}/members"), Some(&alice.access_token), &json!({"users": [dave.user_id]}))
+        .await
+        .expect("add");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(send_to_group(&mut alice_ws, &id, "after").await["type"], "sent");
+    let history = server
+        .get_until(&format!("/v1/conversations/{id}/messages"), &dave.access_token, "both messages", |body| {
+            body["messages"].as_array().is_some_and(|messages| messages.len() == 2)
+        })
+        .await;
+    let contents: Vec<&str> =
+        history["messages"].as_array().expect("messages").iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, vec!["after", "before"], "{history}");
+    // His feed still starts at his join: history is for reading, not redelivery.
+    let mut dave_ws = server.connect(&dave).await;
+    let frames = until(&mut dave_ws, "after", |frame| frame["event"]["content"] == "after").await;
+    assert!(frames.iter().all(|frame| frame["event"]["content"] != "before"), "{frames:?}");
+}

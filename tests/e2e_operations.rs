@@ -339,3 +339,39 @@ async fn deleting_for_everyone_is_refused_after_the_configured_window() {
     let answer = request(&mut alice_ws, "d2", delete("d2", &early["message_id"])).await;
     assert_eq!(answer["code"], "too_late", "{answer}");
 }
+
+#[tokio::test]
+async fn replies_quote_a_message_of_the_same_chat() {
+    let server = Server::start().await;
+    let alice = server.register("+14155556501", "a").await;
+    let bob = server.register("+14155556502", "b").await;
+    let carol = server.register("+14155556503", "c").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut carol_ws = server.connect(&carol).await;
+    let question = send_to_user(&mut alice_ws, &bob.user_id, "lunch?").await;
+    let quoted = question["message_id"].as_str().expect("id").to_string();
+    receive(&mut bob_ws, "lunch?").await;
+    let reply = |req: &str, to: &Account, quote: &str| json!({"type": "send", "req": req, "to": {"user": to.user_id}, "client_msg_id": req, "content": req, "reply_to": quote});
+    let answer = request(&mut bob_ws, "yes", reply("yes", &alice, &quoted)).await;
+    assert_eq!(answer["type"], "sent", "{answer}");
+    let frame = receive(&mut alice_ws, "yes").await;
+    assert_eq!(frame["event"]["reply_to"], quoted.as_str(), "{frame}");
+    let history = server
+        .get_until(
+            &format!("/v1/conversations/{}/messages", question["conversation_id"].as_str().expect("conversation")),
+            &alice.access_token,
+            "the reply in history",
+            |body| history_entry(body, answer["message_id"].as_str().unwrap_or_default()).is_some(),
+        )
+        .await;
+    let entry = history_entry(&history, answer["message_id"].as_str().expect("id")).expect("entry");
+    assert_eq!(entry["reply_to"], quoted.as_str(), "{entry}");
+    // Quoting a message of another chat, an unknown one, or a malformed id is refused.
+    let refused = request(&mut carol_ws, "other", reply("other", &bob, &quoted)).await;
+    assert_eq!(refused["code"], "not_found", "carol cannot quote alice and bob's message: {refused}");
+    let refused = request(&mut bob_ws, "unknown", reply("unknown", &alice, "12345")).await;
+    assert_eq!(refused["code"], "not_found", "{refused}");
+    let refused = request(&mut bob_ws, "bad", reply("bad", &alice, "x")).await;
+    assert_eq!(refused["code"], "bad_frame", "{refused}");
+}

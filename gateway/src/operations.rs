@@ -122,6 +122,16 @@ pub async fn start_send(
         Some(text) => Some(parse::<MessageId>(text, "reply_to").map_err(refuse)?),
     };
     let target = resolve_target(deps, &to).await.map_err(refuse)?;
+    // A reply quotes a message the sender can see in the same chat.
+    if let Some(quoted) = reply_to {
+        let conversation = match target {
+            Target::User(user) => ConversationId::direct(principal.user, user),
+            Target::Group(group) => group,
+        };
+        visible_message(deps, principal.user, conversation, quoted)
+            .await
+            .map_err(|error| refuse(ApiError { message: format!("reply_to: {}", error.message), ..error }))?;
+    }
     let outgoing = commands::Outgoing {
         client_msg_id: outgoing.client_msg_id,
         content: outgoing.content,
