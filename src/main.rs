@@ -31,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List topics with partitions, offsets and processor positions (embedded data directory or --kafka).
     Topics(missive_replay::TopicsArgs),
+    /// Read a topic by offset or time, filter it (key, type, user, conversation), print decoded JSON lines.
+    Replay(missive_replay::ReplayArgs),
     /// Kafka mode: serve the Confluent-compatible schema registry over the `_schemas` topic.
     SchemaRegistry(roles::RegistryArgs),
     /// Kafka mode: run the deciders (conversation, users) for a share of the partitions.
@@ -58,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Topics(args) => runtime.block_on(missive_replay::topics(args)),
+        Command::Replay(args) => runtime.block_on(missive_replay::replay(args)),
         Command::SchemaRegistry(args) => runtime.block_on(roles::schema_registry(args)),
         Command::Process(args) => runtime.block_on(roles::process(args)),
         Command::Gateway(args) => runtime.block_on(roles::gateway(args)),

@@ -12,6 +12,6 @@ cd "$MISSIVE_ROOT"
 cargo build --workspace --all-targets
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
-echo "test.sh: the messaging, accounts, groups, operations and presence suites again, in Kafka mode (local cluster per test)" >&2
-MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence "$@" || status=$?
+echo "test.sh: the messaging, accounts, groups, operations, presence and replay suites again, in Kafka mode (local cluster per test)" >&2
+MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay "$@" || status=$?
 exit "$status"

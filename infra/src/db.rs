@@ -54,6 +54,17 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, OpenError> {
         .map_err(|source| OpenError { path: path.display().to_string(), source })
 }
 
+/// Opens a read-only view of another process's store (a RocksDB secondary
+/// instance): tools read a running server's log without disturbing it.
+/// `scratch` holds the secondary's own small files.
+pub fn open_db_secondary(primary: &Path, scratch: &Path) -> Result<Arc<DB>, OpenError> {
+    let mut options = Options::default();
+    options.set_max_open_files(-1);
+    DB::open_cf_as_secondary(&options, primary, scratch, ALL_FAMILIES)
+        .map(Arc::new)
+        .map_err(|source| OpenError { path: primary.display().to_string(), source })
+}
+
 /// The handle of a column family opened by [`open_db`].
 pub fn family<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is created by open_db"))

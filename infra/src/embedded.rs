@@ -163,6 +163,41 @@ impl EmbeddedLog {
         Ok(EmbeddedLog { inner, writer: Arc::new(Writer { appends: Some(appends), thread: Some(thread) }) })
     }
 
+    /// For a read-only follower of another process's store (see
+    /// [`crate::db::open_db_secondary`]): catches up with the primary's
+    /// files and moves each partition's watermarks to match, waking
+    /// waiting consumers. Blocking: call from a blocking thread. Topics the
+    /// primary created after this log was opened are not followed.
+    pub fn follow_primary(&self) -> Result<(), LogError> {
+        let db = &self.inner.db;
+        db.try_catch_up_with_primary().map_err(storage)?;
+        let topics: Vec<Arc<TopicState>> = self.inner.topics.read().values().cloned().collect();
+        for topic in topics {
+            let stored = StoredTopic {
+                id: topic.id,
+                name: topic.spec.name.clone(),
+                partitions: topic.spec.partitions,
+                retention_ms: match topic.spec.retention {
+                    Retention::Forever => None,
+                    Retention::Millis(ms) => Some(ms),
+                },
+                compacted: topic.spec.compacted,
+            };
+            let fresh = load_topic_state(db, stored)?;
+            let mut moved = false;
+            for (state, fresh) in topic.partitions.iter().zip(&fresh.partitions) {
+                let high = fresh.high.load(Ordering::Acquire);
+                moved |= state.high.swap(high, Ordering::AcqRel) != high;
+                state.low.store(fresh.low.load(Ordering::Acquire), Ordering::Release);
+                state.max_timestamp.store(fresh.max_timestamp.load(Ordering::Acquire), Ordering::Release);
+            }
+            if moved {
+                topic.changed.send_modify(|version| *version += 1);
+            }
+        }
+        Ok(())
+    }
+
     fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
         self.inner.topics.read().get(name).cloned().ok_or_else(|| LogError::UnknownTopic(name.to_string()))
     }

@@ -480,6 +480,21 @@ pub async fn register_all(log: Arc<dyn Log>) -> Result<(Arc<Registry>, Codec), R
     Ok((registry, codec))
 }
 
+/// A codec for the schemas `_schemas` already holds, registering nothing
+/// (tools reading the log). Record types never registered are left out.
+pub async fn codec_from_log(log: Arc<dyn Log>) -> Result<Codec, RegistryError> {
+    let registry = Registry::open(log).await?;
+    let mut ids = Vec::new();
+    for record_type in RecordType::ALL {
+        match registry.lookup(&record_type.subject(), record_type.schema_text()) {
+            Ok(entry) => ids.push((*record_type, entry.id)),
+            Err(RegistryError::SubjectNotFound(_) | RegistryError::SchemaNotFound) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Codec::new(&ids)?)
+}
+
 /// Registers Missive's schemas with a Confluent-compatible registry over
 /// HTTP (Kafka mode), through `schema_registry_converter`, retrying while
 /// the registry starts; returns a codec holding their ids.

@@ -452,3 +452,33 @@ impl WebhookSink {
         }
     }
 }
+
+/// What a `missive` tool run printed: exit status, JSON lines of stdout, stderr.
+pub struct ToolOutput {
+    pub success: bool,
+    pub lines: Vec<Value>,
+    pub stderr: String,
+}
+
+impl Server {
+    /// Where the tools find this server's log: its data directory (embedded) or the brokers.
+    pub fn log_source(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Kafka(cluster) => vec!["--kafka".into(), cluster.brokers.clone()],
+            Backend::Embedded(_) => vec!["--data-dir".into(), self.dir.path().join("data").display().to_string()],
+        }
+    }
+
+    /// Runs `missive <args> <log source>` while the server keeps running.
+    pub async fn tool(&self, args: &[&str]) -> ToolOutput {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+        command.args(args).args(self.log_source()).env("MISSIVE_LOG", "warn,librdkafka=error");
+        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
+            .collect();
+        ToolOutput { success: output.status.success(), lines, stderr: String::from_utf8_lossy(&output.stderr).into() }
+    }
+}
