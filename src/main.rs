@@ -33,6 +33,8 @@ enum Command {
     Topics(missive_replay::TopicsArgs),
     /// Read a topic by offset or time, filter it (key, type, user, conversation), print decoded JSON lines.
     Replay(missive_replay::ReplayArgs),
+    /// Figures from the log over a time range: messages per hour, active users, shares, delivery latency.
+    Stats(missive_replay::StatsArgs),
     /// Kafka mode: serve the Confluent-compatible schema registry over the `_schemas` topic.
     SchemaRegistry(roles::RegistryArgs),
     /// Kafka mode: run the deciders (conversation, users) for a share of the partitions.
@@ -61,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Topics(args) => runtime.block_on(missive_replay::topics(args)),
         Command::Replay(args) => runtime.block_on(missive_replay::replay(args)),
+        Command::Stats(args) => runtime.block_on(missive_replay::stats(args)),
         Command::SchemaRegistry(args) => runtime.block_on(roles::schema_registry(args)),
         Command::Process(args) => runtime.block_on(roles::process(args)),
         Command::Gateway(args) => runtime.block_on(roles::gateway(args)),

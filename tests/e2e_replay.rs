@@ -118,3 +118,54 @@ async fn replay_follow_tails_new_records_of_a_running_server() {
     assert_eq!(next().await["value"]["content"], "while following", "the new message is tailed");
     child.start_kill().expect("stop replay");
 }
+
+#[tokio::test]
+async fn stats_count_messages_shares_and_delivery_latency_from_the_log() {
+    let server = Server::start().await;
+    let alice = server.register("+14155558201", "a").await;
+    let bob = server.register("+14155558202", "b").await;
+    let carol = server.register("+14155558203", "c").await;
+    let (status, group) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&alice.access_token),
+            &serde_json::json!({"name": "s", "members": [bob.user_id, carol.user_id]}),
+        )
+        .await
+        .expect("create group");
+    assert_eq!(status, 200, "{group}");
+    let group = group["conversation_id"].as_str().expect("group").to_string();
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    for index in 0..4 {
+        send_to_user(&mut alice_ws, &bob.user_id, &format!("direct-{index}")).await;
+    }
+    for index in 0..2 {
+        common::send_to_group(&mut alice_ws, &group, &format!("group-{index}")).await;
+    }
+    // Bob's device acknowledges everything: 4 + 2 deliveries with latencies.
+    let frames = common::until(&mut bob_ws, "group-1", |frame| frame["event"]["content"] == "group-1").await;
+    let last = frames.iter().filter_map(|frame| frame["seq"].as_u64()).max().expect("a seq");
+    bob_ws.ack(last).await.expect("ack");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let report = loop {
+        let output = server.tool(&["stats"]).await;
+        assert!(output.success, "stats failed: {}", output.stderr);
+        let report = output.lines.into_iter().next().expect("one JSON object");
+        if report["delivery_latency_ms"]["deliveries"] == 6 {
+            break report;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob's six deliveries: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["messages"], 6, "{report}");
+    assert!((report["group_share"].as_f64().expect("share") - 2.0 / 6.0).abs() < 1e-9, "{report}");
+    let latency = &report["delivery_latency_ms"];
+    assert!(latency["p50"].as_i64().is_some_and(|p50| (0..10_000).contains(&p50)), "{report}");
+    assert_eq!(report["top_conversations"][0]["messages"], 4, "{report}");
+    assert_eq!(report["active_users_per_day"][0]["users"], 2, "alice sent, bob received: {report}");
+    let hours: u64 =
+        report["messages_per_hour"].as_array().expect("hours").iter().filter_map(|h| h["messages"].as_u64()).sum();
+    assert_eq!(hours, 6, "{report}");
+}

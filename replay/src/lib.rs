@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use missive_core::conversation::ConversationEvent;
 use missive_infra::{EmbeddedLog, KafkaConfig, KafkaLog, Log, Offset, Record, TopicPartition};
 use missive_schemas::Codec;
 use serde_json::{Value, json};
@@ -278,106 +279,205 @@ async fn start_for_time(log: &dyn Log, partition: &TopicPartition, at: i64) -> a
     Ok(offset)
 }
 
-/// Prints the matching records as JSON lines on stdout; a summary on stderr.
-pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let opened = open(&args.source).await?;
-    let log = opened.log.as_ref();
+/// Which records of a topic to read.
+struct Range<'a> {
+    topic: &'a str,
+    partition: Option<u32>,
+    from_offset: Option<u64>,
+    to_offset: Option<u64>,
+    from_time: Option<i64>,
+    to_time: Option<i64>,
+    follow: bool,
+}
+
+/// Per partition: where to start, and where to stop (exclusive; `None`: follow forever).
+type Plan = BTreeMap<TopicPartition, (Offset, Option<Offset>)>;
+
+async fn plan(log: &dyn Log, range: &Range<'_>) -> anyhow::Result<Plan> {
     let spec = log
         .topics()
         .await?
         .into_iter()
-        .find(|spec| spec.name == args.topic)
-        .with_context(|| format!("no topic {:?}; `missive topics` lists them", args.topic))?;
-    let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
-    let partitions: Vec<u32> = match args.partition {
+        .find(|spec| spec.name == range.topic)
+        .with_context(|| format!("no topic {:?}; `missive topics` lists them", range.topic))?;
+    let partitions: Vec<u32> = match range.partition {
         Some(partition) if partition < spec.partitions => vec![partition],
         Some(partition) => bail!("{} has partitions 0..{}, not {partition}", spec.name, spec.partitions),
         None => (0..spec.partitions).collect(),
     };
-    let from_time = args.from_time.as_deref().map(parse_time).transpose()?;
-    let to_time = args.to_time.as_deref().map(parse_time).transpose()?;
-    // Per partition: where to start, and where to stop (exclusive; `None`: follow forever).
-    let mut plan: BTreeMap<TopicPartition, (Offset, Option<Offset>)> = BTreeMap::new();
+    let mut plan = Plan::new();
     for partition in partitions {
         let partition = TopicPartition::new(spec.name.clone(), partition);
         let marks = log.watermarks(&partition).await?;
-        let start = match (args.from_offset, from_time) {
+        let start = match (range.from_offset, range.from_time) {
             (Some(offset), _) => Offset(offset.max(marks.low.0)),
             (None, Some(at)) => start_for_time(log, &partition, at).await?,
             (None, None) => marks.low,
         };
-        let end = match (args.to_offset, to_time) {
+        let end = match (range.to_offset, range.to_time) {
             (Some(offset), _) => Some(Offset(offset)),
             (None, Some(at)) => Some(log.offset_for_time(&partition, at).await?),
-            (None, None) if args.follow => None,
+            (None, None) if range.follow => None,
             (None, None) => Some(marks.high),
         };
         if end.is_none_or(|end| start < end) {
             plan.insert(partition, (start, end));
         }
     }
-    let filter = Filter {
-        key: args.key.map(String::into_bytes),
-        types: args.types,
-        user: args.user.map(|user| i64::try_from(user).unwrap_or(i64::MAX)),
-        conversation: args.conversation.map(|conversation| i64::try_from(conversation).unwrap_or(i64::MAX)),
-    };
+    Ok(plan)
+}
+
+/// Reads the planned records in order per partition, handing each to
+/// `each` until it says stop or every bounded partition is done. Reports
+/// progress on stderr every few seconds. Returns how many records were read.
+async fn scan(
+    opened: &Opened,
+    plan: &Plan,
+    follow: bool,
+    mut each: impl FnMut(&Record) -> anyhow::Result<bool>,
+) -> anyhow::Result<u64> {
+    if plan.is_empty() {
+        return Ok(0);
+    }
     // Following an embedded server: refresh the read-only view twice a second.
-    let refresher = opened.follower.clone().filter(|_| args.follow).map(|follower| {
+    let refresher = opened.follower.clone().filter(|_| follow).map(|follower| {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let follower = follower.clone();
                 match tokio::task::spawn_blocking(move || follower.follow_primary()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(error)) => eprintln!("replay: cannot follow the server's store: {error}"),
+                    Ok(Err(error)) => eprintln!("missive: cannot follow the server's store: {error}"),
                     Err(_) => return,
                 }
             }
         })
     });
-    let (mut read, mut matched) = (0u64, 0u64);
-    let mut stdout = std::io::stdout().lock();
-    if !plan.is_empty() {
-        let assignment = plan.iter().map(|(partition, (start, _))| (partition.clone(), *start)).collect();
-        let mut consumer = log.consumer(assignment).await?;
-        // Partitions still to read up to their end (all of them when following).
-        let mut open_partitions: Vec<TopicPartition> = plan.keys().cloned().collect();
-        'reading: while !open_partitions.is_empty() {
-            let records = consumer.poll(1024, Duration::from_millis(500)).await?;
-            for record in records {
-                let partition = record.topic_partition();
-                let Some((_, end)) = plan.get(&partition) else { continue };
-                if end.is_some_and(|end| record.offset >= end) {
-                    continue;
-                }
-                read += 1;
-                if let Some(line) = filter.line(&codec, &record) {
-                    writeln!(stdout, "{line}")?;
-                    matched += 1;
-                    if args.limit.is_some_and(|limit| matched >= limit) {
-                        break 'reading;
-                    }
-                }
+    let total: u64 = plan.values().filter_map(|(start, end)| end.map(|end| end.0.saturating_sub(start.0))).sum();
+    let assignment = plan.iter().map(|(partition, (start, _))| (partition.clone(), *start)).collect();
+    let mut consumer = opened.log.consumer(assignment).await?;
+    // Partitions still to read up to their end (all of them when following).
+    let mut open_partitions: Vec<TopicPartition> = plan.keys().cloned().collect();
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    let mut read = 0u64;
+    'reading: while !open_partitions.is_empty() {
+        for record in consumer.poll(1024, Duration::from_millis(500)).await? {
+            let Some((_, end)) = plan.get(&record.topic_partition()) else { continue };
+            if end.is_some_and(|end| record.offset >= end) {
+                continue;
             }
-            // Done with a partition once the reader is past its end (gaps in
-            // compacted topics included).
-            open_partitions.retain(|partition| {
-                let end = plan.get(partition).and_then(|(_, end)| *end);
-                end.is_none_or(|end| consumer.position(partition).is_none_or(|position| position < end))
-            });
-            if args.follow {
-                stdout.flush()?;
+            read += 1;
+            if !each(&record)? {
+                break 'reading;
             }
         }
+        // Done with a partition once the reader is past its end (gaps in
+        // compacted topics included).
+        open_partitions.retain(|partition| {
+            let end = plan.get(partition).and_then(|(_, end)| *end);
+            end.is_none_or(|end| consumer.position(partition).is_none_or(|position| position < end))
+        });
+        if !follow && reported.elapsed() >= Duration::from_secs(3) {
+            reported = std::time::Instant::now();
+            let rate = read as f64 / started.elapsed().as_secs_f64();
+            let left = total.saturating_sub(read) as f64 / rate.max(1.0);
+            eprintln!("missive: {read} of {total} records, {rate:.0}/s, about {left:.0} s left");
+        }
     }
-    stdout.flush()?;
     if let Some(refresher) = refresher {
         refresher.abort();
     }
-    eprintln!("replay: {matched} of {read} records matched ({} partitions of {})", plan.len(), spec.name);
+    Ok(read)
+}
+
+/// Prints the matching records as JSON lines on stdout; a summary on stderr.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let opened = open(&args.source).await?;
+    let range = Range {
+        topic: &args.topic,
+        partition: args.partition,
+        from_offset: args.from_offset,
+        to_offset: args.to_offset,
+        from_time: args.from_time.as_deref().map(parse_time).transpose()?,
+        to_time: args.to_time.as_deref().map(parse_time).transpose()?,
+        follow: args.follow,
+    };
+    let plan = plan(opened.log.as_ref(), &range).await?;
+    let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
+    let filter = Filter {
+        key: args.key.map(String::into_bytes),
+        types: args.types,
+        user: args.user.map(|user| i64::try_from(user).unwrap_or(i64::MAX)),
+        conversation: args.conversation.map(|conversation| i64::try_from(conversation).unwrap_or(i64::MAX)),
+    };
+    let mut matched = 0u64;
+    let mut stdout = std::io::stdout().lock();
+    let read = scan(&opened, &plan, args.follow, |record| {
+        if let Some(line) = filter.line(&codec, record) {
+            writeln!(stdout, "{line}")?;
+            if args.follow {
+                stdout.flush()?;
+            }
+            matched += 1;
+        }
+        Ok(args.limit.is_none_or(|limit| matched < limit))
+    })
+    .await?;
+    stdout.flush()?;
+    eprintln!("replay: {matched} of {read} records matched ({} partitions of {})", plan.len(), args.topic);
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// From this time (RFC 3339 or epoch ms; default: the earliest kept).
+    #[arg(long)]
+    pub from_time: Option<String>,
+    /// Up to this time (default: now).
+    #[arg(long)]
+    pub to_time: Option<String>,
+    /// How many of the busiest conversations to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+/// Figures computed from `events.conversation` over a time range, printed
+/// as one JSON object: messages per hour, active users per day, group vs
+/// 1:1 share, delivery latency percentiles (sent -> first delivered, per
+/// recipient, from the receipts), the busiest conversations.
+pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let opened = open(&args.source).await?;
+    let range = Range {
+        topic: missive_processors::topics::EVENTS_CONVERSATION,
+        partition: None,
+        from_offset: None,
+        to_offset: None,
+        from_time: args.from_time.as_deref().map(parse_time).transpose()?,
+        to_time: args.to_time.as_deref().map(parse_time).transpose()?,
+        follow: false,
+    };
+    let plan = plan(opened.log.as_ref(), &range).await?;
+    let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
+    let mut figures = stats::Figures::default();
+    let mut undecodable = 0u64;
+    scan(&opened, &plan, false, |record| {
+        match codec.decode(&record.value).ok().and_then(|value| ConversationEvent::try_from(value).ok()) {
+            Some(event) => figures.add(&event),
+            None => undecodable += 1,
+        }
+        Ok(true)
+    })
+    .await?;
+    let mut report = figures.report(args.top);
+    report["undecodable_records"] = json!(undecodable);
+    println!("{report}");
+    Ok(())
+}
+
+mod stats;
 
 #[cfg(test)]
 mod tests {
