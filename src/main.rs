@@ -4,7 +4,6 @@
 
 mod bench;
 mod cluster;
-mod rebuild;
 mod roles;
 mod serve;
 
@@ -43,8 +42,8 @@ enum Command {
     Gateway(roles::GatewayArgs),
     /// A local Kafka-mode cluster on 127.0.0.1: broker, registry, gateways, processors.
     Cluster(cluster::ClusterArgs),
-    /// Drop a read-side projection of a stopped server so its next start refolds it from the log.
-    Rebuild(rebuild::RebuildArgs),
+    /// Rebuild a projection (history, directory, inbox) from the log into a shadow store, compare, and swap.
+    Rebuild(missive_replay::RebuildArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +67,6 @@ fn main() -> anyhow::Result<()> {
         Command::Process(args) => runtime.block_on(roles::process(args)),
         Command::Gateway(args) => runtime.block_on(roles::gateway(args)),
         Command::Cluster(args) => cluster::run(args),
-        Command::Rebuild(args) => rebuild::run(args),
+        Command::Rebuild(args) => runtime.block_on(missive_replay::rebuild(args)),
     }
 }

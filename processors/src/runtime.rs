@@ -144,6 +144,28 @@ pub fn stored_position(db: &DB, processor: &'static str, input: TopicPartition) 
     Ok(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0))
 }
 
+/// Folds `records` (of one input partition, in order, from the task's
+/// position on) into `db` with the commit protocol of a running task:
+/// state and position in one batch. For shadow rebuilds: what the handler
+/// emits stays in `db`'s outbox and is never relayed. Returns the position after.
+pub fn fold_offline(
+    db: &DB,
+    spec: &TaskSpec,
+    handler: &mut dyn Handler,
+    records: &[Record],
+    metrics: &RuntimeMetrics,
+) -> Result<Offset, RuntimeError> {
+    let mut meta = load_meta(db, spec).map_err(|detail| RuntimeError::Store { task: spec.id(), detail })?;
+    process_batch(db, spec, &mut meta, handler, records, Vec::new(), metrics)?;
+    handler.after_commit();
+    Ok(meta.position)
+}
+
+/// The key prefix of everything a task keeps about itself (position, dedupe marks).
+pub fn task_prefix(processor: &str, partition: u32) -> Vec<u8> {
+    format!("__task/{processor}-{partition}/").into_bytes()
+}
+
 fn load_meta(db: &DB, spec: &TaskSpec) -> Result<TaskMeta, String> {
     let position = Offset(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0));
     let next_sseq = read_u64(db, &spec.meta_key("sseq"))?.unwrap_or(1);

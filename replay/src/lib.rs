@@ -477,7 +477,10 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod rebuild;
 mod stats;
+
+pub use rebuild::{RebuildArgs, rebuild};
 
 #[cfg(test)]
 mod tests {

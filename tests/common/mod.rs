@@ -291,7 +291,7 @@ impl Server {
     pub async fn rebuild_directory(self) -> Server {
         let rebuild = |data: PathBuf| {
             let output = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
-                .args(["rebuild", "directory", "--data-dir"])
+                .args(["rebuild", "directory", "--drop", "--data-dir"])
                 .arg(data)
                 .output()
                 .expect("missive rebuild");
@@ -473,6 +473,69 @@ impl Server {
     pub async fn tool(&self, args: &[&str]) -> ToolOutput {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
         command.args(args).args(self.log_source()).env("MISSIVE_LOG", "warn,librdkafka=error");
+        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
+            .collect();
+        ToolOutput { success: output.status.success(), lines, stderr: String::from_utf8_lossy(&output.stderr).into() }
+    }
+}
+
+impl Server {
+    /// The live stores a rebuild compares against: the server's data
+    /// directory (embedded), or each gateway's (Kafka mode), by name.
+    pub fn live_stores(&self) -> Vec<(String, PathBuf)> {
+        match &self.backend {
+            Backend::Kafka(cluster) => ["gateway-0", "gateway-1"]
+                .into_iter()
+                .map(|name| (name.to_string(), cluster.dir.join("data").join(name)))
+                .collect(),
+            Backend::Embedded(_) => vec![("embedded".into(), self.dir.path().join("data"))],
+        }
+    }
+
+    /// Runs `missive rebuild` against this server's log.
+    pub fn rebuild_tool(&self) -> RebuildTool {
+        RebuildTool { brokers: self.cluster().map(|cluster| cluster.brokers.clone()) }
+    }
+
+    /// Stops the process owning `store` (kill -9), runs `while_stopped`, starts it again.
+    pub async fn with_store_stopped(self, store: &str, while_stopped: impl AsyncFnOnce()) -> Server {
+        match self.cluster() {
+            Some(cluster) => {
+                cluster.kill9(store).await;
+                while_stopped().await;
+                cluster.restart(store).await;
+                self
+            }
+            None => {
+                let dir = self.kill9().await;
+                while_stopped().await;
+                Server::start_in(dir).await
+            }
+        }
+    }
+}
+
+/// `missive rebuild`, pointed at a server's log (`--kafka` in Kafka mode).
+#[derive(Clone)]
+pub struct RebuildTool {
+    brokers: Option<String>,
+}
+
+impl RebuildTool {
+    /// `missive rebuild <projection> --data-dir <store> <flags>`.
+    pub async fn run(&self, projection: &str, store: &std::path::Path, flags: &[&str]) -> ToolOutput {
+        let mut args =
+            vec!["rebuild".to_string(), projection.to_string(), "--data-dir".into(), store.display().to_string()];
+        if let Some(brokers) = &self.brokers {
+            args.extend(["--kafka".to_string(), brokers.clone()]);
+        }
+        args.extend(flags.iter().map(|flag| flag.to_string()));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+        command.args(&args).env("MISSIVE_LOG", "warn,librdkafka=error");
         let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let lines = stdout

@@ -75,6 +75,13 @@ impl Epoch {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         Epoch(((z ^ (z >> 31)) >> 1) | 1)
     }
+
+    /// The epoch a rebuilt feed moves to: derived from the one it replaces
+    /// and a salt (the rebuild's time), never equal to it.
+    pub fn rebuilt(self, salt: u64) -> Epoch {
+        let next = Epoch::initial(UserId(self.0 ^ salt.rotate_left(17)));
+        if next == self { Epoch((self.0 ^ 2) | 1) } else { next }
+    }
 }
 
 /// Milliseconds since the Unix epoch. Inside deciders and folds time always
