@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -204,14 +205,16 @@ fn drop_projection(args: &RebuildArgs, projection: &Projection) -> anyhow::Resul
     Ok(())
 }
 
-/// Folds one partition of the source topic into the shadow up to `until`.
+/// Folds one partition of the source topic into the shadow up to `until`;
+/// the handler runs on a blocking thread, one batch at a time.
 async fn fold_partition(
-    log: &dyn Log,
-    shadow: &DB,
-    spec: &TaskSpec,
-    handler: &mut dyn Handler,
+    log: Arc<dyn Log>,
+    shadow: Arc<DB>,
+    spec: TaskSpec,
+    mut handler: Box<dyn Handler>,
     until: Offset,
-    progress: &mut Progress,
+    done: Arc<AtomicU64>,
+    cores: Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<()> {
     let marks = log.watermarks(&spec.input).await?;
     if marks.low.0 > 0 {
@@ -222,47 +225,47 @@ async fn fold_partition(
             spec.processor
         );
     }
-    let metrics = RuntimeMetrics::new(&prometheus_registry())?;
+    let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
     let mut consumer = log.consumer(vec![(spec.input.clone(), Offset(0))]).await?;
-    let mut position = Offset(0);
-    while position < until {
+    loop {
         let mut records = consumer.poll(4096, Duration::from_secs(5)).await?;
         records.retain(|record| record.offset < until);
         if records.is_empty() {
             if consumer.position(&spec.input).is_some_and(|next| next >= until) {
-                break;
+                return Ok(());
             }
             continue;
         }
         let count = records.len() as u64;
-        position = runtime::fold_offline(shadow, spec, handler, &records, &metrics)?;
-        progress.advance(count);
-    }
-    Ok(())
-}
-
-fn prometheus_registry() -> prometheus::Registry {
-    prometheus::Registry::new()
-}
-
-/// Records/s and time left on stderr every few seconds.
-struct Progress {
-    total: u64,
-    done: u64,
-    started: Instant,
-    reported: Instant,
-}
-
-impl Progress {
-    fn advance(&mut self, count: u64) {
-        self.done += count;
-        if self.reported.elapsed() >= Duration::from_secs(2) {
-            self.reported = Instant::now();
-            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-            let left = self.total.saturating_sub(self.done) as f64 / rate.max(1.0);
-            eprintln!("rebuild: {} of {} records, {rate:.0}/s, about {left:.0} s left", self.done, self.total);
+        let (shadow, spec, metrics) = (shadow.clone(), spec.clone(), metrics.clone());
+        // One folding batch per core at a time: more only contend.
+        let _core = cores.acquire().await?;
+        let (returned, result) = tokio::task::spawn_blocking(move || {
+            let result = runtime::fold_offline(&shadow, &spec, handler.as_mut(), &records, &metrics);
+            (handler, result)
+        })
+        .await?;
+        handler = returned;
+        let position = result?;
+        done.fetch_add(count, Ordering::Relaxed);
+        if position >= until {
+            return Ok(());
         }
     }
+}
+
+/// Reports records/s and time left on stderr every few seconds until aborted.
+fn report_progress(total: u64, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let started = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let done = done.load(Ordering::Relaxed);
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let left = total.saturating_sub(done) as f64 / rate.max(1.0);
+            eprintln!("rebuild: {done} of {total} records, {rate:.0}/s, about {left:.0} s left");
+        }
+    })
 }
 
 pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
@@ -301,19 +304,30 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let shadow = missive_infra::db::open_db(&shadow_path)?;
     let total = targets.iter().map(|(_, until)| until.0).sum();
     let started = Instant::now();
-    let mut progress = Progress { total, done: 0, started, reported: started };
+    let done = Arc::new(AtomicU64::new(0));
+    let reporter = report_progress(total, done.clone());
+    // Partitions fold in parallel, each with its own handler, as the live tasks do.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let cores = Arc::new(tokio::sync::Semaphore::new(cores));
+    let mut folds = Vec::new();
     for (input, until) in &targets {
         let spec = TaskSpec { processor: projection.processor, input: input.clone(), changelog: None };
-        let mut handler = handler(&projection, codec.clone());
-        fold_partition(log.as_ref(), &shadow, &spec, handler.as_mut(), *until, &mut progress).await?;
+        let handler = handler(&projection, codec.clone());
+        let fold = fold_partition(log.clone(), shadow.clone(), spec, handler, *until, done.clone(), cores.clone());
+        folds.push(tokio::spawn(fold));
     }
+    for fold in folds {
+        fold.await??;
+    }
+    reporter.abort();
+    let records = done.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let comparison = compare(&live, &shadow, projection.prefix)?;
     let report = json!({
         "projection": args.projection,
-        "records": progress.done,
+        "records": records,
         "seconds": (seconds * 1000.0).round() / 1000.0,
-        "records_per_second": (progress.done as f64 / seconds.max(1e-3)).round(),
+        "records_per_second": (records as f64 / seconds.max(1e-3)).round(),
         "positions": targets.iter().map(|(input, until)| json!({"partition": input.partition, "offset": until.0})).collect::<Vec<_>>(),
         "equal": comparison.equal,
         "keys": {"live": comparison.keys_live, "shadow": comparison.keys_shadow},
