@@ -293,3 +293,166 @@ async fn rebuilt_projections_equal_the_live_ones_and_a_swap_keeps_every_message(
         assert!(output.success && output.lines[0]["equal"] == true, "{name} after the swap: {}", output.stderr);
     }
 }
+
+/// Appends records to the server's log: straight to Kafka, or (embedded)
+/// to the stopped server's store, which then starts again.
+async fn inject(server: Server, records: Vec<missive_infra::OutRecord>) -> Server {
+    use missive_infra::Log;
+    match server.cluster() {
+        Some(cluster) => {
+            let log = missive_infra::KafkaLog::connect(missive_infra::KafkaConfig::new(cluster.brokers.clone()))
+                .expect("kafka");
+            log.wait_ready(WAIT).await.expect("ready");
+            log.append(records).await.expect("append");
+            server
+        }
+        None => {
+            let store = server.live_stores()[0].1.join("store");
+            server
+                .with_store_stopped("embedded", async || {
+                    let db = missive_infra::db::open_db(&store).expect("open the stopped store");
+                    let log = missive_infra::EmbeddedLog::open(db, false).expect("log");
+                    log.append(records).await.expect("append");
+                })
+                .await
+        }
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin() {
+    use missive_core::conversation::{ConversationCommand, SendMessage};
+    use missive_core::{ConversationId, DeviceId, MessageId, UserId};
+    use missive_infra::{Header, Log, OutRecord};
+    let server = Server::start().await;
+    let alice = server.register("+14155558401", "a").await;
+    let bob = server.register("+14155558402", "b").await;
+    let (alice_id, bob_id): (u64, u64) = (alice.user_id.parse().expect("id"), bob.user_id.parse().expect("id"));
+    let conversation = ConversationId::direct(UserId(alice_id), UserId(bob_id));
+    // A record no processor can decode, and a valid send that "a bug" had dead-lettered.
+    let codec = {
+        let opened_log: std::sync::Arc<dyn Log> = match server.cluster() {
+            Some(cluster) => {
+                let log = missive_infra::KafkaLog::connect(missive_infra::KafkaConfig::new(cluster.brokers.clone()))
+                    .expect("kafka");
+                log.wait_ready(WAIT).await.expect("ready");
+                std::sync::Arc::new(log)
+            }
+            None => {
+                let scratch = tempfile::tempdir().expect("scratch");
+                let db = missive_infra::db::open_db_secondary(&server.live_stores()[0].1.join("store"), scratch.path())
+                    .expect("view");
+                std::sync::Arc::new(missive_infra::EmbeddedLog::open(db, false).expect("log"))
+            }
+        };
+        missive_schemas::registry::codec_from_log(opened_log).await.expect("codec")
+    };
+    let send = ConversationCommand::Send(SendMessage {
+        conversation_id: conversation,
+        message_id: MessageId(4242),
+        from: UserId(alice_id),
+        from_device: DeviceId(alice.device_id.parse().expect("device")),
+        to: UserId(bob_id),
+        client_msg_id: "redriven".into(),
+        content: "redriven".into(),
+        reply_to: None,
+        forward_count: 0,
+    });
+    let value = codec.encode_value(&missive_schemas::convert::conversation_command_to_wire(&send)).expect("encode");
+    let key = conversation.0.to_string().into_bytes();
+    let origin_partition =
+        missive_infra::log::kafka_partition(&key, missive_processors::partitions_of("commands.conversation"));
+    let records = vec![
+        OutRecord {
+            topic: "commands.conversation".into(),
+            partition: None,
+            key: b"1".to_vec(),
+            value: b"not avro".to_vec(),
+            headers: Vec::new(),
+            timestamp: None,
+        },
+        OutRecord {
+            topic: "dead-letters".into(),
+            partition: None,
+            key: key.clone(),
+            value,
+            headers: vec![
+                Header { key: "missive-error".into(), value: b"a bug, since fixed".to_vec() },
+                Header {
+                    key: "missive-origin".into(),
+                    value: format!("commands.conversation/{origin_partition}@0").into_bytes(),
+                },
+            ],
+            timestamp: None,
+        },
+    ];
+    let server = inject(server, records).await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let output = server.tool(&["dead-letters", "list"]).await;
+        assert!(output.success, "{}", output.stderr);
+        if output.lines.len() == 2 {
+            break output.lines;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "two dead letters: {:?}", output.lines);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let poison = listed.iter().find(|line| line["type"] == "undecodable").expect("the poison record");
+    assert!(poison["error"].as_str().is_some_and(|error| !error.is_empty()), "{poison}");
+    assert!(poison["origin"].as_str().is_some_and(|origin| origin.starts_with("commands.conversation/")), "{poison}");
+    let fixed = listed.iter().find(|line| line["type"] == "SendMessage").expect("the send");
+    let poison_offset = poison["offset"].as_u64().expect("offset").to_string();
+    let shown = server.tool(&["dead-letters", "show", "--offset", &poison_offset]).await;
+    assert!(shown.success, "{}", shown.stderr);
+    assert_eq!(shown.lines[0]["value"]["hex"], hex_of(b"not avro"), "{:?}", shown.lines);
+    assert!(shown.lines[0]["headers"]["missive-error"].is_string(), "{:?}", shown.lines);
+
+    // Re-driving the fixed send delivers it; re-driving the poison dead-letters it again, marked.
+    let fixed_offset = fixed["offset"].as_u64().expect("offset").to_string();
+    let redrive = |offset: String| {
+        let tool = server.log_source();
+        async move {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+            command
+                .args(["dead-letters", "redrive", "--offset", &offset])
+                .args(tool)
+                .env("MISSIVE_LOG", "warn,librdkafka=error");
+            let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run");
+            assert!(output.status.success(), "redrive: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    };
+    let server = match server.cluster() {
+        Some(_) => {
+            redrive(fixed_offset).await;
+            redrive(poison_offset.clone()).await;
+            server
+        }
+        None => {
+            let (first, second) = (redrive(fixed_offset), redrive(poison_offset.clone()));
+            server
+                .with_store_stopped("embedded", async || {
+                    first.await;
+                    second.await;
+                })
+                .await
+        }
+    };
+    let mut bob_ws = server.connect(&bob).await;
+    common::until(&mut bob_ws, "the re-driven send", |frame| frame["event"]["content"] == "redriven").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let lines = server.tool(&["dead-letters", "list"]).await.lines;
+        if let Some(again) = lines.iter().find(|line| line["redriven_from"].is_string()) {
+            assert_eq!(again["redriven_from"], format!("dead-letters@{poison_offset}"), "{again}");
+            assert_eq!(lines.len(), 3, "the fixed send was processed, not dead-lettered again: {lines:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the poison record dead-lettered again: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -204,6 +204,10 @@ fn header_u64(record: &Record, name: &str) -> Option<u64> {
 }
 
 /// Handles one batch and commits it. Runs on a blocking thread.
+/// Headers a dead letter gets anew rather than from the record it holds.
+pub const DEAD_LETTER_OWN_HEADERS: [&str; 5] =
+    [headers::ERROR, headers::ORIGIN, headers::SOURCE, headers::SOURCE_SEQ, headers::EVENT_ID];
+
 fn process_batch(
     db: &DB,
     spec: &TaskSpec,
@@ -234,18 +238,25 @@ fn process_batch(
             Err(HandleError::Poison(reason)) => {
                 dead += 1;
                 tracing::warn!(task, topic = %record.topic, partition = record.partition, offset = %record.offset, %reason, "dead-lettering record");
+                // The record's own headers come along (a reply address, a
+                // re-drive mark), except those this output gets anew.
+                let mut kept: Vec<Header> = record
+                    .headers
+                    .iter()
+                    .filter(|header| !DEAD_LETTER_OWN_HEADERS.contains(&header.key.as_str()))
+                    .cloned()
+                    .collect();
+                kept.push(Header { key: headers::ERROR.into(), value: reason.into_bytes() });
+                kept.push(Header {
+                    key: headers::ORIGIN.into(),
+                    value: format!("{}/{}@{}", record.topic, record.partition, record.offset).into_bytes(),
+                });
                 tx.emit(OutRecord {
                     topic: DEAD_LETTERS.into(),
                     partition: None,
                     key: record.key.clone(),
                     value: record.value.clone(),
-                    headers: vec![
-                        Header { key: headers::ERROR.into(), value: reason.into_bytes() },
-                        Header {
-                            key: headers::ORIGIN.into(),
-                            value: format!("{}/{}@{}", record.topic, record.partition, record.offset).into_bytes(),
-                        },
-                    ],
+                    headers: kept,
                     timestamp: Some(record.timestamp),
                 });
             }

@@ -24,10 +24,10 @@ use serde_json::{Value, json};
 #[derive(clap::Args, Clone)]
 pub struct Source {
     /// Data directory of an embedded server (it may be running: the store is opened read-only beside it).
-    #[arg(long, env = "MISSIVE_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "MISSIVE_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// Read a Kafka cluster instead (bootstrap servers).
-    #[arg(long = "kafka", env = "MISSIVE_KAFKA")]
+    #[arg(long = "kafka", env = "MISSIVE_KAFKA", global = true)]
     pub brokers: Option<String>,
 }
 
@@ -477,9 +477,11 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod dead_letters;
 mod rebuild;
 mod stats;
 
+pub use dead_letters::{DeadLettersArgs, dead_letters_command};
 pub use rebuild::{RebuildArgs, rebuild};
 
 #[cfg(test)]

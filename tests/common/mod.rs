@@ -266,9 +266,14 @@ impl Server {
 /// The Missive processes of a local cluster (not the broker or registry).
 const CLUSTER_MEMBERS: [&str; 4] = ["process-0", "process-1", "gateway-0", "gateway-1"];
 
+/// Whether a process still runs or is still exiting: a killed
+/// multi-threaded process's leader turns zombie while its other threads
+/// are still tearing down (its files, RocksDB's lock included, stay open
+/// until the last one is gone).
 fn running(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+    let leader_alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    leader_alive || threads > 1
 }
 
 impl Server {
