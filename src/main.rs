@@ -42,6 +42,8 @@ enum Command {
     Gateway(roles::GatewayArgs),
     /// A local Kafka-mode cluster on 127.0.0.1: broker, registry, gateways, processors.
     Cluster(cluster::ClusterArgs),
+    /// Move a stopped processor's input positions (to an offset, a time or the end).
+    Reset(missive_replay::ResetArgs),
     /// Records no processor could handle: list, show, re-drive after a fix.
     DeadLetters(missive_replay::DeadLettersArgs),
     /// Rebuild a projection (history, directory, inbox) from the log into a shadow store, compare, and swap.
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Process(args) => runtime.block_on(roles::process(args)),
         Command::Gateway(args) => runtime.block_on(roles::gateway(args)),
         Command::Cluster(args) => cluster::run(args),
+        Command::Reset(args) => runtime.block_on(missive_replay::reset(args)),
         Command::DeadLetters(args) => runtime.block_on(missive_replay::dead_letters_command(args)),
         Command::Rebuild(args) => runtime.block_on(missive_replay::rebuild(args)),
     }

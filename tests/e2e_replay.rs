@@ -456,3 +456,59 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[tokio::test]
+async fn reset_moves_stopped_positions_and_refuses_what_would_process_twice() {
+    let server = Server::start().await;
+    let alice = server.register("+14155558501", "a").await;
+    let bob = server.register("+14155558502", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut conversation = String::new();
+    for index in 0..3 {
+        let sent = send_to_user(&mut alice_ws, &bob.user_id, &format!("r{index}")).await;
+        conversation = sent["conversation_id"].as_str().expect("conversation").to_string();
+    }
+    drop(alice_ws);
+    let (owner, store) = store_of(&server, &bob).await;
+    let tool = server.rebuild_tool();
+    let reset = |processor: &'static str, store: std::path::PathBuf| {
+        let brokers = server.cluster().map(|cluster| cluster.brokers.clone());
+        async move {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+            command.args(["reset", processor, "--to-offset", "0", "--data-dir"]).arg(store);
+            if let Some(brokers) = brokers {
+                command.args(["--kafka", &brokers]);
+            }
+            command.env("MISSIVE_LOG", "warn,librdkafka=error");
+            let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, _, stderr) = reset("history", store.clone()).await;
+    assert!(!ok && stderr.contains("stop the process"), "a running store is refused: {stderr}");
+    let (first_try, second_try) = (reset("inbox", store.clone()), reset("history", store.clone()));
+    let server = server
+        .with_store_stopped(&owner, async || {
+            let (ok, _, stderr) = first_try.await;
+            assert!(!ok && stderr.contains("only forward moves"), "the inbox may not go back: {stderr}");
+            let (ok, stdout, stderr) = second_try.await;
+            assert!(ok, "history may go back: {stderr}");
+            let report: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+            let moves = report["moves"].as_array().expect("moves");
+            assert!(!moves.is_empty() && moves.iter().all(|m| m["to"] == 0), "{report}");
+        })
+        .await;
+    // The restarted process refolds history from the start: the same history, verified equal.
+    let path = format!("/v1/conversations/{conversation}/messages");
+    server
+        .get_until(&path, &alice.access_token, "three messages", |body| {
+            body["messages"].as_array().is_some_and(|messages| messages.len() == 3)
+        })
+        .await;
+    let output = tool.run("history", &store, &["--verify-only"]).await;
+    assert!(output.success && output.lines[0]["equal"] == true, "{:?} {}", output.lines, output.stderr);
+}

@@ -479,10 +479,12 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
 
 mod dead_letters;
 mod rebuild;
+mod reset;
 mod stats;
 
 pub use dead_letters::{DeadLettersArgs, dead_letters_command};
 pub use rebuild::{RebuildArgs, rebuild};
+pub use reset::{ResetArgs, reset};
 
 #[cfg(test)]
 mod tests {
