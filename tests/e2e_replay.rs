@@ -411,15 +411,14 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
     // Re-driving the fixed send delivers it; re-driving the poison dead-letters it again, marked.
     let fixed_offset = fixed["offset"].as_u64().expect("offset").to_string();
     let redrive = |offset: String| {
-        let tool = server.log_source();
+        let args: Vec<String> = ["dead-letters", "redrive", "--offset", &offset]
+            .iter()
+            .map(|arg| arg.to_string())
+            .chain(server.log_source())
+            .collect();
         async move {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-            command
-                .args(["dead-letters", "redrive", "--offset", &offset])
-                .args(tool)
-                .env("MISSIVE_LOG", "warn,librdkafka=error");
-            let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run");
-            assert!(output.status.success(), "redrive: {}", String::from_utf8_lossy(&output.stderr));
+            let output = common::run_tool(args).await;
+            assert!(output.success, "redrive: {}", output.stderr);
         }
     };
     let server = match server.cluster() {
@@ -472,32 +471,32 @@ async fn reset_moves_stopped_positions_and_refuses_what_would_process_twice() {
     let (owner, store) = store_of(&server, &bob).await;
     let tool = server.rebuild_tool();
     let reset = |processor: &'static str, store: std::path::PathBuf| {
-        let brokers = server.cluster().map(|cluster| cluster.brokers.clone());
-        async move {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-            command.args(["reset", processor, "--to-offset", "0", "--data-dir"]).arg(store);
-            if let Some(brokers) = brokers {
-                command.args(["--kafka", &brokers]);
-            }
-            command.env("MISSIVE_LOG", "warn,librdkafka=error");
-            let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run");
-            (
-                output.status.success(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
+        let mut args: Vec<String> =
+            ["reset", processor, "--to-offset", "0", "--data-dir"].iter().map(|arg| arg.to_string()).collect();
+        args.push(store.display().to_string());
+        if let Some(cluster) = server.cluster() {
+            args.extend(["--kafka".to_string(), cluster.brokers.clone()]);
         }
+        common::run_tool(args)
     };
-    let (ok, _, stderr) = reset("history", store.clone()).await;
-    assert!(!ok && stderr.contains("stop the process"), "a running store is refused: {stderr}");
+    let refused = reset("history", store.clone()).await;
+    assert!(
+        !refused.success && refused.stderr.contains("stop the process"),
+        "a running store is refused: {}",
+        refused.stderr
+    );
     let (first_try, second_try) = (reset("inbox", store.clone()), reset("history", store.clone()));
     let server = server
         .with_store_stopped(&owner, async || {
-            let (ok, _, stderr) = first_try.await;
-            assert!(!ok && stderr.contains("only forward moves"), "the inbox may not go back: {stderr}");
-            let (ok, stdout, stderr) = second_try.await;
-            assert!(ok, "history may go back: {stderr}");
-            let report: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+            let inbox = first_try.await;
+            assert!(
+                !inbox.success && inbox.stderr.contains("only forward moves"),
+                "the inbox may not go back: {}",
+                inbox.stderr
+            );
+            let history = second_try.await;
+            assert!(history.success, "history may go back: {}", history.stderr);
+            let report = &history.lines[0];
             let moves = report["moves"].as_array().expect("moves");
             assert!(!moves.is_empty() && moves.iter().all(|m| m["to"] == 0), "{report}");
         })

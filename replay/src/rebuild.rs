@@ -322,7 +322,11 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     reporter.abort();
     let records = done.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let comparison = compare(&live, &shadow, projection.prefix)?;
+    // Reading both stores whole is blocking work: off the async workers.
+    let comparison = {
+        let (live, shadow, prefix) = (live.clone(), shadow.clone(), projection.prefix);
+        tokio::task::spawn_blocking(move || compare(&live, &shadow, prefix)).await??
+    };
     let report = json!({
         "projection": args.projection,
         "records": records,

@@ -476,16 +476,22 @@ impl Server {
 
     /// Runs `missive <args> <log source>` while the server keeps running.
     pub async fn tool(&self, args: &[&str]) -> ToolOutput {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-        command.args(args).args(self.log_source()).env("MISSIVE_LOG", "warn,librdkafka=error");
-        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let lines = stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
-            .collect();
-        ToolOutput { success: output.status.success(), lines, stderr: String::from_utf8_lossy(&output.stderr).into() }
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).chain(self.log_source()).collect();
+        run_tool(args).await
     }
+}
+
+/// Runs `missive <args>`; stdout must be JSON lines.
+pub async fn run_tool(args: Vec<String>) -> ToolOutput {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+    command.args(args).env("MISSIVE_LOG", "warn,librdkafka=error");
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
+        .collect();
+    ToolOutput { success: output.status.success(), lines, stderr: String::from_utf8_lossy(&output.stderr).into() }
 }
 
 impl Server {
@@ -539,14 +545,6 @@ impl RebuildTool {
             args.extend(["--kafka".to_string(), brokers.clone()]);
         }
         args.extend(flags.iter().map(|flag| flag.to_string()));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-        command.args(&args).env("MISSIVE_LOG", "warn,librdkafka=error");
-        let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("run missive");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let lines = stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
-            .collect();
-        ToolOutput { success: output.status.success(), lines, stderr: String::from_utf8_lossy(&output.stderr).into() }
+        run_tool(args).await
     }
 }
