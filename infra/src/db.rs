@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
 /// Log records: `[topic id][partition][offset]` -> encoded record.
 pub const CF_LOG: &str = "log";
@@ -34,6 +34,23 @@ pub struct OpenError {
 
 /// Opens (or creates) the process's database with every column family.
 pub fn open_db(path: &Path) -> Result<Arc<DB>, OpenError> {
+    open_with(path, Durability::Logged)
+}
+
+/// Opens a scratch database (a rebuild's shadow store): the same layout,
+/// but its write-ahead log stays in memory and its memtables are large.
+/// A crash loses it, which is fine: a failed rebuild is started again.
+pub fn open_scratch_db(path: &Path) -> Result<Arc<DB>, OpenError> {
+    open_with(path, Durability::Scratch)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    Logged,
+    Scratch,
+}
+
+fn open_with(path: &Path, durability: Durability) -> Result<Arc<DB>, OpenError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
@@ -43,16 +60,38 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, OpenError> {
     options.set_write_buffer_size(64 << 20);
     options.set_max_total_wal_size(256 << 20);
     options.set_enable_pipelined_write(true);
+    if durability == Durability::Scratch {
+        options.set_manual_wal_flush(true);
+    }
+    // Processors look state up by key on every record, often for keys that
+    // do not exist yet (a conversation's first message, a new feed): a
+    // whole-key Bloom filter answers those without reading a block, and one
+    // bounded block cache serves the rest.
+    let cache = Cache::new_lru_cache(STATE_BLOCK_CACHE_BYTES);
     let families = ALL_FAMILIES.iter().map(|name| {
         let mut family = Options::default();
         family.set_compression_type(rocksdb::DBCompressionType::Lz4);
         family.set_write_buffer_size(32 << 20);
+        if *name == CF_STATE {
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            family.set_block_based_table_factory(&table);
+            if durability == Durability::Scratch {
+                family.set_write_buffer_size(256 << 20);
+            }
+        }
         ColumnFamilyDescriptor::new(*name, family)
     });
     DB::open_cf_descriptors(&options, path, families)
         .map(Arc::new)
         .map_err(|source| OpenError { path: path.display().to_string(), source })
 }
+
+/// The state family's block cache (index, filter and data blocks).
+const STATE_BLOCK_CACHE_BYTES: usize = 128 << 20;
 
 /// Opens a read-only view of another process's store (a RocksDB secondary
 /// instance): tools read a running server's log without disturbing it.

@@ -3,13 +3,14 @@
 //! `events.conversation`. Also the directory projection of `events.user`:
 //! which users exist and their devices.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bloomfilter::Bloom;
-use missive_core::UserId;
 use missive_core::conversation::ConversationEvent;
 use missive_core::operations::Operation;
 use missive_core::users::{self, UserEvent, UserState};
+use missive_core::{ConversationId, UserId};
 use missive_infra::Record;
 use missive_projections::HistoryMessage;
 use missive_schemas::Codec;
@@ -25,7 +26,21 @@ pub const HISTORY: &str = "history";
 pub const DIRECTORY: &str = "directory";
 
 pub struct HistoryHandler {
-    pub codec: Arc<Codec>,
+    codec: Arc<Codec>,
+    /// Conversations whose member list is stored (committed): their next
+    /// messages skip the lookup. Bounded; forgetting only costs a lookup.
+    members_known: HashSet<ConversationId>,
+    /// Member lists written by the batch in progress, known once it commits.
+    members_pending: Vec<ConversationId>,
+}
+
+/// How many conversations [`HistoryHandler`] remembers having members for.
+const MEMBERS_KNOWN_MAX: usize = 1 << 20;
+
+impl HistoryHandler {
+    pub fn new(codec: Arc<Codec>) -> HistoryHandler {
+        HistoryHandler { codec, members_known: HashSet::new(), members_pending: Vec::new() }
+    }
 }
 
 impl Handler for HistoryHandler {
@@ -34,9 +49,13 @@ impl Handler for HistoryHandler {
             .map_err(|error| HandleError::Poison(error.to_string()))?;
         match event {
             ConversationEvent::MessageSent(message) => {
-                let members_key = keys::history_members(message.conversation_id);
-                if tx.get(&members_key)?.is_none() {
-                    tx.put_json(members_key, &message.members)?;
+                let conversation = message.conversation_id;
+                if !self.members_known.contains(&conversation) {
+                    let members_key = keys::history_members(conversation);
+                    if tx.get(&members_key)?.is_none() {
+                        tx.put_json(members_key, &message.members)?;
+                    }
+                    self.members_pending.push(conversation);
                 }
                 let (conversation, seq) = (message.conversation_id, message.conv_seq);
                 tx.put(keys::history_message_id(conversation, message.message_id), seq.to_be_bytes().to_vec());
@@ -45,6 +64,7 @@ impl Handler for HistoryHandler {
             // A group's members change in its log; reads check the latest list.
             ConversationEvent::GroupChanged(changed) => {
                 tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
+                self.members_pending.push(changed.conversation_id);
                 tx.put_json(keys::history_group(changed.conversation_id), &changed)?;
             }
             ConversationEvent::ReceiptsAdvanced(advanced) => {
@@ -66,6 +86,13 @@ impl Handler for HistoryHandler {
             }
         }
         Ok(())
+    }
+
+    fn after_commit(&mut self) {
+        if self.members_known.len() + self.members_pending.len() > MEMBERS_KNOWN_MAX {
+            self.members_known.clear();
+        }
+        self.members_known.extend(self.members_pending.drain(..));
     }
 }
 

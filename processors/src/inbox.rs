@@ -20,7 +20,7 @@ use crate::hub::{FeedHub, FeedUpdate};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::COMMANDS_CONVERSATION;
-use crate::tx::Tx;
+use crate::tx::{BatchCache, Tx};
 
 pub const PROCESSOR: &str = "inbox";
 
@@ -31,11 +31,23 @@ pub struct InboxHandler {
     pub touched: BTreeMap<UserId, (FeedSeq, Vec<(FeedSeq, FeedEntry)>)>,
     /// Messages this batch appended for users with no open session (push candidates).
     pub offline: Vec<OfflineMessage>,
+    /// Feed headers and conversation summaries, parsed once per batch.
+    feeds: BatchCache<UserId, FeedState>,
+    summaries: Summaries,
 }
+
+type Summaries = BatchCache<(UserId, ConversationId), ConversationSummary>;
 
 impl InboxHandler {
     pub fn new(codec: Arc<Codec>, hub: FeedHub) -> InboxHandler {
-        InboxHandler { codec, hub, touched: BTreeMap::new(), offline: Vec::new() }
+        InboxHandler {
+            codec,
+            hub,
+            touched: BTreeMap::new(),
+            offline: Vec::new(),
+            feeds: BatchCache::default(),
+            summaries: BatchCache::default(),
+        }
     }
 
     /// Appends an entry to a user's feed and remembers it for publication.
@@ -69,87 +81,35 @@ impl InboxHandler {
         }
         Ok(())
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
-    serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
-}
-
-fn apply_message(
-    tx: &mut Tx<'_>,
-    user: UserId,
-    message: &missive_core::conversation::MessageSent,
-) -> Result<(), HandleError> {
-    let summary_key = keys::summary(user, message.conversation_id);
-    let existing: Option<ConversationSummary> = tx.get_json(&summary_key)?;
-    if let Some(old) = &existing {
-        tx.delete(keys::recency(user, old.last_activity, old.conversation_id));
-    }
-    let mut summary = existing.unwrap_or_else(|| ConversationSummary::new(user, message));
-    if summary.apply_message(user, message) {
-        tx.put(keys::unread_marker(user, message.conversation_id, message.conv_seq), Vec::new());
-    }
-    tx.put(
-        keys::recency(user, summary.last_activity, summary.conversation_id),
-        summary.conversation_id.to_be_bytes().to_vec(),
-    );
-    tx.put_json(summary_key, &summary)
-}
-
-fn apply_read(
-    tx: &mut Tx<'_>,
-    user: UserId,
-    conversation_id: missive_core::ConversationId,
-    up_to: ConvSeq,
-) -> Result<(), HandleError> {
-    let summary_key = keys::summary(user, conversation_id);
-    let Some(mut summary) = tx.get_json::<ConversationSummary>(&summary_key)? else { return Ok(()) };
-    let Some((from, to)) = summary.read_range(up_to) else { return Ok(()) };
-    let start = keys::unread_marker(user, conversation_id, from);
-    let end = keys::unread_marker(user, conversation_id, ConvSeq(to.0 + 1));
-    let markers = tx.scan(&start, &end, usize::MAX)?;
-    for (key, _) in &markers {
-        tx.delete(key.clone());
-    }
-    summary.apply_read(up_to, markers.len() as u64);
-    tx.put_json(summary_key, &summary)
-}
-
-/// Deletes a feed's entries in `(after, through]` (the backlog no device needs).
-fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSeq) -> Result<(), HandleError> {
-    for (key, _) in
-        tx.scan(&keys::feed_entry(user, after.next()), &keys::feed_entry(user, through.next()), usize::MAX)?
-    {
-        tx.delete(key);
-    }
-    Ok(())
-}
-
-impl Handler for InboxHandler {
-    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
-        let delivery =
-            Delivery::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+    /// Folds one delivery into its recipient's feed (`feeds` holds the batch's parsed headers).
+    fn apply(
+        &mut self,
+        tx: &mut Tx<'_>,
+        feeds: &mut BatchCache<UserId, FeedState>,
+        record: &Record,
+        delivery: Delivery,
+    ) -> Result<(), HandleError> {
         let user = delivery.recipient;
-        let header_key = keys::feed_header(user);
-        let mut feed: FeedState = match tx.get(&header_key)? {
-            Some(bytes) => parse(&bytes)?,
-            None => FeedState::new(Epoch::initial(user)),
-        };
+        let feed = feeds
+            .entry(tx, user, || keys::feed_header(user))?
+            .get_or_insert_with(|| FeedState::new(Epoch::initial(user)));
         match delivery.item {
             DeliveryItem::Message(message) => {
-                apply_message(tx, user, &message)?;
-                self.append_entry(tx, user, &mut feed, FeedEntry::Message(message))?;
+                apply_message(tx, &mut self.summaries, user, &message)?;
+                self.append_entry(tx, user, feed, FeedEntry::Message(message))?;
             }
             DeliveryItem::Receipt(receipt) => {
-                self.append_entry(tx, user, &mut feed, FeedEntry::Receipt(receipt))?;
+                self.append_entry(tx, user, feed, FeedEntry::Receipt(receipt))?;
             }
             DeliveryItem::GroupChanged(changed) => {
-                self.append_entry(tx, user, &mut feed, FeedEntry::Group(changed))?;
+                self.append_entry(tx, user, feed, FeedEntry::Group(changed))?;
             }
             DeliveryItem::Modified(modified) => {
-                self.append_entry(tx, user, &mut feed, FeedEntry::Modified(modified))?;
+                self.append_entry(tx, user, feed, FeedEntry::Modified(modified))?;
             }
-            DeliveryItem::ReadSync { conversation_id, up_to } => apply_read(tx, user, conversation_id, up_to)?,
+            DeliveryItem::ReadSync { conversation_id, up_to } => {
+                apply_read(tx, &mut self.summaries, user, conversation_id, up_to)?
+            }
             DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
             DeliveryItem::DeviceRemoved { device_id } => {
                 let floor_before = feed.floor;
@@ -159,13 +119,9 @@ impl Handler for InboxHandler {
             }
             DeliveryItem::DeviceAcked { device_id, seq } => {
                 let newly = match feed.newly_delivered_range(seq) {
-                    Some((from, to)) => tx
-                        .scan(&keys::feed_entry(user, from), &keys::feed_entry(user, to.next()), usize::MAX)?
+                    Some((from, to)) => feed_entries(tx, user, from, to)?
                         .into_iter()
-                        .map(|(key, bytes)| {
-                            let seq = FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or_default()));
-                            parse::<FeedEntry>(&bytes).map(|entry| (seq, entry))
-                        })
+                        .map(|(seq, bytes)| parse::<FeedEntry>(&bytes).map(|entry| (seq, entry)))
                         .collect::<Result<Vec<_>, _>>()?,
                     None => Vec::new(),
                 };
@@ -181,7 +137,110 @@ impl Handler for InboxHandler {
                 }
             }
         }
-        tx.put_json(header_key, &feed)
+        Ok(())
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
+    serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
+}
+
+fn apply_message(
+    tx: &mut Tx<'_>,
+    summaries: &mut Summaries,
+    user: UserId,
+    message: &missive_core::conversation::MessageSent,
+) -> Result<(), HandleError> {
+    let conversation = message.conversation_id;
+    let slot = summaries.entry(tx, (user, conversation), || keys::summary(user, conversation))?;
+    if let Some(old) = slot {
+        tx.delete(keys::recency(user, old.last_activity, old.conversation_id));
+    }
+    let summary = slot.get_or_insert_with(|| ConversationSummary::new(user, message));
+    if summary.apply_message(user, message) {
+        tx.put(keys::unread_marker(user, conversation, message.conv_seq), Vec::new());
+    }
+    tx.put(
+        keys::recency(user, summary.last_activity, summary.conversation_id),
+        summary.conversation_id.to_be_bytes().to_vec(),
+    );
+    Ok(())
+}
+
+fn apply_read(
+    tx: &mut Tx<'_>,
+    summaries: &mut Summaries,
+    user: UserId,
+    conversation_id: missive_core::ConversationId,
+    up_to: ConvSeq,
+) -> Result<(), HandleError> {
+    let slot = summaries.entry(tx, (user, conversation_id), || keys::summary(user, conversation_id))?;
+    let Some(summary) = slot else { return Ok(()) };
+    let Some((from, to)) = summary.read_range(up_to) else { return Ok(()) };
+    let start = keys::unread_marker(user, conversation_id, from);
+    let end = keys::unread_marker(user, conversation_id, ConvSeq(to.0 + 1));
+    let markers = tx.scan(&start, &end, usize::MAX)?;
+    for (key, _) in &markers {
+        tx.delete(key.clone());
+    }
+    summary.apply_read(up_to, markers.len() as u64);
+    Ok(())
+}
+
+/// A feed's stored entries with `from <= seq <= to`, in order.
+fn feed_entries(tx: &Tx<'_>, user: UserId, from: FeedSeq, to: FeedSeq) -> Result<Vec<(FeedSeq, Vec<u8>)>, HandleError> {
+    if to < from {
+        return Ok(Vec::new());
+    }
+    // Feeds are gap-free above their floor, and acks and trims cover a few
+    // entries at a time: point reads (mostly answered by the batch's own
+    // writes or a Bloom filter) cost far less than opening an iterator.
+    // Long ranges are scanned.
+    if to.0 - from.0 < POINT_READS_MAX {
+        let mut found = Vec::new();
+        for seq in from.0..=to.0 {
+            if let Some(bytes) = tx.get(&keys::feed_entry(user, FeedSeq(seq)))? {
+                found.push((FeedSeq(seq), bytes));
+            }
+        }
+        return Ok(found);
+    }
+    tx.scan(&keys::feed_entry(user, from), &keys::feed_entry(user, to.next()), usize::MAX)?
+        .into_iter()
+        .map(|(key, bytes)| {
+            let seq = key.get(key.len().saturating_sub(8)..).and_then(|tail| tail.try_into().ok());
+            let seq =
+                seq.map(u64::from_be_bytes).ok_or_else(|| HandleError::Storage("corrupt feed entry key".into()))?;
+            Ok((FeedSeq(seq), bytes))
+        })
+        .collect()
+}
+
+/// Ranges of feed entries shorter than this are read key by key.
+const POINT_READS_MAX: u64 = 256;
+
+/// Deletes a feed's entries in `(after, through]` (the backlog no device needs).
+fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSeq) -> Result<(), HandleError> {
+    for (seq, _) in feed_entries(tx, user, after.next(), through)? {
+        tx.delete(keys::feed_entry(user, seq));
+    }
+    Ok(())
+}
+
+impl Handler for InboxHandler {
+    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+        let delivery =
+            Delivery::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+        // Taken out for the call: a feed and `self` are borrowed mutably together.
+        let mut feeds = std::mem::take(&mut self.feeds);
+        let result = self.apply(tx, &mut feeds, record, delivery);
+        self.feeds = feeds;
+        result
+    }
+
+    fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        self.feeds.write_back(tx)?;
+        self.summaries.write_back(tx)
     }
 
     fn after_commit(&mut self) {

@@ -158,7 +158,7 @@ pub fn spawn_placed(
         }),
         (history::HISTORY, topics::EVENTS_CONVERSATION, {
             let codec = codec.clone();
-            Box::new(move || Box::new(history::HistoryHandler { codec: codec.clone() }))
+            Box::new(move || Box::new(history::HistoryHandler::new(codec.clone())))
         }),
         (history::DIRECTORY, topics::EVENTS_USER, {
             let codec = codec.clone();

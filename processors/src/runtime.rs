@@ -18,7 +18,7 @@ use missive_infra::codec::{decode_out_record, encode_out_record};
 use missive_infra::db::{CF_OUTBOX, CF_STATE, family};
 use missive_infra::{Header, Log, LogError, Offset, OutRecord, Record, TopicPartition};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::topics::{CHANGELOG_PREFIX, DEAD_LETTERS, headers};
@@ -46,6 +46,12 @@ pub enum HandleError {
 /// A processor's logic for one partition: decode, decide, write state, emit.
 pub trait Handler: Send + 'static {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError>;
+
+    /// Runs after the batch's last record, before it commits: a handler that
+    /// keeps parsed state across records writes it back here.
+    fn before_commit(&mut self, _tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        Ok(())
+    }
 
     /// Runs after the batch is committed and its outputs relayed.
     fn after_commit(&mut self) {}
@@ -156,7 +162,10 @@ pub fn fold_offline(
     metrics: &RuntimeMetrics,
 ) -> Result<Offset, RuntimeError> {
     let mut meta = load_meta(db, spec).map_err(|detail| RuntimeError::Store { task: spec.id(), detail })?;
-    process_batch(db, spec, &mut meta, handler, records, Vec::new(), metrics)?;
+    // A shadow store is thrown away when a rebuild fails: no write-ahead log.
+    let mut scratch = WriteOptions::default();
+    scratch.disable_wal(true);
+    process_batch(db, spec, &mut meta, handler, records, Vec::new(), metrics, &scratch)?;
     handler.after_commit();
     Ok(meta.position)
 }
@@ -208,6 +217,7 @@ fn header_u64(record: &Record, name: &str) -> Option<u64> {
 pub const DEAD_LETTER_OWN_HEADERS: [&str; 5] =
     [headers::ERROR, headers::ORIGIN, headers::SOURCE, headers::SOURCE_SEQ, headers::EVENT_ID];
 
+#[allow(clippy::too_many_arguments)] // one call per kind of commit; a struct would only rename them
 fn process_batch(
     db: &DB,
     spec: &TaskSpec,
@@ -216,6 +226,7 @@ fn process_batch(
     records: &[Record],
     relayed: Vec<std::ops::RangeInclusive<u64>>,
     metrics: &RuntimeMetrics,
+    write: &WriteOptions,
 ) -> Result<Vec<OutRecord>, RuntimeError> {
     let task = spec.id();
     let mut tx = Tx::new(db);
@@ -263,6 +274,7 @@ fn process_batch(
             Err(error) => return Err(RuntimeError::Handle { task, source: error }),
         }
     }
+    handler.before_commit(&mut tx).map_err(|source| RuntimeError::Handle { task: task.clone(), source })?;
     let (writes, mut outputs) = tx.into_parts();
     let mut batch = WriteBatch::default();
     let state = family(db, CF_STATE);
@@ -324,7 +336,8 @@ fn process_batch(
         batch.put_cf(outbox, spec.outbox_key(sseq), encode_out_record(output));
     }
     debug_assert_eq!(meta.next_sseq, final_sseq);
-    db.write(batch).map_err(|error| RuntimeError::Store { task: task.clone(), detail: error.to_string() })?;
+    db.write_opt(batch, write)
+        .map_err(|error| RuntimeError::Store { task: task.clone(), detail: error.to_string() })?;
     metrics.records.with_label_values(&[spec.processor]).inc_by(records.len() as u64);
     if dead > 0 {
         metrics.dead_letters.with_label_values(&[spec.processor]).inc_by(dead);
@@ -508,7 +521,9 @@ pub async fn run_task(
             let relayed = std::mem::take(&mut relayed);
             blocking(&task, move || {
                 let mut meta = moved_meta;
-                let outputs = process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, relayed, &metrics)?;
+                let durable = WriteOptions::default();
+                let outputs =
+                    process_batch(&db, &spec, &mut meta, handler.as_mut(), &records, relayed, &metrics, &durable)?;
                 Ok((handler, meta, outputs))
             })
             .await?
@@ -676,8 +691,17 @@ mod tests {
             let size = (*sizes.next().unwrap_or(&1)).max(1).min(records.len() - start);
             let mut meta = load_meta(&db, spec).expect("meta");
             outputs.extend(
-                process_batch(&db, spec, &mut meta, handler, &records[start..start + size], Vec::new(), &metrics)
-                    .expect("batch"),
+                process_batch(
+                    &db,
+                    spec,
+                    &mut meta,
+                    handler,
+                    &records[start..start + size],
+                    Vec::new(),
+                    &metrics,
+                    &WriteOptions::default(),
+                )
+                .expect("batch"),
             );
             handler.after_commit();
             start += size;

@@ -2,12 +2,14 @@
 //! own writes; nothing reaches RocksDB until the runtime commits the batch
 //! (state, input positions and outbox in one WriteBatch).
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::ops::Bound;
 
 use missive_infra::OutRecord;
 use missive_infra::db::{CF_STATE, family};
-use rocksdb::{DB, Direction, IteratorMode};
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
 
 use crate::runtime::HandleError;
 
@@ -63,7 +65,11 @@ impl<'a> Tx<'a> {
     /// merging stored data with this batch's writes.
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>, HandleError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let stored = self.db.iterator_cf(family(self.db, CF_STATE), IteratorMode::From(start, Direction::Forward));
+        // The bound lets RocksDB stop at `end` instead of reading on past it.
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(end.to_vec());
+        let stored =
+            self.db.iterator_cf_opt(family(self.db, CF_STATE), options, IteratorMode::From(start, Direction::Forward));
         // Read enough stored entries to survive deletions pending in this batch.
         let pending = self.writes.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).count();
         for item in stored.take(limit.saturating_add(pending)) {
@@ -90,5 +96,45 @@ impl<'a> Tx<'a> {
 
     pub(crate) fn into_parts(self) -> (Writes, Vec<OutRecord>) {
         (self.writes, self.outputs)
+    }
+}
+
+/// Parsed values a handler reads and rewrites many times within one batch
+/// (a feed's header, a conversation summary): each is read and parsed once,
+/// and serialized and written once, by [`BatchCache::write_back`] before the
+/// batch commits. Nothing else in the batch may read these keys through
+/// the [`Tx`]: the cache holds their current value.
+pub struct BatchCache<K, V> {
+    entries: HashMap<K, (Vec<u8>, Option<V>)>,
+}
+
+impl<K, V> Default for BatchCache<K, V> {
+    fn default() -> Self {
+        BatchCache { entries: HashMap::new() }
+    }
+}
+
+impl<K: Hash + Eq, V: serde::Serialize + serde::de::DeserializeOwned> BatchCache<K, V> {
+    /// The value stored at `key` (`None` if there is none), loaded on first use.
+    pub fn entry(&mut self, tx: &Tx<'_>, id: K, key: impl FnOnce() -> Vec<u8>) -> Result<&mut Option<V>, HandleError> {
+        let slot = match self.entries.entry(id) {
+            Entry::Occupied(occupied) => occupied.into_mut(),
+            Entry::Vacant(vacant) => {
+                let key = key();
+                let value = tx.get_json(&key)?;
+                vacant.insert((key, value))
+            }
+        };
+        Ok(&mut slot.1)
+    }
+
+    /// Writes every value held (values never set stay absent) and empties the cache.
+    pub fn write_back(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        for (_, (key, value)) in self.entries.drain() {
+            if let Some(value) = value {
+                tx.put_json(key, &value)?;
+            }
+        }
+        Ok(())
     }
 }

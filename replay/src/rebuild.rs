@@ -69,7 +69,7 @@ fn projection(name: &str) -> anyhow::Result<Projection> {
 
 fn handler(projection: &Projection, codec: Arc<Codec>) -> Box<dyn Handler> {
     match projection.processor {
-        history::HISTORY => Box::new(history::HistoryHandler { codec }),
+        history::HISTORY => Box::new(history::HistoryHandler::new(codec)),
         history::DIRECTORY => Box::new(history::DirectoryHandler { codec, index: history::UserIndex::new(1024) }),
         _ => Box::new(inbox::InboxHandler::new(codec, missive_processors::FeedHub::default())),
     }
@@ -205,6 +205,10 @@ fn drop_projection(args: &RebuildArgs, projection: &Projection) -> anyhow::Resul
     Ok(())
 }
 
+/// Records folded per commit: larger than a live task's batches (no one
+/// waits for a rebuild's single record), bounded for memory.
+const FOLD_BATCH: usize = 32_768;
+
 /// Folds one partition of the source topic into the shadow up to `until`;
 /// the handler runs on a blocking thread, one batch at a time.
 async fn fold_partition(
@@ -228,7 +232,7 @@ async fn fold_partition(
     let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
     let mut consumer = log.consumer(vec![(spec.input.clone(), Offset(0))]).await?;
     loop {
-        let mut records = consumer.poll(4096, Duration::from_secs(5)).await?;
+        let mut records = consumer.poll(FOLD_BATCH, Duration::from_secs(5)).await?;
         records.retain(|record| record.offset < until);
         if records.is_empty() {
             if consumer.position(&spec.input).is_some_and(|next| next >= until) {
@@ -301,7 +305,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     }
     let shadow_path = args.source.data_dir.join(format!("shadow-{}", args.projection));
     let _ = std::fs::remove_dir_all(&shadow_path);
-    let shadow = missive_infra::db::open_db(&shadow_path)?;
+    let shadow = missive_infra::db::open_scratch_db(&shadow_path)?;
     let total = targets.iter().map(|(_, until)| until.0).sum();
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
