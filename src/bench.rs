@@ -44,8 +44,14 @@ pub struct BenchArgs {
     /// Group fan-out instead of 1:1: one group of `--users` members, all
     /// connected; the first member sends `--messages` at `--rate` per second;
     /// reports the time from a send to its delivery at the last member.
-    #[arg(long, default_value_t = false)]
+    #[arg(long, default_value_t = false, conflicts_with = "profiles")]
     pub group: bool,
+    /// Account changes instead of messages: every user changes its profile
+    /// `--messages` times over HTTP, one request at a time (each answered
+    /// once the change is in the directory); reports changes per second and
+    /// request latency percentiles.
+    #[arg(long, default_value_t = false)]
+    pub profiles: bool,
 }
 
 struct Server {
@@ -144,6 +150,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let accounts = register_all(&api, &server.sms_file, args.users, &tag).await?;
     if args.group {
         return group_fan_out(&args, &api, &ws_url, &accounts).await;
+    }
+    if args.profiles {
+        return profile_changes(&args, &api, &accounts).await;
     }
 
     let epoch = Instant::now();
@@ -330,6 +339,70 @@ async fn group_member(
             let seq = frame["seq"].as_u64().unwrap_or(0);
             sink.send(Message::text(json!({"type": "ack", "seq": seq}).to_string())).await?;
         }
+    }
+    Ok(())
+}
+
+/// `--profiles`: every user changes its `about` `--messages` times, one
+/// request at a time.
+async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> anyhow::Result<()> {
+    let expected = (accounts.len() * args.messages) as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(samples::Latencies::default());
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                eprintln!("bench: {} of {expected} profile changes", done.load(Ordering::Relaxed));
+            }
+        })
+    };
+    let started = Instant::now();
+    let changes = accounts.iter().map(|account| {
+        let (api, done, latencies) = (api.clone(), done.clone(), latencies.clone());
+        let (token, messages) = (account.access_token.clone(), args.messages);
+        async move {
+            for index in 0..messages {
+                let sent = Instant::now();
+                let change = json!({"about": format!("change {index}")});
+                let mut tries = 0;
+                loop {
+                    let (status, body) = api.put("/v1/profile", Some(&token), &change).await?;
+                    match status {
+                        200 => break,
+                        // Accepted but not yet answered: the same change again, as a client would.
+                        503 if tries < 10 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        _ => bail!("a profile change answered {status}: {body}"),
+                    }
+                }
+                latencies.record(sent.elapsed().as_micros() as u64);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    });
+    let results = futures::future::join_all(changes).await;
+    progress.abort();
+    let elapsed = started.elapsed().as_secs_f64();
+    let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    let mut samples = latencies.take();
+    samples.sort_unstable();
+    let total = done.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        json!({
+            "users": accounts.len(), "changes_per_user": args.messages, "changes": total, "expected": expected,
+            "failed_clients": failures.len(), "seconds": (elapsed * 100.0).round() / 100.0,
+            "changes_per_second": (total as f64 / elapsed).round(),
+            "latency_ms": {"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "max": percentile(&samples, 1.0)},
+        })
+    );
+    if let Some(error) = failures.first() {
+        bail!("{} clients failed, the first with: {error}", failures.len());
     }
     Ok(())
 }

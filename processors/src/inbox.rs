@@ -3,7 +3,7 @@
 //! Input `deliveries`; outputs delivered marks to `commands.conversation`.
 //! After each commit it wakes the sessions of the users whose feed grew.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use missive_core::conversation::ConversationCommand;
@@ -11,7 +11,7 @@ use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::notifications::OfflineMessage;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
 use missive_infra::Record;
-use missive_projections::{ConversationSummary, FeedEntry, FeedState};
+use missive_projections::{ConversationSummary, FeedEntry, FeedState, MessageMark};
 use missive_schemas::Codec;
 use missive_schemas::convert::conversation_command_to_wire;
 
@@ -34,7 +34,14 @@ pub struct InboxHandler {
     /// Feed headers and conversation summaries, parsed once per batch.
     feeds: BatchCache<UserId, FeedState>,
     summaries: Summaries,
+    /// What acks need of recently appended entries (entries never change,
+    /// and a seq is never reused): an ack of entries appended since this
+    /// handler started reads nothing. Bounded; a miss reads the store.
+    recent: HashMap<(UserId, FeedSeq), Option<MessageMark>>,
 }
+
+/// How many appended entries [`InboxHandler`] remembers for acks.
+const RECENT_MAX: usize = 1 << 18;
 
 type Summaries = BatchCache<(UserId, ConversationId), ConversationSummary>;
 
@@ -47,6 +54,7 @@ impl InboxHandler {
             offline: Vec::new(),
             feeds: BatchCache::default(),
             summaries: BatchCache::default(),
+            recent: HashMap::new(),
         }
     }
 
@@ -60,6 +68,10 @@ impl InboxHandler {
     ) -> Result<(), HandleError> {
         let seq = feed.append();
         tx.put_json(keys::feed_entry(user, seq), &entry)?;
+        if self.recent.len() >= RECENT_MAX {
+            self.recent.clear();
+        }
+        self.recent.insert((user, seq), MessageMark::of(&entry));
         // Every grown feed is announced (a session may subscribe before the
         // commit); entries are kept only for users someone listens to, and a
         // session that finds them missing reads the store instead.
@@ -81,6 +93,31 @@ impl InboxHandler {
         }
         Ok(())
     }
+    /// The message entries of `from..=to` in a feed, from memory when every
+    /// one was appended since this handler started, else from the store.
+    fn message_marks(
+        &mut self,
+        tx: &Tx<'_>,
+        user: UserId,
+        from: FeedSeq,
+        to: FeedSeq,
+    ) -> Result<Vec<(FeedSeq, MessageMark)>, HandleError> {
+        let seqs = (from.0..=to.0).map(FeedSeq);
+        if to.0 - from.0 < POINT_READS_MAX && seqs.clone().all(|seq| self.recent.contains_key(&(user, seq))) {
+            // Acked entries are not acked again (the delivered position only grows).
+            return Ok(seqs
+                .filter_map(|seq| self.recent.remove(&(user, seq)).flatten().map(|mark| (seq, mark)))
+                .collect());
+        }
+        let mut marks = Vec::new();
+        for (seq, bytes) in feed_entries(tx, user, from, to)? {
+            if let Some(mark) = MessageMark::of(&parse::<FeedEntry>(&bytes)?) {
+                marks.push((seq, mark));
+            }
+        }
+        Ok(marks)
+    }
+
     /// Folds one delivery into its recipient's feed (`feeds` holds the batch's parsed headers).
     fn apply(
         &mut self,
@@ -119,10 +156,7 @@ impl InboxHandler {
             }
             DeliveryItem::DeviceAcked { device_id, seq } => {
                 let newly = match feed.newly_delivered_range(seq) {
-                    Some((from, to)) => feed_entries(tx, user, from, to)?
-                        .into_iter()
-                        .map(|(seq, bytes)| parse::<FeedEntry>(&bytes).map(|entry| (seq, entry)))
-                        .collect::<Result<Vec<_>, _>>()?,
+                    Some((from, to)) => self.message_marks(tx, user, from, to)?,
                     None => Vec::new(),
                 };
                 let floor_before = feed.floor;
@@ -221,6 +255,13 @@ const POINT_READS_MAX: u64 = 256;
 
 /// Deletes a feed's entries in `(after, through]` (the backlog no device needs).
 fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSeq) -> Result<(), HandleError> {
+    // Deleting a key that is not there changes nothing: short ranges need no read.
+    if through.0.saturating_sub(after.0) <= POINT_READS_MAX {
+        for seq in after.0 + 1..=through.0 {
+            tx.delete(keys::feed_entry(user, FeedSeq(seq)));
+        }
+        return Ok(());
+    }
     for (seq, _) in feed_entries(tx, user, after.next(), through)? {
         tx.delete(keys::feed_entry(user, seq));
     }

@@ -235,13 +235,21 @@ fn process_batch(
     for record in records {
         meta.position = Offset(record.offset.0 + 1);
         if let (Some(source), Some(sseq)) = (record.header(headers::SOURCE), header_u64(record, headers::SOURCE_SEQ)) {
-            let source = String::from_utf8_lossy(source).into_owned();
-            let seen = meta.dedupe.get(&source).copied().unwrap_or(0);
-            if sseq <= seen {
-                continue;
+            let source = String::from_utf8_lossy(source);
+            // Marks are looked up by reference: a source's name is copied only when first seen.
+            match meta.dedupe.get_mut(source.as_ref()) {
+                Some(seen) if sseq <= *seen => continue,
+                Some(seen) => *seen = sseq,
+                None => {
+                    meta.dedupe.insert(source.clone().into_owned(), sseq);
+                }
             }
-            meta.dedupe.insert(source.clone(), sseq);
-            changed_marks.insert(source, sseq);
+            match changed_marks.get_mut(source.as_ref()) {
+                Some(mark) => *mark = sseq,
+                None => {
+                    changed_marks.insert(source.into_owned(), sseq);
+                }
+            }
         }
         tx.timestamp = record.timestamp;
         match handler.handle(&mut tx, record) {

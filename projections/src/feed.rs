@@ -24,6 +24,28 @@ pub enum FeedEntry {
     Modified(MessageModified),
 }
 
+/// What an ack needs to know of a message entry: who sent it, where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageMark {
+    pub from: UserId,
+    pub conversation_id: ConversationId,
+    pub conv_seq: ConvSeq,
+}
+
+impl MessageMark {
+    /// The mark of a message entry; other entries have none.
+    pub fn of(entry: &FeedEntry) -> Option<MessageMark> {
+        match entry {
+            FeedEntry::Message(message) => Some(MessageMark {
+                from: message.from,
+                conversation_id: message.conversation_id,
+                conv_seq: message.conv_seq,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FeedState {
     pub epoch: Epoch,
@@ -85,8 +107,8 @@ impl FeedState {
         (seq > self.delivered_through).then_some((self.delivered_through.next(), seq))
     }
 
-    /// Applies a cumulative ack. `newly_delivered` are the entries of
-    /// [`FeedState::newly_delivered_range`]. Returns the delivered marks to send
+    /// Applies a cumulative ack. `newly_delivered` are the message entries of
+    /// [`FeedState::newly_delivered_range`] (others need not be given). Returns the delivered marks to send
     /// to conversations (one per conversation, the highest `conv_seq`) and the
     /// new floor if the backlog shrank.
     pub fn ack(
@@ -94,7 +116,7 @@ impl FeedState {
         user: UserId,
         device: DeviceId,
         seq: FeedSeq,
-        newly_delivered: &[(FeedSeq, FeedEntry)],
+        newly_delivered: &[(FeedSeq, MessageMark)],
     ) -> AckEffects {
         let seq = FeedSeq(seq.0.min(self.head.0));
         let position = self.devices.entry(device).or_insert(self.floor);
@@ -105,11 +127,9 @@ impl FeedState {
                 if *entry_seq <= self.delivered_through || *entry_seq > seq {
                     continue;
                 }
-                if let FeedEntry::Message(message) = entry
-                    && message.from != user
-                {
-                    let mark = marks.entry(message.conversation_id).or_default();
-                    *mark = (*mark).max(message.conv_seq);
+                if entry.from != user {
+                    let mark = marks.entry(entry.conversation_id).or_default();
+                    *mark = (*mark).max(entry.conv_seq);
                 }
             }
             self.delivered_through = seq;
@@ -177,6 +197,10 @@ mod tests {
         })
     }
 
+    fn message_marks(entries: &[(FeedSeq, FeedEntry)]) -> Vec<(FeedSeq, MessageMark)> {
+        entries.iter().filter_map(|(seq, entry)| MessageMark::of(entry).map(|mark| (*seq, mark))).collect()
+    }
+
     #[test]
     fn backlog_stays_until_every_device_acked_and_delivery_counts_the_first_ack() {
         let mut feed = FeedState::new(Epoch(7));
@@ -185,7 +209,7 @@ mod tests {
         let entries: Vec<(FeedSeq, FeedEntry)> =
             (1..=3).map(|conv_seq| (feed.append(), message(if conv_seq == 2 { ME } else { PEER }, conv_seq))).collect();
         assert_eq!(feed.newly_delivered_range(FeedSeq(3)), Some((FeedSeq(1), FeedSeq(3))));
-        let effects = feed.ack(ME, DeviceId(1), FeedSeq(3), &entries);
+        let effects = feed.ack(ME, DeviceId(1), FeedSeq(3), &message_marks(&entries));
         assert_eq!(effects.delivered.len(), 1);
         assert_eq!(effects.delivered[0].up_to, ConvSeq(3));
         assert_eq!(effects.trim_through, None, "device 2 has not acked");
@@ -204,7 +228,7 @@ mod tests {
         feed.add_device(DeviceId(1));
         feed.add_device(DeviceId(2));
         let entries: Vec<(FeedSeq, FeedEntry)> = (1..=3).map(|seq| (feed.append(), message(PEER, seq))).collect();
-        feed.ack(ME, DeviceId(1), FeedSeq(3), &entries);
+        feed.ack(ME, DeviceId(1), FeedSeq(3), &message_marks(&entries));
         assert_eq!(feed.floor, FeedSeq(0), "device 2 holds the backlog");
         assert_eq!(feed.remove_device(DeviceId(2)), Some(FeedSeq(3)));
         assert_eq!(feed.floor, FeedSeq(3));
@@ -276,6 +300,7 @@ mod tests {
                             }
                             None => Vec::new(),
                         };
+                        let newly = message_marks(&newly);
                         let effects = feed.ack(ME, DeviceId(*device), FeedSeq(*seq), &newly);
                         marks.extend(effects.delivered);
                         if let Some(through) = effects.trim_through {

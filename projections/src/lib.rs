@@ -8,5 +8,5 @@ pub mod feed;
 pub mod history;
 
 pub use conversations::ConversationSummary;
-pub use feed::{AckEffects, FeedEntry, FeedState, ResumePlan};
+pub use feed::{AckEffects, FeedEntry, FeedState, MessageMark, ResumePlan};
 pub use history::HistoryMessage;

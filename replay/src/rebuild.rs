@@ -327,6 +327,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let records = done.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     // Reading both stores whole is blocking work: off the async workers.
+    let compared_from = Instant::now();
     let comparison = {
         let (live, shadow, prefix) = (live.clone(), shadow.clone(), projection.prefix);
         tokio::task::spawn_blocking(move || compare(&live, &shadow, prefix)).await??
@@ -336,6 +337,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         "records": records,
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "records_per_second": (records as f64 / seconds.max(1e-3)).round(),
+        "compare_seconds": (compared_from.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "positions": targets.iter().map(|(input, until)| json!({"partition": input.partition, "offset": until.0})).collect::<Vec<_>>(),
         "equal": comparison.equal,
         "keys": {"live": comparison.keys_live, "shadow": comparison.keys_shadow},
