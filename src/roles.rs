@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use missive_gateway::GatewayConfig;
+use missive_core::media::MediaLimits;
 use missive_gateway::auth::{AuthConfig, AuthLimits, DEV_JWT_SECRET, MIN_SECRET_BYTES, SmsSink};
 use missive_gateway::routing::Routing;
+use missive_gateway::{GatewayConfig, MediaSettings};
+use missive_infra::objects::ObjectsConfig;
 use missive_infra::{KafkaConfig, KafkaLog, Log};
 use missive_processors::{
     Placement, ReadSide, RuntimeError, RuntimeMetrics, conversation, history, inbox, topics, users,
@@ -90,6 +92,69 @@ pub struct ClientArgs {
     /// Without it jobs are still recorded on the `notifications` topic.
     #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
     pub push_webhook: Option<String>,
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+/// Where media objects are stored and what may be uploaded.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MediaArgs {
+    /// S3-compatible endpoint for media (e.g. http://127.0.0.1:8333); without
+    /// it media are stored under the data directory (`<data-dir>/media`).
+    #[arg(long, env = "MISSIVE_S3_ENDPOINT", requires_all = ["s3_bucket", "s3_access_key", "s3_secret_key"])]
+    pub s3_endpoint: Option<String>,
+    /// The bucket media objects go to (it must exist).
+    #[arg(long, env = "MISSIVE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "MISSIVE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(long, env = "MISSIVE_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    #[arg(long, env = "MISSIVE_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Largest image upload, in bytes.
+    #[arg(long, env = "MISSIVE_MEDIA_IMAGE_MAX_BYTES", default_value_t = MediaLimits::default().image)]
+    pub media_image_max_bytes: u64,
+    /// Largest video upload, in bytes.
+    #[arg(long, env = "MISSIVE_MEDIA_VIDEO_MAX_BYTES", default_value_t = MediaLimits::default().video)]
+    pub media_video_max_bytes: u64,
+    /// Largest voice note upload, in bytes.
+    #[arg(long, env = "MISSIVE_MEDIA_VOICE_MAX_BYTES", default_value_t = MediaLimits::default().voice)]
+    pub media_voice_max_bytes: u64,
+    /// Largest document upload, in bytes.
+    #[arg(long, env = "MISSIVE_MEDIA_DOCUMENT_MAX_BYTES", default_value_t = MediaLimits::default().document)]
+    pub media_document_max_bytes: u64,
+    /// Bytes one user may be granted for uploads per UTC day.
+    #[arg(long, env = "MISSIVE_MEDIA_DAILY_BYTES", default_value_t = MediaLimits::default().daily_bytes_per_user)]
+    pub media_daily_bytes: u64,
+    /// Seconds an upload or download URL stays valid (at most 900).
+    #[arg(long, env = "MISSIVE_MEDIA_URL_TTL_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=900))]
+    pub media_url_ttl_seconds: u64,
+}
+
+impl MediaArgs {
+    /// The media settings of a gateway whose data directory is `data_dir`.
+    pub fn settings(&self, data_dir: &std::path::Path) -> MediaSettings {
+        let objects = match (&self.s3_endpoint, &self.s3_bucket, &self.s3_access_key, &self.s3_secret_key) {
+            (Some(endpoint), Some(bucket), Some(access_key), Some(secret_key)) => ObjectsConfig::S3 {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+            },
+            _ => ObjectsConfig::Local { root: data_dir.join("media") },
+        };
+        let limits = MediaLimits {
+            image: self.media_image_max_bytes,
+            video: self.media_video_max_bytes,
+            voice: self.media_voice_max_bytes,
+            document: self.media_document_max_bytes,
+            daily_bytes_per_user: self.media_daily_bytes,
+        };
+        MediaSettings { objects, limits, url_ttl: Duration::from_secs(self.media_url_ttl_seconds) }
+    }
 }
 
 impl ClientArgs {
@@ -482,6 +547,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         auth,
         tls,
         push_webhook: args.client.push_webhook.clone(),
+        media: args.client.media.settings(&args.data_dir),
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

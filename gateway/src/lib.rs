@@ -11,6 +11,7 @@ pub mod commands;
 pub mod errors;
 pub mod groups;
 pub mod live;
+pub mod media;
 pub mod metrics;
 pub mod operations;
 pub mod presence;
@@ -159,6 +160,16 @@ pub struct GatewayConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where push notification jobs are POSTed (`--push-webhook`).
     pub push_webhook: Option<String>,
+    /// Media storage and upload limits.
+    pub media: MediaSettings,
+}
+
+/// Where media objects live, what may be uploaded, how long URLs last.
+#[derive(Clone, Debug)]
+pub struct MediaSettings {
+    pub objects: missive_infra::objects::ObjectsConfig,
+    pub limits: missive_core::media::MediaLimits,
+    pub url_ttl: std::time::Duration,
 }
 
 /// What a gateway reads and writes: the log, the local store with its read
@@ -181,6 +192,16 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let Backend { log, db, codec, read_side, registry } = backend;
+    let objects = missive_infra::objects::Objects::open(&config.media.objects)?;
+    // Local media URLs are signed with a key of their own, derived from the token key.
+    let media_key = {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&config.auth.jwt_secret)
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"missive media url signing");
+        mac.finalize().into_bytes().to_vec()
+    };
+    let media = media::Media::new(objects, config.media.limits, config.media.url_ttl, &media_key, db.clone());
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;
@@ -303,10 +324,16 @@ pub async fn serve(
             .body(buffer)
             .unwrap_or_default()
     });
+    let context = api::Context { auth, bus, reads, routing: config.routing, sessions };
+    let media_routes = media::routes(context.clone(), media)
+        .into_iter()
+        .reduce(|routes, route| routes.or(route).unify().boxed())
+        .expect("media routes");
     let routes = websocket
         .or(health)
         .or(metrics_route)
-        .or(api::routes(api::Context { auth, bus, reads, routing: config.routing, sessions }))
+        .or(media_routes)
+        .or(api::routes(context))
         .recover(api::handle_rejection)
         .with(warp::trace::request());
     serve_connections(listener, warp::service(routes), config.tls, &cancel).await;

@@ -9,6 +9,7 @@ pub mod db;
 pub mod embedded;
 pub mod kafka;
 pub mod log;
+pub mod objects;
 
 pub use embedded::EmbeddedLog;
 pub use kafka::{KafkaConfig, KafkaLog};
