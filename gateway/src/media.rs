@@ -60,6 +60,10 @@ struct Upload {
     content_type: String,
     size: u64,
     sha256: String,
+    /// Where the client's PUT lands (`uploads/{user}/{id}`).
+    staging_key: String,
+    /// Where a completed object lives (`media/{user}/{yyyy-mm}/{id}`): no
+    /// upload URL ever names it, so reusing one cannot change a completed object.
     key: String,
     created_ms: i64,
     expires_ms: i64,
@@ -187,6 +191,7 @@ impl Media {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let month = &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()[..7];
         let key = format!("media/{}/{month}/{id}", principal.user);
+        let staging_key = format!("uploads/{}/{id}", principal.user);
         let expires_ms = now + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
         let slot = Upload {
             owner: principal.user,
@@ -194,14 +199,15 @@ impl Media {
             content_type: upload.content_type.to_string(),
             size: upload.size,
             sha256: upload.sha256,
-            key: key.clone(),
+            staging_key: staging_key.clone(),
+            key,
             created_ms: now,
             expires_ms,
             stored: false,
             completed: false,
         };
         self.save(&id, &slot)?;
-        let upload_url = self.url(warp::http::Method::PUT, &id, &key, expires_ms).await?;
+        let upload_url = self.url(warp::http::Method::PUT, &id, &staging_key, expires_ms).await?;
         Ok(json!({
             "media_id": id,
             "upload_url": upload_url,
@@ -236,7 +242,7 @@ impl Media {
             ));
         }
         let _slot = self.local_uploads.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
-        match self.objects.put_once(&upload.key, body).await {
+        match self.objects.put_once(&upload.staging_key, body).await {
             Ok(()) => {}
             Err(ObjectsError::Exists) => {
                 return Err(ApiError::new(StatusCode::CONFLICT, "already_uploaded", "this upload was already stored"));
@@ -256,7 +262,7 @@ impl Media {
         if upload.completed {
             return Err(ApiError::new(StatusCode::CONFLICT, "already_completed", "this upload is already complete"));
         }
-        let digest = self.objects.digest(&upload.key).await.map_err(storage)?.ok_or_else(|| {
+        let digest = self.objects.digest(&upload.staging_key).await.map_err(storage)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "not_uploaded",
@@ -274,12 +280,15 @@ impl Media {
         };
         if let Some(problem) = problem {
             // Nothing that failed its checks stays stored.
-            self.objects.delete(&upload.key).await.map_err(storage)?;
+            self.objects.delete(&upload.staging_key).await.map_err(storage)?;
             self.db
                 .delete_cf(family(&self.db, CF_AUTH), Self::slot_key(media_id))
                 .map_err(|error| ApiError::internal(error.to_string()))?;
             return Err(problem);
         }
+        // The checked bytes move to the key no URL can write.
+        self.objects.copy(&upload.staging_key, &upload.key).await.map_err(storage)?;
+        self.objects.delete(&upload.staging_key).await.map_err(storage)?;
         upload.completed = true;
         self.save(media_id, &upload)?;
         Ok(json!({

