@@ -20,6 +20,9 @@ pub struct Account {
     pub refresh_token: String,
 }
 
+/// How often a long [`Connection::collect_more`] pings (the server's idle timeout is 60 s).
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// HTTP side of a server at `base` (like `http://127.0.0.1:8080`).
 #[derive(Clone)]
 pub struct Api {
@@ -259,14 +262,28 @@ impl Connection {
         mut done: impl FnMut(&[Value]) -> bool,
     ) -> anyhow::Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // A long wait sends pings, as a client does to keep its connection
+        // (the server closes one that sends nothing for its idle timeout);
+        // their pongs are not collected.
+        let mut next_ping = tokio::time::Instant::now() + KEEPALIVE;
+        let mut pings_out = 0usize;
         while !done(&frames) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 bail!("deadline passed with {} frames collected", frames.len());
             }
-            match self.next_frame(left).await? {
+            if now >= next_ping {
+                self.send_json(&json!({"type": "ping"})).await?;
+                pings_out += 1;
+                next_ping = now + KEEPALIVE;
+            }
+            let wait = left.min(next_ping.saturating_duration_since(now)).max(Duration::from_millis(1));
+            let Ok(frame) = tokio::time::timeout(wait, self.next_frame(left)).await else { continue };
+            match frame? {
+                Some(frame) if pings_out > 0 && frame["type"] == "pong" => pings_out -= 1,
                 Some(frame) => frames.push(frame),
-                None => bail!("connection closed after {} frames", frames.len()),
+                None => bail!("connection closed after {} frames: {:?}", frames.len(), frames.last()),
             }
         }
         Ok(frames)
