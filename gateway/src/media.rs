@@ -217,16 +217,17 @@ impl Media {
         }))
     }
 
-    /// A PUT to this gateway's signed URL (local storage).
-    async fn receive(
+    /// Admits a PUT to this gateway's signed URL (local storage) before its
+    /// body is read: the signature, the slot, the declared length, and a
+    /// place among the uploads buffered at once.
+    async fn admit(
         &self,
         media_id: &str,
-        signed: Signed,
+        signed: &Signed,
         length: Option<u64>,
-        body: Bytes,
-    ) -> Result<serde_json::Value, ApiError> {
-        self.check_signature("put", media_id, &signed)?;
-        let mut upload = self.load(media_id)?.ok_or_else(|| ApiError::not_found("not_found", "no such upload"))?;
+    ) -> Result<(Upload, tokio::sync::OwnedSemaphorePermit), ApiError> {
+        self.check_signature("put", media_id, signed)?;
+        let upload = self.load(media_id)?.ok_or_else(|| ApiError::not_found("not_found", "no such upload"))?;
         if upload.stored || upload.completed {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -234,14 +235,19 @@ impl Media {
                 "this upload URL was already used; ask for a new upload",
             ));
         }
-        if length.is_some_and(|length| length > upload.size) || body.len() as u64 > upload.size {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("this upload was declared as {} bytes", upload.size),
-            ));
+        if length.is_some_and(|length| length > upload.size) {
+            return Err(too_large(&upload));
         }
-        let _slot = self.local_uploads.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        let permit =
+            self.local_uploads.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        Ok((upload, permit))
+    }
+
+    /// Stores an admitted PUT's body.
+    async fn receive(&self, media_id: &str, mut upload: Upload, body: Bytes) -> Result<serde_json::Value, ApiError> {
+        if body.len() as u64 > upload.size {
+            return Err(too_large(&upload));
+        }
         match self.objects.put_once(&upload.staging_key, body).await {
             Ok(()) => {}
             Err(ObjectsError::Exists) => {
@@ -331,6 +337,14 @@ impl Media {
     }
 }
 
+fn too_large(upload: &Upload) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("this upload was declared as {} bytes", upload.size),
+    )
+}
+
 fn storage(error: ObjectsError) -> ApiError {
     ApiError::unavailable(format!("media storage is not answering ({error}); try again"))
 }
@@ -361,12 +375,24 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .and(warp::put())
         .and(warp::query::<Signed>())
         .and(warp::header::optional::<u64>("content-length"))
+        .and(media())
+        .and_then(|media_id: String, signed: Signed, length: Option<u64>, media: Media| async move {
+            // Refused requests are answered before their body is read.
+            let (upload, permit) = media.admit(&media_id, &signed, length).await.map_err(warp::reject::custom)?;
+            Ok::<_, warp::Rejection>((media_id, upload, permit, media))
+        })
+        .untuple_one()
         .and(warp::body::content_length_limit(largest))
         .and(warp::body::bytes())
-        .and(media())
-        .and_then(|media_id: String, signed: Signed, length: Option<u64>, body: Bytes, media: Media| async move {
-            respond(async { ok(media.receive(&media_id, signed, length, body).await?) }.await)
-        })
+        .and_then(
+            |media_id: String,
+             upload: Upload,
+             _permit: tokio::sync::OwnedSemaphorePermit,
+             media: Media,
+             body: Bytes| async move {
+                respond(async { ok(media.receive(&media_id, upload, body).await?) }.await)
+            },
+        )
         .boxed();
     let complete = warp::path!("v1" / "media" / "uploads" / String / "complete")
         .and(warp::post())
