@@ -223,7 +223,8 @@ fn storage(error: impl std::fmt::Display) -> ApiError {
     ApiError::internal(error.to_string())
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs store work on the blocking pool, off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(storage)?

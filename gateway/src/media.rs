@@ -31,7 +31,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::api::{Context, json_body, ok, respond, served, with};
-use crate::auth::Principal;
+use crate::auth::{Principal, blocking};
 use crate::errors::ApiError;
 
 /// Longest an upload or download URL stays valid.
@@ -105,25 +105,36 @@ impl Media {
         format!("media/upload/{media_id}").into_bytes()
     }
 
-    fn load(&self, media_id: &str) -> Result<Option<Upload>, ApiError> {
+    /// The upload slot `media_id` names, read off the async workers.
+    async fn load(&self, media_id: &str) -> Result<Option<Upload>, ApiError> {
         if !is_media_id(media_id) {
             return Ok(None);
         }
-        let bytes = self
-            .db
-            .get_cf(family(&self.db, CF_AUTH), Self::slot_key(media_id))
-            .map_err(|error| ApiError::internal(error.to_string()))?;
+        let (db, key) = (self.db.clone(), Self::slot_key(media_id));
+        let bytes = blocking(move || {
+            db.get_cf(family(&db, CF_AUTH), key).map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await?;
         bytes
             .map(|bytes| serde_json::from_slice(&bytes))
             .transpose()
             .map_err(|error| ApiError::internal(format!("corrupt upload record: {error}")))
     }
 
-    fn save(&self, media_id: &str, upload: &Upload) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(upload).map_err(|error| ApiError::internal(error.to_string()))?;
-        self.db
-            .put_cf(family(&self.db, CF_AUTH), Self::slot_key(media_id), bytes)
+    /// Writes (`Some`) or removes (`None`) an upload slot, off the async workers.
+    async fn save(&self, media_id: &str, upload: Option<&Upload>) -> Result<(), ApiError> {
+        let bytes =
+            upload.map(serde_json::to_vec).transpose().map_err(|error| ApiError::internal(error.to_string()))?;
+        let (db, key) = (self.db.clone(), Self::slot_key(media_id));
+        blocking(move || {
+            let family = family(&db, CF_AUTH);
+            match bytes {
+                Some(bytes) => db.put_cf(family, key, bytes),
+                None => db.delete_cf(family, key),
+            }
             .map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await
     }
 
     /// The signature of a local URL: operation, object and expiry.
@@ -206,7 +217,7 @@ impl Media {
             stored: false,
             completed: false,
         };
-        self.save(&id, &slot)?;
+        self.save(&id, Some(&slot)).await?;
         let upload_url = self.url(warp::http::Method::PUT, &id, &staging_key, expires_ms).await?;
         Ok(json!({
             "media_id": id,
@@ -227,7 +238,7 @@ impl Media {
         length: Option<u64>,
     ) -> Result<(Upload, tokio::sync::OwnedSemaphorePermit), ApiError> {
         self.check_signature("put", media_id, signed)?;
-        let upload = self.load(media_id)?.ok_or_else(|| ApiError::not_found("not_found", "no such upload"))?;
+        let upload = self.load(media_id).await?.ok_or_else(|| ApiError::not_found("not_found", "no such upload"))?;
         if upload.stored || upload.completed {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -256,13 +267,14 @@ impl Media {
             Err(error) => return Err(storage(error)),
         }
         upload.stored = true;
-        self.save(media_id, &upload)?;
+        self.save(media_id, Some(&upload)).await?;
         Ok(json!({"media_id": media_id, "stored": true}))
     }
 
     async fn complete(&self, principal: Principal, media_id: &str) -> Result<serde_json::Value, ApiError> {
         let mut upload = self
-            .load(media_id)?
+            .load(media_id)
+            .await?
             .filter(|upload| upload.owner == principal.user)
             .ok_or_else(|| ApiError::not_found("not_found", "no such upload of yours"))?;
         if upload.completed {
@@ -287,16 +299,14 @@ impl Media {
         if let Some(problem) = problem {
             // Nothing that failed its checks stays stored.
             self.objects.delete(&upload.staging_key).await.map_err(storage)?;
-            self.db
-                .delete_cf(family(&self.db, CF_AUTH), Self::slot_key(media_id))
-                .map_err(|error| ApiError::internal(error.to_string()))?;
+            self.save(media_id, None).await?;
             return Err(problem);
         }
         // The checked bytes move to the key no URL can write.
         self.objects.copy(&upload.staging_key, &upload.key).await.map_err(storage)?;
         self.objects.delete(&upload.staging_key).await.map_err(storage)?;
         upload.completed = true;
-        self.save(media_id, &upload)?;
+        self.save(media_id, Some(&upload)).await?;
         Ok(json!({
             "media_id": media_id,
             "kind": upload.kind,
@@ -309,7 +319,8 @@ impl Media {
     /// Where the caller may fetch a media object: a short-lived URL.
     async fn download(&self, principal: Principal, media_id: &str) -> Result<String, ApiError> {
         let upload = self
-            .load(media_id)?
+            .load(media_id)
+            .await?
             .filter(|upload| upload.completed && upload.owner == principal.user)
             .ok_or_else(|| ApiError::not_found("not_found", "no such media, or not yours to see"))?;
         let expires_ms = missive_infra::now_ms() + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -320,7 +331,8 @@ impl Media {
     async fn serve(&self, media_id: &str, signed: Signed) -> Result<warp::reply::Response, ApiError> {
         self.check_signature("get", media_id, &signed)?;
         let upload = self
-            .load(media_id)?
+            .load(media_id)
+            .await?
             .filter(|upload| upload.completed)
             .ok_or_else(|| ApiError::not_found("not_found", "no such media"))?;
         let bytes = self
