@@ -12,11 +12,13 @@ pub struct ApiError {
     pub location: Option<String>,
     /// Seconds until a rate-limited call may be tried again (`429`).
     pub retry_after: Option<u64>,
+    /// Answered before the request body was read: the connection is closed after it.
+    pub body_unread: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), location: None, retry_after: None }
+        ApiError { status, code, message: message.into(), location: None, retry_after: None, body_unread: false }
     }
     /// `429 Too Many Requests` with the seconds to wait.
     pub fn rate_limited(what: &str, retry_after: u64) -> ApiError {
@@ -38,7 +40,12 @@ impl ApiError {
             message: format!("this user is served by another gateway: {location}"),
             location: Some(location),
             retry_after: None,
+            body_unread: true,
         }
+    }
+    /// Marks an answer given before the request body was read.
+    pub fn before_body(self) -> ApiError {
+        ApiError { body_unread: true, ..self }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -85,7 +92,7 @@ impl warp::Reply for ApiError {
         // These are answered before the request body is read; the rest of a
         // large body would still be in the socket, so the connection cannot
         // carry another request. Say so, or a client reusing it fails.
-        if matches!(self.status.as_u16(), 307 | 401 | 413) {
+        if self.body_unread || matches!(self.status.as_u16(), 401 | 413) {
             response
                 .headers_mut()
                 .insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("close"));

@@ -390,7 +390,10 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .and(media())
         .and_then(|media_id: String, signed: Signed, length: Option<u64>, media: Media| async move {
             // Refused requests are answered before their body is read.
-            let (upload, permit) = media.admit(&media_id, &signed, length).await.map_err(warp::reject::custom)?;
+            let (upload, permit) = media
+                .admit(&media_id, &signed, length)
+                .await
+                .map_err(|error| warp::reject::custom(error.before_body()))?;
             Ok::<_, warp::Rejection>((media_id, upload, permit, media))
         })
         .untuple_one()

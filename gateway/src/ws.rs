@@ -381,12 +381,19 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
 }
 
 /// A started command becomes a pending reply; a refusal is answered at once.
+///
+/// A command that could not be appended for a passing reason (`unavailable`:
+/// the log or a read model did not answer) also closes the connection: the
+/// client's later frames are already on their way, and appending them would
+/// put them before this one. The client reconnects and resends what was not
+/// confirmed, in order.
 async fn started(session: &mut Session, result: Result<Pending, Value>) -> Result<Option<Pending>, ()> {
     match result {
         Ok(pending) => Ok(Some(pending)),
         Err(frame) => {
+            let transient = frame["code"] == "unavailable";
             session.push(frame).await?;
-            Ok(None)
+            if transient { Err(()) } else { Ok(None) }
         }
     }
 }
