@@ -52,6 +52,16 @@ pub struct BenchArgs {
     /// request latency percentiles.
     #[arg(long, default_value_t = false)]
     pub profiles: bool,
+    /// Media uploads instead of messages: every user uploads `--messages`
+    /// objects of `--media-bytes` one after another (start, PUT to the
+    /// URL given, complete); reports latency percentiles of each step and
+    /// upload throughput. The server stores them where it is configured to
+    /// (`MISSIVE_S3_*` in the environment: presigned S3 URLs).
+    #[arg(long, default_value_t = false, conflicts_with_all = ["profiles", "group"])]
+    pub media: bool,
+    /// Size of each `--media` upload.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub media_bytes: usize,
 }
 
 struct Server {
@@ -153,6 +163,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.profiles {
         return profile_changes(&args, &api, &accounts).await;
+    }
+    if args.media {
+        return media_uploads(&args, &api, &accounts).await;
     }
 
     let epoch = Instant::now();
@@ -399,6 +412,93 @@ async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> a
             "failed_clients": failures.len(), "seconds": (elapsed * 100.0).round() / 100.0,
             "changes_per_second": (total as f64 / elapsed).round(),
             "latency_ms": {"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "max": percentile(&samples, 1.0)},
+        })
+    );
+    if let Some(error) = failures.first() {
+        bail!("{} clients failed, the first with: {error}", failures.len());
+    }
+    Ok(())
+}
+
+/// `--media`: every user uploads `--messages` objects of `--media-bytes`,
+/// one at a time: start, PUT, complete.
+async fn media_uploads(args: &BenchArgs, api: &Api, accounts: &[Account]) -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    let payload: bytes::Bytes = (0..args.media_bytes).map(|index| (index % 251) as u8).collect::<Vec<u8>>().into();
+    let sha256 = hex::encode(sha2::Sha256::digest(&payload));
+    let expected = (accounts.len() * args.messages) as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let [starts, puts, completes, totals] = std::array::from_fn(|_| Arc::new(samples::Latencies::default()));
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                eprintln!("bench: {} of {expected} uploads", done.load(Ordering::Relaxed));
+            }
+        })
+    };
+    let started = Instant::now();
+    let uploads = accounts.iter().map(|account| {
+        let (api, done, payload, sha256) = (api.clone(), done.clone(), payload.clone(), sha256.clone());
+        let (starts, puts, completes, totals) = (starts.clone(), puts.clone(), completes.clone(), totals.clone());
+        let token = account.access_token.clone();
+        async move {
+            for _ in 0..args.messages {
+                let begun = Instant::now();
+                let slot = json!({"kind": "document", "content_type": "application/octet-stream",
+                    "size": payload.len(), "sha256": sha256});
+                let (status, body) = api.post("/v1/media/uploads", Some(&token), &slot).await?;
+                if status != 200 {
+                    bail!("an upload start answered {status}: {body}");
+                }
+                starts.record(begun.elapsed().as_micros() as u64);
+                let url = body["upload_url"].as_str().context("upload_url")?;
+                let url = if url.starts_with("http") { url.to_string() } else { format!("{}{url}", api.base) };
+                let put_begun = Instant::now();
+                let response = api.http.put(&url).body(payload.clone()).send().await?;
+                if !response.status().is_success() {
+                    bail!(
+                        "the upload PUT answered {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    );
+                }
+                puts.record(put_begun.elapsed().as_micros() as u64);
+                let media_id = body["media_id"].as_str().context("media_id")?;
+                let complete_begun = Instant::now();
+                let path = format!("/v1/media/uploads/{media_id}/complete");
+                let (status, body) = api.post(&path, Some(&token), &json!({})).await?;
+                if status != 200 {
+                    bail!("an upload complete answered {status}: {body}");
+                }
+                completes.record(complete_begun.elapsed().as_micros() as u64);
+                totals.record(begun.elapsed().as_micros() as u64);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    progress.abort();
+    let elapsed = started.elapsed().as_secs_f64();
+    let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    let summary = |latencies: &samples::Latencies| {
+        let mut samples = latencies.take();
+        samples.sort_unstable();
+        json!({"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "max": percentile(&samples, 1.0)})
+    };
+    let total = done.load(Ordering::Relaxed);
+    let megabytes = (total as f64 * args.media_bytes as f64) / 1e6;
+    println!(
+        "{}",
+        json!({
+            "users": accounts.len(), "uploads_per_user": args.messages, "bytes_each": args.media_bytes,
+            "uploads": total, "expected": expected, "failed_clients": failures.len(),
+            "seconds": (elapsed * 100.0).round() / 100.0,
+            "megabytes_per_second": (megabytes / elapsed * 10.0).round() / 10.0,
+            "start_ms": summary(&starts), "put_ms": summary(&puts), "complete_ms": summary(&completes),
+            "upload_total_ms": summary(&totals),
         })
     );
     if let Some(error) = failures.first() {

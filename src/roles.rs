@@ -131,6 +131,16 @@ pub struct MediaArgs {
     #[arg(long, env = "MISSIVE_MEDIA_URL_TTL_SECONDS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=900))]
     pub media_url_ttl_seconds: u64,
+    /// How long media of messages deleted for everyone is kept before removal.
+    #[arg(long, env = "MISSIVE_MEDIA_RETENTION_SECONDS", default_value_t = 7 * 86_400)]
+    pub media_retention_seconds: u64,
+    /// How long after its URL expired a never-completed upload (and its staging object) is removed.
+    #[arg(long, env = "MISSIVE_MEDIA_ABANDONED_SECONDS", default_value_t = 86_400)]
+    pub media_abandoned_seconds: u64,
+    /// How often the media sweeper looks for what to remove.
+    #[arg(long, env = "MISSIVE_MEDIA_SWEEP_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub media_sweep_seconds: u64,
 }
 
 impl MediaArgs {
@@ -153,7 +163,14 @@ impl MediaArgs {
             document: self.media_document_max_bytes,
             daily_bytes_per_user: self.media_daily_bytes,
         };
-        MediaSettings { objects, limits, url_ttl: Duration::from_secs(self.media_url_ttl_seconds) }
+        MediaSettings {
+            objects,
+            limits,
+            url_ttl: Duration::from_secs(self.media_url_ttl_seconds),
+            retention: Duration::from_secs(self.media_retention_seconds),
+            abandoned_after: Duration::from_secs(self.media_abandoned_seconds),
+            sweep_every: Duration::from_secs(self.media_sweep_seconds),
+        }
     }
 }
 
@@ -522,7 +539,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let place = |processor: &'static str, partition: u32| match processor {
         inbox::PROCESSOR => routing.owns_partition(partition),
-        history::HISTORY | history::DIRECTORY => true,
+        history::HISTORY | history::DIRECTORY | history::MEDIA => true,
         _ => false,
     };
     let tasks = missive_processors::spawn_placed(

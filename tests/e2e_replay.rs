@@ -357,6 +357,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
         content: "redriven".into(),
         reply_to: None,
         forward_count: 0,
+        attachment: None,
     });
     let value = codec.encode_value(&missive_schemas::convert::conversation_command_to_wire(&send)).expect("encode");
     let key = conversation.0.to_string().into_bytes();

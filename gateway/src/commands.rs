@@ -37,6 +37,7 @@ pub struct Outgoing {
     pub content: String,
     pub reply_to: Option<MessageId>,
     pub forward_count: u32,
+    pub attachment: Option<missive_core::media::Attachment>,
 }
 
 /// How long a client waits for a command's outcome before being told to retry.
@@ -202,6 +203,7 @@ impl CommandBus {
             content: outgoing.content,
             reply_to: outgoing.reply_to,
             forward_count: outgoing.forward_count,
+            attachment: outgoing.attachment,
         });
         self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
     }

@@ -22,6 +22,7 @@ pub mod replies;
 pub mod routing;
 pub mod sessions;
 pub mod snowflake;
+pub mod thumbnails;
 pub mod tls;
 pub mod ws;
 
@@ -170,6 +171,12 @@ pub struct MediaSettings {
     pub objects: missive_infra::objects::ObjectsConfig,
     pub limits: missive_core::media::MediaLimits,
     pub url_ttl: std::time::Duration,
+    /// How long media of messages deleted for everyone is kept.
+    pub retention: std::time::Duration,
+    /// How long after its URL expired a never-completed upload is removed.
+    pub abandoned_after: std::time::Duration,
+    /// How often the media sweeper runs.
+    pub sweep_every: std::time::Duration,
 }
 
 /// What a gateway reads and writes: the log, the local store with its read
@@ -201,7 +208,7 @@ pub async fn serve(
         mac.update(b"missive media url signing");
         mac.finalize().into_bytes().to_vec()
     };
-    let media = media::Media::new(objects, config.media.limits, config.media.url_ttl, &media_key, db.clone());
+    let media = media::Media::new(objects, &config.media, &media_key, db.clone(), log.clone(), codec.clone());
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;
@@ -257,6 +264,20 @@ pub async fn serve(
             push::run_webhook(url.clone(), log.clone(), codec.clone(), partitions.clone(), cancel.clone())
         })
     });
+    // The media processor (thumbnails) works the `events.media` partitions
+    // this gateway owns; the sweeper removes what retention allows.
+    let media_tasks = {
+        let partitions: Vec<u32> = (0..missive_processors::partitions_of(missive_processors::topics::EVENTS_MEDIA))
+            .filter(|partition| config.routing.owns_partition(*partition))
+            .collect();
+        let (objects, log, codec, stop) = (media.objects().clone(), log.clone(), codec.clone(), cancel.clone());
+        [
+            restart_on_failure("media thumbnails", cancel.clone(), move || {
+                thumbnails::run(objects.clone(), log.clone(), codec.clone(), partitions.clone(), stop.clone())
+            }),
+            tokio::spawn(media::run_sweeper(media.clone(), config.media.sweep_every, cancel.clone())),
+        ]
+    };
     let presence_tasks = [
         restart_on_failure("presence heartbeats", cancel.clone(), {
             let (presence, cancel) = (presence.clone(), cancel.clone());
@@ -280,6 +301,7 @@ pub async fn serve(
         sessions: sessions.clone(),
         typing_limit: Arc::new(governor::RateLimiter::keyed(typing_quota)),
         presence,
+        media: media.clone(),
     };
     let upgrade_routing = (auth.clone(), config.routing.clone());
 
@@ -340,7 +362,7 @@ pub async fn serve(
     cancel.cancel();
     let _ = reply_task.await;
     let _ = live_task.await;
-    for task in presence_tasks.into_iter().chain(webhook) {
+    for task in presence_tasks.into_iter().chain(media_tasks).chain(webhook) {
         let _ = task.await;
     }
     let _ = notifier.await;

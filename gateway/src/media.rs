@@ -17,9 +17,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use missive_core::UserId;
-use missive_core::media::{MediaKind, MediaLimits, UploadRequest, check_upload};
+use missive_core::media::{
+    MediaKind, MediaLimits, MediaRef, MediaUploaded, Purpose, THUMBNAIL_SIZES, UploadRequest, check_upload,
+    thumbnail_key,
+};
+use missive_core::users::{relation, visible};
 use missive_infra::db::{CF_AUTH, family};
 use missive_infra::objects::{Objects, ObjectsError};
+use missive_infra::{Log, OutRecord};
+use missive_processors::{queries, topics};
+use missive_schemas::Codec;
+use missive_schemas::wire::WireValue;
 use parking_lot::Mutex;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
@@ -33,6 +41,7 @@ use warp::{Filter, Reply};
 use crate::api::{Context, json_body, ok, respond, served, with};
 use crate::auth::{Principal, blocking};
 use crate::errors::ApiError;
+use crate::protocol::MediaFrame;
 
 /// Longest an upload or download URL stays valid.
 pub const MAX_URL_TTL: Duration = Duration::from_secs(15 * 60);
@@ -50,6 +59,13 @@ pub struct Media {
     /// Bytes granted per user and UTC day (per gateway, in memory, like the rate limits).
     granted: Arc<Mutex<HashMap<(UserId, i64), u64>>>,
     local_uploads: Arc<tokio::sync::Semaphore>,
+    /// Where completed uploads are announced (`events.media`).
+    log: Arc<dyn Log>,
+    codec: Arc<Codec>,
+    /// How long media of messages deleted for everyone is kept.
+    retention: Duration,
+    /// How long after its URL expired a never-completed upload is kept.
+    abandoned_after: Duration,
 }
 
 /// One upload slot, kept until completed or expired.
@@ -70,6 +86,8 @@ struct Upload {
     /// The bytes reached the store through this gateway's URL (local only).
     stored: bool,
     completed: bool,
+    #[serde(default)]
+    purpose: Purpose,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +96,17 @@ struct UploadBody {
     content_type: String,
     size: u64,
     sha256: String,
+    /// `message` (default), `profile_picture` or `group_icon`.
+    purpose: Option<String>,
+}
+
+/// Image types the media processor can make thumbnails of.
+const THUMBNAIL_SOURCE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    /// A thumbnail's size (profile pictures and group icons).
+    size: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -89,16 +118,31 @@ struct Signed {
 type HmacSha256 = Hmac<Sha256>;
 
 impl Media {
-    pub fn new(objects: Objects, limits: MediaLimits, url_ttl: Duration, signing_key: &[u8], db: Arc<DB>) -> Media {
+    pub fn new(
+        objects: Objects,
+        settings: &crate::MediaSettings,
+        signing_key: &[u8],
+        db: Arc<DB>,
+        log: Arc<dyn Log>,
+        codec: Arc<Codec>,
+    ) -> Media {
         Media {
             objects,
-            limits,
-            url_ttl: url_ttl.min(MAX_URL_TTL),
+            limits: settings.limits,
+            url_ttl: settings.url_ttl.min(MAX_URL_TTL),
             signing_key: signing_key.into(),
             db,
             granted: Arc::default(),
             local_uploads: Arc::new(tokio::sync::Semaphore::new(LOCAL_UPLOADS_AT_ONCE)),
+            log,
+            codec,
+            retention: settings.retention,
+            abandoned_after: settings.abandoned_after,
         }
+    }
+
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     fn slot_key(media_id: &str) -> Vec<u8> {
@@ -164,14 +208,10 @@ impl Media {
         Ok(())
     }
 
-    async fn url(
-        &self,
-        method: warp::http::Method,
-        media_id: &str,
-        key: &str,
-        expires_ms: i64,
-    ) -> Result<String, ApiError> {
-        let operation = if method == warp::http::Method::PUT { "put" } else { "get" };
+    /// A URL for `operation` (`put`, `get`, `thumb-150`...) on `key`:
+    /// presigned by the object store, or signed by this gateway.
+    async fn url(&self, operation: &str, media_id: &str, key: &str, expires_ms: i64) -> Result<String, ApiError> {
+        let method = if operation == "put" { warp::http::Method::PUT } else { warp::http::Method::GET };
         let ttl = Duration::from_millis(u64::try_from(expires_ms - missive_infra::now_ms()).unwrap_or(0).max(1000));
         match self.objects.presigned(method, key, ttl).await.map_err(storage)? {
             Some(url) => Ok(url),
@@ -182,6 +222,21 @@ impl Media {
     async fn start(&self, principal: Principal, body: UploadBody) -> Result<serde_json::Value, ApiError> {
         let now = missive_infra::now_ms();
         let day = now.div_euclid(86_400_000);
+        let purpose = match body.purpose.as_deref() {
+            None => Purpose::Message,
+            Some(text) => Purpose::parse(text).ok_or_else(|| {
+                ApiError::bad_request("bad_request", "purpose must be message, profile_picture or group_icon")
+            })?,
+        };
+        if purpose.has_thumbnails()
+            && (body.kind != "image"
+                || !THUMBNAIL_SOURCE_TYPES.contains(&body.content_type.to_ascii_lowercase().as_str()))
+        {
+            return Err(ApiError::bad_request(
+                "bad_content_type",
+                format!("profile pictures and group icons are images of type {}", THUMBNAIL_SOURCE_TYPES.join(", ")),
+            ));
+        }
         let request =
             UploadRequest { kind: body.kind, content_type: body.content_type, size: body.size, sha256: body.sha256 };
         let upload = {
@@ -216,9 +271,10 @@ impl Media {
             expires_ms,
             stored: false,
             completed: false,
+            purpose,
         };
         self.save(&id, Some(&slot)).await?;
-        let upload_url = self.url(warp::http::Method::PUT, &id, &staging_key, expires_ms).await?;
+        let upload_url = self.url("put", &id, &staging_key, expires_ms).await?;
         Ok(json!({
             "media_id": id,
             "upload_url": upload_url,
@@ -280,13 +336,19 @@ impl Media {
         if upload.completed {
             return Err(ApiError::new(StatusCode::CONFLICT, "already_completed", "this upload is already complete"));
         }
-        let digest = self.objects.digest(&upload.staging_key).await.map_err(storage)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "not_uploaded",
-                "nothing was uploaded yet; PUT the bytes to upload_url first",
-            )
-        })?;
+        // A complete retried after the bytes moved finds them at their key.
+        let staged = self.objects.digest(&upload.staging_key).await.map_err(storage)?;
+        let was_staged = staged.is_some();
+        let digest = match staged {
+            Some(digest) => digest,
+            None => self.objects.digest(&upload.key).await.map_err(storage)?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_uploaded",
+                    "nothing was uploaded yet; PUT the bytes to upload_url first",
+                )
+            })?,
+        };
         let refuse =
             |code: &'static str, message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
         let problem = if digest.size != upload.size {
@@ -302,51 +364,316 @@ impl Media {
             self.save(media_id, None).await?;
             return Err(problem);
         }
-        // The checked bytes move to the key no URL can write.
-        self.objects.copy(&upload.staging_key, &upload.key).await.map_err(storage)?;
-        self.objects.delete(&upload.staging_key).await.map_err(storage)?;
+        if was_staged {
+            // The checked bytes move to the key no URL can write.
+            self.objects.copy(&upload.staging_key, &upload.key).await.map_err(storage)?;
+            self.objects.delete(&upload.staging_key).await.map_err(storage)?;
+        }
+        self.announce(media_id, &upload).await?;
         upload.completed = true;
         self.save(media_id, Some(&upload)).await?;
         Ok(json!({
             "media_id": media_id,
             "kind": upload.kind,
+            "purpose": upload.purpose,
             "content_type": upload.content_type,
             "size": upload.size,
             "sha256": upload.sha256,
         }))
     }
 
-    /// Where the caller may fetch a media object: a short-lived URL.
-    async fn download(&self, principal: Principal, media_id: &str) -> Result<String, ApiError> {
+    /// Appends `MediaUploaded` to `events.media` (the catalogue and the
+    /// thumbnail maker read it). Done before the slot says completed, so a
+    /// completed upload was always announced; a retry announces again,
+    /// which both readers take as the same fact.
+    async fn announce(&self, media_id: &str, upload: &Upload) -> Result<(), ApiError> {
+        let uploaded = MediaUploaded {
+            media_id: media_id.to_string(),
+            owner: upload.owner,
+            kind: upload.kind,
+            purpose: upload.purpose,
+            content_type: upload.content_type.clone(),
+            size: upload.size,
+            sha256: upload.sha256.clone(),
+            key: upload.key.clone(),
+            at: missive_core::Millis(missive_infra::now_ms()),
+        };
+        let value = self
+            .codec
+            .encode_value(&WireValue::from(&uploaded))
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+        let record = OutRecord {
+            topic: topics::EVENTS_MEDIA.to_string(),
+            partition: None,
+            key: media_id.as_bytes().to_vec(),
+            value,
+            headers: Vec::new(),
+            timestamp: None,
+        };
+        self.log.append(vec![record]).await.map(|_| ()).map_err(|error| {
+            ApiError::unavailable(format!("the log did not take the upload ({error}); complete again"))
+        })
+    }
+
+    /// The media reference a message carries: the sender's own completed
+    /// upload, as stored (what the client says of it must match).
+    pub async fn attach(&self, sender: UserId, frame: MediaFrame) -> Result<MediaRef, ApiError> {
         let upload = self
-            .load(media_id)
+            .load(&frame.media_id)
             .await?
-            .filter(|upload| upload.completed && upload.owner == principal.user)
-            .ok_or_else(|| ApiError::not_found("not_found", "no such media, or not yours to see"))?;
+            .filter(|upload| upload.owner == sender && upload.completed)
+            .ok_or_else(|| {
+                ApiError::not_found("not_found", "no completed upload of yours has this media_id; complete it first")
+            })?;
+        let mismatch = frame.kind.as_deref().is_some_and(|kind| kind != upload.kind.as_str())
+            || frame.size.is_some_and(|size| size != upload.size)
+            || frame.content_type.as_deref().is_some_and(|kind| !kind.eq_ignore_ascii_case(&upload.content_type));
+        if mismatch {
+            return Err(ApiError::bad_request(
+                "media_mismatch",
+                format!("the upload is {} ({}), {} bytes", upload.kind, upload.content_type, upload.size),
+            ));
+        }
+        Ok(MediaRef {
+            media_id: frame.media_id,
+            media_kind: upload.kind,
+            size: upload.size,
+            content_type: upload.content_type,
+            sha256: upload.sha256,
+            key: upload.key,
+            caption: frame.caption,
+            thumbnail: frame.thumbnail,
+        })
+    }
+
+    /// Where the caller may fetch a media object (or one of its
+    /// thumbnails): a short-lived URL.
+    async fn download(&self, principal: Principal, media_id: &str, size: Option<u32>) -> Result<String, ApiError> {
+        let key = self.readable_key(principal.user, media_id).await?;
+        let (operation, key) = match size {
+            None => ("get".to_string(), key),
+            Some(size) if THUMBNAIL_SIZES.contains(&size) => {
+                let thumbnail = thumbnail_key(&key, size);
+                if self.objects.size(&thumbnail).await.map_err(storage)?.is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "not_ready",
+                        "thumbnails are made of profile pictures and group icons shortly after upload; try again",
+                    ));
+                }
+                (format!("thumb-{size}"), thumbnail)
+            }
+            Some(_) => {
+                let sizes: Vec<String> = THUMBNAIL_SIZES.iter().map(ToString::to_string).collect();
+                return Err(ApiError::bad_request("bad_request", format!("size must be one of {}", sizes.join(", "))));
+            }
+        };
         let expires_ms = missive_infra::now_ms() + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
-        self.url(warp::http::Method::GET, media_id, &upload.key, expires_ms).await
+        self.url(&operation, media_id, &key, expires_ms).await
+    }
+
+    /// The storage key of `media_id` if `viewer` may fetch it: the uploader;
+    /// for message media, the members a message carrying it was sent to
+    /// (until it is deleted for everyone); a profile picture, whoever the
+    /// owner's photo privacy shows it to; a group icon, anyone signed in.
+    async fn readable_key(&self, viewer: UserId, media_id: &str) -> Result<String, ApiError> {
+        let missing = || ApiError::not_found("not_found", "no such media, or not yours to see");
+        if !is_media_id(media_id) {
+            return Err(missing());
+        }
+        if let Some(upload) = self.load(media_id).await?
+            && upload.completed
+            && upload.owner == viewer
+        {
+            return Ok(upload.key);
+        }
+        let (db, media_id) = (self.db.clone(), media_id.to_string());
+        blocking(move || shared_key(&db, &media_id, Some(viewer))).await?.ok_or_else(missing)
     }
 
     /// The bytes behind this gateway's signed download URL (local storage).
-    async fn serve(&self, media_id: &str, signed: Signed) -> Result<warp::reply::Response, ApiError> {
-        self.check_signature("get", media_id, &signed)?;
-        let upload = self
-            .load(media_id)
-            .await?
-            .filter(|upload| upload.completed)
-            .ok_or_else(|| ApiError::not_found("not_found", "no such media"))?;
-        let bytes = self
-            .objects
-            .get(&upload.key)
-            .await
-            .map_err(storage)?
-            .ok_or_else(|| ApiError::not_found("not_found", "no such media"))?;
+    async fn serve(&self, media_id: &str, operation: &str, signed: Signed) -> Result<warp::reply::Response, ApiError> {
+        let missing = || ApiError::not_found("not_found", "no such media");
+        if operation != "get" && !operation.starts_with("thumb-") {
+            return Err(missing());
+        }
+        self.check_signature(operation, media_id, &signed)?;
+        // The signature says who may read it; here only where it is.
+        let key = match self.load(media_id).await?.filter(|upload| upload.completed) {
+            Some(upload) => upload.key,
+            None => {
+                let (db, id) = (self.db.clone(), media_id.to_string());
+                blocking(move || shared_key(&db, &id, None)).await?.ok_or_else(missing)?
+            }
+        };
+        let (key, content_type) = match operation.strip_prefix("thumb-").and_then(|size| size.parse().ok()) {
+            Some(size) => (thumbnail_key(&key, size), "image/jpeg".to_string()),
+            None => {
+                let (db, id) = (self.db.clone(), media_id.to_string());
+                let content_type = match self.load(media_id).await? {
+                    Some(upload) => Some(upload.content_type),
+                    None => {
+                        blocking(move || {
+                            queries::media(&db, &id)
+                                .map(|found| found.map(|uploaded| uploaded.content_type))
+                                .map_err(|error| ApiError::internal(error.to_string()))
+                        })
+                        .await?
+                    }
+                };
+                (key, content_type.unwrap_or_else(|| "application/octet-stream".into()))
+            }
+        };
+        let bytes = self.objects.get(&key).await.map_err(storage)?.ok_or_else(missing)?;
         let mut response = warp::reply::Response::new(bytes.into());
-        if let Ok(value) = warp::http::HeaderValue::from_str(&upload.content_type) {
+        if let Ok(value) = warp::http::HeaderValue::from_str(&content_type) {
             response.headers_mut().insert(warp::http::header::CONTENT_TYPE, value);
         }
         Ok(response)
     }
+}
+
+/// What one sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub abandoned_uploads: usize,
+    pub deleted_media: usize,
+}
+
+/// Where the sweeper got to in the deleted-media queue (CF_AUTH).
+const SWEPT_THROUGH: &[u8] = b"media/sweep/gone";
+/// Entries of the deleted-media queue handled per pass.
+const SWEEP_BATCH: usize = 1000;
+
+impl Media {
+    /// Removes never-completed uploads (slot and staging object) whose URL
+    /// expired more than `abandoned_after` ago, and the objects (with
+    /// thumbnails) of media whose every message was deleted for everyone
+    /// more than `retention` ago and that no message carries again.
+    pub async fn sweep(&self) -> Result<Swept, ApiError> {
+        let now = missive_infra::now_ms();
+        let mut swept = Swept::default();
+        let abandoned_before = now - i64::try_from(self.abandoned_after.as_millis()).unwrap_or(i64::MAX);
+        let db = self.db.clone();
+        let abandoned = blocking(move || {
+            let mut found = Vec::new();
+            let prefix = b"media/upload/";
+            let family = family(&db, CF_AUTH);
+            let start = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+            for item in db.iterator_cf(family, start) {
+                let (key, value) = item.map_err(|error| ApiError::internal(error.to_string()))?;
+                let Some(id) = key.strip_prefix(prefix.as_slice()) else { break };
+                let Ok(upload) = serde_json::from_slice::<Upload>(&value) else { continue };
+                if !upload.completed && upload.expires_ms < abandoned_before {
+                    found.push((String::from_utf8_lossy(id).into_owned(), upload));
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+        for (media_id, upload) in abandoned {
+            self.objects.delete(&upload.staging_key).await.map_err(storage)?;
+            self.save(&media_id, None).await?;
+            swept.abandoned_uploads += 1;
+        }
+
+        let until = now - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let db = self.db.clone();
+        let (gone, through) = blocking(move || {
+            let internal = |error: String| ApiError::internal(error);
+            let from = db
+                .get_cf(family(&db, CF_AUTH), SWEPT_THROUGH)
+                .map_err(|error| internal(error.to_string()))?
+                .and_then(|bytes| bytes.try_into().ok().map(i64::from_be_bytes))
+                .unwrap_or(0);
+            if until <= from {
+                return Ok((Vec::new(), from));
+            }
+            let found = queries::media_gone(&db, missive_core::Millis(from), missive_core::Millis(until), SWEEP_BATCH)
+                .map_err(|error| internal(error.to_string()))?;
+            let through = match found.last() {
+                Some((at, _, _)) if found.len() == SWEEP_BATCH => at.0,
+                _ => until,
+            };
+            // Still gone? A later message may carry the same media again.
+            let mut gone = Vec::new();
+            for (_, media_id, key) in found {
+                if queries::media_messages(&db, &media_id, 1).map_err(|error| internal(error.to_string()))?.is_empty() {
+                    gone.push((media_id, key));
+                }
+            }
+            Ok((gone, through))
+        })
+        .await?;
+        for (media_id, key) in gone {
+            self.objects.delete(&key).await.map_err(storage)?;
+            for size in THUMBNAIL_SIZES {
+                self.objects.delete(&thumbnail_key(&key, size)).await.map_err(storage)?;
+            }
+            // Its uploader can no longer attach it.
+            if self.load(&media_id).await?.is_some() {
+                self.save(&media_id, None).await?;
+            }
+            swept.deleted_media += 1;
+        }
+        let db = self.db.clone();
+        blocking(move || {
+            db.put_cf(family(&db, CF_AUTH), SWEPT_THROUGH, through.to_be_bytes())
+                .map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await?;
+        Ok(swept)
+    }
+}
+
+/// Runs [`Media::sweep`] every `every` until cancelled.
+pub async fn run_sweeper(media: Media, every: Duration, cancel: tokio_util::sync::CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match media.sweep().await {
+            Ok(swept) if swept != Swept::default() => tracing::info!(?swept, "media sweeper removed objects"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error.message, "media sweep failed; trying again next round"),
+        }
+    }
+}
+
+/// The key of `media_id` as the catalogue and history know it, if `viewer`
+/// (`None`: anyone, for a URL this gateway signed) may read it.
+fn shared_key(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<String>, ApiError> {
+    let internal = |error: queries::QueryError| ApiError::internal(error.to_string());
+    if let Some(uploaded) = queries::media(db, media_id).map_err(internal)? {
+        // (Message media is its uploader's through the upload slot, which
+        // the sweeper removes with the media.)
+        let allowed = match (viewer, uploaded.purpose) {
+            (None, _) | (_, Purpose::GroupIcon) => true,
+            (_, Purpose::Message) => false,
+            (Some(viewer), Purpose::ProfilePicture) => queries::directory(db, uploaded.owner)
+                .map_err(internal)?
+                .is_some_and(|owner| visible(owner.privacy.photo, relation(&owner, viewer))),
+        };
+        if allowed {
+            return Ok(Some(uploaded.key));
+        }
+    }
+    for (conversation, seq) in queries::media_messages(db, media_id, 256).map_err(internal)? {
+        let Some(message) = queries::message_at(db, conversation, seq).map_err(internal)? else { continue };
+        let sent = &message.message;
+        let may_read =
+            viewer.is_none_or(|viewer| sent.members.contains(&viewer) && !sent.withheld_from.contains(&viewer));
+        if message.deleted_at.is_none()
+            && may_read
+            && let Some(media) = sent.attachment.as_ref().and_then(|attachment| attachment.media())
+        {
+            return Ok(Some(media.key.clone()));
+        }
+    }
+    Ok(None)
 }
 
 fn too_large(upload: &Upload) -> ApiError {
@@ -419,12 +746,13 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .boxed();
     let download = warp::path!("v1" / "media" / String)
         .and(warp::get())
+        .and(warp::query::<DownloadQuery>())
         .and(served)
         .and(media())
-        .and_then(|media_id: String, principal: Principal, media: Media| async move {
+        .and_then(|media_id: String, query: DownloadQuery, principal: Principal, media: Media| async move {
             respond(
                 async {
-                    let url = media.download(principal, &media_id).await?;
+                    let url = media.download(principal, &media_id, query.size).await?;
                     let mut response = warp::reply::with_status(warp::reply(), StatusCode::FOUND).into_response();
                     let location = warp::http::HeaderValue::from_str(&url)
                         .map_err(|error| ApiError::internal(error.to_string()))?;
@@ -435,12 +763,12 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
             )
         })
         .boxed();
-    let fetch = warp::path!("v1" / "media" / "blobs" / String / "get")
+    let fetch = warp::path!("v1" / "media" / "blobs" / String / String)
         .and(warp::get())
         .and(warp::query::<Signed>())
         .and(media())
-        .and_then(|media_id: String, signed: Signed, media: Media| async move {
-            respond(media.serve(&media_id, signed).await)
+        .and_then(|media_id: String, operation: String, signed: Signed, media: Media| async move {
+            respond(media.serve(&media_id, &operation, signed).await)
         })
         .boxed();
     vec![start, receive, complete, download, fetch]

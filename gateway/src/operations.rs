@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use missive_core::conversation::{MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES};
+use missive_core::media::{Attachment, check_attachment};
 use missive_core::operations::{ModifyMessage, Operation};
 use missive_core::{ConversationId, MessageId, UserId};
 use missive_projections::HistoryMessage;
@@ -17,7 +18,10 @@ use crate::api::{MEMBERSHIP_WAIT, require_member};
 use crate::auth::Principal;
 use crate::commands::{self, Target, wait_reply};
 use crate::errors::ApiError;
-use crate::protocol::{FORWARDED_MANY_TIMES, MAX_FORWARD_TARGETS, MessageLocator, Recipient, error_frame};
+use crate::protocol::{
+    ContactFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame, MessageLocator, Recipient,
+    error_frame,
+};
 use crate::ws::{Pending, SessionDeps, send_error};
 
 /// How long a send waits for an unknown recipient to reach this gateway's
@@ -31,6 +35,31 @@ pub struct Outgoing {
     pub client_msg_id: String,
     pub content: String,
     pub reply_to: Option<String>,
+    pub media: Option<MediaFrame>,
+    pub location: Option<LocationFrame>,
+    pub contact: Option<ContactFrame>,
+}
+
+/// The attachment a send names: at most one of media, location and contact.
+/// Media must be the sender's own completed upload.
+async fn attachment_of(
+    deps: &SessionDeps,
+    sender: UserId,
+    media: Option<MediaFrame>,
+    location: Option<LocationFrame>,
+    contact: Option<ContactFrame>,
+) -> Result<Option<Attachment>, ApiError> {
+    let attachment = match (media, location, contact) {
+        (None, None, None) => return Ok(None),
+        (Some(media), None, None) => Attachment::Media(deps.media.attach(sender, media).await?),
+        (None, Some(place), None) => {
+            Attachment::Location { latitude: place.latitude, longitude: place.longitude, name: place.name }
+        }
+        (None, None, Some(card)) => Attachment::Contact { vcard: card.vcard },
+        _ => return Err(bad_frame("a message carries at most one of media, location and contact")),
+    };
+    check_attachment(&attachment).map_err(|refusal| ApiError::bad_request(refusal.code, refusal.message))?;
+    Ok(Some(attachment))
 }
 
 fn bad_frame(message: &str) -> ApiError {
@@ -122,6 +151,12 @@ pub async fn start_send(
         Some(text) => Some(parse::<MessageId>(text, "reply_to").map_err(refuse)?),
     };
     let target = resolve_target(deps, &to).await.map_err(refuse)?;
+    let attachment = attachment_of(deps, principal.user, outgoing.media, outgoing.location, outgoing.contact)
+        .await
+        .map_err(refuse)?;
+    if attachment.is_none() && outgoing.content.is_empty() {
+        return Err(refuse(bad_frame("a message needs content or an attachment")));
+    }
     // A reply quotes a message the sender can see in the same chat.
     if let Some(quoted) = reply_to {
         let conversation = match target {
@@ -137,6 +172,7 @@ pub async fn start_send(
         content: outgoing.content,
         reply_to,
         forward_count: 0,
+        attachment,
     };
     let pending = deps.bus.submit_send(principal, target, outgoing).await.map_err(refuse)?;
     Ok(Box::pin(async move {
@@ -226,6 +262,7 @@ pub async fn start_forward(
             content: content.clone(),
             reply_to: None,
             forward_count,
+            attachment: original.message.attachment.clone(),
         };
         pending.push(deps.bus.submit_send(principal, target, outgoing).await);
     }

@@ -4,6 +4,7 @@
 use missive_core::conversation::MessageSent;
 use missive_core::delivery::Receipt;
 use missive_core::groups::GroupChanged;
+use missive_core::media::Attachment;
 use missive_core::operations::{MessageModified, Operation};
 use missive_projections::{ConversationSummary, FeedEntry, HistoryMessage};
 use serde::Deserialize;
@@ -34,6 +35,34 @@ pub struct MessageLocator {
     pub message_id: String,
 }
 
+/// A completed upload attached to a message. `kind`, `size` and
+/// `content_type`, when given, must match the upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaFrame {
+    pub media_id: String,
+    pub kind: Option<String>,
+    pub size: Option<u64>,
+    pub content_type: Option<String>,
+    pub caption: Option<String>,
+    /// Base64 of a client-made thumbnail (for encrypted media), ≤ 64 KiB.
+    pub thumbnail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationFrame {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactFrame {
+    pub vcard: String,
+}
+
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -42,12 +71,18 @@ pub enum ClientFrame {
         token: String,
         resume: Option<Resume>,
     },
+    /// A message: text (`content`, ciphertext in encrypted chats) and at
+    /// most one of `media` (a completed upload), `location` or `contact`.
     Send {
         req: Option<String>,
         to: Recipient,
         client_msg_id: String,
+        #[serde(default)]
         content: String,
         reply_to: Option<String>,
+        media: Option<MediaFrame>,
+        location: Option<LocationFrame>,
+        contact: Option<ContactFrame>,
     },
     Ack {
         seq: u64,
@@ -158,12 +193,45 @@ pub fn message_json(message: &MessageSent) -> Value {
     if let Some(reply_to) = message.reply_to {
         value["reply_to"] = json!(reply_to.to_string());
     }
+    if let Some(attachment) = &message.attachment {
+        value["attachment"] = attachment_json(attachment);
+    }
     if message.forward_count > 0 {
         value["forwarded"] = json!(true);
         value["forward_count"] = json!(message.forward_count);
         value["forwarded_many_times"] = json!(message.forward_count >= FORWARDED_MANY_TIMES);
     }
     value
+}
+
+/// An attachment as clients see it (the storage key stays on the server).
+pub fn attachment_json(attachment: &Attachment) -> Value {
+    match attachment {
+        Attachment::Media(media) => {
+            let mut value = json!({
+                "kind": media.media_kind.as_str(),
+                "media_id": media.media_id,
+                "size": media.size,
+                "content_type": media.content_type,
+                "sha256": media.sha256,
+            });
+            if let Some(caption) = &media.caption {
+                value["caption"] = json!(caption);
+            }
+            if let Some(thumbnail) = &media.thumbnail {
+                value["thumbnail"] = json!(thumbnail);
+            }
+            value
+        }
+        Attachment::Location { latitude, longitude, name } => {
+            let mut value = json!({"kind": "location", "latitude": latitude, "longitude": longitude});
+            if let Some(name) = name {
+                value["name"] = json!(name);
+            }
+            value
+        }
+        Attachment::Contact { vcard } => json!({"kind": "contact", "vcard": vcard}),
+    }
 }
 
 /// From this many forwards on a message is "forwarded many times" and may be

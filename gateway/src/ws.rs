@@ -86,6 +86,8 @@ pub struct SessionDeps {
     /// Typing signals per sender: a burst of 3, then one per second.
     pub typing_limit: Arc<governor::DefaultKeyedRateLimiter<UserId>>,
     pub presence: Arc<crate::presence::Presence>,
+    /// Completed uploads, for media messages.
+    pub media: crate::media::Media,
 }
 
 /// A command's reply frame, once its outcome is known.
@@ -464,9 +466,9 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 session.push(send_error(None, &error)).await?;
             }
         }
-        ClientFrame::Send { req, to, client_msg_id, content, reply_to } => {
+        ClientFrame::Send { req, to, client_msg_id, content, reply_to, media, location, contact } => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
-            let outgoing = operations::Outgoing { client_msg_id, content, reply_to };
+            let outgoing = operations::Outgoing { client_msg_id, content, reply_to, media, location, contact };
             return started(session, operations::start_send(&deps, principal, req, to, outgoing).await).await;
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {

@@ -120,6 +120,21 @@ impl Objects {
         Ok(Some(ObjectDigest { size, sha256: hasher.finalize().into() }))
     }
 
+    /// The size of a stored object, without reading it; `None` if absent.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, ObjectsError> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Writes (or replaces) `key`: for server-made objects such as thumbnails.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), ObjectsError> {
+        self.store.put(&Path::from(key), PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
     /// The whole object (for the gateway's own signed downloads).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, ObjectsError> {
         match self.store.get(&Path::from(key)).await {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use bloomfilter::Bloom;
 use missive_core::conversation::ConversationEvent;
+use missive_core::media::{MediaRef, MediaUploaded};
 use missive_core::operations::Operation;
 use missive_core::users::{self, UserEvent, UserState};
-use missive_core::{ConversationId, UserId};
+use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use missive_infra::Record;
 use missive_projections::HistoryMessage;
 use missive_schemas::Codec;
@@ -24,6 +25,7 @@ use crate::tx::Tx;
 
 pub const HISTORY: &str = "history";
 pub const DIRECTORY: &str = "directory";
+pub const MEDIA: &str = "media";
 
 pub struct HistoryHandler {
     codec: Arc<Codec>,
@@ -58,6 +60,9 @@ impl Handler for HistoryHandler {
                     self.members_pending.push(conversation);
                 }
                 let (conversation, seq) = (message.conversation_id, message.conv_seq);
+                if let Some(media) = message.attachment.as_ref().and_then(|attachment| attachment.media()) {
+                    tx.put(keys::history_media(&media.media_id, conversation, seq), Vec::new());
+                }
                 tx.put(keys::history_message_id(conversation, message.message_id), seq.to_be_bytes().to_vec());
                 tx.put_json(keys::history_message(conversation, seq), &HistoryMessage::new(message))?;
             }
@@ -79,7 +84,11 @@ impl Handler for HistoryHandler {
                 } else {
                     let key = keys::history_message(conversation, modified.target_seq);
                     if let Some(mut message) = tx.get_json::<HistoryMessage>(&key)? {
+                        let media = message.message.attachment.as_ref().and_then(|a| a.media()).cloned();
                         message.apply(&modified);
+                        if let Some(media) = media.filter(|_| message.deleted_at.is_some()) {
+                            media_unreferenced(tx, conversation, modified.target_seq, &media, modified.at)?;
+                        }
                         tx.put_json(key, &message)?;
                     }
                 }
@@ -93,6 +102,41 @@ impl Handler for HistoryHandler {
             self.members_known.clear();
         }
         self.members_known.extend(self.members_pending.drain(..));
+    }
+}
+
+/// A message carrying media was deleted for everyone: it no longer lets
+/// anyone fetch the media, and once no message does, the media is queued
+/// for removal (by the gateways' media sweeper, after the retention).
+fn media_unreferenced(
+    tx: &mut Tx<'_>,
+    conversation: ConversationId,
+    seq: ConvSeq,
+    media: &MediaRef,
+    at: Millis,
+) -> Result<(), HandleError> {
+    tx.delete(keys::history_media(&media.media_id, conversation, seq));
+    let prefix = keys::history_media_prefix(&media.media_id);
+    let mut end = prefix.clone();
+    end.push(0xff);
+    if tx.scan(&prefix, &end, 1)?.is_empty() {
+        tx.put(keys::history_media_gone(at, &media.media_id), media.key.as_bytes().to_vec());
+    }
+    Ok(())
+}
+
+/// The media catalogue: every completed upload by id (owner, kind,
+/// purpose, storage key), so any gateway can serve profile pictures and
+/// group icons, and find what the sweeper removes. Input `events.media`.
+pub struct MediaCatalogueHandler {
+    pub codec: Arc<Codec>,
+}
+
+impl Handler for MediaCatalogueHandler {
+    fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
+        let uploaded = MediaUploaded::try_from(decode(&self.codec, record)?)
+            .map_err(|error| HandleError::Poison(error.to_string()))?;
+        tx.put_json(keys::media(&uploaded.media_id), &uploaded)
     }
 }
 

@@ -88,8 +88,37 @@ pub fn history_group(conversation: ConversationId) -> Vec<u8> {
     key(&[b"hist/", &conversation.to_be_bytes(), b"/group"])
 }
 
+/// Media keys sit after every conversation's keys (ids are below 2^63,
+/// so no conversation id starts with 0xff).
+const HISTORY_MEDIA: &[u8] = b"hist/\xffm/";
+const HISTORY_MEDIA_GONE: &[u8] = b"hist/\xffg/";
+
+/// A message that carries `media_id`: who may fetch the media.
+pub fn history_media(media_id: &str, conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
+    key(&[HISTORY_MEDIA, media_id.as_bytes(), b"/", &conversation.to_be_bytes(), &seq.to_be_bytes()])
+}
+
+pub fn history_media_prefix(media_id: &str) -> Vec<u8> {
+    key(&[HISTORY_MEDIA, media_id.as_bytes(), b"/"])
+}
+
+/// Media whose every message was deleted for everyone, by the time the
+/// last one was (value: the storage key): removed after the retention.
+pub fn history_media_gone(at: Millis, media_id: &str) -> Vec<u8> {
+    key(&[HISTORY_MEDIA_GONE, &at.0.max(0).to_be_bytes(), media_id.as_bytes()])
+}
+
+pub fn history_media_gone_prefix() -> Vec<u8> {
+    HISTORY_MEDIA_GONE.to_vec()
+}
+
 pub fn history_members(conversation: ConversationId) -> Vec<u8> {
     key(&[b"hist/", &conversation.to_be_bytes(), b"/members"])
+}
+
+/// A completed upload in the media catalogue.
+pub fn media(media_id: &str) -> Vec<u8> {
+    key(&[b"media/", media_id.as_bytes()])
 }
 
 pub fn directory(user: UserId) -> Vec<u8> {

@@ -126,8 +126,8 @@ pub struct Placement<'a> {
 }
 
 /// Every processor, in the order `spawn_placed` considers them.
-pub const PROCESSORS: [&str; 5] =
-    [conversation::PROCESSOR, users::PROCESSOR, inbox::PROCESSOR, history::HISTORY, history::DIRECTORY];
+pub const PROCESSORS: [&str; 6] =
+    [conversation::PROCESSOR, users::PROCESSOR, inbox::PROCESSOR, history::HISTORY, history::DIRECTORY, history::MEDIA];
 
 /// Starts the tasks `place(processor, partition)` selects: how Kafka mode
 /// spreads processors and partitions over processes.
@@ -163,6 +163,10 @@ pub fn spawn_placed(
         (history::DIRECTORY, topics::EVENTS_USER, {
             let codec = codec.clone();
             Box::new(move || Box::new(history::DirectoryHandler { codec: codec.clone(), index: index.clone() }))
+        }),
+        (history::MEDIA, topics::EVENTS_MEDIA, {
+            let codec = codec.clone();
+            Box::new(move || Box::new(history::MediaCatalogueHandler { codec: codec.clone() }))
         }),
     ];
     let mut handles = Vec::new();

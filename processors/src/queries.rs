@@ -166,3 +166,57 @@ pub fn directory_ids(db: &DB) -> Result<Vec<UserId>, QueryError> {
     }
     Ok(ids)
 }
+
+/// The messages (conversation, seq) that carry `media_id` and were not
+/// deleted for everyone, up to `limit`.
+pub fn media_messages(db: &DB, media_id: &str, limit: usize) -> Result<Vec<(ConversationId, ConvSeq)>, QueryError> {
+    let prefix = keys::history_media_prefix(media_id);
+    let mut found = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)).take(limit) {
+        let (key, _) = item.map_err(|error| QueryError(error.to_string()))?;
+        let Some(rest) = key.strip_prefix(prefix.as_slice()) else { break };
+        let (conversation, seq) = rest.split_at_checked(8).ok_or_else(|| QueryError("bad media index".into()))?;
+        let number =
+            |bytes: &[u8]| bytes.try_into().map(u64::from_be_bytes).map_err(|_| QueryError("bad media index".into()));
+        found.push((ConversationId(number(conversation)?), ConvSeq(number(seq)?)));
+    }
+    Ok(found)
+}
+
+/// Media whose every message was deleted for everyone at a time in
+/// `[from, to)`: (time, media id, storage key), up to `limit`.
+pub fn media_gone(
+    db: &DB,
+    from: Millis,
+    to: Millis,
+    limit: usize,
+) -> Result<Vec<(Millis, String, String)>, QueryError> {
+    let prefix = keys::history_media_gone_prefix();
+    let start = keys::history_media_gone(from, "");
+    let end = keys::history_media_gone(to, "");
+    let mut found = Vec::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&start, Direction::Forward)).take(limit) {
+        let (key, value) = item.map_err(|error| QueryError(error.to_string()))?;
+        if key.as_ref() >= end.as_slice() || !key.starts_with(&prefix) {
+            break;
+        }
+        let bad = || QueryError("bad media removal entry".into());
+        let rest = &key[prefix.len()..];
+        let (at, media_id) = rest.split_at_checked(8).ok_or_else(bad)?;
+        let at = Millis(i64::from_be_bytes(at.try_into().map_err(|_| bad())?));
+        let media_id = String::from_utf8(media_id.to_vec()).map_err(|_| bad())?;
+        let key = String::from_utf8(value.to_vec()).map_err(|_| bad())?;
+        found.push((at, media_id, key));
+    }
+    Ok(found)
+}
+
+/// A completed upload, as the media catalogue knows it.
+pub fn media(db: &DB, media_id: &str) -> Result<Option<missive_core::media::MediaUploaded>, QueryError> {
+    get_json(db, &keys::media(media_id))
+}
+
+/// A message by its place in the conversation.
+pub fn message_at(db: &DB, conversation: ConversationId, seq: ConvSeq) -> Result<Option<HistoryMessage>, QueryError> {
+    get_json(db, &keys::history_message(conversation, seq))
+}

@@ -652,6 +652,7 @@ mod tests {
                             content: format!("m{index}"),
                             reply_to: None,
                             forward_count: 0,
+                            attachment: None,
                         })
                     }
                     Op::Read { by_alice, up_to } => ConversationCommand::Receipt(MarkReceipt {
@@ -782,6 +783,7 @@ mod tests {
                             sent_at: Millis(index as i64),
                             withheld_from: Vec::new(),
                             forward_count: 0,
+                            attachment: None,
                         }),
                     ),
                     InboxOp::Receipt => (

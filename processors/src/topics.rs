@@ -21,6 +21,9 @@ pub const PRESENCE: &str = "presence";
 /// user and partitioned like `deliveries` (the gateway owning a user's
 /// feed works its jobs); kept a day.
 pub const NOTIFICATIONS: &str = "notifications";
+/// Completed uploads (`MediaUploaded`), keyed by media id: folded into the
+/// media catalogue by every gateway; the media processor makes thumbnails.
+pub const EVENTS_MEDIA: &str = "events.media";
 
 /// Record headers Missive writes.
 pub mod headers {
@@ -84,5 +87,6 @@ pub fn all_topics() -> Vec<TopicSpec> {
         topic(EPHEMERAL, 4, Retention::Millis(DAY_MS / 24)),
         topic(PRESENCE, 1, Retention::Millis(DAY_MS / 24)),
         topic(NOTIFICATIONS, 8, Retention::Millis(DAY_MS)),
+        topic(EVENTS_MEDIA, 4, Retention::Forever),
     ]
 }

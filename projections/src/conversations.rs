@@ -81,6 +81,7 @@ mod tests {
             sent_at: Millis(seq as i64),
             withheld_from: Vec::new(),
             forward_count: 0,
+            attachment: None,
         };
         let first = make(peer, 1);
         let mut summary = ConversationSummary::new(me, &first);

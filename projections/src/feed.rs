@@ -194,6 +194,7 @@ mod tests {
             sent_at: Millis(0),
             withheld_from: Vec::new(),
             forward_count: 0,
+            attachment: None,
         })
     }
 

@@ -36,6 +36,7 @@ impl HistoryMessage {
             }
             Operation::DeleteForEveryone => {
                 self.message.content.clear();
+                self.message.attachment = None;
                 self.reactions.clear();
                 self.deleted_at = Some(modified.at);
             }
@@ -85,6 +86,7 @@ mod tests {
             sent_at: Millis(0),
             withheld_from: Vec::new(),
             forward_count: 0,
+            attachment: None,
         });
         message.apply(&modified(1, Operation::Edit { content: "hello".into() }, 10));
         message.apply(&modified(2, Operation::React { emoji: "👍".into() }, 11));

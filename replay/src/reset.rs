@@ -47,6 +47,7 @@ fn input_topic(processor: &str) -> anyhow::Result<(&'static str, &'static str)> 
         inbox::PROCESSOR => (inbox::PROCESSOR, topics::DELIVERIES),
         history::HISTORY => (history::HISTORY, topics::EVENTS_CONVERSATION),
         history::DIRECTORY => (history::DIRECTORY, topics::EVENTS_USER),
+        history::MEDIA => (history::MEDIA, topics::EVENTS_MEDIA),
         other => bail!("no processor {other:?}: choose one of {}", PROCESSORS.join(", ")),
     })
 }
@@ -75,7 +76,7 @@ pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         None => Arc::new(EmbeddedLog::open(db.clone(), false)?),
     };
     let to_time = args.to_time.as_deref().map(parse_time).transpose()?;
-    let backward_allowed = processor == history::HISTORY || processor == history::DIRECTORY;
+    let backward_allowed = matches!(processor, history::HISTORY | history::DIRECTORY | history::MEDIA);
     let mut moves = Vec::new();
     let mut batch = rocksdb::WriteBatch::default();
     for partition in (0..partitions_of(topic)).filter(|partition| args.partition.is_none_or(|only| only == *partition))

@@ -140,6 +140,7 @@ mod tests {
             sent_at: Millis(at),
             withheld_from: Vec::new(),
             forward_count: 0,
+            attachment: None,
         })
     }
 

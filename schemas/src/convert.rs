@@ -7,6 +7,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::media::{Attachment, MediaKind, MediaRef, MediaUploaded, Purpose};
 use missive_core::notifications::PushJob;
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::presence::PresenceEvent;
@@ -25,6 +26,69 @@ pub enum ConvertError {
     WrongType { expected: &'static str, found: RecordType },
     #[error("field {0} is required for this kind")]
     Missing(&'static str),
+    #[error("unknown attachment kind {0:?}")]
+    AttachmentKind(String),
+}
+
+fn attachment_to_wire(attachment: &Attachment) -> wire::Attachment {
+    let mut wire = wire::Attachment {
+        kind: attachment.kind().to_string(),
+        media_id: None,
+        size: None,
+        content_type: None,
+        sha256: None,
+        key: None,
+        caption: None,
+        thumbnail: None,
+        latitude: None,
+        longitude: None,
+        name: None,
+        vcard: None,
+    };
+    match attachment {
+        Attachment::Media(media) => {
+            use base64::Engine as _;
+            wire.media_id = Some(media.media_id.clone());
+            wire.size = Some(i64::try_from(media.size).unwrap_or(i64::MAX));
+            wire.content_type = Some(media.content_type.clone());
+            wire.sha256 = Some(media.sha256.clone());
+            wire.key = Some(media.key.clone());
+            wire.caption = media.caption.clone();
+            // Thumbnails were checked as base64 when the send was accepted.
+            wire.thumbnail =
+                media.thumbnail.as_ref().and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
+        }
+        Attachment::Location { latitude, longitude, name } => {
+            wire.latitude = Some(*latitude);
+            wire.longitude = Some(*longitude);
+            wire.name = name.clone();
+        }
+        Attachment::Contact { vcard } => wire.vcard = Some(vcard.clone()),
+    }
+    wire
+}
+
+fn attachment_from_wire(wire: wire::Attachment) -> Result<Attachment, ConvertError> {
+    use base64::Engine as _;
+    Ok(match wire.kind.as_str() {
+        "location" => Attachment::Location {
+            latitude: wire.latitude.ok_or(ConvertError::Missing("attachment.latitude"))?,
+            longitude: wire.longitude.ok_or(ConvertError::Missing("attachment.longitude"))?,
+            name: wire.name,
+        },
+        "contact" => Attachment::Contact { vcard: wire.vcard.ok_or(ConvertError::Missing("attachment.vcard"))? },
+        kind => Attachment::Media(MediaRef {
+            media_kind: MediaKind::parse(kind).ok_or_else(|| ConvertError::AttachmentKind(kind.to_string()))?,
+            media_id: wire.media_id.ok_or(ConvertError::Missing("attachment.media_id"))?,
+            size: u64::try_from(wire.size.ok_or(ConvertError::Missing("attachment.size"))?)
+                .map_err(|_| ConvertError::NegativeId("attachment.size"))?,
+            content_type: wire.content_type.ok_or(ConvertError::Missing("attachment.content_type"))?,
+            sha256: wire.sha256.ok_or(ConvertError::Missing("attachment.sha256"))?,
+            key: wire.key.ok_or(ConvertError::Missing("attachment.key"))?,
+            caption: wire.caption,
+            thumbnail: wire.thumbnail.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }),
+    })
 }
 
 fn id(value: i64, field: &'static str) -> Result<u64, ConvertError> {
@@ -311,6 +375,7 @@ pub fn message_to_wire(message: &MessageSent) -> wire::MessageSent {
         sent_at: message.sent_at.0,
         withheld_from: users_to_wire(&message.withheld_from),
         forward_count: count_to_wire(message.forward_count),
+        attachment: message.attachment.as_ref().map(attachment_to_wire),
     }
 }
 
@@ -332,6 +397,7 @@ pub fn message_from_wire(message: wire::MessageSent) -> Result<MessageSent, Conv
         sent_at: Millis(message.sent_at),
         withheld_from: users_from_wire(message.withheld_from, "withheld_from")?,
         forward_count: count_from_wire(message.forward_count),
+        attachment: message.attachment.map(attachment_from_wire).transpose()?,
     })
 }
 
@@ -347,6 +413,7 @@ pub fn conversation_command_to_wire(command: &ConversationCommand) -> WireValue 
             content: send.content.clone(),
             reply_to: send.reply_to.map(|reply| long(reply.0)),
             forward_count: count_to_wire(send.forward_count),
+            attachment: send.attachment.as_ref().map(attachment_to_wire),
         }),
         ConversationCommand::Receipt(mark) => WireValue::MarkReceipt(wire::MarkReceipt {
             conversation_id: long(mark.conversation_id.0),
@@ -391,6 +458,7 @@ impl TryFrom<WireValue> for ConversationCommand {
                 content: send.content,
                 reply_to: send.reply_to.map(|reply| id(reply, "reply_to").map(MessageId)).transpose()?,
                 forward_count: count_from_wire(send.forward_count),
+                attachment: send.attachment.map(attachment_from_wire).transpose()?,
             })),
             WireValue::MarkReceipt(mark) => Ok(ConversationCommand::Receipt(MarkReceipt {
                 conversation_id: ConversationId(id(mark.conversation_id, "conversation_id")?),
@@ -844,6 +912,43 @@ impl TryFrom<WireValue> for PushJob {
             senders: users_from_wire(job.senders, "senders")?,
             first_at: Millis(job.first_at),
             at: Millis(job.at),
+        })
+    }
+}
+
+impl From<&MediaUploaded> for WireValue {
+    fn from(uploaded: &MediaUploaded) -> WireValue {
+        WireValue::MediaUploaded(wire::MediaUploaded {
+            media_id: uploaded.media_id.clone(),
+            owner: long(uploaded.owner.0),
+            kind: uploaded.kind.as_str().to_string(),
+            purpose: uploaded.purpose.as_str().to_string(),
+            content_type: uploaded.content_type.clone(),
+            size: i64::try_from(uploaded.size).unwrap_or(i64::MAX),
+            sha256: uploaded.sha256.clone(),
+            key: uploaded.key.clone(),
+            at: uploaded.at.0,
+        })
+    }
+}
+
+impl TryFrom<WireValue> for MediaUploaded {
+    type Error = ConvertError;
+    fn try_from(value: WireValue) -> Result<Self, ConvertError> {
+        let wire = match value {
+            WireValue::MediaUploaded(wire) => wire,
+            other => return Err(ConvertError::WrongType { expected: "MediaUploaded", found: other.record_type() }),
+        };
+        Ok(MediaUploaded {
+            media_id: wire.media_id,
+            owner: UserId(id(wire.owner, "owner")?),
+            kind: MediaKind::parse(&wire.kind).ok_or(ConvertError::AttachmentKind(wire.kind))?,
+            purpose: Purpose::parse(&wire.purpose).unwrap_or_default(),
+            content_type: wire.content_type,
+            size: u64::try_from(wire.size).map_err(|_| ConvertError::NegativeId("size"))?,
+            sha256: wire.sha256,
+            key: wire.key,
+            at: Millis(wire.at),
         })
     }
 }

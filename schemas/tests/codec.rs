@@ -7,6 +7,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
 use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::media::{Attachment, MediaKind, MediaRef, MediaUploaded, Purpose};
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::users::{DeviceRegistered, RegisterDevice, UserCommand, UserEvent};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
@@ -34,6 +35,16 @@ fn message() -> MessageSent {
         sent_at: Millis(1_800_000_000_123),
         withheld_from: Vec::new(),
         forward_count: 2,
+        attachment: Some(Attachment::Media(MediaRef {
+            media_id: "0123456789abcdef0123456789abcdef".into(),
+            media_kind: MediaKind::Image,
+            size: 123_456,
+            content_type: "image/jpeg".into(),
+            sha256: "ab".repeat(32),
+            key: "media/1/2026-11/0123456789abcdef0123456789abcdef".into(),
+            caption: Some("sunset".into()),
+            thumbnail: Some("AAEC/w==".into()),
+        })),
     }
 }
 
@@ -65,6 +76,19 @@ fn every_domain_value_round_trips_through_its_schema() {
             content: "y".into(),
             reply_to: None,
             forward_count: 1,
+            attachment: Some(Attachment::Location { latitude: 48.8584, longitude: -2.2945, name: Some("here".into()) }),
+        }),
+        ConversationCommand::Send(SendMessage {
+            conversation_id: ConversationId(5),
+            message_id: MessageId(7),
+            from: UserId(1),
+            from_device: DeviceId(2),
+            to: UserId(3),
+            client_msg_id: "z".into(),
+            content: String::new(),
+            reply_to: None,
+            forward_count: 0,
+            attachment: Some(Attachment::Contact { vcard: "BEGIN:VCARD\nFN:Ann\nEND:VCARD".into() }),
         }),
         ConversationCommand::Modify(ModifyMessage {
             conversation_id: ConversationId(5),
@@ -114,6 +138,7 @@ fn every_domain_value_round_trips_through_its_schema() {
     }
     let events = [
         ConversationEvent::MessageSent(message()),
+        ConversationEvent::MessageSent(MessageSent { attachment: None, ..message() }),
         ConversationEvent::MessageModified(modified()),
         ConversationEvent::ReceiptsAdvanced(ReceiptsAdvanced {
             conversation_id: ConversationId(5),
@@ -224,4 +249,23 @@ fn framing_errors_are_reported_not_guessed() {
 fn negative_ids_on_the_wire_are_refused() {
     let wire = missive_schemas::wire::ReadSync { recipient: -1, conversation_id: 1, up_to: 1 };
     assert!(Delivery::try_from(WireValue::ReadSync(wire)).is_err());
+}
+
+#[test]
+fn completed_uploads_round_trip_through_their_schema() {
+    let codec = codec();
+    let uploaded = MediaUploaded {
+        media_id: "0123456789abcdef0123456789abcdef".into(),
+        owner: UserId(42),
+        kind: MediaKind::Image,
+        purpose: Purpose::ProfilePicture,
+        content_type: "image/png".into(),
+        size: 1000,
+        sha256: "cd".repeat(32),
+        key: "media/42/2026-11/0123456789abcdef0123456789abcdef".into(),
+        at: Millis(1_800_000_000_000),
+    };
+    let bytes = codec.encode_value(&WireValue::from(&uploaded)).expect("encode");
+    let back = MediaUploaded::try_from(codec.decode(&bytes).expect("decode")).expect("convert");
+    assert_eq!(back, uploaded);
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::groups::{Group, GroupChanged, GroupCommand};
 use crate::ids::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
+use crate::media::Attachment;
 use crate::operations::{MessageModified, ModifyMessage};
 
 /// Largest message body, in bytes of UTF-8.
@@ -31,6 +32,8 @@ pub struct SendMessage {
     pub reply_to: Option<MessageId>,
     /// How many times the content was forwarded to get here (0: written by the sender).
     pub forward_count: u32,
+    /// Media reference, location or contact card.
+    pub attachment: Option<Attachment>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -110,6 +113,8 @@ pub struct MessageSent {
     pub withheld_from: Vec<UserId>,
     /// 0 for an original message; otherwise how often its content was forwarded.
     pub forward_count: u32,
+    /// Media reference, location or contact card.
+    pub attachment: Option<Attachment>,
 }
 
 impl MessageSent {
@@ -364,6 +369,7 @@ pub fn decide_send(
         sent_at: now,
         withheld_from,
         forward_count: send.forward_count,
+        attachment: send.attachment.clone(),
     };
     let outcome = SendOutcome::Accepted { message_id: send.message_id, conv_seq };
     Ok((outcome, vec![ConversationEvent::MessageSent(event)]))
@@ -525,6 +531,7 @@ mod tests {
             content: format!("hello {message_id}"),
             reply_to: None,
             forward_count: 0,
+            attachment: None,
         }
     }
 

@@ -141,6 +141,7 @@ mod tests {
             sent_at: Millis(1),
             withheld_from: Vec::new(),
             forward_count: 0,
+            attachment: None,
         };
         let recipients: Vec<UserId> = route_conversation_event(&ConversationEvent::MessageSent(message))
             .into_iter()

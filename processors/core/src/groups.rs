@@ -368,6 +368,7 @@ mod tests {
             content: "hi".into(),
             reply_to: None,
             forward_count: 0,
+            attachment: None,
         }
     }
 

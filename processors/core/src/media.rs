@@ -180,6 +180,186 @@ pub fn check_upload(
     Ok(ValidUpload { kind, content_type, size: request.size, sha256 })
 }
 
+/// What an upload is for. Message media may be end-to-end encrypted and
+/// is only relayed; profile pictures and group icons are plain images the
+/// media processor makes thumbnails of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    #[default]
+    Message,
+    ProfilePicture,
+    GroupIcon,
+}
+
+impl Purpose {
+    pub fn parse(text: &str) -> Option<Purpose> {
+        match text {
+            "message" => Some(Purpose::Message),
+            "profile_picture" => Some(Purpose::ProfilePicture),
+            "group_icon" => Some(Purpose::GroupIcon),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Message => "message",
+            Purpose::ProfilePicture => "profile_picture",
+            Purpose::GroupIcon => "group_icon",
+        }
+    }
+
+    /// Whether the server makes thumbnails of it (plain images only).
+    pub fn has_thumbnails(self) -> bool {
+        !matches!(self, Purpose::Message)
+    }
+}
+
+/// Thumbnail sizes (longest side, pixels) made for profile pictures and group icons.
+pub const THUMBNAIL_SIZES: [u32; 2] = [150, 400];
+
+/// The storage key of a thumbnail of the media stored at `key`
+/// (`media/{user}/{yyyy-mm}/{id}` -> `thumbs/{user}/{yyyy-mm}/{id}-{size}.jpg`).
+pub fn thumbnail_key(key: &str, size: u32) -> String {
+    let rest = key.strip_prefix("media/").unwrap_or(key);
+    format!("thumbs/{rest}-{size}.jpg")
+}
+
+/// An upload was completed: its bytes are stored under `key` and match the
+/// declared size and hash. Recorded on `events.media`, keyed by media id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaUploaded {
+    pub media_id: String,
+    pub owner: crate::ids::UserId,
+    pub kind: MediaKind,
+    pub purpose: Purpose,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub key: String,
+    pub at: crate::ids::Millis,
+}
+
+/// Longest caption of a media message, in bytes of UTF-8.
+pub const MAX_CAPTION_BYTES: usize = 4096;
+/// Largest client-made thumbnail (for encrypted media), in bytes.
+pub const MAX_THUMBNAIL_BYTES: usize = 64 * 1024;
+/// Largest contact card (vCard text), in bytes.
+pub const MAX_VCARD_BYTES: usize = 16 * 1024;
+/// Longest place name of a shared location, in bytes.
+pub const MAX_PLACE_NAME_BYTES: usize = 256;
+
+/// What a message carries besides its text.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Attachment {
+    /// A completed upload (image, video, voice note or document).
+    Media(MediaRef),
+    /// A point on the map, with an optional place name.
+    Location { latitude: f64, longitude: f64, name: Option<String> },
+    /// A contact card (vCard 3.0/4.0 text).
+    Contact { vcard: String },
+}
+
+impl Eq for Attachment {}
+
+/// A reference to a completed upload, as a message carries it. `key` is the
+/// server-made storage key (never shown to clients).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaRef {
+    pub media_id: String,
+    pub media_kind: MediaKind,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+    pub key: String,
+    pub caption: Option<String>,
+    /// Base64 of a client-made thumbnail, at most [`MAX_THUMBNAIL_BYTES`] decoded.
+    pub thumbnail: Option<String>,
+}
+
+impl Attachment {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Attachment::Media(media) => media.media_kind.as_str(),
+            Attachment::Location { .. } => "location",
+            Attachment::Contact { .. } => "contact",
+        }
+    }
+
+    /// The media this message refers to, if any.
+    pub fn media(&self) -> Option<&MediaRef> {
+        match self {
+            Attachment::Media(media) => Some(media),
+            _ => None,
+        }
+    }
+}
+
+/// Why an attachment was refused (stable code + message for the client).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AttachmentRejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> AttachmentRejection {
+    AttachmentRejection { code, message: message.into() }
+}
+
+/// Checks the parts of an attachment a client writes: caption, thumbnail,
+/// coordinates, place name and vCard. (Media references are checked against
+/// the completed upload by the gateway.)
+pub fn check_attachment(attachment: &Attachment) -> Result<(), AttachmentRejection> {
+    match attachment {
+        Attachment::Media(media) => {
+            if let Some(caption) = &media.caption
+                && caption.len() > MAX_CAPTION_BYTES
+            {
+                return Err(refuse("too_large", format!("captions are limited to {MAX_CAPTION_BYTES} bytes")));
+            }
+            if let Some(thumbnail) = &media.thumbnail {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(thumbnail)
+                    .map_err(|_| refuse("bad_frame", "media.thumbnail must be standard base64"))?;
+                if bytes.len() > MAX_THUMBNAIL_BYTES {
+                    return Err(refuse(
+                        "too_large",
+                        format!("thumbnails are limited to {MAX_THUMBNAIL_BYTES} bytes; {} given", bytes.len()),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Attachment::Location { latitude, longitude, name } => {
+            if !(latitude.is_finite() && (-90.0..=90.0).contains(latitude)) {
+                return Err(refuse("bad_request", "location.latitude must be between -90 and 90"));
+            }
+            if !(longitude.is_finite() && (-180.0..=180.0).contains(longitude)) {
+                return Err(refuse("bad_request", "location.longitude must be between -180 and 180"));
+            }
+            if name.as_ref().is_some_and(|name| name.len() > MAX_PLACE_NAME_BYTES) {
+                return Err(refuse("too_large", format!("place names are limited to {MAX_PLACE_NAME_BYTES} bytes")));
+            }
+            Ok(())
+        }
+        Attachment::Contact { vcard } => {
+            if vcard.len() > MAX_VCARD_BYTES {
+                return Err(refuse("too_large", format!("contact cards are limited to {MAX_VCARD_BYTES} bytes")));
+            }
+            let text = vcard.trim();
+            let upper = text.to_ascii_uppercase();
+            if !(upper.starts_with("BEGIN:VCARD") && upper.ends_with("END:VCARD")) {
+                return Err(refuse("bad_request", "contact.vcard must be a vCard (BEGIN:VCARD ... END:VCARD)"));
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +392,40 @@ mod tests {
         assert_eq!(refuse(bad_hash, 0), "bad_request");
         assert_eq!(refuse(request("image", "image/png", 10), limits.daily_bytes_per_user - 9), "quota_exceeded");
         assert!(check_upload(&request("image", "image/png", 10), limits.daily_bytes_per_user - 10, &limits).is_ok());
+    }
+
+    #[test]
+    fn attachments_are_checked_for_sizes_coordinates_and_shapes() {
+        use base64::Engine as _;
+        let media = |caption: Option<String>, thumbnail: Option<Vec<u8>>| {
+            Attachment::Media(MediaRef {
+                media_id: "ab".repeat(16),
+                media_kind: MediaKind::Image,
+                size: 10,
+                content_type: "image/jpeg".into(),
+                sha256: "ab".repeat(32),
+                key: String::new(),
+                caption,
+                thumbnail: thumbnail.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            })
+        };
+        let code = |attachment: &Attachment| check_attachment(attachment).map(|_| "ok").unwrap_or_else(|e| e.code);
+        assert_eq!(code(&media(Some("hi".into()), Some(vec![1; MAX_THUMBNAIL_BYTES]))), "ok");
+        assert_eq!(code(&media(None, Some(vec![1; MAX_THUMBNAIL_BYTES + 1]))), "too_large");
+        assert_eq!(code(&media(Some("x".repeat(MAX_CAPTION_BYTES + 1)), None)), "too_large");
+        let mut bad = media(None, None);
+        if let Attachment::Media(media) = &mut bad {
+            media.thumbnail = Some("not base64!".into());
+        }
+        assert_eq!(code(&bad), "bad_frame");
+        let place = |latitude: f64, longitude: f64| Attachment::Location { latitude, longitude, name: None };
+        assert_eq!(code(&place(48.85, 2.35)), "ok");
+        assert_eq!(code(&place(90.5, 0.0)), "bad_request");
+        assert_eq!(code(&place(0.0, -180.5)), "bad_request");
+        assert_eq!(code(&place(f64::NAN, 0.0)), "bad_request");
+        let card = |vcard: &str| Attachment::Contact { vcard: vcard.into() };
+        assert_eq!(code(&card("BEGIN:VCARD\nVERSION:3.0\nFN:Ann\nEND:VCARD\n")), "ok");
+        assert_eq!(code(&card("FN:Ann")), "bad_request");
+        assert_eq!(code(&card(&format!("BEGIN:VCARD\n{}\nEND:VCARD", "x".repeat(MAX_VCARD_BYTES)))), "too_large");
     }
 }

@@ -198,6 +198,7 @@ mod tests {
             content: "hi".into(),
             reply_to: None,
             forward_count: 0,
+            attachment: None,
         };
         let (_, events) = conversation::decide_send(&state, &send, None, Millis(1_000)).expect("sent");
         let ConversationEvent::MessageSent(message) = &events[0] else { panic!("a message") };
