@@ -610,6 +610,21 @@ async fn profile_pictures_get_150_and_400_px_thumbnails_from_the_media_processor
     assert_eq!(fetch(server, &bob.access_token, &format!("/v1/media/{media_id}")).await.expect("original"), picture);
     let refused = fetch(server, &bob.access_token, &format!("/v1/media/{media_id}?size=999")).await.expect_err("bad");
     assert_eq!((refused.0, code_of(&refused.1)), (400, Some("bad_request")));
+    // A group icon: the group's members (and its uploader) see it; others do not.
+    let eve = server.register("+14155558203", "e").await;
+    let icon_picture = png(500, 500);
+    let mut icon = slot("image", "image/png", &icon_picture);
+    icon["purpose"] = json!("group_icon");
+    let icon_id = upload(server, &alice.access_token, icon, &icon_picture).await;
+    let create = json!({"name": "climbers", "members": [bob.user_id], "icon": icon_id});
+    let (status, group) = server.api.post("/v1/groups", Some(&alice.access_token), &create).await.expect("create");
+    assert_eq!(status, 200, "{group}");
+    let icon_path = format!("/v1/media/{icon_id}?size=150");
+    let jpeg = fetch_until(server, &bob.access_token, &icon_path, "bob sees the icon", Result::is_ok).await;
+    let decoded = image::load_from_memory(&jpeg.expect("bytes")).expect("a JPEG");
+    assert_eq!((decoded.width(), decoded.height()), (150, 150));
+    let refused = fetch(server, &eve.access_token, &icon_path).await.expect_err("eve is no member");
+    assert_eq!((refused.0, code_of(&refused.1)), (404, Some("not_found")), "{:?}", refused.1);
     // Message media is never opened: no thumbnails are made of it.
     let photo = png(300, 300);
     let message_media = upload(server, &alice.access_token, slot("image", "image/png", &photo), &photo).await;
@@ -617,7 +632,7 @@ async fn profile_pictures_get_150_and_400_px_thumbnails_from_the_media_processor
     let refused = fetch(server, &alice.access_token, &format!("/v1/media/{message_media}?size=150")).await;
     assert_eq!(refused.expect_err("no thumbnail").0, 409);
     let thumbs = media.objects.list("thumbs").await.expect("list thumbs");
-    assert_eq!(thumbs.len(), 2, "two thumbnails, of the profile picture only: {thumbs:?}");
+    assert_eq!(thumbs.len(), 4, "two thumbnails each of the profile picture and the icon only: {thumbs:?}");
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use missive_core::UserId;
 use missive_core::media::{
     MediaKind, MediaLimits, MediaRef, MediaUploaded, Purpose, THUMBNAIL_SIZES, UploadRequest, check_upload,
-    thumbnail_key,
+    is_media_id, thumbnail_key,
 };
 use missive_core::users::{relation, visible};
 use missive_infra::db::{CF_AUTH, family};
@@ -165,6 +165,20 @@ impl Media {
             .map_err(|error| ApiError::internal(format!("corrupt upload record: {error}")))
     }
 
+    /// Writes a new slot and its expiry index entry together.
+    async fn save_new(&self, media_id: &str, upload: &Upload) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(upload).map_err(|error| ApiError::internal(error.to_string()))?;
+        let (db, key, index) = (self.db.clone(), Self::slot_key(media_id), expiry_key(upload.expires_ms, media_id));
+        blocking(move || {
+            let family = family(&db, CF_AUTH);
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(family, key, bytes);
+            batch.put_cf(family, index, []);
+            db.write(batch).map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .await
+    }
+
     /// Writes (`Some`) or removes (`None`) an upload slot, off the async workers.
     async fn save(&self, media_id: &str, upload: Option<&Upload>) -> Result<(), ApiError> {
         let bytes =
@@ -273,7 +287,7 @@ impl Media {
             completed: false,
             purpose,
         };
-        self.save(&id, Some(&slot)).await?;
+        self.save_new(&id, &slot).await?;
         let upload_url = self.url("put", &id, &staging_key, expires_ms).await?;
         Ok(json!({
             "media_id": id,
@@ -540,6 +554,16 @@ pub struct Swept {
     pub deleted_media: usize,
 }
 
+/// Upload slots by expiry (`media/expiry/<ms><id>`, CF_AUTH), for the sweeper.
+const EXPIRY_PREFIX: &[u8] = b"media/expiry/";
+
+fn expiry_key(expires_ms: i64, media_id: &str) -> Vec<u8> {
+    let mut key = EXPIRY_PREFIX.to_vec();
+    key.extend_from_slice(&expires_ms.max(0).to_be_bytes());
+    key.extend_from_slice(media_id.as_bytes());
+    key
+}
+
 /// Where the sweeper got to in the deleted-media queue (CF_AUTH).
 const SWEPT_THROUGH: &[u8] = b"media/sweep/gone";
 /// Entries of the deleted-media queue handled per pass.
@@ -555,26 +579,40 @@ impl Media {
         let mut swept = Swept::default();
         let abandoned_before = now - i64::try_from(self.abandoned_after.as_millis()).unwrap_or(i64::MAX);
         let db = self.db.clone();
+        // Slots are found through their expiry index: a pass reads only what is due.
         let abandoned = blocking(move || {
-            let mut found = Vec::new();
-            let prefix = b"media/upload/";
             let family = family(&db, CF_AUTH);
-            let start = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
-            for item in db.iterator_cf(family, start) {
-                let (key, value) = item.map_err(|error| ApiError::internal(error.to_string()))?;
-                let Some(id) = key.strip_prefix(prefix.as_slice()) else { break };
-                let Ok(upload) = serde_json::from_slice::<Upload>(&value) else { continue };
-                if !upload.completed && upload.expires_ms < abandoned_before {
-                    found.push((String::from_utf8_lossy(id).into_owned(), upload));
+            let end = expiry_key(abandoned_before, "");
+            let mut due = Vec::new();
+            let start = rocksdb::IteratorMode::From(EXPIRY_PREFIX, rocksdb::Direction::Forward);
+            for item in db.iterator_cf(family, start).take(SWEEP_BATCH) {
+                let (key, _) = item.map_err(|error| ApiError::internal(error.to_string()))?;
+                if !key.starts_with(EXPIRY_PREFIX) || key.as_ref() >= end.as_slice() {
+                    break;
                 }
+                let media_id =
+                    String::from_utf8_lossy(key.get(EXPIRY_PREFIX.len() + 8..).unwrap_or_default()).into_owned();
+                let upload = db
+                    .get_cf(family, Media::slot_key(&media_id))
+                    .map_err(|error| ApiError::internal(error.to_string()))?
+                    .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok())
+                    .filter(|upload| !upload.completed);
+                due.push((key.to_vec(), media_id, upload));
             }
-            Ok(found)
+            Ok(due)
         })
         .await?;
-        for (media_id, upload) in abandoned {
-            self.objects.delete(&upload.staging_key).await.map_err(storage)?;
-            self.save(&media_id, None).await?;
-            swept.abandoned_uploads += 1;
+        for (index_key, media_id, upload) in abandoned {
+            if let Some(upload) = upload {
+                self.objects.delete(&upload.staging_key).await.map_err(storage)?;
+                self.save(&media_id, None).await?;
+                swept.abandoned_uploads += 1;
+            }
+            let db = self.db.clone();
+            blocking(move || {
+                db.delete_cf(family(&db, CF_AUTH), index_key).map_err(|error| ApiError::internal(error.to_string()))
+            })
+            .await?;
         }
 
         let until = now - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
@@ -651,8 +689,11 @@ fn shared_key(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<
         // (Message media is its uploader's through the upload slot, which
         // the sweeper removes with the media.)
         let allowed = match (viewer, uploaded.purpose) {
-            (None, _) | (_, Purpose::GroupIcon) => true,
+            (None, _) => true,
             (_, Purpose::Message) => false,
+            (Some(viewer), Purpose::GroupIcon) => {
+                viewer == uploaded.owner || queries::sees_icon(db, media_id, viewer).map_err(internal)?
+            }
             (Some(viewer), Purpose::ProfilePicture) => queries::directory(db, uploaded.owner)
                 .map_err(internal)?
                 .is_some_and(|owner| visible(owner.privacy.photo, relation(&owner, viewer))),
@@ -686,11 +727,6 @@ fn too_large(upload: &Upload) -> ApiError {
 
 fn storage(error: ObjectsError) -> ApiError {
     ApiError::unavailable(format!("media storage is not answering ({error}); try again"))
-}
-
-/// Media ids are 32 lower-case hex characters (a UUID without dashes).
-fn is_media_id(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The media routes.

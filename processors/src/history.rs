@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bloomfilter::Bloom;
 use missive_core::conversation::ConversationEvent;
-use missive_core::media::{MediaRef, MediaUploaded};
+use missive_core::media::{MediaRef, MediaUploaded, is_media_id};
 use missive_core::operations::Operation;
 use missive_core::users::{self, UserEvent, UserState};
 use missive_core::{ConvSeq, ConversationId, Millis, UserId};
@@ -68,6 +68,9 @@ impl Handler for HistoryHandler {
             }
             // A group's members change in its log; reads check the latest list.
             ConversationEvent::GroupChanged(changed) => {
+                if is_media_id(&changed.group.info.icon) {
+                    tx.put(keys::history_icon(&changed.group.info.icon, changed.conversation_id), Vec::new());
+                }
                 tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
                 self.members_pending.push(changed.conversation_id);
                 tx.put_json(keys::history_group(changed.conversation_id), &changed)?;

@@ -92,6 +92,16 @@ pub fn history_group(conversation: ConversationId) -> Vec<u8> {
 /// so no conversation id starts with 0xff).
 const HISTORY_MEDIA: &[u8] = b"hist/\xffm/";
 const HISTORY_MEDIA_GONE: &[u8] = b"hist/\xffg/";
+const HISTORY_ICON: &[u8] = b"hist/\xffi/";
+
+/// A group that had `media_id` as its icon (its current icon is checked on read).
+pub fn history_icon(media_id: &str, group: ConversationId) -> Vec<u8> {
+    key(&[HISTORY_ICON, media_id.as_bytes(), b"/", &group.to_be_bytes()])
+}
+
+pub fn history_icon_prefix(media_id: &str) -> Vec<u8> {
+    key(&[HISTORY_ICON, media_id.as_bytes(), b"/"])
+}
 
 /// A message that carries `media_id`: who may fetch the media.
 pub fn history_media(media_id: &str, conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {

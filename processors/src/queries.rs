@@ -220,3 +220,24 @@ pub fn media(db: &DB, media_id: &str) -> Result<Option<missive_core::media::Medi
 pub fn message_at(db: &DB, conversation: ConversationId, seq: ConvSeq) -> Result<Option<HistoryMessage>, QueryError> {
     get_json(db, &keys::history_message(conversation, seq))
 }
+
+/// Whether `viewer` is a member of a group whose icon is `media_id` now.
+pub fn sees_icon(db: &DB, media_id: &str, viewer: UserId) -> Result<bool, QueryError> {
+    let prefix = keys::history_icon_prefix(media_id);
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)).take(1024) {
+        let (key, _) = item.map_err(|error| QueryError(error.to_string()))?;
+        let Some(rest) = key.strip_prefix(prefix.as_slice()) else { break };
+        let group =
+            ConversationId(u64::from_be_bytes(rest.try_into().map_err(|_| QueryError("bad icon index".into()))?));
+        let current = group_icon(db, group)?;
+        if current.as_deref() == Some(media_id) && members(db, group)?.is_some_and(|members| members.contains(&viewer))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn group_icon(db: &DB, group: ConversationId) -> Result<Option<String>, QueryError> {
+    Ok(self::group(db, group)?.map(|changed| changed.group.info.icon))
+}

@@ -241,6 +241,11 @@ pub struct MediaUploaded {
     pub at: crate::ids::Millis,
 }
 
+/// Media ids are 32 lower-case hex characters (a UUID without dashes).
+pub fn is_media_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Longest caption of a media message, in bytes of UTF-8.
 pub const MAX_CAPTION_BYTES: usize = 4096;
 /// Largest client-made thumbnail (for encrypted media), in bytes.
