@@ -8,19 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, WAIT, code_of, count_messages_from, kafka_mode, messages_from, request};
+use common::{
+    Server, WAIT, absolute, code_of, count_messages_from, kafka_mode, messages_from, put_bytes, request, sha256_hex,
+    slot, upload,
+};
 use missive_infra::broker::free_port;
 use missive_infra::objects::{Objects, ObjectsConfig};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn absolute(server: &Server, url: &str) -> String {
-    if url.starts_with("http") { url.to_string() } else { format!("{}{url}", server.api.base) }
-}
 
 /// A server and a view of the object storage it writes to.
 struct MediaServer {
@@ -124,12 +118,6 @@ impl MediaServer {
 async fn start_upload(server: &Server, token: &str, kind: &str, content_type: &str, bytes: &[u8]) -> (u16, Value) {
     let body = json!({"kind": kind, "content_type": content_type, "size": bytes.len(), "sha256": sha256_hex(bytes)});
     server.api.post("/v1/media/uploads", Some(token), &body).await.expect("upload start")
-}
-
-async fn put_bytes(server: &Server, url: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = server.api.http.put(absolute(server, url)).body(bytes).send().await.expect("PUT");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Copies of a signed URL with its signature, expiry or object changed.
@@ -366,23 +354,6 @@ async fn an_expired_upload_url_is_refused_and_stores_nothing() {
     }
     let stored = media.stored().await;
     assert!(stored.is_empty(), "{stored:?}");
-}
-
-/// Starts, PUTs and completes an upload; returns the media id.
-async fn upload(server: &Server, token: &str, slot: Value, bytes: &[u8]) -> String {
-    let (status, started) = server.api.post("/v1/media/uploads", Some(token), &slot).await.expect("upload start");
-    assert_eq!(status, 200, "{started}");
-    let media_id = started["media_id"].as_str().expect("media id").to_string();
-    let (status, body) = put_bytes(server, started["upload_url"].as_str().expect("url"), bytes.to_vec()).await;
-    assert_eq!(status, 200, "{body}");
-    let complete = format!("/v1/media/uploads/{media_id}/complete");
-    let (status, done) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
-    assert_eq!(status, 200, "{done}");
-    media_id
-}
-
-fn slot(kind: &str, content_type: &str, bytes: &[u8]) -> Value {
-    json!({"kind": kind, "content_type": content_type, "size": bytes.len(), "sha256": sha256_hex(bytes)})
 }
 
 /// GETs `path` as `token`, following 307s to the user's gateway; a 302 is

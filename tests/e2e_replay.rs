@@ -227,12 +227,21 @@ async fn rebuilt_projections_equal_the_live_ones_and_a_swap_keeps_every_message(
     for index in 5..7 {
         send_to_user(&mut alice_ws, &bob.user_id, &format!("m{index}")).await;
     }
+    // A completed upload, for the media catalogue.
+    let picture = b"\x89PNG not really a picture".to_vec();
+    common::upload(
+        &server,
+        &alice.access_token,
+        common::slot("document", "application/octet-stream", &picture),
+        &picture,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Every projection of every live store rebuilds equal, while serving.
     let tool = server.rebuild_tool();
     for (name, store) in server.live_stores() {
-        for projection in ["history", "directory", "inbox"] {
+        for projection in ["history", "directory", "inbox", "media"] {
             let output = tool.run(projection, &store, &["--verify-only"]).await;
             assert!(output.success, "{name} {projection}: {}", output.stderr);
             let report = &output.lines[0];

@@ -208,7 +208,8 @@ pub async fn serve(
         mac.update(b"missive media url signing");
         mac.finalize().into_bytes().to_vec()
     };
-    let media = media::Media::new(objects, &config.media, &media_key, db.clone(), log.clone(), codec.clone());
+    let media = media::Media::new(objects, &config.media, &media_key, db.clone(), log.clone(), codec.clone())
+        .served_at(config.routing.own_url());
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;

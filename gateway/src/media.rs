@@ -66,6 +66,9 @@ pub struct Media {
     retention: Duration,
     /// How long after its URL expired a never-completed upload is kept.
     abandoned_after: Duration,
+    /// This gateway's base URL among several (Kafka mode): its signed URLs
+    /// name it, since the slot they write lives here. Paths alone otherwise.
+    own_url: Arc<str>,
 }
 
 /// One upload slot, kept until completed or expired.
@@ -138,7 +141,14 @@ impl Media {
             codec,
             retention: settings.retention,
             abandoned_after: settings.abandoned_after,
+            own_url: "".into(),
         }
+    }
+
+    /// Signed URLs name this gateway (`base`: `http://host:port`).
+    pub fn served_at(mut self, base: Option<&str>) -> Media {
+        self.own_url = base.unwrap_or_default().into();
+        self
     }
 
     pub fn objects(&self) -> &Objects {
@@ -204,7 +214,8 @@ impl Media {
 
     fn signed_path(&self, operation: &str, media_id: &str, expires: i64) -> String {
         format!(
-            "/v1/media/blobs/{media_id}/{operation}?expires={expires}&sig={}",
+            "{}/v1/media/blobs/{media_id}/{operation}?expires={expires}&sig={}",
+            self.own_url,
             self.signature(operation, media_id, expires)
         )
     }

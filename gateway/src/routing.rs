@@ -36,6 +36,11 @@ impl Routing {
         Ok(Routing { index, gateways: Arc::new(gateways), partitions })
     }
 
+    /// This gateway's own base URL (`None` for a lone gateway).
+    pub fn own_url(&self) -> Option<&str> {
+        self.gateways.get(self.index).map(String::as_str)
+    }
+
     fn count(&self) -> usize {
         self.gateways.len().max(1)
     }

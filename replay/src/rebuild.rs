@@ -63,7 +63,8 @@ fn projection(name: &str) -> anyhow::Result<Projection> {
         }
         "directory" => Ok(Projection { processor: history::DIRECTORY, topic: topics::EVENTS_USER, prefix: b"dir/" }),
         "inbox" => Ok(Projection { processor: inbox::PROCESSOR, topic: topics::DELIVERIES, prefix: b"inbox/" }),
-        other => bail!("cannot rebuild {other:?}: choose history, directory or inbox"),
+        "media" => Ok(Projection { processor: history::MEDIA, topic: topics::EVENTS_MEDIA, prefix: b"media/" }),
+        other => bail!("cannot rebuild {other:?}: choose history, directory, inbox or media"),
     }
 }
 
@@ -71,6 +72,7 @@ fn handler(projection: &Projection, codec: Arc<Codec>) -> Box<dyn Handler> {
     match projection.processor {
         history::HISTORY => Box::new(history::HistoryHandler::new(codec)),
         history::DIRECTORY => Box::new(history::DirectoryHandler { codec, index: history::UserIndex::new(1024) }),
+        history::MEDIA => Box::new(history::MediaCatalogueHandler { codec }),
         _ => Box::new(inbox::InboxHandler::new(codec, missive_processors::FeedHub::default())),
     }
 }

@@ -548,3 +548,38 @@ impl RebuildTool {
         run_tool(args).await
     }
 }
+
+// Media uploads.
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+pub fn absolute(server: &Server, url: &str) -> String {
+    if url.starts_with("http") { url.to_string() } else { format!("{}{url}", server.api.base) }
+}
+
+/// PUTs `bytes` to an upload URL (absolute, or a path on the gateway).
+pub async fn put_bytes(server: &Server, url: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let response = server.api.http.put(absolute(server, url)).body(bytes).send().await.expect("PUT");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Starts, PUTs and completes an upload; returns the media id.
+pub async fn upload(server: &Server, token: &str, slot: Value, bytes: &[u8]) -> String {
+    let (status, started) = server.api.post("/v1/media/uploads", Some(token), &slot).await.expect("upload start");
+    assert_eq!(status, 200, "{started}");
+    let media_id = started["media_id"].as_str().expect("media id").to_string();
+    let (status, body) = put_bytes(server, started["upload_url"].as_str().expect("url"), bytes.to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    let complete = format!("/v1/media/uploads/{media_id}/complete");
+    let (status, done) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
+    assert_eq!(status, 200, "{done}");
+    media_id
+}
+
+pub fn slot(kind: &str, content_type: &str, bytes: &[u8]) -> Value {
+    json!({"kind": kind, "content_type": content_type, "size": bytes.len(), "sha256": sha256_hex(bytes)})
+}
