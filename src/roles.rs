@@ -556,6 +556,12 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     directory_ready(log.as_ref(), &db).await?;
     let (listener, address) = listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, index = args.index, gateways = args.gateways.len(), "missive gateway serving (Kafka mode)");
+    if args.gateways.len() > 1 && args.client.media.s3_endpoint.is_none() {
+        tracing::warn!(
+            "media is stored in this gateway's own directory: users of other gateways cannot fetch it; \
+             give every gateway the same --s3-endpoint/--s3-bucket to share media"
+        );
+    }
     let config = GatewayConfig {
         gateway_id: format!("gateway-{}", args.index),
         node_id,
