@@ -625,9 +625,20 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
     let (status, body) = put_bytes(server, started["upload_url"].as_str().expect("url"), abandoned.clone()).await;
     assert_eq!(status, 200, "{body}");
     let abandoned_id = started["media_id"].as_str().expect("id").to_string();
-    // Sent, then deleted for everyone.
+    // Sent, then deleted for everyone; its upload URL reused once after completion
+    // (S3 takes the bytes at the staging key until the URL expires).
     let photo: Vec<u8> = (0..10_000u32).map(|index| (index % 199) as u8).collect();
-    let media_id = upload(server, &alice.access_token, slot("image", "image/jpeg", &photo), &photo).await;
+    let (status, started) = start_upload(server, &alice.access_token, "image", "image/jpeg", &photo).await;
+    assert_eq!(status, 200, "{started}");
+    let media_id = started["media_id"].as_str().expect("id").to_string();
+    let upload_url = started["upload_url"].as_str().expect("url").to_string();
+    assert_eq!(put_bytes(server, &upload_url, photo.clone()).await.0, 200);
+    let complete = format!("/v1/media/uploads/{media_id}/complete");
+    let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_bytes(server, &upload_url, photo.clone()).await;
+    let expected = if kafka_mode() { (200, None) } else { (409, Some("already_uploaded")) };
+    assert_eq!((status, code_of(&body)), expected, "{body}");
     let mut alice_ws = server.connect(&alice).await;
     let frame = json!({"type": "send", "req": "m1", "to": {"user": bob.user_id}, "client_msg_id": "m1",
         "media": {"media_id": media_id}});

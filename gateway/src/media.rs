@@ -606,8 +606,7 @@ impl Media {
                 let upload = db
                     .get_cf(family, Media::slot_key(&media_id))
                     .map_err(|error| ApiError::internal(error.to_string()))?
-                    .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok())
-                    .filter(|upload| !upload.completed);
+                    .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok());
                 due.push((key.to_vec(), media_id, upload));
             }
             Ok(due)
@@ -615,9 +614,13 @@ impl Media {
         .await?;
         for (index_key, media_id, upload) in abandoned {
             if let Some(upload) = upload {
+                // Completed or not, nothing may stay at the staging key (a
+                // presigned PUT reused before it expired can write it again).
                 self.objects.delete(&upload.staging_key).await.map_err(storage)?;
-                self.save(&media_id, None).await?;
-                swept.abandoned_uploads += 1;
+                if !upload.completed {
+                    self.save(&media_id, None).await?;
+                    swept.abandoned_uploads += 1;
+                }
             }
             let db = self.db.clone();
             blocking(move || {
