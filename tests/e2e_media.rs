@@ -568,6 +568,11 @@ async fn profile_pictures_get_150_and_400_px_thumbnails_from_the_media_processor
         server.api.post("/v1/media/uploads", Some(&alice.access_token), &unknown).await.expect("start");
     assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
 
+    // A "picture" that does not decode gets no thumbnails; the processor goes on.
+    let bogus = b"not a PNG at all".to_vec();
+    let mut broken = slot("image", "image/png", &bogus);
+    broken["purpose"] = json!("profile_picture");
+    let broken_id = upload(server, &alice.access_token, broken, &bogus).await;
     let mut profile = slot("image", "image/png", &picture);
     profile["purpose"] = json!("profile_picture");
     let media_id = upload(server, &alice.access_token, profile, &picture).await;
@@ -602,6 +607,8 @@ async fn profile_pictures_get_150_and_400_px_thumbnails_from_the_media_processor
     tokio::time::sleep(Duration::from_secs(2)).await;
     let refused = fetch(server, &alice.access_token, &format!("/v1/media/{message_media}?size=150")).await;
     assert_eq!(refused.expect_err("no thumbnail").0, 409);
+    let refused = fetch(server, &alice.access_token, &format!("/v1/media/{broken_id}?size=150")).await;
+    assert_eq!(refused.expect_err("no thumbnail of what does not decode").0, 409);
     let thumbs = media.objects.list("thumbs").await.expect("list thumbs");
     assert_eq!(thumbs.len(), 4, "two thumbnails each of the profile picture and the icon only: {thumbs:?}");
 }
@@ -628,6 +635,7 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
     // Sent, then deleted for everyone; its upload URL reused once after completion
     // (S3 takes the bytes at the staging key until the URL expires).
     let photo: Vec<u8> = (0..10_000u32).map(|index| (index % 199) as u8).collect();
+    let began = std::time::Instant::now();
     let (status, started) = start_upload(server, &alice.access_token, "image", "image/jpeg", &photo).await;
     assert_eq!(status, 200, "{started}");
     let media_id = started["media_id"].as_str().expect("id").to_string();
@@ -636,6 +644,7 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
     let complete = format!("/v1/media/uploads/{media_id}/complete");
     let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");
     assert_eq!(status, 200, "{body}");
+    let reused_at = began.elapsed();
     let (status, body) = put_bytes(server, &upload_url, photo.clone()).await;
     let expected = if kafka_mode() { (200, None) } else { (409, Some("already_uploaded")) };
     assert_eq!((status, code_of(&body)), expected, "{body}");
@@ -656,7 +665,10 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
         if stored.is_empty() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still stored after retention: {stored:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still stored after retention: {stored:?} (abandoned {abandoned_id}, sent {media_id}, reused PUT after {reused_at:?})"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // The abandoned slot is gone with its object: completing it finds nothing.

@@ -179,11 +179,14 @@ impl Media {
     async fn save_new(&self, media_id: &str, upload: &Upload) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(upload).map_err(|error| ApiError::internal(error.to_string()))?;
         let (db, key, index) = (self.db.clone(), Self::slot_key(media_id), expiry_key(upload.expires_ms, media_id));
+        // The index names the staging key itself: it is cleared even when
+        // the slot went first (media removed by retention).
+        let staging = upload.staging_key.clone().into_bytes();
         blocking(move || {
             let family = family(&db, CF_AUTH);
             let mut batch = rocksdb::WriteBatch::default();
             batch.put_cf(family, key, bytes);
-            batch.put_cf(family, index, []);
+            batch.put_cf(family, index, staging);
             db.write(batch).map_err(|error| ApiError::internal(error.to_string()))
         })
         .await
@@ -597,7 +600,7 @@ impl Media {
             let mut due = Vec::new();
             let start = rocksdb::IteratorMode::From(EXPIRY_PREFIX, rocksdb::Direction::Forward);
             for item in db.iterator_cf(family, start).take(SWEEP_BATCH) {
-                let (key, _) = item.map_err(|error| ApiError::internal(error.to_string()))?;
+                let (key, staging) = item.map_err(|error| ApiError::internal(error.to_string()))?;
                 if !key.starts_with(EXPIRY_PREFIX) || key.as_ref() >= end.as_slice() {
                     break;
                 }
@@ -607,20 +610,21 @@ impl Media {
                     .get_cf(family, Media::slot_key(&media_id))
                     .map_err(|error| ApiError::internal(error.to_string()))?
                     .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok());
-                due.push((key.to_vec(), media_id, upload));
+                due.push((key.to_vec(), String::from_utf8_lossy(&staging).into_owned(), media_id, upload));
             }
             Ok(due)
         })
         .await?;
-        for (index_key, media_id, upload) in abandoned {
-            if let Some(upload) = upload {
-                // Completed or not, nothing may stay at the staging key (a
-                // presigned PUT reused before it expired can write it again).
+        for (index_key, staging_key, media_id, upload) in abandoned {
+            // Completed or not, nothing may stay at the staging key (a
+            // presigned PUT reused before it expired can write it again).
+            if !staging_key.is_empty() {
+                self.objects.delete(&staging_key).await.map_err(storage)?;
+            }
+            if let Some(upload) = upload.filter(|upload| !upload.completed) {
                 self.objects.delete(&upload.staging_key).await.map_err(storage)?;
-                if !upload.completed {
-                    self.save(&media_id, None).await?;
-                    swept.abandoned_uploads += 1;
-                }
+                self.save(&media_id, None).await?;
+                swept.abandoned_uploads += 1;
             }
             let db = self.db.clone();
             blocking(move || {

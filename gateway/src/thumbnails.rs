@@ -51,11 +51,7 @@ pub async fn run(
                 .map_err(anyhow::Error::from)
                 .and_then(|value| Ok(MediaUploaded::try_from(value)?))
             {
-                Ok(uploaded) if uploaded.purpose.has_thumbnails() => {
-                    if let Err(error) = make(&objects, &uploaded).await {
-                        tracing::warn!(media = %uploaded.media_id, %error, "no thumbnails for this picture");
-                    }
-                }
+                Ok(uploaded) if uploaded.purpose.has_thumbnails() => make_retrying(&objects, &uploaded).await?,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, offset = %record.offset.0, "not a media event; skipped"),
             }
@@ -69,14 +65,49 @@ pub async fn run(
     }
 }
 
+/// Why a picture got no thumbnails.
+enum Failure {
+    /// Not a picture that decodes: skipped for good.
+    Picture(image::ImageError),
+    /// The store did not answer: try again.
+    Storage(anyhow::Error),
+}
+
+/// Makes one picture's thumbnails, trying a failing store three times; if
+/// it still fails, the worker stops before committing past this record and
+/// is restarted from its committed position (a thumbnail is never skipped
+/// for an outage).
+async fn make_retrying(objects: &Objects, uploaded: &MediaUploaded) -> anyhow::Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match make(objects, uploaded).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Picture(error)) => {
+                tracing::warn!(media = %uploaded.media_id, %error, "not a picture that decodes; no thumbnails");
+                return Ok(());
+            }
+            Err(Failure::Storage(error)) if attempt < 3 => {
+                tracing::warn!(media = %uploaded.media_id, %error, attempt, "storage failed; making thumbnails again");
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            }
+            Err(Failure::Storage(error)) => return Err(error.context("thumbnails could not be stored")),
+        }
+    }
+}
+
 /// Makes and stores the thumbnails of one picture.
-async fn make(objects: &Objects, uploaded: &MediaUploaded) -> anyhow::Result<()> {
-    let Some(bytes) = objects.get(&uploaded.key).await? else {
+async fn make(objects: &Objects, uploaded: &MediaUploaded) -> Result<(), Failure> {
+    let storage = |error: missive_infra::objects::ObjectsError| Failure::Storage(error.into());
+    let Some(bytes) = objects.get(&uploaded.key).await.map_err(storage)? else {
         return Ok(()); // removed since: nothing to show
     };
-    let thumbnails = tokio::task::spawn_blocking(move || render(&bytes)).await??;
+    let thumbnails = tokio::task::spawn_blocking(move || render(&bytes))
+        .await
+        .map_err(|error| Failure::Storage(error.into()))?
+        .map_err(Failure::Picture)?;
     for (size, jpeg) in thumbnails {
-        objects.put(&thumbnail_key(&uploaded.key, size), jpeg.into()).await?;
+        objects.put(&thumbnail_key(&uploaded.key, size), jpeg.into()).await.map_err(storage)?;
     }
     Ok(())
 }
