@@ -250,15 +250,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let progress = {
-        let delivered = delivered.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                eprintln!("bench: delivered {}/{}", delivered.load(Ordering::Relaxed), expected);
-            }
-        })
-    };
+    let progress = report_progress(delivered.clone(), expected, "messages delivered");
     let mut failures = 0;
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(600), task).await {
@@ -356,21 +348,23 @@ async fn group_member(
     Ok(())
 }
 
+/// Prints `done` of `expected` every 2 s until the returned task is aborted.
+fn report_progress(done: Arc<AtomicU64>, expected: u64, what: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            eprintln!("bench: {} of {expected} {what}", done.load(Ordering::Relaxed));
+        }
+    })
+}
+
 /// `--profiles`: every user changes its `about` `--messages` times, one
 /// request at a time.
 async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> anyhow::Result<()> {
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(samples::Latencies::default());
-    let progress = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                eprintln!("bench: {} of {expected} profile changes", done.load(Ordering::Relaxed));
-            }
-        })
-    };
+    let progress = report_progress(done.clone(), expected, "profile changes");
     let started = Instant::now();
     let changes = accounts.iter().map(|account| {
         let (api, done, latencies) = (api.clone(), done.clone(), latencies.clone());
@@ -429,15 +423,7 @@ async fn media_uploads(args: &BenchArgs, api: &Api, accounts: &[Account]) -> any
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let [starts, puts, completes, totals] = std::array::from_fn(|_| Arc::new(samples::Latencies::default()));
-    let progress = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                eprintln!("bench: {} of {expected} uploads", done.load(Ordering::Relaxed));
-            }
-        })
-    };
+    let progress = report_progress(done.clone(), expected, "uploads");
     let started = Instant::now();
     let uploads = accounts.iter().map(|account| {
         let (api, done, payload, sha256) = (api.clone(), done.clone(), payload.clone(), sha256.clone());

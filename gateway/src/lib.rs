@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod snowflake;
 pub mod thumbnails;
 pub mod tls;
+pub mod worker;
 pub mod ws;
 
 use std::sync::Arc;

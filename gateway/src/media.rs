@@ -516,7 +516,8 @@ impl Media {
             return Ok(upload.key);
         }
         let (db, media_id) = (self.db.clone(), media_id.to_string());
-        blocking(move || shared_key(&db, &media_id, Some(viewer))).await?.ok_or_else(missing)
+        let stored = blocking(move || shared_object(&db, &media_id, Some(viewer))).await?;
+        stored.map(|stored| stored.key).ok_or_else(missing)
     }
 
     /// The bytes behind this gateway's signed download URL (local storage).
@@ -527,30 +528,16 @@ impl Media {
         }
         self.check_signature(operation, media_id, &signed)?;
         // The signature says who may read it; here only where it is.
-        let key = match self.load(media_id).await?.filter(|upload| upload.completed) {
-            Some(upload) => upload.key,
+        let stored = match self.load(media_id).await?.filter(|upload| upload.completed) {
+            Some(upload) => Stored { key: upload.key, content_type: upload.content_type },
             None => {
                 let (db, id) = (self.db.clone(), media_id.to_string());
-                blocking(move || shared_key(&db, &id, None)).await?.ok_or_else(missing)?
+                blocking(move || shared_object(&db, &id, None)).await?.ok_or_else(missing)?
             }
         };
         let (key, content_type) = match operation.strip_prefix("thumb-").and_then(|size| size.parse().ok()) {
-            Some(size) => (thumbnail_key(&key, size), "image/jpeg".to_string()),
-            None => {
-                let (db, id) = (self.db.clone(), media_id.to_string());
-                let content_type = match self.load(media_id).await? {
-                    Some(upload) => Some(upload.content_type),
-                    None => {
-                        blocking(move || {
-                            queries::media(&db, &id)
-                                .map(|found| found.map(|uploaded| uploaded.content_type))
-                                .map_err(|error| ApiError::internal(error.to_string()))
-                        })
-                        .await?
-                    }
-                };
-                (key, content_type.unwrap_or_else(|| "application/octet-stream".into()))
-            }
+            Some(size) => (thumbnail_key(&stored.key, size), "image/jpeg".to_string()),
+            None => (stored.key, stored.content_type),
         };
         let bytes = self.objects.get(&key).await.map_err(storage)?.ok_or_else(missing)?;
         let mut response = warp::reply::Response::new(bytes.into());
@@ -606,31 +593,35 @@ impl Media {
                 }
                 let media_id =
                     String::from_utf8_lossy(key.get(EXPIRY_PREFIX.len() + 8..).unwrap_or_default()).into_owned();
-                let upload = db
-                    .get_cf(family, Media::slot_key(&media_id))
+                let slot_key = Media::slot_key(&media_id);
+                let never_completed = db
+                    .get_cf(family, &slot_key)
                     .map_err(|error| ApiError::internal(error.to_string()))?
-                    .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok());
-                due.push((key.to_vec(), String::from_utf8_lossy(&staging).into_owned(), media_id, upload));
+                    .and_then(|bytes| serde_json::from_slice::<Upload>(&bytes).ok())
+                    .is_some_and(|upload| !upload.completed);
+                let staging = String::from_utf8_lossy(&staging).into_owned();
+                due.push((key.to_vec(), staging, never_completed.then_some(slot_key)));
             }
             Ok(due)
         })
         .await?;
-        for (index_key, staging_key, media_id, upload) in abandoned {
+        // Index entries (and abandoned slots) handled, removed in one write.
+        let mut handled = rocksdb::WriteBatch::default();
+        for (index_key, staging_key, abandoned_slot) in abandoned {
             // Completed or not, nothing may stay at the staging key (a
             // presigned PUT reused before it expired can write it again).
             if !staging_key.is_empty() {
                 self.objects.delete(&staging_key).await.map_err(storage)?;
             }
-            if let Some(upload) = upload.filter(|upload| !upload.completed) {
-                self.objects.delete(&upload.staging_key).await.map_err(storage)?;
-                self.save(&media_id, None).await?;
+            if let Some(slot_key) = abandoned_slot {
+                handled.delete_cf(family(&self.db, CF_AUTH), slot_key);
                 swept.abandoned_uploads += 1;
             }
+            handled.delete_cf(family(&self.db, CF_AUTH), index_key);
+        }
+        if !handled.is_empty() {
             let db = self.db.clone();
-            blocking(move || {
-                db.delete_cf(family(&db, CF_AUTH), index_key).map_err(|error| ApiError::internal(error.to_string()))
-            })
-            .await?;
+            blocking(move || db.write(handled).map_err(|error| ApiError::internal(error.to_string()))).await?;
         }
 
         let until = now - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
@@ -699,9 +690,15 @@ pub async fn run_sweeper(media: Media, every: Duration, cancel: tokio_util::sync
     }
 }
 
-/// The key of `media_id` as the catalogue and history know it, if `viewer`
+/// Where a media object is stored, and what it is.
+struct Stored {
+    key: String,
+    content_type: String,
+}
+
+/// Where `media_id` is stored, as the catalogue and history know it, if `viewer`
 /// (`None`: anyone, for a URL this gateway signed) may read it.
-fn shared_key(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<String>, ApiError> {
+fn shared_object(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<Stored>, ApiError> {
     let internal = |error: queries::QueryError| ApiError::internal(error.to_string());
     if let Some(uploaded) = queries::media(db, media_id).map_err(internal)? {
         // (Message media is its uploader's through the upload slot, which
@@ -717,7 +714,7 @@ fn shared_key(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<
                 .is_some_and(|owner| visible(owner.privacy.photo, relation(&owner, viewer))),
         };
         if allowed {
-            return Ok(Some(uploaded.key));
+            return Ok(Some(Stored { key: uploaded.key, content_type: uploaded.content_type }));
         }
     }
     for (conversation, seq) in queries::media_messages(db, media_id, 256).map_err(internal)? {
@@ -729,7 +726,7 @@ fn shared_key(db: &DB, media_id: &str, viewer: Option<UserId>) -> Result<Option<
             && may_read
             && let Some(media) = sent.attachment.as_ref().and_then(|attachment| attachment.media())
         {
-            return Ok(Some(media.key.clone()));
+            return Ok(Some(Stored { key: media.key.clone(), content_type: media.content_type.clone() }));
         }
     }
     Ok(None)

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use missive_core::Millis;
 use missive_core::notifications::{Batcher, OfflineMessage, PushJob};
-use missive_infra::{Log, Offset, OutRecord, TopicPartition};
+use missive_infra::{Log, OutRecord};
 use missive_processors::topics::NOTIFICATIONS;
 use missive_schemas::Codec;
 use missive_schemas::convert::push_job_to_wire;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::worker::{self, StartAt, Tail};
 
 /// The consumer group under which the webhook worker records its positions.
 const WEBHOOK_GROUP: &str = "push-webhook";
@@ -114,43 +116,16 @@ pub async fn run_webhook(
     partitions: Vec<u32>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let committed = log.committed_positions(WEBHOOK_GROUP).await?;
-    let mut assignment = Vec::new();
-    for partition in partitions {
-        let partition = TopicPartition::new(NOTIFICATIONS, partition);
-        let start = match committed.iter().find(|(committed, _)| *committed == partition) {
-            Some((_, offset)) => *offset,
-            None => log.end_hint(&partition).await?,
-        };
-        assignment.push((partition, start));
-    }
-    let mut consumer = log.consumer(assignment).await?;
+    let tail = Tail { group: WEBHOOK_GROUP, topic: NOTIFICATIONS, partitions, start: StartAt::End, batch: 256 };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-    loop {
-        let records = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            polled = consumer.poll(256, Duration::from_millis(500)) => polled?,
-        };
-        let mut positions: Vec<(TopicPartition, Offset)> = Vec::new();
-        for record in records {
-            match codec
-                .decode(&record.value)
-                .map_err(anyhow::Error::from)
-                .and_then(|value| Ok(PushJob::try_from(value)?))
-            {
-                Ok(job) => {
-                    if !deliver(&http, &url, &job).await {
-                        tracing::warn!(user = %job.user, "a push job was given up after {WEBHOOK_ATTEMPTS} tries");
-                    }
-                }
-                Err(error) => tracing::warn!(%error, offset = %record.offset.0, "not a push job; skipped"),
+    worker::run(log.as_ref(), &codec, &tail, &cancel, |job: PushJob| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            if !deliver(&http, &url, &job).await {
+                tracing::warn!(user = %job.user, "a push job was given up after {WEBHOOK_ATTEMPTS} tries");
             }
-            let partition = record.topic_partition();
-            positions.retain(|(known, _)| *known != partition);
-            positions.push((partition, Offset(record.offset.0 + 1)));
+            Ok(())
         }
-        if !positions.is_empty() {
-            log.commit_positions(WEBHOOK_GROUP, &positions).await?;
-        }
-    }
+    })
+    .await
 }

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use missive_core::media::{MediaUploaded, THUMBNAIL_SIZES, thumbnail_key};
+use missive_infra::Log;
 use missive_infra::objects::Objects;
-use missive_infra::{Log, Offset, TopicPartition};
 use missive_processors::topics::EVENTS_MEDIA;
 use missive_schemas::Codec;
 use tokio_util::sync::CancellationToken;
+
+use crate::worker::{self, StartAt, Tail};
 
 /// Consumer group of the thumbnail maker.
 pub const THUMBNAIL_GROUP: &str = "media-thumbnails";
@@ -29,40 +31,17 @@ pub async fn run(
     partitions: Vec<u32>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let committed = log.committed_positions(THUMBNAIL_GROUP).await?;
-    let assignment = partitions
-        .into_iter()
-        .map(|partition| {
-            let partition = TopicPartition::new(EVENTS_MEDIA, partition);
-            let start = committed.iter().find(|(known, _)| *known == partition).map_or(Offset(0), |(_, at)| *at);
-            (partition, start)
-        })
-        .collect();
-    let mut consumer = log.consumer(assignment).await?;
-    loop {
-        let records = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            polled = consumer.poll(64, Duration::from_millis(500)) => polled?,
-        };
-        let mut positions: Vec<(TopicPartition, Offset)> = Vec::new();
-        for record in records {
-            match codec
-                .decode(&record.value)
-                .map_err(anyhow::Error::from)
-                .and_then(|value| Ok(MediaUploaded::try_from(value)?))
-            {
-                Ok(uploaded) if uploaded.purpose.has_thumbnails() => make_retrying(&objects, &uploaded).await?,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, offset = %record.offset.0, "not a media event; skipped"),
+    let tail = Tail { group: THUMBNAIL_GROUP, topic: EVENTS_MEDIA, partitions, start: StartAt::Beginning, batch: 64 };
+    worker::run(log.as_ref(), &codec, &tail, &cancel, |uploaded: MediaUploaded| {
+        let objects = objects.clone();
+        async move {
+            if uploaded.purpose.has_thumbnails() {
+                make_retrying(&objects, &uploaded).await?;
             }
-            let partition = record.topic_partition();
-            positions.retain(|(known, _)| *known != partition);
-            positions.push((partition, Offset(record.offset.0 + 1)));
+            Ok(())
         }
-        if !positions.is_empty() {
-            log.commit_positions(THUMBNAIL_GROUP, &positions).await?;
-        }
-    }
+    })
+    .await
 }
 
 /// Why a picture got no thumbnails.

@@ -229,15 +229,11 @@ pub fn sees_icon(db: &DB, media_id: &str, viewer: UserId) -> Result<bool, QueryE
         let Some(rest) = key.strip_prefix(prefix.as_slice()) else { break };
         let group =
             ConversationId(u64::from_be_bytes(rest.try_into().map_err(|_| QueryError("bad icon index".into()))?));
-        let current = group_icon(db, group)?;
+        let current = self::group(db, group)?.map(|changed| changed.group.info.icon);
         if current.as_deref() == Some(media_id) && members(db, group)?.is_some_and(|members| members.contains(&viewer))
         {
             return Ok(true);
         }
     }
     Ok(false)
-}
-
-fn group_icon(db: &DB, group: ConversationId) -> Result<Option<String>, QueryError> {
-    Ok(self::group(db, group)?.map(|changed| changed.group.info.icon))
 }
