@@ -106,21 +106,53 @@ async fn a_thousand_messages_each_way_arrive_in_order_with_gap_free_sequences() 
         to: &str,
         tag: &str,
     ) -> Vec<Value> {
+        let frame_for = |index: usize| {
+            json!({"type": "send", "req": format!("{tag}{index}"), "to": {"user": to},
+                "client_msg_id": format!("{tag}-{index}"), "content": format!("{tag} {index}")})
+        };
         let mut frames = Vec::new();
         for index in 0..COUNT {
-            let frame = json!({"type": "send", "req": format!("{tag}{index}"), "to": {"user": to},
-                "client_msg_id": format!("{tag}-{index}"), "content": format!("{tag} {index}")});
-            connection.send_json(&frame).await.expect("send");
+            connection.send_json(&frame_for(index)).await.expect("send");
             // Read while sending, as a real client does (back-pressure).
             frames.extend(connection.drain_ready().await.expect("drain"));
         }
-        connection
-            .collect_more(frames, Duration::from_secs(120), |frames| {
-                events(frames).iter().filter(|frame| frame["event"]["kind"] == "message").count() >= BOTH
-                    && frames.iter().filter(|frame| frame["type"] == "sent").count() >= COUNT
-            })
-            .await
-            .expect("all frames")
+        // As the protocol asks of clients: a send answered `unavailable` (not
+        // confirmed in time) is sent again with the same client_msg_id.
+        let (mut retried, mut checked, mut messages) = (0, 0, 0);
+        let mut confirmed: HashSet<String> = HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            for frame in &frames[checked..] {
+                match frame["type"].as_str() {
+                    Some("event") if frame["event"]["kind"] == "message" => messages += 1,
+                    Some("sent") => {
+                        confirmed.insert(frame["req"].as_str().expect("req").to_string());
+                    }
+                    Some("error") if frame["code"] == "unavailable" => {
+                        let req = frame["req"].as_str().expect("req");
+                        let index: usize = req[tag.len()..].parse().expect("index");
+                        connection.send_json(&frame_for(index)).await.expect("resend");
+                        retried += 1;
+                    }
+                    _ => {}
+                }
+            }
+            checked = frames.len();
+            if messages >= BOTH && confirmed.len() >= COUNT {
+                return frames;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{tag}: {} of {COUNT} sends confirmed, {messages} of {BOTH} messages, {retried} resent; errors: {:?}",
+                confirmed.len(),
+                frames.iter().filter(|frame| frame["type"] == "error").take(5).collect::<Vec<_>>()
+            );
+            // Up to 5 s for the next frame (a long wait pings to keep the connection), then what else arrived.
+            if let Ok(more) = connection.collect_more(Vec::new(), Duration::from_secs(5), |got| !got.is_empty()).await {
+                frames.extend(more);
+                frames.extend(connection.drain_ready().await.expect("drain"));
+            }
+        }
     }
     let (alice_frames, bob_frames) = tokio::join!(
         send_then_collect(&mut alice_ws, &bob.user_id, "a"),
