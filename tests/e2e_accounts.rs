@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::{Server, WAIT, code_of, messages_from};
 use missive_gateway::auth::contact_hash;
@@ -148,21 +147,11 @@ async fn cast(server: &Server, prefix: u32) -> Cast {
     let stranger = server.register(&phone(3), "phone").await;
     let blocked = server.register(&phone(4), "phone").await;
     // The blocked user is in the owner's contacts too: a block beats it.
-    // In Kafka mode each gateway folds its own directory: a user registered
-    // through the other gateway appears here a moment later (a few tries,
-    // well inside the daily sync limit).
+    // In Kafka mode each gateway folds its own directory; a read barrier
+    // makes users registered through the other gateway found at once.
     let hashes = json!({"hashes": [contact_hash(&phone(2)), contact_hash(&phone(4)), contact_hash("+19995550000")]});
-    let mut tries = 0;
-    let body = loop {
-        let (status, body) =
-            server.api.post("/v1/contacts/sync", Some(&owner.access_token), &hashes).await.expect("sync");
-        assert_eq!(status, 200, "{body}");
-        tries += 1;
-        if body["users"].as_array().map(Vec::len) == Some(2) || tries == 10 {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let (status, body) = server.api.post("/v1/contacts/sync", Some(&owner.access_token), &hashes).await.expect("sync");
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["users"].as_array().map(Vec::len), Some(2), "{body}");
     let (status, body) = server
         .api
@@ -415,17 +404,22 @@ async fn read_receipts_off_is_reciprocal() {
             body["conversations"][0]["unread"] == 0
         })
         .await;
-    let bob_frames = bob_ws
-        .collect_more(frames, WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
-        .await
-        .expect("delivered tick");
-    let alice_frames = alice_ws
-        .collect_until(WAIT, |frames| frames.iter().any(|frame| frame["event"]["status"] == "delivered"))
-        .await
-        .expect("delivered tick");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (who, mut frames, connection) in [("bob", bob_frames, &mut bob_ws), ("alice", alice_frames, &mut alice_ws)] {
-        frames.extend(connection.drain_ready().await.expect("test step"));
+    // A last message each way, sent after the reads on the same connection:
+    // the conversation decides it after the read, and the recipient's feed
+    // gets it after any receipt that read caused. Everything up to it is checked.
+    alice_ws.send_message("3", &bob.user_id, "3", "after my read").await.expect("test step");
+    bob_ws.send_message("4", &alice.user_id, "4", "after my read").await.expect("test step");
+    // Wait for the delivered tick too (it travels its own path) and the last message.
+    let done = |from: &str| {
+        let from = from.to_string();
+        move |frames: &[serde_json::Value]| {
+            messages_from(frames, &from).iter().any(|event| event["content"] == "after my read")
+                && frames.iter().any(|frame| frame["event"]["status"] == "delivered")
+        }
+    };
+    let bob_frames = bob_ws.collect_more(frames, WAIT, done(&alice.user_id)).await.expect("delivered and 3");
+    let alice_frames = alice_ws.collect_until(WAIT, done(&bob.user_id)).await.expect("delivered and 4");
+    for (who, frames) in [("bob", bob_frames), ("alice", alice_frames)] {
         assert!(frames.iter().all(|frame| frame["event"]["status"] != "read"), "{who} got a read tick: {frames:?}");
         assert!(frames.iter().all(|frame| frame["type"] != "error"), "{who}'s frames were refused: {frames:?}");
     }

@@ -30,10 +30,15 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with_env(&[]).await
+    }
+
+    /// A cluster whose members get extra `MISSIVE_*` settings.
+    async fn start_with_env(env: &[(&str, String)]) -> Fixture {
         let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let sms = dir.path().join("sms.jsonl");
-        let cluster = Cluster::start(dir.path().join("cluster"), &sms).await;
+        let cluster = Cluster::start_with_env(dir.path().join("cluster"), &sms, env).await;
         let api = Api::new(&cluster.gateways[0]);
         Fixture { _serial: serial, cluster, api, sms, _dir: dir }
     }
@@ -203,6 +208,8 @@ const WINDOW: usize = 8;
 struct SenderLog {
     next_index: u64,
     confirmed: BTreeMap<u64, String>,
+    /// The `conv_seq` each confirmed index was ordered at.
+    ordered_at: BTreeMap<u64, u64>,
 }
 
 /// One recipient's view: every message event it was pushed, and where to resume.
@@ -260,6 +267,10 @@ async fn sender_cycle(url: String, me: Account, to: String, mut log: SenderLog, 
                 let id = frame["message_id"].as_str().expect("message id").to_string();
                 if let Some(previous) = log.confirmed.insert(index, id.clone()) {
                     assert_eq!(previous, id, "a retry returns the original message id");
+                }
+                let conv_seq = frame["conv_seq"].as_u64().expect("conv_seq");
+                if let Some(previous) = log.ordered_at.insert(index, conv_seq) {
+                    assert_eq!(previous, conv_seq, "a retry returns the original conv_seq");
                 }
                 outstanding.remove(&index);
             }
@@ -388,6 +399,10 @@ async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
     for pair in 0..PAIRS {
         let sent = &sender_logs[pair];
         let received = &recipient_logs[pair].received;
+        // The order the conversation decided: one sender per conversation,
+        // so conv_seq is 1, 2, 3... in the order the sender sent.
+        let decided: Vec<u64> = sent.ordered_at.values().copied().collect();
+        assert_eq!(decided, (1..=sent.next_index).collect::<Vec<u64>>(), "pair {pair}: ordered as sent, by index");
         let indices: Vec<u64> = received.iter().map(|(index, _, _)| *index).collect();
         assert_eq!(indices, (0..sent.next_index).collect::<Vec<u64>>(), "pair {pair}: exactly once, in send order");
         for (index, id, _) in received {
@@ -528,4 +543,103 @@ async fn a_killed_gateways_users_show_offline_to_watchers_within_70_seconds() {
     eprintln!("presence: offline {:.1} s after kill -9 of gateway-{victim}: {offline}", elapsed.as_secs_f64());
     assert!(elapsed <= Duration::from_secs(70), "offline only after {elapsed:?}");
     assert!(offline["last_seen"].as_i64().is_some_and(|at| at <= common::now_ms()), "{offline}");
+}
+
+/// Keeps the cluster busy until `stop`: two users exchange messages (and
+/// ack them), and a third rewrites its profile (records on the users
+/// topic, which every gateway's directory folds). Returns how many sends
+/// were confirmed.
+async fn background_load(fixture: &Fixture, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let sender = fixture.register("+14155582001").await;
+    let recipient = fixture.register("+14155582002").await;
+    let profiler = fixture.register("+14155582003").await;
+    let (url, api) = (fixture.ws_url(), Api::new(&fixture.cluster.gateways[0]));
+    tokio::spawn(async move {
+        let mut sending = Connection::open(&url, &sender.access_token, None).await.expect("load sender");
+        let mut receiving = Connection::open(&url, &recipient.access_token, None).await.expect("load recipient");
+        let (mut confirmed, mut next, mut outstanding) = (0u64, 0u64, 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            while outstanding < 16 {
+                let (req, id) = (format!("load{next}"), format!("load-{next}"));
+                sending.send_message(&req, &recipient.user_id, &id, "background").await.expect("load send");
+                (next, outstanding) = (next + 1, outstanding + 1);
+            }
+            for frame in sending.drain_ready().await.expect("load frames") {
+                if frame["type"] == "sent" {
+                    (confirmed, outstanding) = (confirmed + 1, outstanding - 1);
+                }
+            }
+            let events = receiving.drain_ready().await.expect("load events");
+            if let Some(seq) = events.iter().filter_map(|frame| frame["seq"].as_u64()).max() {
+                receiving.ack(seq).await.expect("load ack");
+            }
+            let about = json!({"about": format!("busy {next}")});
+            let (status, body) = api.put("/v1/profile", Some(&profiler.access_token), &about).await.expect("profile");
+            assert_eq!(status, 200, "background profile change: {body}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        confirmed
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_registered_through_one_gateway_is_found_at_once_through_the_other() {
+    // About a hundred registrations and fifty contact syncs from one address and user.
+    let fixture = Fixture::start_with_env(&[
+        ("MISSIVE_OTP_PER_ADDRESS_PER_HOUR", "10000".into()),
+        ("MISSIVE_VERIFY_PER_ADDRESS_PER_HOUR", "10000".into()),
+        ("MISSIVE_CONTACT_SYNCS_PER_DAY", "10000".into()),
+    ])
+    .await;
+    let friend = fixture.register("+14155583000").await;
+    let friend_gateway = owner_index(&fixture, &friend).await;
+    let api = Api::new(&fixture.cluster.gateways[0]);
+    let token = friend.access_token.as_str();
+    let mut friend_ws = Connection::open(&fixture.ws_url(), token, None).await.expect("friend");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = background_load(&fixture, stop.clone()).await;
+
+    let mut checked = 0;
+    for index in 0..400 {
+        if checked == 50 {
+            break;
+        }
+        let phone = format!("+1415558{index:04}");
+        let newcomer = fixture.register(&phone).await;
+        if owner_index(&fixture, &newcomer).await == friend_gateway {
+            continue; // registered through the friend's own gateway: not the case under test
+        }
+        let user = newcomer.user_id.as_str();
+        let context = format!("newcomer {index} ({user}) registered through the other gateway");
+
+        let group = json!({"name": format!("g{index}"), "members": [user]});
+        let (status, body) = api.post("/v1/groups", Some(token), &group).await.expect("create group");
+        assert_eq!(status, 200, "{context}: create a group with them: {body}");
+
+        let (status, body) = api.post("/v1/groups", Some(token), &json!({"name": "later"})).await.expect("group");
+        assert_eq!(status, 200, "{context}: {body}");
+        let members = format!("/v1/groups/{}/members", body["conversation_id"].as_str().expect("group id"));
+        let (status, body) = api.post(&members, Some(token), &json!({"users": [user]})).await.expect("add member");
+        assert_eq!(status, 200, "{context}: add them: {body}");
+
+        let hashes = json!({"hashes": [common::sha256_hex(phone.as_bytes())]});
+        let (status, body) = api.post("/v1/contacts/sync", Some(token), &hashes).await.expect("contact sync");
+        assert_eq!(status, 200, "{context}: sync them as a contact: {body}");
+        assert_eq!(body["users"][0]["user_id"], user, "{context}: contact sync finds them: {body}");
+
+        let (status, body) = api.get(&format!("/v1/users/{user}/profile"), Some(token)).await.expect("profile");
+        assert_eq!(status, 200, "{context}: read their profile: {body}");
+
+        let req = format!("watch{index}");
+        let frame = json!({"type": "subscribe_presence", "req": req, "users": [user]});
+        let answer = common::request(&mut friend_ws, &req, frame).await;
+        assert_eq!(answer["type"], "subscribed", "{context}: subscribe to their presence: {answer}");
+        assert!(answer["users"].as_array().is_some_and(|users| users.contains(&json!(user))), "{context}: {answer}");
+        checked += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let confirmed = load.await.expect("background load");
+    assert_eq!(checked, 50, "50 newcomers landed on the other gateway");
+    assert!(confirmed > 0, "the background load moved messages ({confirmed})");
+    eprintln!("read barrier: 50 newcomers found at once through the other gateway, {confirmed} background messages");
 }

@@ -348,6 +348,49 @@ async fn an_offline_recipient_gets_its_backlog_once_and_a_wrong_epoch_is_not_rec
 }
 
 #[tokio::test]
+async fn a_device_that_connects_again_replaces_its_old_connection_and_its_order_holds() {
+    let server = Server::start().await;
+    let alice = server.register("+14155555101", "a").await;
+    let bob = server.register("+14155555102", "b").await;
+    // The old connection has a long pipeline of sends in flight when the
+    // same device connects again (a phone that switched networks).
+    const OLD: usize = 200;
+    const NEW: usize = 20;
+    let mut old = server.connect(&alice).await;
+    send_numbered(&mut old, &bob.user_id, 0..OLD, "old", "old").await;
+    let mut new = server.connect(&alice).await;
+    send_numbered(&mut new, &bob.user_id, 0..NEW, "new", "new").await;
+    let sent = new
+        .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() == NEW)
+        .await
+        .expect("the new connection's sends are confirmed");
+    assert!(sent.iter().all(|frame| frame["type"] != "error"), "{sent:?}");
+
+    // The old one was told, then closed.
+    let mut told = Vec::new();
+    while let Ok(Some(frame)) = old.next_frame(WAIT).await {
+        told.push(frame);
+    }
+    let last = told.last().expect("frames on the old connection");
+    assert_eq!(last["code"], "session_replaced", "the old connection ends with session_replaced: {last}");
+
+    // Whatever the old connection got appended comes before everything
+    // sent on the new one: old0..old<k>, then new0..new19.
+    let mut bob_ws = server.connect(&bob).await;
+    let frames = bob_ws
+        .collect_until(WAIT, |frames| messages_from(frames, &alice.user_id).iter().any(|m| m["content"] == "new19"))
+        .await
+        .expect("bob gets the new connection's messages");
+    let contents: Vec<&str> =
+        messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
+    let appended_by_old = contents.iter().take_while(|content| content.starts_with("old")).count();
+    let expected: Vec<String> =
+        (0..appended_by_old).map(|index| format!("old{index}")).chain((0..NEW).map(|index| format!("new{index}"))).collect();
+    assert_eq!(contents, expected, "the old connection's appends all precede the new one's");
+    eprintln!("reconnect: {appended_by_old} of {OLD} old sends appended before the new connection took over");
+}
+
+#[tokio::test]
 async fn a_retried_client_msg_id_is_delivered_once_with_the_same_message_id() {
     let server = Server::start().await;
     let alice = server.register("+14155555001", "a").await;

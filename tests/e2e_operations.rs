@@ -247,10 +247,8 @@ async fn group_operations_reach_those_who_got_the_message_and_admins_may_delete(
     // Dave never got g1, so he gets no tombstone either: a later message arrives first and alone.
     send_to_group(&mut alice_ws, &group, "g2").await;
     let frames = until(&mut dave_ws, "g2", |frame| frame["event"]["content"] == "g2").await;
+    // g1's tombstone was decided before g2: had Dave been told, it would have come first.
     assert!(frames.iter().all(|frame| frame["event"]["kind"] != "modified"), "{frames:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let late = dave_ws.drain_ready().await.expect("drain");
-    assert!(late.iter().all(|frame| frame["event"]["kind"] != "modified"), "{late:?}");
 }
 
 #[tokio::test]

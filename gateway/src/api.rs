@@ -86,29 +86,24 @@ pub fn served(context: Context) -> impl Filter<Extract = (Principal,), Error = R
     )
 }
 
-/// How long a gateway waits for a device it has not seen registered: in
-/// Kafka mode its directory may lag the gateway that registered it.
-const DEVICE_WAIT: Duration = Duration::from_secs(3);
-
 /// A token's device must still belong to the account: removing a device
-/// (or logging out) ends its tokens before they expire.
+/// (or logging out) ends its tokens before they expire. A device this
+/// gateway has not seen yet (registered through another gateway a moment
+/// ago) is looked for again behind a read barrier.
 pub async fn require_device(reads: &ReadModels, principal: Principal) -> Result<(), ApiError> {
-    // Some(true): the device is there; Some(false): it was removed; None: not seen yet.
-    let known = crate::reads::poll_until(DEVICE_WAIT, || async {
-        Ok(reads.directory(principal.user).await?.and_then(|state| {
-            if state.has_device(principal.device) {
-                Some(true)
-            } else {
-                state.was_removed(principal.device).then_some(false)
-            }
-        }))
-    })
-    .await?;
-    match known {
-        Some(true) => Ok(()),
-        _ => Err(ApiError::unauthorized("this device was removed from the account; verify again")
-            .with_code("device_removed")),
+    let has_device = |state: Option<UserState>| state.is_some_and(|state| state.has_device(principal.device));
+    let state = reads.directory(principal.user).await?;
+    let removed = state.as_ref().is_some_and(|state| state.was_removed(principal.device));
+    if has_device(state) {
+        return Ok(());
     }
+    if !removed {
+        reads.barrier(crate::reads::Projection::Directory, [principal.user.0]).await?;
+        if has_device(reads.directory(principal.user).await?) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::unauthorized("this device was removed from the account; verify again").with_code("device_removed"))
 }
 
 /// Like `served`, but routed to the gateway owning `owner` (the user a path
@@ -456,7 +451,7 @@ async fn user_profile(
     respond(
         async {
             let owner: UserId = parse_id(&user, "user id")?;
-            let Some(state) = context.reads.directory(owner).await? else {
+            let Some(state) = context.reads.directory_fresh(owner).await? else {
                 return Err(ApiError::not_found("not_found", "no such user"));
             };
             let view = users::view_profile(&state, principal.user);
@@ -545,7 +540,7 @@ async fn set_block(
             if target == principal.user {
                 return Err(ApiError::bad_request("bad_request", "you cannot block yourself"));
             }
-            if !context.reads.user_exists(target).await? {
+            if !context.reads.user_registered(target).await? {
                 return Err(ApiError::not_found("not_found", "no such user"));
             }
             let command = UserCommand::SetBlock { user_id: principal.user, target, blocked };
@@ -609,13 +604,16 @@ async fn contacts_sync(
                 ));
             }
             context.auth.check_contact_sync(principal.user)?;
-            let mut found = Vec::new();
-            for hash in &request.hashes {
-                let user = context.auth.user_id_for_contact_hash(hash);
-                if user != principal.user && context.reads.registered(user).await? {
-                    found.push((hash, user));
-                }
-            }
+            let candidates: Vec<(&String, UserId)> = request
+                .hashes
+                .iter()
+                .map(|hash| (hash, context.auth.user_id_for_contact_hash(hash)))
+                .filter(|(_, user)| *user != principal.user)
+                .collect();
+            let ids: Vec<UserId> = candidates.iter().map(|(_, user)| *user).collect();
+            let registered = context.reads.registered_among(&ids).await?;
+            let found: Vec<(&String, UserId)> =
+                candidates.into_iter().zip(registered).filter(|(_, registered)| *registered).map(|(pair, _)| pair).collect();
             let added: Vec<UserId> = found.iter().map(|(_, user)| *user).collect();
             if !added.is_empty() {
                 let command =
@@ -664,9 +662,6 @@ async fn list_conversations(principal: Principal, context: Context) -> Result<wa
     }))
 }
 
-/// How long a membership check waits for the history projection to catch up.
-pub const MEMBERSHIP_WAIT: Duration = Duration::from_secs(3);
-
 /// Members only; an unknown conversation and a foreign one look the same.
 pub async fn require_member(reads: &ReadModels, user: UserId, conversation: ConversationId) -> Result<(), ApiError> {
     require_members(reads, user, conversation).await.map(|_| ())
@@ -679,7 +674,7 @@ pub async fn require_members(
     conversation: ConversationId,
 ) -> Result<Vec<UserId>, ApiError> {
     reads
-        .members_including(conversation, user, MEMBERSHIP_WAIT)
+        .members_including(conversation, user)
         .await?
         .ok_or_else(|| ApiError::not_found("not_found", "no such conversation among yours"))
 }
@@ -742,7 +737,7 @@ async fn receipts(
             require_member(&context.reads, principal.user, conversation).await?;
             let missing = || ApiError::not_found("not_found", "no such message among yours");
             let found =
-                context.reads.message_soon(conversation, message_id, MEMBERSHIP_WAIT).await?.ok_or_else(missing)?;
+                context.reads.message_fresh(conversation, message_id).await?.ok_or_else(missing)?;
             let message = &found.message;
             if message.from != principal.user {
                 return Err(ApiError::new(

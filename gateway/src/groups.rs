@@ -62,13 +62,13 @@ fn user_ids(users: &[String]) -> Result<Vec<UserId>, ApiError> {
     users.iter().map(|user| parse_id(user, "each user")).collect()
 }
 
+/// Every user must be registered (behind a read barrier: a user who
+/// registered through another gateway a moment ago counts).
 async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError> {
-    for user in users {
-        if !context.reads.user_exists(*user).await? {
-            return Err(ApiError::not_found("not_found", format!("no such user {user}")));
-        }
+    match context.reads.unregistered(users).await?.first() {
+        Some(user) => Err(ApiError::not_found("not_found", format!("no such user {user}"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs a group command and answers with the group once this gateway's

@@ -242,7 +242,7 @@ pub async fn serve(
     };
     let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log.clone(), codec.clone(), replies, config.node_id, metrics.clone()));
-    let reads = ReadModels::new(db, read_side.users);
+    let reads = ReadModels::new(db, log.clone(), read_side.users);
     // Presence: this instance's heartbeats, and the fold of every gateway's.
     let presence = Arc::new(presence::Presence::new(
         &config.gateway_id,

@@ -4,8 +4,6 @@
 //! message exists and is the caller's), appended in the order the client
 //! sent it, and answered once the conversation decider has decided.
 
-use std::time::Duration;
-
 use missive_core::conversation::{MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES};
 use missive_core::media::{Attachment, check_attachment};
 use missive_core::operations::{ModifyMessage, Operation};
@@ -14,7 +12,7 @@ use missive_projections::HistoryMessage;
 use missive_schemas::wire::CommandReply;
 use serde_json::{Value, json};
 
-use crate::api::{MEMBERSHIP_WAIT, require_member};
+use crate::api::require_member;
 use crate::auth::Principal;
 use crate::commands::{self, Target, wait_reply};
 use crate::errors::ApiError;
@@ -23,12 +21,6 @@ use crate::protocol::{
     error_frame,
 };
 use crate::ws::{Pending, SessionDeps, send_error};
-
-/// How long a send waits for an unknown recipient to reach this gateway's
-/// directory: in Kafka mode each gateway folds `events.user` itself, so a
-/// user who just registered through another gateway appears here a moment
-/// later.
-const RECIPIENT_WAIT: Duration = Duration::from_secs(3);
 
 /// A message as the client wrote it.
 pub struct Outgoing {
@@ -90,7 +82,7 @@ async fn resolve_target(deps: &SessionDeps, to: &Recipient) -> Result<Target, Ap
     match (&to.user, &to.group) {
         (Some(user), None) => {
             let user: UserId = parse(user, "to.user")?;
-            if deps.reads.user_exists_soon(user, RECIPIENT_WAIT).await? {
+            if deps.reads.user_registered(user).await? {
                 Ok(Target::User(user))
             } else {
                 Err(ApiError::bad_request("unknown_recipient", "no such user; sync contacts to find registered users"))
@@ -198,7 +190,7 @@ async fn visible_message(
 ) -> Result<HistoryMessage, ApiError> {
     let missing = || ApiError::not_found("not_found", "no such message among yours");
     require_member(&deps.reads, user, conversation).await?;
-    let found = deps.reads.message_soon(conversation, message, MEMBERSHIP_WAIT).await?.ok_or_else(missing)?;
+    let found = deps.reads.message_fresh(conversation, message).await?.ok_or_else(missing)?;
     let earlier_history = match deps.reads.group(conversation).await? {
         Some(group) => group.group.settings.history_for_new_members,
         None => true,
@@ -254,7 +246,10 @@ pub async fn start_forward(
     }
     let forward_count = original.message.forward_count.saturating_add(1);
     // The same client id in different conversations is no duplicate: the
-    // decider's dedupe key includes the conversation.
+    // decider's dedupe key includes the conversation. A target that cannot
+    // be appended refuses the whole forward (closing the connection, like a
+    // send): the client resends it, and the targets already appended answer
+    // with their original outcome.
     let mut pending = Vec::with_capacity(targets.len());
     for target in targets {
         let outgoing = commands::Outgoing {
@@ -264,16 +259,12 @@ pub async fn start_forward(
             forward_count,
             attachment: original.message.attachment.clone(),
         };
-        pending.push(deps.bus.submit_send(principal, target, outgoing).await);
+        pending.push(deps.bus.submit_send(principal, target, outgoing).await.map_err(refuse)?);
     }
     Ok(Box::pin(async move {
         let mut results = Vec::with_capacity(pending.len());
         for submitted in pending {
-            let outcome = match submitted {
-                Ok(pending) => send_outcome(pending).await,
-                Err(error) => Err(error),
-            };
-            results.push(match outcome {
+            results.push(match send_outcome(submitted).await {
                 Ok(reply) => sent_fields(&reply),
                 Err(error) => json!({"error": {"code": error.code, "message": error.message}}),
             });

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::CommandBus;
 use crate::errors::ApiError;
-use crate::reads::ReadModels;
+use crate::reads::{Projection, ReadModels};
 use crate::routing::Routing;
 use crate::sessions::Sessions;
 
@@ -181,6 +181,21 @@ impl Presence {
                     transitions
                 }
             };
+            // Whoever watches these users sees them as their privacy allows
+            // now: a read barrier brings this gateway's directory up to every
+            // change acknowledged (possibly through another gateway) so far.
+            // If it cannot, nothing is told rather than something hidden.
+            let watched: Vec<u64> = transitions
+                .iter()
+                .filter(|transition| !self.sessions.watchers_of(transition.user).is_empty())
+                .map(|transition| transition.user.0)
+                .collect();
+            if !watched.is_empty()
+                && let Err(error) = self.reads.barrier(Projection::Directory, watched).await
+            {
+                tracing::warn!(%error.message, "presence changes not told: the directory is behind");
+                continue;
+            }
             for transition in transitions {
                 if let Err(error) = self.notify(transition).await {
                     tracing::debug!(%error.message, "presence notification failed");
@@ -218,6 +233,13 @@ impl Presence {
     /// Subscribes a session to `users`' presence; returns the current
     /// presence of those the watcher may see (others stay silent).
     pub async fn subscribe(&self, watcher: UserId, session: u64, users: &[UserId]) -> Result<Vec<Value>, ApiError> {
+        // A read barrier first: this gateway's directory then holds every
+        // registration and privacy change acknowledged before the call, so
+        // a user who registered through another gateway a moment ago is
+        // watched, and one who just hid their last seen stays hidden.
+        if !users.is_empty() {
+            self.reads.barrier(Projection::Directory, users.iter().map(|user| user.0)).await?;
+        }
         let mut known = Vec::with_capacity(users.len());
         for user in users {
             if self.reads.user_exists(*user).await? {

@@ -1,14 +1,33 @@
-//! Async wrappers over the read models (RocksDB reads on blocking threads).
+//! Async wrappers over the read models (RocksDB reads on blocking threads),
+//! and the read barrier that makes their negative answers trustworthy.
+//!
+//! Read models fold the log a moment after a decision, and in Kafka mode
+//! each gateway folds its own copy. A positive answer ("this user exists",
+//! "this user is a member") is final: accounts are never deleted and the
+//! caller holds what it found. A negative answer may only mean "not folded
+//! yet". So every "does X exist" question that names something created
+//! elsewhere goes through a **read barrier** on a miss: take the end offset
+//! of the partition holding X's records, wait (bounded by
+//! [`BARRIER_WAIT`]) until this process's projection has applied the log up
+//! to that offset, and ask again. Anything acknowledged before the request
+//! arrived (a registration is acknowledged only once it is in the log) lies
+//! below that offset, so a miss after the barrier is a real absence. A
+//! barrier that runs out answers `unavailable` (retry), never `not_found`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use missive_core::conversation::ReceiptStatus;
 use missive_core::users::UserState;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
-use missive_processors::{UserIndex, queries};
+use missive_infra::log::kafka_partition;
+use missive_infra::{Log, TopicPartition};
+use missive_processors::history::{DIRECTORY, HISTORY};
+use missive_processors::topics::{EVENTS_CONVERSATION, EVENTS_USER};
+use missive_processors::{UserIndex, partitions_of, queries, runtime};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::DB;
 
@@ -16,6 +35,45 @@ use crate::errors::ApiError;
 
 /// Most user ids remembered as existing before the cache starts over.
 const KNOWN_USERS_CAP: usize = 1_000_000;
+
+/// Longest a read barrier waits for this process's projection to reach the
+/// end offset it took; past it the request is answered `unavailable`.
+pub const BARRIER_WAIT: Duration = Duration::from_secs(10);
+
+/// One partition's last looked-up end offset, and when that lookup began.
+type EndSlot = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>>;
+
+/// A projection a gateway folds itself, which a read barrier can bring up
+/// to date: its processor name (whose stored positions say how far it got)
+/// and the topic it folds, keyed by the ids it answers about.
+#[derive(Clone, Copy, Debug)]
+pub enum Projection {
+    /// Accounts: `events.user`, keyed by user id.
+    Directory,
+    /// Conversations, members and messages: `events.conversation`, keyed by conversation id.
+    History,
+}
+
+impl Projection {
+    fn processor(self) -> &'static str {
+        match self {
+            Projection::Directory => DIRECTORY,
+            Projection::History => HISTORY,
+        }
+    }
+
+    fn topic(self) -> &'static str {
+        match self {
+            Projection::Directory => EVENTS_USER,
+            Projection::History => EVENTS_CONVERSATION,
+        }
+    }
+
+    /// The partition holding the records keyed by `id` (keys are decimal ids).
+    fn partition_of(self, id: u64) -> u32 {
+        kafka_partition(id.to_string().as_bytes(), partitions_of(self.topic()))
+    }
+}
 
 /// Asks `probe` again, with back-off (1 ms doubling to 50 ms), until it
 /// answers `Some` or `wait` has passed (`None`). Read models fold the log a
@@ -45,6 +103,10 @@ where
 #[derive(Clone)]
 pub struct ReadModels {
     db: Arc<DB>,
+    /// For read barriers: the end offsets of the folded topics.
+    log: Arc<dyn Log>,
+    /// The last end offset read per (topic, partition) and when its lookup began.
+    ends: Arc<Mutex<HashMap<(&'static str, u32), EndSlot>>>,
     /// Bloom filter of registered users, kept by the directory projection.
     index: UserIndex,
     /// Users seen to exist. Accounts are never deleted, so a positive answer
@@ -53,13 +115,81 @@ pub struct ReadModels {
 }
 
 impl ReadModels {
-    pub fn new(db: Arc<DB>, index: UserIndex) -> ReadModels {
-        ReadModels { db, index, known_users: Arc::new(RwLock::new(HashSet::new())) }
+    pub fn new(db: Arc<DB>, log: Arc<dyn Log>, index: UserIndex) -> ReadModels {
+        ReadModels { db, log, ends: Arc::default(), index, known_users: Arc::new(RwLock::new(HashSet::new())) }
+    }
+
+    /// The read barrier: waits until this process's `projection` has
+    /// applied every record that the partitions of `ids` held when called.
+    /// `unavailable` if it has not within [`BARRIER_WAIT`].
+    pub async fn barrier(&self, projection: Projection, ids: impl IntoIterator<Item = u64>) -> Result<(), ApiError> {
+        let asked_at = tokio::time::Instant::now();
+        let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
+        let mut targets = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let end = self.end_since(projection.topic(), partition, asked_at).await?;
+            targets.push((TopicPartition::new(projection.topic(), partition), end));
+        }
+        let processor = projection.processor();
+        let reached = poll_until(BARRIER_WAIT, || {
+            let targets = targets.clone();
+            async move {
+                let reached = self
+                    .run(move |db| {
+                        for (input, end) in targets {
+                            if runtime::stored_position(db, processor, input).map_err(queries::QueryError)? < end {
+                                return Ok(false);
+                            }
+                        }
+                        Ok(true)
+                    })
+                    .await?;
+                Ok(reached.then_some(()))
+            }
+        })
+        .await?;
+        reached.ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "this server's {processor} view is more than {} s behind the log; retry shortly",
+                BARRIER_WAIT.as_secs()
+            ))
+        })
+    }
+
+    /// The end offset of a partition as read at or after `asked_at`.
+    /// Concurrent barriers share lookups: one that waited for another's
+    /// lookup, begun after it was asked, takes that answer (in Kafka mode a
+    /// verified end costs a broker round trip or two).
+    async fn end_since(&self, topic: &'static str, partition: u32, asked_at: tokio::time::Instant) -> Result<u64, ApiError> {
+        let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
+        let mut last = slot.lock().await;
+        if let Some((taken_at, end)) = *last
+            && taken_at >= asked_at
+        {
+            return Ok(end);
+        }
+        let taken_at = tokio::time::Instant::now();
+        let input = TopicPartition::new(topic, partition);
+        let end = self.log.watermarks(&input).await.map_err(|error| {
+            ApiError::unavailable(format!("cannot read the end of {input} ({error}); retry shortly"))
+        })?;
+        *last = Some((taken_at, end.high.0));
+        Ok(end.high.0)
     }
 
     /// The account as the directory knows it.
     pub async fn directory(&self, user: UserId) -> Result<Option<UserState>, ApiError> {
         self.run(move |db| queries::directory(db, user)).await
+    }
+
+    /// The account, behind a read barrier when the directory does not know
+    /// it yet: `None` only if no registration was acknowledged before this call.
+    pub async fn directory_fresh(&self, user: UserId) -> Result<Option<UserState>, ApiError> {
+        if let Some(state) = self.directory(user).await? {
+            return Ok(Some(state));
+        }
+        self.barrier(Projection::Directory, [user.0]).await?;
+        self.directory(user).await
     }
 
     /// Waits (with back-off, up to `wait`) until the directory's view of
@@ -115,11 +245,53 @@ impl ReadModels {
         Ok(exists)
     }
 
-    /// Like `user_exists`, but an unknown user is looked for again (with
-    /// back-off) until `wait` has passed: read models of other gateways lag.
-    pub async fn user_exists_soon(&self, user: UserId, wait: std::time::Duration) -> Result<bool, ApiError> {
-        let found = poll_until(wait, || async move { Ok(self.user_exists(user).await?.then_some(())) }).await?;
-        Ok(found.is_some())
+    /// Whether `user` is registered, behind a read barrier on a miss: `false`
+    /// only if no registration was acknowledged before this call.
+    pub async fn user_registered(&self, user: UserId) -> Result<bool, ApiError> {
+        Ok(self.unregistered(&[user]).await?.is_empty())
+    }
+
+    /// Which of `users` are not registered, with one read barrier over the
+    /// partitions of those not found at first.
+    pub async fn unregistered(&self, users: &[UserId]) -> Result<Vec<UserId>, ApiError> {
+        let mut missing = Vec::new();
+        for user in users {
+            if !self.user_exists(*user).await? {
+                missing.push(*user);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        self.barrier(Projection::Directory, missing.iter().map(|user| user.0)).await?;
+        let mut still_missing = Vec::new();
+        for user in missing {
+            if !self.user_exists(user).await? {
+                still_missing.push(user);
+            }
+        }
+        Ok(still_missing)
+    }
+
+    /// Which contact-sync candidates are registered: the Bloom filter
+    /// answers most misses without touching the store, and misses get one
+    /// read barrier, so a number registered a moment ago elsewhere is found.
+    pub async fn registered_among(&self, candidates: &[UserId]) -> Result<Vec<bool>, ApiError> {
+        let mut found = Vec::with_capacity(candidates.len());
+        for user in candidates {
+            found.push(self.registered(*user).await?);
+        }
+        if found.iter().all(|found| *found) {
+            return Ok(found);
+        }
+        let misses = candidates.iter().zip(&found).filter(|(_, found)| !**found).map(|(user, _)| user.0);
+        self.barrier(Projection::Directory, misses).await?;
+        for (user, found) in candidates.iter().zip(found.iter_mut()) {
+            if !*found {
+                *found = self.registered(*user).await?;
+            }
+        }
+        Ok(found)
     }
 
     pub async fn feed_state(&self, user: UserId) -> Result<Option<FeedState>, ApiError> {
@@ -146,22 +318,22 @@ impl ReadModels {
         self.run(move |db| queries::group(db, conversation)).await
     }
 
-    /// The members of `conversation` once they include `user`, waiting up to
-    /// `wait`: the history projection folds `events.conversation` beside the
-    /// inbox, so a client may act on a message (read it, open the chat)
-    /// a moment before history has the conversation. `None` if `user` is
-    /// still not a member by then.
+    /// The members of `conversation` if they include `user`, behind a read
+    /// barrier on a miss: the history projection folds `events.conversation`
+    /// beside the inbox, so a client may act on a message (read it, open the
+    /// chat) a moment before history has the conversation. `None` only if
+    /// `user` was not a member when this call began.
     pub async fn members_including(
         &self,
         conversation: ConversationId,
         user: UserId,
-        wait: std::time::Duration,
     ) -> Result<Option<Vec<UserId>>, ApiError> {
-        poll_until(
-            wait,
-            || async move { Ok(self.members(conversation).await?.filter(|members| members.contains(&user))) },
-        )
-        .await
+        let including = |members: Option<Vec<UserId>>| members.filter(|members| members.contains(&user));
+        if let Some(members) = including(self.members(conversation).await?) {
+            return Ok(Some(members));
+        }
+        self.barrier(Projection::History, [conversation.0]).await?;
+        Ok(including(self.members(conversation).await?))
     }
 
     pub async fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ApiError> {
@@ -179,15 +351,18 @@ impl ReadModels {
         self.run(move |db| queries::history(db, conversation, reader, before, limit)).await
     }
 
-    /// A message by id, waiting up to `wait` for the history projection to
-    /// fold it (a client may act on a message it was just sent).
-    pub async fn message_soon(
+    /// A message by id, behind a read barrier on a miss (a client may act on
+    /// a message it was just sent, before history folded it here).
+    pub async fn message_fresh(
         &self,
         conversation: ConversationId,
         message: MessageId,
-        wait: std::time::Duration,
     ) -> Result<Option<HistoryMessage>, ApiError> {
-        poll_until(wait, || self.run(move |db| queries::message(db, conversation, message))).await
+        if let Some(found) = self.run(move |db| queries::message(db, conversation, message)).await? {
+            return Ok(Some(found));
+        }
+        self.barrier(Projection::History, [conversation.0]).await?;
+        self.run(move |db| queries::message(db, conversation, message)).await
     }
 
     pub async fn hidden(&self, conversation: ConversationId, user: UserId, seq: ConvSeq) -> Result<bool, ApiError> {

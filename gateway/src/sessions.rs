@@ -4,6 +4,15 @@
 //! A user's requests all reach the gateway that owns the user, so the
 //! removal and the sessions meet here in both modes. Sessions also hold
 //! their presence subscriptions (whom they watch), indexed by watched user.
+//!
+//! **One writer per device.** A device that connects again replaces its
+//! earlier session here: the old one is told `session_replaced` and stops
+//! appending, and the two share a writer lock, held while a command is
+//! being appended, which the new session takes once before its welcome. So
+//! a frame the old connection still had buffered (a client that switched
+//! networks leaves a half-open connection behind) can never be appended
+//! after what the client sends on the new one: a device's commands reach
+//! the log in the order the client sent them, across reconnects.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +35,10 @@ struct Entry {
     id: u64,
     device: DeviceId,
     revoked: CancellationToken,
+    /// Fires when the same device opened a newer session.
+    replaced: CancellationToken,
+    /// Shared by every session of the device (see the module doc).
+    writer: Arc<tokio::sync::Mutex<()>>,
     live: mpsc::Sender<Arc<Value>>,
     /// Users whose presence this session watches.
     watching: HashSet<UserId>,
@@ -63,19 +76,42 @@ pub struct SessionGuard {
     user: UserId,
     id: u64,
     pub revoked: CancellationToken,
+    /// Fires when the same device opened a newer session.
+    pub replaced: CancellationToken,
+    /// The device's writer lock: held while a command is appended.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
     pub live: mpsc::Receiver<Arc<Value>>,
 }
 
 impl Sessions {
     /// Registers a session; its `revoked` token fires when the device is
-    /// removed, and live frames for the user arrive on `live`.
+    /// removed, and live frames for the user arrive on `live`. Earlier
+    /// sessions of the same device are told they were replaced; the new
+    /// one shares their writer lock.
     pub fn open(&self, user: UserId, device: DeviceId) -> SessionGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let revoked = CancellationToken::new();
+        let replaced = CancellationToken::new();
         let (sender, live) = mpsc::channel(LIVE_QUEUE);
-        let entry = Entry { id, device, revoked: revoked.clone(), live: sender, watching: HashSet::new() };
-        self.inner.lock().open.entry(user).or_default().push(entry);
-        SessionGuard { sessions: self.clone(), user, id, revoked, live }
+        let mut inner = self.inner.lock();
+        let entries = inner.open.entry(user).or_default();
+        let mut writer = None;
+        for earlier in entries.iter().filter(|entry| entry.device == device) {
+            earlier.replaced.cancel();
+            writer = Some(earlier.writer.clone());
+        }
+        let writer = writer.unwrap_or_default();
+        entries.push(Entry {
+            id,
+            device,
+            revoked: revoked.clone(),
+            replaced: replaced.clone(),
+            writer: writer.clone(),
+            live: sender,
+            watching: HashSet::new(),
+        });
+        drop(inner);
+        SessionGuard { sessions: self.clone(), user, id, revoked, replaced, writer, live }
     }
 
     /// Whether `user` has an open session here.

@@ -68,6 +68,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_IN_FLIGHT: usize = 256;
+/// Longest a device's new session waits for its replaced session to finish
+/// an append in progress before it is refused `unavailable`.
+const REPLACE_WAIT: Duration = Duration::from_secs(30);
 /// Feed entries read per store query while catching up.
 const PUSH_CHUNK: usize = 256;
 
@@ -100,6 +103,10 @@ struct Session {
     /// This session among the user's sessions (presence subscriptions).
     id: u64,
     sent_through: FeedSeq,
+    /// The device's writer lock (`sessions.rs`): held while a command is appended.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Fires when the device connected again: this session appends nothing more.
+    replaced: tokio_util::sync::CancellationToken,
 }
 
 fn frame_type(frame: &Value) -> &str {
@@ -107,6 +114,16 @@ fn frame_type(frame: &Value) -> &str {
 }
 
 impl Session {
+    /// The device's writer lock, for appending one command; `Err` once a
+    /// newer session of the device took over (this one must append nothing).
+    fn writer(&self) -> impl Future<Output = Result<tokio::sync::OwnedMutexGuard<()>, ()>> + Send + use<> {
+        let (writer, replaced) = (self.writer.clone(), self.replaced.clone());
+        async move {
+            let permit = writer.lock_owned().await;
+            if replaced.is_cancelled() { Err(()) } else { Ok(permit) }
+        }
+    }
+
     async fn push(&mut self, frame: Value) -> Result<(), ()> {
         self.deps.metrics.frames_out.with_label_values(&[frame_type(&frame)]).inc();
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::text(frame.to_string()))).await {
@@ -224,6 +241,14 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
     let mut guard = deps.sessions.open(principal.user, principal.device);
+    // A replaced session of this device may be appending a command: wait
+    // until it is done, so nothing it had can land after this session's.
+    if tokio::time::timeout(REPLACE_WAIT, guard.writer.lock()).await.is_err() {
+        let error = ApiError::unavailable("this device's previous connection is still finishing a command; retry");
+        let _ = socket.send(Message::text(send_error(None, &error).to_string())).await;
+        let _ = socket.close(None).await;
+        return;
+    }
     deps.presence.sessions_changed(principal.user).await;
     // Subscribe before reading the feed so no entry slips between the two.
     let mut subscription = deps.hub.subscribe(principal.user);
@@ -239,7 +264,15 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let feed = feed.unwrap_or_else(|| FeedState::new(Epoch::initial(principal.user)));
     let (epoch, plan) = (feed.epoch, feed.resume_plan(principal.device, resume));
     deps.metrics.connections.inc();
-    let mut session = Session { socket, deps: deps.clone(), principal, id: guard.id(), sent_through: plan.send_after };
+    let mut session = Session {
+        socket,
+        deps: deps.clone(),
+        principal,
+        id: guard.id(),
+        sent_through: plan.send_after,
+        writer: guard.writer.clone(),
+        replaced: guard.replaced.clone(),
+    };
     let welcome = json!({
         "type": "welcome",
         "user_id": principal.user.to_string(),
@@ -249,6 +282,10 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     });
     if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
         let _ = serve(&mut session, &mut subscription.changes, &guard.revoked, &mut guard.live).await;
+        if guard.replaced.is_cancelled() {
+            let message = "this device connected again; this connection is closed";
+            let _ = session.push(error_frame(None, "session_replaced", message)).await;
+        }
     }
     drop(guard);
     deps.presence.sessions_changed(principal.user).await;
@@ -272,8 +309,16 @@ async fn serve(
     let idle_timeout = session.deps.idle_timeout;
     let mut idle_check =
         tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+    let replaced = session.replaced.clone();
     loop {
         tokio::select! {
+            // First: a replaced or revoked session must not handle another frame.
+            biased;
+            _ = replaced.cancelled() => return Ok(()),
+            _ = revoked.cancelled() => {
+                let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
+                return Ok(());
+            }
             incoming = session.socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let message = match incoming {
                     Some(Ok(message)) => message,
@@ -310,10 +355,6 @@ async fn serve(
             }
             Some(frame) = live.recv() => {
                 session.push(Value::clone(&frame)).await?;
-            }
-            _ = revoked.cancelled() => {
-                let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
-                return Ok(());
             }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > idle_timeout {
@@ -384,16 +425,16 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
 
 /// A started command becomes a pending reply; a refusal is answered at once.
 ///
-/// A command that could not be appended for a passing reason (`unavailable`:
-/// the log or a read model did not answer) also closes the connection: the
-/// client's later frames are already on their way, and appending them would
-/// put them before this one. The client reconnects and resends what was not
-/// confirmed, in order.
+/// A command that could not be appended for a reason other than its content
+/// (`unavailable`: the log or a read model did not answer; `internal`) also
+/// closes the connection: the client's later frames are already on their
+/// way, and appending them would put them before this one. The client
+/// reconnects and resends what was not confirmed, in order.
 async fn started(session: &mut Session, result: Result<Pending, Value>) -> Result<Option<Pending>, ()> {
     match result {
         Ok(pending) => Ok(Some(pending)),
         Err(frame) => {
-            let transient = frame["code"] == "unavailable";
+            let transient = frame["code"] == "unavailable" || frame["code"] == "internal";
             session.push(frame).await?;
             if transient { Err(()) } else { Ok(None) }
         }
@@ -469,19 +510,26 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         ClientFrame::Send { req, to, client_msg_id, content, reply_to, media, location, contact } => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
             let outgoing = operations::Outgoing { client_msg_id, content, reply_to, media, location, contact };
-            return started(session, operations::start_send(&deps, principal, req, to, outgoing).await).await;
+            let permit = session.writer().await?;
+            let result = operations::start_send(&deps, principal, req, to, outgoing).await;
+            drop(permit);
+            return started(session, result).await;
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {
             deps.metrics.frames_in.with_label_values(&["forward"]).inc();
+            let permit = session.writer().await?;
             let started_forward =
                 operations::start_forward(&deps, principal, req, of, to, client_msg_id, content).await;
+            drop(permit);
             return started(session, started_forward).await;
         }
         ClientFrame::Edit { req, conversation_id, message_id, content } => {
             deps.metrics.frames_in.with_label_values(&["edit"]).inc();
             let operation = Ok(Operation::Edit { content });
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
-            return started(session, modify.await).await;
+            let permit = session.writer().await?;
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            drop(permit);
+            return started(session, modify).await;
         }
         ClientFrame::Delete { req, conversation_id, message_id, scope } => {
             deps.metrics.frames_in.with_label_values(&["delete"]).inc();
@@ -490,14 +538,18 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 "me" => Ok(Operation::DeleteForMe),
                 _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
             };
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
-            return started(session, modify.await).await;
+            let permit = session.writer().await?;
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            drop(permit);
+            return started(session, modify).await;
         }
         ClientFrame::React { req, conversation_id, message_id, emoji } => {
             deps.metrics.frames_in.with_label_values(&["react"]).inc();
             let operation = Ok(Operation::React { emoji });
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation);
-            return started(session, modify.await).await;
+            let permit = session.writer().await?;
+            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            drop(permit);
+            return started(session, modify).await;
         }
     }
     Ok(None)
