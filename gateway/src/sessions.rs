@@ -215,3 +215,27 @@ impl Drop for SessionGuard {
         inner.unwatch(self.user, &entry);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_connecting_again_replaces_only_its_own_earlier_sessions_and_shares_their_writer() {
+        let sessions = Sessions::default();
+        let (user, phone, laptop) = (UserId(1), DeviceId(10), DeviceId(11));
+        let first = sessions.open(user, phone);
+        let other_device = sessions.open(user, laptop);
+        assert!(!first.replaced.is_cancelled());
+        let second = sessions.open(user, phone);
+        assert!(first.replaced.is_cancelled(), "the earlier session of the device is told");
+        assert!(!other_device.replaced.is_cancelled(), "another device is left alone");
+        assert!(!second.replaced.is_cancelled());
+        assert!(Arc::ptr_eq(&first.writer, &second.writer), "one writer lock per device");
+        assert!(!Arc::ptr_eq(&first.writer, &other_device.writer));
+        drop((first, second));
+        let third = sessions.open(user, phone);
+        assert!(!Arc::ptr_eq(&third.writer, &other_device.writer));
+        assert!(sessions.is_open(user));
+    }
+}
