@@ -103,11 +103,13 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout_and_ping_keeps_it_
         &[],
     )
     .await;
-    let account = server.register("+14155558003", "phone").await;
-    let mut pinging = server.connect(&account).await;
+    // Two devices of one account (a device's second connection would replace its first).
+    let phone = server.register("+14155558003", "phone").await;
+    let laptop = server.register("+14155558003", "laptop").await;
+    let mut pinging = server.connect(&phone).await;
     // The server starts the silent connection's clock after this instant.
     let started = tokio::time::Instant::now();
-    let mut silent = server.connect(&account).await;
+    let mut silent = server.connect(&laptop).await;
     let mut closed_at = None;
     while started.elapsed() < Duration::from_secs(6) {
         pinging.send_json(&json!({"type": "ping"})).await.expect("ping");
