@@ -18,7 +18,7 @@ use crate::auth::{Auth, Principal, Refreshed, is_contact_hash, is_e164, is_pin};
 use crate::commands::CommandBus;
 use crate::errors::ApiError;
 use crate::protocol::{history_json, summary_json};
-use crate::reads::ReadModels;
+use crate::reads::{Projection, ReadModels};
 use crate::routing::Routing;
 use crate::sessions::Sessions;
 
@@ -702,6 +702,9 @@ async fn history(
                         .map_err(|_| ApiError::bad_request("bad_request", "before must be a conv_seq number"))?,
                 )),
             };
+            // A page shows everything the log held when it was asked for,
+            // whichever gateway folded it first (a read barrier).
+            context.reads.barrier(Projection::History, [conversation.0]).await?;
             require_member(&context.reads, principal.user, conversation).await?;
             let messages = context.reads.history(conversation, principal.user, before, limit).await?;
             // A group's history before the caller joined is shown only if the group allows it.
@@ -734,6 +737,8 @@ async fn receipts(
         async {
             let conversation: ConversationId = parse_id(&conversation, "conversation id")?;
             let message_id: MessageId = parse_id(&message, "message id")?;
+            // Every receipt the log held when asked for is listed (a read barrier).
+            context.reads.barrier(Projection::History, [conversation.0]).await?;
             require_member(&context.reads, principal.user, conversation).await?;
             let missing = || ApiError::not_found("not_found", "no such message among yours");
             let found =

@@ -15,6 +15,7 @@ use crate::api::{Context, DIRECTORY_WAIT, json_body, ok, parse_id, respond, serv
 use crate::auth::Principal;
 use crate::errors::ApiError;
 use crate::protocol::group_json;
+use crate::reads::Projection;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +120,9 @@ async fn get_group(group: String, principal: Principal, context: Context) -> Res
     respond(
         async {
             let conversation: ConversationId = parse_id(&group, "group id")?;
+            // The group as the log held it when asked for (a read barrier):
+            // a member just added, or a change just made, through another gateway shows.
+            context.reads.barrier(Projection::History, [conversation.0]).await?;
             match context.reads.group(conversation).await? {
                 Some(group) if group.members.contains(&principal.user) => ok(group_json(&group)),
                 _ => Err(ApiError::not_found("not_found", "no such group among yours")),
