@@ -62,6 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cancel.clone(),
         args.rules.windows(),
     );
+    let embedded_stats = embedded.clone();
     let janitor = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -81,6 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
+    mirror_log_stats(embedded_stats, &registry, cancel.clone())?;
     let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
     roles::stop_on_signal(cancel.clone());
     roles::directory_ready(log.as_ref(), &db).await?;
@@ -102,5 +104,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     cancel.cancel();
     janitor.abort();
     watchdog.abort();
+    Ok(())
+}
+
+/// Exposes what the embedded log's writer has written (records, RocksDB
+/// write calls, keys, bytes) as Prometheus counters, refreshed every second:
+/// the cost of the message path per delivered message, for benchmarks.
+fn mirror_log_stats(log: EmbeddedLog, registry: &prometheus::Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+    let counter = |name: &str, help: &str| -> anyhow::Result<prometheus::IntCounter> {
+        let counter = prometheus::IntCounter::new(name, help)?;
+        registry.register(Box::new(counter.clone()))?;
+        Ok(counter)
+    };
+    let records = counter("missive_log_records_appended_total", "Records appended to the embedded log")?;
+    let writes = counter("missive_log_writes_total", "RocksDB write calls of the embedded log (state and records)")?;
+    let keys = counter("missive_log_write_keys_total", "Keys put or deleted by the embedded log's writes")?;
+    let bytes = counter("missive_log_write_bytes_total", "Bytes of the embedded log's writes")?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = missive_infra::LogStatsSnapshot::default();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = log.stats();
+                    records.inc_by(now.records - last.records);
+                    writes.inc_by(now.writes - last.writes);
+                    keys.inc_by(now.keys - last.keys);
+                    bytes.inc_by(now.bytes - last.bytes);
+                    last = now;
+                }
+            }
+        }
+    });
     Ok(())
 }

@@ -58,7 +58,11 @@ impl Fixture {
 
 /// Runs one of the Python interop scripts; returns its JSON line.
 fn python(script: &str, args: &[&str]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
+    // The checkout the test runs in (cargo sets this when it runs a test),
+    // not the one it was compiled in: a shared build cache may hold a test
+    // binary built from another clone.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let path = Path::new(&root).join("tests/interop").join(script);
     let output = std::process::Command::new("python3").arg(&path).args(args).output().expect("run python3");
     assert!(
         output.status.success(),

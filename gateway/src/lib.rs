@@ -214,6 +214,12 @@ pub async fn serve(
     let metrics = GatewayMetrics::new(&registry)?;
     let replies = ReplyRouter::new(config.gateway_id.clone());
     replies.start_at_end(log.as_ref()).await?;
+    // Deciders running in this process (embedded mode) hand outcomes over
+    // in memory; the router still reads those of other processes.
+    {
+        let router = replies.clone();
+        read_side.replies.attach(&config.gateway_id, move |reply| router.complete(reply));
+    }
     // The router is how sends learn their outcome: if it fails (broker
     // trouble), it starts again instead of leaving every send to time out.
     let reply_task = {

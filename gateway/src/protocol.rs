@@ -288,6 +288,7 @@ pub fn receipt_json(receipt: &Receipt) -> Value {
         "at": receipt.at.0,
         "count": receipt.count,
         "of": receipt.of,
+        "up_to": receipt.up_to.0,
     })
 }
 

@@ -81,7 +81,8 @@ impl ReplyRouter {
         PendingReply { router: self.clone(), request, answer }
     }
 
-    fn complete(&self, reply: CommandReply) {
+    /// Completes the request `reply` answers, if it is still waiting.
+    pub fn complete(&self, reply: CommandReply) {
         if reply.gateway != self.gateway_id {
             return;
         }

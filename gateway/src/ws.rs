@@ -107,6 +107,51 @@ struct Session {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Fires when the device connected again: this session appends nothing more.
     replaced: tokio_util::sync::CancellationToken,
+    acks: Acks,
+}
+
+/// An ack append and its outcome.
+type AckAppend = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send>>;
+
+/// Acks are cumulative, so a connection appends one at a time: while one
+/// is on its way to the log, later ones only raise the position the next
+/// append carries. Under load that is one ack record per append round
+/// trip instead of one per frame, and the connection never waits for an
+/// ack's append before reading its next frame.
+#[derive(Default)]
+struct Acks {
+    in_flight: Option<AckAppend>,
+    next: Option<FeedSeq>,
+}
+
+impl Acks {
+    fn offer(&mut self, seq: FeedSeq, append: impl FnOnce(FeedSeq) -> AckAppend) {
+        if self.in_flight.is_none() {
+            self.in_flight = Some(append(seq));
+        } else {
+            self.next = Some(self.next.map_or(seq, |next| next.max(seq)));
+        }
+    }
+
+    /// Waits for the append in flight, then appends the last position offered.
+    async fn flush(&mut self, append: impl FnOnce(FeedSeq) -> AckAppend) {
+        if let Some(in_flight) = self.in_flight.take() {
+            let _ = in_flight.await;
+        }
+        if let Some(next) = self.next.take() {
+            let _ = append(next).await;
+        }
+    }
+
+    /// After the in-flight append finished: starts the next one, if any.
+    fn finished(&mut self, append: impl FnOnce(FeedSeq) -> AckAppend) {
+        self.in_flight = self.next.take().map(append);
+    }
+}
+
+fn append_ack(bus: &Arc<CommandBus>, principal: Principal) -> impl FnOnce(FeedSeq) -> AckAppend + use<> {
+    let bus = bus.clone();
+    move |seq| Box::pin(async move { bus.ack(principal, seq).await })
 }
 
 fn frame_type(frame: &Value) -> &str {
@@ -272,6 +317,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         sent_through: plan.send_after,
         writer: guard.writer.clone(),
         replaced: guard.replaced.clone(),
+        acks: Acks::default(),
     };
     let welcome = json!({
         "type": "welcome",
@@ -282,6 +328,11 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     });
     if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
         let _ = serve(&mut session, &mut subscription.changes, &guard.revoked, &mut guard.live).await;
+        // The client sent these acks: append them even though the connection
+        // ended (not for a removed device, whose position is gone).
+        if !guard.revoked.is_cancelled() {
+            session.acks.flush(append_ack(&deps.bus, principal)).await;
+        }
         if guard.replaced.is_cancelled() {
             let message = "this device connected again; this connection is closed";
             let _ = session.push(error_frame(None, "session_replaced", message)).await;
@@ -345,6 +396,13 @@ async fn serve(
             }
             Some(frame) = in_flight.next() => {
                 session.push(frame).await?;
+            }
+            appended = async { session.acks.in_flight.as_mut().expect("guarded by the condition").await },
+                if session.acks.in_flight.is_some() => {
+                session.acks.finished(append_ack(&session.deps.bus, session.principal));
+                if let Err(error) = appended {
+                    session.push(send_error(None, &error)).await?;
+                }
             }
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -486,9 +544,7 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Ack { seq } => {
             deps.metrics.frames_in.with_label_values(&["ack"]).inc();
-            if let Err(error) = deps.bus.ack(principal, FeedSeq(seq)).await {
-                session.push(send_error(None, &error)).await?;
-            }
+            session.acks.offer(FeedSeq(seq), append_ack(&deps.bus, principal));
         }
         ClientFrame::Read { conversation_id, up_to } => {
             deps.metrics.frames_in.with_label_values(&["read"]).inc();

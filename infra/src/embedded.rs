@@ -17,10 +17,10 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ByteReader, encoded_len, put_field, put_headers};
-use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, family};
+use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, CF_STATE, family};
 use crate::log::{
-    Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
-    kafka_partition,
+    AtomicCommit, Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, StateWrite, TopicPartition,
+    TopicSpec, Watermarks, kafka_partition,
 };
 use crate::{Offset, now_ms};
 
@@ -46,6 +46,8 @@ struct TopicState {
 
 struct AppendRequest {
     records: Vec<OutRecord>,
+    /// Processor state written in the same batch (an atomic commit).
+    state: Vec<StateWrite>,
     reply: oneshot::Sender<Result<Vec<(u32, Offset)>, LogError>>,
 }
 
@@ -53,6 +55,30 @@ struct Inner {
     db: Arc<DB>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     create_lock: Mutex<()>,
+    stats: LogStats,
+}
+
+/// What the writer thread has written since the log was opened: the cost
+/// of the message path in records, RocksDB write calls, keys and bytes.
+#[derive(Default)]
+pub struct LogStats {
+    pub records: AtomicU64,
+    pub writes: AtomicU64,
+    pub keys: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// A copy of [`LogStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStatsSnapshot {
+    /// Records appended (commands, events, deliveries, replies...).
+    pub records: u64,
+    /// RocksDB write calls (one per group commit).
+    pub writes: u64,
+    /// Keys put or deleted by those writes (log records, their time index, processor state).
+    pub keys: u64,
+    /// Bytes of those writes.
+    pub bytes: u64,
 }
 
 /// Cheap to clone; every clone shares the same writer.
@@ -153,7 +179,8 @@ impl EmbeddedLog {
             let state = load_topic_state(&db, stored)?;
             topics.insert(state.spec.name.clone(), Arc::new(state));
         }
-        let inner = Arc::new(Inner { db, topics: RwLock::new(topics), create_lock: Mutex::new(()) });
+        let inner =
+            Arc::new(Inner { db, topics: RwLock::new(topics), create_lock: Mutex::new(()), stats: LogStats::default() });
         let (appends, requests) = mpsc::channel(APPEND_QUEUE);
         let writer_inner = inner.clone();
         let thread = std::thread::Builder::new()
@@ -196,6 +223,17 @@ impl EmbeddedLog {
             }
         }
         Ok(())
+    }
+
+    /// What the writer thread has written since the log was opened.
+    pub fn stats(&self) -> LogStatsSnapshot {
+        let stats = &self.inner.stats;
+        LogStatsSnapshot {
+            records: stats.records.load(Ordering::Relaxed),
+            writes: stats.writes.load(Ordering::Relaxed),
+            keys: stats.keys.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+        }
     }
 
     fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
@@ -361,6 +399,13 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
             let _ = request.reply.send(Err(error));
             continue;
         }
+        let state = family(db, CF_STATE);
+        for write in &request.state {
+            match &write.value {
+                Some(value) => batch.put_cf(state, &write.key, value),
+                None => batch.delete_cf(state, &write.key),
+            }
+        }
         let mut offsets = Vec::with_capacity(placed.len());
         for (record, (topic, partition)) in request.records.iter().zip(placed) {
             let slot = (topic.id, partition);
@@ -388,6 +433,8 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
     if accepted.is_empty() {
         return;
     }
+    let records: usize = accepted.iter().map(|(_, offsets)| offsets.len()).sum();
+    let (keys, bytes) = (batch.len() as u64, batch.size_in_bytes() as u64);
     if let Err(error) = db.write_opt(batch, write_options) {
         tracing::error!(%error, "log append failed");
         for (reply, _) in accepted {
@@ -395,6 +442,11 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
         }
         return;
     }
+    let stats = &inner.stats;
+    stats.records.fetch_add(records as u64, Ordering::Relaxed);
+    stats.writes.fetch_add(1, Ordering::Relaxed);
+    stats.keys.fetch_add(keys, Ordering::Relaxed);
+    stats.bytes.fetch_add(bytes, Ordering::Relaxed);
     for topic in touched.values() {
         for ((topic_id, partition), high) in next.range((topic.id, 0)..=(topic.id, u32::MAX)) {
             debug_assert_eq!(*topic_id, topic.id);
@@ -479,14 +531,15 @@ impl Log for EmbeddedLog {
         Ok(specs)
     }
 
+    fn atomic(&self) -> Option<&dyn AtomicCommit> {
+        Some(self)
+    }
+
     async fn append(&self, records: Vec<OutRecord>) -> Result<Vec<(u32, Offset)>, LogError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, answer) = oneshot::channel();
-        let appends = self.writer.appends.as_ref().ok_or(LogError::Closed)?;
-        appends.send(AppendRequest { records, reply }).await.map_err(|_| LogError::Closed)?;
-        answer.await.map_err(|_| LogError::Closed)?
+        self.write(records, Vec::new()).await
     }
 
     async fn partition_for(&self, topic: &str, key: &[u8]) -> Result<u32, LogError> {
@@ -564,6 +617,27 @@ impl Log for EmbeddedLog {
             Ok(positions)
         })
         .await
+    }
+}
+
+impl EmbeddedLog {
+    /// Queues records and state writes for the writer thread, which puts
+    /// them in one WriteBatch with whatever else is queued (group commit).
+    async fn write(&self, records: Vec<OutRecord>, state: Vec<StateWrite>) -> Result<Vec<(u32, Offset)>, LogError> {
+        let (reply, answer) = oneshot::channel();
+        let appends = self.writer.appends.as_ref().ok_or(LogError::Closed)?;
+        appends.send(AppendRequest { records, state, reply }).await.map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+}
+
+#[async_trait]
+impl AtomicCommit for EmbeddedLog {
+    async fn commit(&self, state: Vec<StateWrite>, records: Vec<OutRecord>) -> Result<Vec<(u32, Offset)>, LogError> {
+        if state.is_empty() && records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(records, state).await
     }
 }
 

@@ -11,10 +11,11 @@ pub mod kafka;
 pub mod log;
 pub mod objects;
 
-pub use embedded::EmbeddedLog;
+pub use embedded::{EmbeddedLog, LogStatsSnapshot};
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{
-    Header, Log, LogConsumer, LogError, Offset, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
+    AtomicCommit, Header, Log, LogConsumer, LogError, Offset, OutRecord, Record, Retention, StateWrite, TopicPartition,
+    TopicSpec, Watermarks,
 };
 
 /// Wall-clock milliseconds since the Unix epoch. Only edges call this; the

@@ -123,8 +123,34 @@ impl LogError {
     }
 }
 
+/// A change to processor state that commits together with appended records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateWrite {
+    pub key: Vec<u8>,
+    /// `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A log stored beside processor state (the embedded log, in the same
+/// RocksDB): a processor's state changes, input position and output records
+/// commit in one durable write, with no outbox and no relay.
+#[async_trait]
+pub trait AtomicCommit: Send + Sync {
+    /// Writes `state` (processor state family) and appends `records` in one
+    /// durable write; returns each record's partition and offset, in order.
+    /// Nothing is written if it fails.
+    async fn commit(&self, state: Vec<StateWrite>, records: Vec<OutRecord>) -> Result<Vec<(u32, Offset)>, LogError>;
+}
+
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
+    /// The atomic state-and-records commit, where the log shares the
+    /// processors' store (embedded mode); `None` for a remote log (Kafka),
+    /// where processors commit an outbox and relay it.
+    fn atomic(&self) -> Option<&dyn AtomicCommit> {
+        None
+    }
+
     /// Creates a topic, or checks that an existing one has the same partition count.
     async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError>;
 

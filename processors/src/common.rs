@@ -8,6 +8,7 @@ use missive_schemas::{Codec, WireValue};
 
 use crate::runtime::HandleError;
 use crate::topics::{REPLIES, headers};
+use crate::tx::Tx;
 
 pub fn decode(codec: &Codec, record: &Record) -> Result<WireValue, HandleError> {
     codec.decode(&record.value).map_err(|error| HandleError::Poison(format!("undecodable value: {error}")))
@@ -47,35 +48,91 @@ pub fn reply_address(record: &Record) -> Option<(String, i64)> {
     Some((gateway.to_string(), request.parse().ok()?))
 }
 
-/// Builds the reply record for a command, if someone waits for it.
-pub fn reply(
-    codec: &Arc<Codec>,
-    cause: &Record,
-    fill: impl FnOnce(&mut CommandReply),
-) -> Result<Option<OutRecord>, HandleError> {
-    let Some((gateway, request)) = reply_address(cause) else { return Ok(None) };
-    let mut reply = CommandReply {
-        gateway: gateway.clone(),
-        request,
-        outcome: String::new(),
-        detail: String::new(),
-        user_id: None,
-        device_id: None,
-        conversation_id: None,
-        message_id: None,
-        conv_seq: None,
-        at: cause.timestamp,
-    };
-    fill(&mut reply);
-    let value = codec.encode(&reply).map_err(|error| HandleError::Storage(format!("cannot encode reply: {error}")))?;
-    Ok(Some(OutRecord {
-        topic: REPLIES.into(),
-        partition: None,
-        key: gateway.into_bytes(),
-        value,
-        headers: vec![Header { key: headers::CAUSATION_ID.into(), value: causation(cause) }],
-        timestamp: Some(cause.timestamp),
-    }))
+/// Command outcomes for a gateway running in this process (embedded mode):
+/// handed over in memory once the deciding batch is committed, instead of
+/// written to the `replies` topic and read back. A gateway in another
+/// process (Kafka mode) still gets a `replies` record.
+#[derive(Clone, Default)]
+pub struct LocalReplies {
+    gateway: Arc<parking_lot::RwLock<Option<LocalGateway>>>,
+}
+
+type Deliver = Arc<dyn Fn(CommandReply) + Send + Sync>;
+
+struct LocalGateway {
+    id: String,
+    deliver: Deliver,
+}
+
+impl LocalReplies {
+    /// Routes outcomes for `gateway_id` to `deliver` from now on.
+    pub fn attach(&self, gateway_id: &str, deliver: impl Fn(CommandReply) + Send + Sync + 'static) {
+        *self.gateway.write() = Some(LocalGateway { id: gateway_id.to_string(), deliver: Arc::new(deliver) });
+    }
+
+    fn local(&self, gateway: &str) -> Option<Deliver> {
+        self.gateway.read().as_ref().filter(|local| local.id == gateway).map(|local| local.deliver.clone())
+    }
+}
+
+/// How a decider answers commands someone waits for: in memory after the
+/// commit when the waiting gateway is in this process, else as a record.
+pub struct Replier {
+    codec: Arc<Codec>,
+    local: LocalReplies,
+    /// Outcomes for local gateways, delivered after the batch commits.
+    pending: Vec<(Deliver, CommandReply)>,
+}
+
+impl Replier {
+    pub fn new(codec: Arc<Codec>, local: LocalReplies) -> Replier {
+        Replier { codec, local, pending: Vec::new() }
+    }
+
+    /// Answers the command `cause`, if it carries a reply address.
+    pub fn answer(
+        &mut self,
+        tx: &mut Tx<'_>,
+        cause: &Record,
+        fill: impl FnOnce(&mut CommandReply),
+    ) -> Result<(), HandleError> {
+        let Some((gateway, request)) = reply_address(cause) else { return Ok(()) };
+        let mut reply = CommandReply {
+            gateway,
+            request,
+            outcome: String::new(),
+            detail: String::new(),
+            user_id: None,
+            device_id: None,
+            conversation_id: None,
+            message_id: None,
+            conv_seq: None,
+            at: cause.timestamp,
+        };
+        fill(&mut reply);
+        if let Some(deliver) = self.local.local(&reply.gateway) {
+            self.pending.push((deliver, reply));
+            return Ok(());
+        }
+        let value =
+            self.codec.encode(&reply).map_err(|error| HandleError::Storage(format!("cannot encode reply: {error}")))?;
+        tx.emit(OutRecord {
+            topic: REPLIES.into(),
+            partition: None,
+            key: reply.gateway.into_bytes(),
+            value,
+            headers: vec![Header { key: headers::CAUSATION_ID.into(), value: causation(cause) }],
+            timestamp: Some(cause.timestamp),
+        });
+        Ok(())
+    }
+
+    /// Hands the committed batch's outcomes to their local gateways.
+    pub fn deliver(&mut self) {
+        for (deliver, reply) in self.pending.drain(..) {
+            deliver(reply);
+        }
+    }
 }
 
 pub fn long(value: u64) -> i64 {

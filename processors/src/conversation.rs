@@ -14,7 +14,7 @@ use missive_infra::Record;
 use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire};
 
-use crate::common::{decode, long, output, reply};
+use crate::common::{Replier, decode, long, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::{DELIVERIES, EVENTS_CONVERSATION};
@@ -25,6 +25,7 @@ pub const PROCESSOR: &str = "conversation";
 pub struct ConversationHandler {
     pub codec: Arc<Codec>,
     pub windows: OperationWindows,
+    pub replies: Replier,
 }
 
 impl ConversationHandler {
@@ -68,6 +69,10 @@ fn purge_expired_dedupe(tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleEr
 }
 
 impl Handler for ConversationHandler {
+    fn after_commit(&mut self) {
+        self.replies.deliver();
+    }
+
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         purge_expired_dedupe(tx, record)?;
         let command = ConversationCommand::try_from(decode(&self.codec, record)?)
@@ -180,32 +185,28 @@ impl Handler for ConversationHandler {
                         SendOutcome::Accepted { message_id, conv_seq } => ("accepted", message_id, conv_seq),
                         SendOutcome::Duplicate { message_id, conv_seq } => ("duplicate", message_id, conv_seq),
                     };
-                    if let Some(reply) = reply(&self.codec, record, |reply| {
+                    self.replies.answer(tx, record, |reply| {
                         reply.outcome = name.into();
                         reply.conversation_id = Some(long(conversation_id.0));
                         reply.message_id = Some(long(message_id.0));
                         reply.conv_seq = Some(long(conv_seq.0));
-                    })? {
-                        tx.emit(reply);
-                    }
-                } else if let Some(reply) = reply(&self.codec, record, |reply| {
+                    })?;
+                } else {
+                    self.replies.answer(tx, record, |reply| {
                     reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
                     reply.conversation_id = Some(long(conversation_id.0));
                     // Where the conversation's log stands after the command:
                     // callers wait for read models to reach it.
                     reply.conv_seq = Some(long(state.last_seq.0));
-                })? {
-                    tx.emit(reply);
+                    })?;
                 }
             }
             Err(rejection) => {
-                if let Some(reply) = reply(&self.codec, record, |reply| {
+                self.replies.answer(tx, record, |reply| {
                     reply.outcome = rejection.code().into();
                     reply.detail = rejection.to_string();
                     reply.conversation_id = Some(long(conversation_id.0));
-                })? {
-                    tx.emit(reply);
-                }
+                })?;
             }
         }
         Ok(())

@@ -26,21 +26,24 @@ use rocksdb::DB;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use common::LocalReplies;
 pub use history::UserIndex;
 pub use hub::FeedHub;
 
-/// What the read side shares with gateways in the same process: feed
-/// wake-ups from the inbox and the registered-users filter of the directory.
+/// What processors share with gateways in the same process: feed wake-ups
+/// from the inbox, the registered-users filter of the directory, and the
+/// deciders' command outcomes for a gateway running here.
 #[derive(Clone)]
 pub struct ReadSide {
     pub hub: FeedHub,
     pub users: UserIndex,
+    pub replies: LocalReplies,
 }
 
 impl ReadSide {
     /// Sized for `capacity` accounts in the Bloom filter.
     pub fn new(capacity: usize) -> ReadSide {
-        ReadSide { hub: FeedHub::default(), users: UserIndex::new(capacity) }
+        ReadSide { hub: FeedHub::default(), users: UserIndex::new(capacity), replies: LocalReplies::default() }
     }
 }
 pub use runtime::{RuntimeError, RuntimeMetrics};
@@ -141,16 +144,24 @@ pub fn spawn_placed(
     placement: Placement<'_>,
 ) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
     let Placement { changelogs, place, windows } = placement;
-    let ReadSide { hub, users: index } = read_side;
+    let ReadSide { hub, users: index, replies } = read_side;
     type MakeHandler = Box<dyn Fn() -> Box<dyn runtime::Handler>>;
     let processors: Vec<(&'static str, &'static str, MakeHandler)> = vec![
         (conversation::PROCESSOR, topics::COMMANDS_CONVERSATION, {
             let codec = codec.clone();
-            Box::new(move || Box::new(conversation::ConversationHandler { codec: codec.clone(), windows }))
+            let replies = replies.clone();
+            Box::new(move || {
+                let replies = common::Replier::new(codec.clone(), replies.clone());
+                Box::new(conversation::ConversationHandler { codec: codec.clone(), windows, replies })
+            })
         }),
         (users::PROCESSOR, topics::COMMANDS_USER, {
             let codec = codec.clone();
-            Box::new(move || Box::new(users::UsersHandler { codec: codec.clone() }))
+            let replies = replies.clone();
+            Box::new(move || {
+                let replies = common::Replier::new(codec.clone(), replies.clone());
+                Box::new(users::UsersHandler { codec: codec.clone(), replies })
+            })
         }),
         (inbox::PROCESSOR, topics::DELIVERIES, {
             let codec = codec.clone();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use missive_infra::codec::{decode_out_record, encode_out_record};
 use missive_infra::db::{CF_OUTBOX, CF_STATE, family};
-use missive_infra::{Header, Log, LogError, Offset, OutRecord, Record, TopicPartition};
+use missive_infra::{Header, Log, LogError, Offset, OutRecord, Record, StateWrite, TopicPartition};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use tokio_util::sync::CancellationToken;
@@ -153,7 +153,8 @@ pub fn stored_position(db: &DB, processor: &'static str, input: TopicPartition) 
 /// Folds `records` (of one input partition, in order, from the task's
 /// position on) into `db` with the commit protocol of a running task:
 /// state and position in one batch. For shadow rebuilds: what the handler
-/// emits stays in `db`'s outbox and is never relayed. Returns the position after.
+/// emits is dropped (a rebuild's outputs were written by the live run).
+/// Returns the position after.
 pub fn fold_offline(
     db: &DB,
     spec: &TaskSpec,
@@ -162,10 +163,12 @@ pub fn fold_offline(
     metrics: &RuntimeMetrics,
 ) -> Result<Offset, RuntimeError> {
     let mut meta = load_meta(db, spec).map_err(|detail| RuntimeError::Store { task: spec.id(), detail })?;
+    let mut prepared = prepare_batch(db, spec, &mut meta, handler, records, metrics)?;
+    prepared.outputs.clear();
     // A shadow store is thrown away when a rebuild fails: no write-ahead log.
     let mut scratch = WriteOptions::default();
     scratch.disable_wal(true);
-    process_batch(db, spec, &mut meta, handler, records, Vec::new(), metrics, &scratch)?;
+    commit_to_outbox(db, spec, prepared, Vec::new(), 0, &scratch)?;
     handler.after_commit();
     Ok(meta.position)
 }
@@ -217,17 +220,25 @@ fn header_u64(record: &Record, name: &str) -> Option<u64> {
 pub const DEAD_LETTER_OWN_HEADERS: [&str; 5] =
     [headers::ERROR, headers::ORIGIN, headers::SOURCE, headers::SOURCE_SEQ, headers::EVENT_ID];
 
-#[allow(clippy::too_many_arguments)] // one call per kind of commit; a struct would only rename them
-fn process_batch(
+/// What one batch commits: every state change (the handler's, then the
+/// task's position, output sequence and dedupe marks) and the output
+/// records, stamped with their `(source, sseq)` headers; in Kafka mode the
+/// changelog copy of the state changes rides last among the outputs.
+struct Prepared {
+    writes: Vec<StateWrite>,
+    outputs: Vec<OutRecord>,
+}
+
+/// Handles one batch: decides every record and assembles what the batch
+/// commits, without writing anything. Runs on a blocking thread.
+fn prepare_batch(
     db: &DB,
     spec: &TaskSpec,
     meta: &mut TaskMeta,
     handler: &mut dyn Handler,
     records: &[Record],
-    relayed: Vec<std::ops::RangeInclusive<u64>>,
     metrics: &RuntimeMetrics,
-    write: &WriteOptions,
-) -> Result<Vec<OutRecord>, RuntimeError> {
+) -> Result<Prepared, RuntimeError> {
     let task = spec.id();
     let mut tx = Tx::new(db);
     let mut changed_marks: HashMap<String, u64> = HashMap::new();
@@ -283,7 +294,63 @@ fn process_batch(
         }
     }
     handler.before_commit(&mut tx).map_err(|source| RuntimeError::Handle { task: task.clone(), source })?;
-    let (writes, mut outputs) = tx.into_parts();
+    let (state_writes, mut outputs) = tx.into_parts();
+    let mut writes: Vec<StateWrite> =
+        state_writes.into_iter().map(|(key, value)| StateWrite { key, value }).collect();
+    let mut meta_writes: Vec<StateWrite> = changed_marks
+        .into_iter()
+        .map(|(source, sseq)| StateWrite { key: spec.dedupe_key(&source), value: Some(sseq.to_be_bytes().to_vec()) })
+        .collect();
+    // The changelog copy of this batch's state changes goes behind the
+    // outputs (relayed after them), so a restored state never claims a
+    // position whose outputs were not written.
+    // A batch without input only clears the outbox: nothing to log.
+    let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
+    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_writes.len() + 2);
+    let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
+    meta_writes.push(StateWrite { key: spec.meta_key("position"), value: Some(meta.position.0.to_be_bytes().to_vec()) });
+    meta_writes.push(StateWrite { key: spec.meta_key("sseq"), value: Some(final_sseq.to_be_bytes().to_vec()) });
+    if let Some(topic) = changelog {
+        let timestamp = records.last().map(|record| record.timestamp);
+        let change = |write: &StateWrite| OutRecord {
+            topic: topic.clone(),
+            partition: Some(spec.input.partition),
+            key: write.key.clone(),
+            // An empty value deletes the key when restored.
+            value: write.value.clone().unwrap_or_default(),
+            headers: Vec::new(),
+            timestamp,
+        };
+        let changes: Vec<OutRecord> = writes.iter().chain(meta_writes.iter()).map(change).collect();
+        outputs.extend(changes);
+    }
+    writes.extend(meta_writes);
+    for output in &mut outputs {
+        let sseq = meta.next_sseq;
+        meta.next_sseq += 1;
+        output.headers.push(Header { key: headers::SOURCE.into(), value: task.clone().into_bytes() });
+        output.headers.push(Header { key: headers::SOURCE_SEQ.into(), value: sseq.to_be_bytes().to_vec() });
+        output.headers.push(Header { key: headers::EVENT_ID.into(), value: format!("{task}:{sseq}").into_bytes() });
+    }
+    debug_assert_eq!(meta.next_sseq, final_sseq);
+    metrics.records.with_label_values(&[spec.processor]).inc_by(records.len() as u64);
+    if dead > 0 {
+        metrics.dead_letters.with_label_values(&[spec.processor]).inc_by(dead);
+    }
+    Ok(Prepared { writes, outputs })
+}
+
+/// Commits a prepared batch through the outbox (Kafka mode, and shadow
+/// rebuilds): state, position and outputs in one WriteBatch, clearing the
+/// outbox entries known to be relayed. Returns the outputs to relay.
+fn commit_to_outbox(
+    db: &DB,
+    spec: &TaskSpec,
+    prepared: Prepared,
+    relayed: Vec<std::ops::RangeInclusive<u64>>,
+    first_sseq: u64,
+    write: &WriteOptions,
+) -> Result<Vec<OutRecord>, RuntimeError> {
     let mut batch = WriteBatch::default();
     let state = family(db, CF_STATE);
     let outbox = family(db, CF_OUTBOX);
@@ -295,62 +362,35 @@ fn process_batch(
             batch.delete_cf(outbox, spec.outbox_key(sseq));
         }
     }
-    for (key, value) in &writes {
-        match value {
-            Some(value) => batch.put_cf(state, key, value),
-            None => batch.delete_cf(state, key),
+    for write in &prepared.writes {
+        match &write.value {
+            Some(value) => batch.put_cf(state, &write.key, value),
+            None => batch.delete_cf(state, &write.key),
         }
     }
-    let mut meta_writes: Vec<(Vec<u8>, Vec<u8>)> = changed_marks
-        .into_iter()
-        .map(|(source, sseq)| (spec.dedupe_key(&source), sseq.to_be_bytes().to_vec()))
-        .collect();
-    // The changelog copy of this batch's state changes rides in the outbox
-    // behind the outputs (relayed after them), so a restored state never
-    // claims a position whose outputs were not written.
-    // A batch without input only clears the outbox: nothing to log.
-    let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
-    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_writes.len() + 2);
-    let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
-    meta_writes.push((spec.meta_key("position"), meta.position.0.to_be_bytes().to_vec()));
-    meta_writes.push((spec.meta_key("sseq"), final_sseq.to_be_bytes().to_vec()));
-    if let Some(topic) = changelog {
-        let timestamp = records.last().map(|record| record.timestamp);
-        let change = |key: &[u8], value: Option<&[u8]>| OutRecord {
-            topic: topic.clone(),
-            partition: Some(spec.input.partition),
-            key: key.to_vec(),
-            // An empty value deletes the key when restored.
-            value: value.map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: Vec::new(),
-            timestamp,
-        };
-        let changes: Vec<OutRecord> = writes
-            .iter()
-            .map(|(key, value)| change(key, value.as_deref()))
-            .chain(meta_writes.iter().map(|(key, value)| change(key, Some(value))))
-            .collect();
-        outputs.extend(changes);
-    }
-    for (key, value) in &meta_writes {
-        batch.put_cf(state, key, value);
-    }
-    for output in &mut outputs {
-        let sseq = meta.next_sseq;
-        meta.next_sseq += 1;
-        output.headers.push(Header { key: headers::SOURCE.into(), value: task.clone().into_bytes() });
-        output.headers.push(Header { key: headers::SOURCE_SEQ.into(), value: sseq.to_be_bytes().to_vec() });
-        output.headers.push(Header { key: headers::EVENT_ID.into(), value: format!("{task}:{sseq}").into_bytes() });
+    for (sseq, output) in (first_sseq..).zip(&prepared.outputs) {
         batch.put_cf(outbox, spec.outbox_key(sseq), encode_out_record(output));
     }
-    debug_assert_eq!(meta.next_sseq, final_sseq);
-    db.write_opt(batch, write)
-        .map_err(|error| RuntimeError::Store { task: task.clone(), detail: error.to_string() })?;
-    metrics.records.with_label_values(&[spec.processor]).inc_by(records.len() as u64);
-    if dead > 0 {
-        metrics.dead_letters.with_label_values(&[spec.processor]).inc_by(dead);
-    }
-    Ok(outputs)
+    db.write_opt(batch, write).map_err(|error| RuntimeError::Store { task: spec.id(), detail: error.to_string() })?;
+    Ok(prepared.outputs)
+}
+
+/// Handles one batch and commits it through the outbox (see
+/// [`commit_to_outbox`]). Runs on a blocking thread.
+#[allow(clippy::too_many_arguments)] // one call per kind of commit; a struct would only rename them
+fn process_batch(
+    db: &DB,
+    spec: &TaskSpec,
+    meta: &mut TaskMeta,
+    handler: &mut dyn Handler,
+    records: &[Record],
+    relayed: Vec<std::ops::RangeInclusive<u64>>,
+    metrics: &RuntimeMetrics,
+    write: &WriteOptions,
+) -> Result<Vec<OutRecord>, RuntimeError> {
+    let first_sseq = meta.next_sseq;
+    let prepared = prepare_batch(db, spec, meta, handler, records, metrics)?;
+    commit_to_outbox(db, spec, prepared, relayed, first_sseq, write)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -466,6 +506,33 @@ async fn restore_from_changelog(
     Ok(())
 }
 
+/// Now and then, not per batch, and off the processing path (on Kafka both
+/// are broker round trips): refreshes the lag gauge and mirrors the
+/// position to the consumer group for lag tools.
+fn mirror_now_and_then(
+    log: &Arc<dyn Log>,
+    mirror: &mut Option<tokio::task::JoinHandle<()>>,
+    last_mirror: &mut Instant,
+    lag: &prometheus::IntGauge,
+    group: &str,
+    input: &TopicPartition,
+    position: Offset,
+) {
+    if last_mirror.elapsed() <= MIRROR_EVERY || mirror.as_ref().is_some_and(|job| !job.is_finished()) {
+        return;
+    }
+    *last_mirror = Instant::now();
+    let (log, lag, group, input) = (log.clone(), lag.clone(), group.to_string(), input.clone());
+    *mirror = Some(tokio::spawn(async move {
+        if let Ok(marks) = log.watermarks(&input).await {
+            lag.set(marks.high.0.saturating_sub(position.0) as i64);
+        }
+        if let Err(error) = log.commit_positions(&group, &[(input, position)]).await {
+            tracing::debug!(%error, "mirroring positions failed");
+        }
+    }));
+}
+
 /// Runs one task until `cancel` fires or an unrecoverable error occurs.
 pub async fn run_task(
     log: Arc<dyn Log>,
@@ -497,6 +564,18 @@ pub async fn run_task(
         tracing::info!(task, records = pending.len(), "re-relaying outbox after restart");
         relay(log.as_ref(), pending.into_iter().map(|(_, record)| record).collect(), &cancel).await?;
         handler.after_commit();
+        if log.atomic().is_some() {
+            // A store written before atomic commits: clear its outbox now.
+            let (db, spec, range) = (db.clone(), spec.clone(), relayed.remove(0));
+            blocking(&task, move || {
+                let mut batch = WriteBatch::default();
+                for sseq in range {
+                    batch.delete_cf(family(&db, CF_OUTBOX), spec.outbox_key(sseq));
+                }
+                db.write(batch).map_err(|error| RuntimeError::Store { task: spec.id(), detail: error.to_string() })
+            })
+            .await?;
+        }
     }
     // The changelog append of the previous batch, still in flight: the task
     // does not wait for it before the next batch, only before the next
@@ -522,6 +601,25 @@ pub async fn run_task(
         }
         let moved_meta =
             std::mem::replace(&mut meta, TaskMeta { position: Offset(0), next_sseq: 0, dedupe: HashMap::new() });
+        // Embedded mode: state, position and outputs in one write through
+        // the log itself; no outbox, nothing to relay.
+        if let Some(atomic) = log.atomic() {
+            let (returned_handler, returned_meta, prepared) = {
+                let (db, spec, metrics) = (db.clone(), spec.clone(), metrics.clone());
+                blocking(&task, move || {
+                    let mut meta = moved_meta;
+                    let prepared = prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?;
+                    Ok((handler, meta, prepared))
+                })
+                .await?
+            };
+            (handler, meta) = (returned_handler, returned_meta);
+            atomic.commit(prepared.writes, prepared.outputs).await?;
+            handler.after_commit();
+            relayed.clear();
+            mirror_now_and_then(&log, &mut mirror, &mut last_mirror, &lag, &group, &spec.input, meta.position);
+            continue;
+        }
         let (returned_handler, returned_meta, outputs) = {
             let db = db.clone();
             let spec = spec.clone();
@@ -558,21 +656,7 @@ pub async fn run_task(
             }
         }
         handler.after_commit();
-        // Now and then, not per batch, and off the processing path: on Kafka
-        // both are broker round trips.
-        if last_mirror.elapsed() > MIRROR_EVERY && mirror.as_ref().is_none_or(|job| job.is_finished()) {
-            last_mirror = Instant::now();
-            let (log, lag, group, input, position) =
-                (log.clone(), lag.clone(), group.clone(), spec.input.clone(), meta.position);
-            mirror = Some(tokio::spawn(async move {
-                if let Ok(marks) = log.watermarks(&input).await {
-                    lag.set(marks.high.0.saturating_sub(position.0) as i64);
-                }
-                if let Err(error) = log.commit_positions(&group, &[(input, position)]).await {
-                    tracing::debug!(%error, "mirroring positions failed");
-                }
-            }));
-        }
+        mirror_now_and_then(&log, &mut mirror, &mut last_mirror, &lag, &group, &spec.input, meta.position);
     }
     if changelog.is_some() {
         let _ = finish_changelog(&task, changelog.take()).await;
@@ -681,7 +765,8 @@ mod tests {
             input: TopicPartition::new("commands.conversation", 0),
             changelog: None,
         };
-        run_with(records, chunks, &spec, &mut ConversationHandler { codec, windows: Default::default() })
+        let replies = crate::common::Replier::new(codec.clone(), Default::default());
+        run_with(records, chunks, &spec, &mut ConversationHandler { codec, windows: Default::default(), replies })
     }
 
     fn run_with(
@@ -796,6 +881,7 @@ mod tests {
                             at: Millis(index as i64),
                             count: 1,
                             of: 1,
+                            up_to: ConvSeq(index as u64),
                         }),
                     ),
                     InboxOp::Read { up_to } => {

@@ -12,7 +12,7 @@ use missive_infra::{Header, Record};
 use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_event_to_wire};
 
-use crate::common::{decode, long, output, reply};
+use crate::common::{Replier, decode, long, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::{COMMANDS_CONVERSATION, DELIVERIES, EVENTS_USER, headers};
@@ -22,9 +22,14 @@ pub const PROCESSOR: &str = "users";
 
 pub struct UsersHandler {
     pub codec: Arc<Codec>,
+    pub replies: Replier,
 }
 
 impl Handler for UsersHandler {
+    fn after_commit(&mut self) {
+        self.replies.deliver();
+    }
+
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let command = UserCommand::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
@@ -34,13 +39,11 @@ impl Handler for UsersHandler {
         let events = match users::decide(&state, &command, Millis(tx.timestamp)) {
             Ok(events) => events,
             Err(rejection) => {
-                if let Some(reply) = reply(&self.codec, record, |reply| {
+                self.replies.answer(tx, record, |reply| {
                     reply.outcome = rejection.code().into();
                     reply.detail = rejection.to_string();
                     reply.user_id = Some(long(user_id.0));
-                })? {
-                    tx.emit(reply);
-                }
+                })?;
                 return Ok(());
             }
         };
@@ -81,15 +84,13 @@ impl Handler for UsersHandler {
         if answered_downstream {
             return Ok(());
         }
-        if let Some(reply) = reply(&self.codec, record, |reply| {
+        self.replies.answer(tx, record, |reply| {
             reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
             reply.user_id = Some(long(user_id.0));
             if let UserCommand::RegisterDevice(register) = &command {
                 reply.device_id = Some(long(register.device_id.0));
             }
-        })? {
-            tx.emit(reply);
-        }
+        })?;
         Ok(())
     }
 }

@@ -766,6 +766,7 @@ pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
             at: receipt.at.0,
             count: count_to_wire(receipt.count),
             of: count_to_wire(receipt.of),
+            up_to: long(receipt.up_to.0),
         }),
         DeliveryItem::ReadSync { conversation_id, up_to } => WireValue::ReadSync(wire::ReadSync {
             recipient,
@@ -809,6 +810,7 @@ impl TryFrom<WireValue> for Delivery {
                     at: Millis(receipt.at),
                     count: count_from_wire(receipt.count),
                     of: count_from_wire(receipt.of),
+                    up_to: ConvSeq(u64::try_from(receipt.up_to).unwrap_or(0)),
                 }),
             ),
             WireValue::ReadSync(sync) => (

@@ -398,6 +398,9 @@ pub struct DeliverReceipt {
     pub count: i32,
     #[serde(default)]
     pub of: i32,
+    /// The receipt covers the sender's messages up to this conv_seq (0: the named message only).
+    #[serde(default)]
+    pub up_to: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -201,6 +201,7 @@ fn every_domain_value_round_trips_through_its_schema() {
             at: Millis(4),
             count: 1,
             of: 3,
+            up_to: ConvSeq(2),
         }),
         DeliveryItem::Modified(modified()),
         DeliveryItem::ReadSync { conversation_id: ConversationId(1), up_to: ConvSeq(2) },

@@ -2,12 +2,17 @@
 //! conversation and user events to per-recipient delivery items; the inbox
 //! projection folds those into feeds.
 
-use crate::conversation::{ConversationEvent, MessageSent, ReceiptStatus};
+use crate::conversation::{ConversationEvent, MessageRef, MessageSent, ReceiptStatus};
 use crate::groups::GroupChanged;
 use crate::ids::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 use crate::operations::MessageModified;
 use crate::users::UserEvent;
 
+/// A delivered/read tick for a sender, as a watermark: `by` has reached
+/// `status` for every message of the sender's in the conversation up to
+/// `up_to`. It names the newest of them (`message_id`, at `up_to`) and how
+/// many of that message's recipients have reached `status` now (`count` of
+/// `of`; older messages have at least as many).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     pub conversation_id: ConversationId,
@@ -18,6 +23,9 @@ pub struct Receipt {
     /// How many of the message's recipients have reached `status` now, of how many.
     pub count: u32,
     pub of: u32,
+    /// The receipt covers the sender's messages up to this `conv_seq`.
+    #[serde(default)]
+    pub up_to: ConvSeq,
 }
 
 /// One thing for one user's inbox, in the order the inbox must fold it.
@@ -70,10 +78,18 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             .map(|member| Delivery { recipient: *member, item: DeliveryItem::Modified(modified.clone()) })
             .collect(),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
-            let mut deliveries: Vec<Delivery> = advanced
-                .messages
-                .iter()
-                .filter(|message| message.from != advanced.by)
+            // One receipt per sender, for the newest of its messages the
+            // advance covers: a watermark, not an entry per message.
+            let mut newest: Vec<&MessageRef> = Vec::new();
+            for message in advanced.messages.iter().filter(|message| message.from != advanced.by) {
+                match newest.iter_mut().find(|kept| kept.from == message.from) {
+                    Some(kept) if kept.conv_seq < message.conv_seq => *kept = message,
+                    Some(_) => {}
+                    None => newest.push(message),
+                }
+            }
+            let mut deliveries: Vec<Delivery> = newest
+                .into_iter()
                 .map(|message| Delivery {
                     recipient: message.from,
                     item: DeliveryItem::Receipt(Receipt {
@@ -84,6 +100,7 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
                         at: advanced.at,
                         count: message.count,
                         of: message.of,
+                        up_to: message.conv_seq,
                     }),
                 })
                 .collect();
@@ -163,5 +180,48 @@ mod tests {
         assert!(matches!(deliveries[0].item, DeliveryItem::Receipt(Receipt { status: ReceiptStatus::Read, .. })));
         assert_eq!(deliveries[1].recipient, bob);
         assert!(matches!(deliveries[1].item, DeliveryItem::ReadSync { up_to: ConvSeq(2), .. }));
+    }
+
+    #[test]
+    fn an_advance_over_many_messages_gives_each_sender_one_watermark_receipt() {
+        let (alice, bob, carol) = (UserId(1), UserId(2), UserId(3));
+        let conversation_id = ConversationId(77);
+        let reference = |seq: u64, from: UserId, count: u32| MessageRef {
+            message_id: MessageId(100 + seq),
+            conv_seq: ConvSeq(seq),
+            from,
+            count,
+            of: 2,
+        };
+        let delivered = ReceiptsAdvanced {
+            conversation_id,
+            by: carol,
+            status: ReceiptStatus::Delivered,
+            up_to: ConvSeq(6),
+            at: Millis(5),
+            messages: vec![
+                reference(1, alice, 2),
+                reference(2, bob, 2),
+                reference(3, alice, 2),
+                reference(4, alice, 1),
+                reference(5, bob, 1),
+                reference(6, carol, 0),
+            ],
+        };
+        let receipts: Vec<(UserId, MessageId, ConvSeq, u32)> =
+            route_conversation_event(&ConversationEvent::ReceiptsAdvanced(delivered))
+                .into_iter()
+                .map(|delivery| match delivery.item {
+                    DeliveryItem::Receipt(receipt) => {
+                        (delivery.recipient, receipt.message_id, receipt.up_to, receipt.count)
+                    }
+                    other => panic!("only receipts for a delivered advance: {other:?}"),
+                })
+                .collect();
+        assert_eq!(
+            receipts,
+            vec![(alice, MessageId(104), ConvSeq(4), 1), (bob, MessageId(105), ConvSeq(5), 1)],
+            "one receipt per sender, naming its newest covered message; none to the reader itself"
+        );
     }
 }
