@@ -101,6 +101,38 @@ async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
     Ok(Server { base, sms_file, child: Some(child), _dir: Some(dir) })
 }
 
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat` (in USER_HZ ticks, 100 per second on Linux).
+fn own_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at "state".
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 counted from "state".
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// What a client reads of a server frame: borrowed views, no JSON tree.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default, borrow)]
+    event: Option<IncomingEvent<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IncomingEvent<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    from: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -182,6 +214,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!("bench: {} connections open; sending {} messages", sockets.len(), expected);
     let started = Instant::now();
+    let cpu_before = own_cpu();
     let mut tasks = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
         let me = accounts[index].user_id.clone();
@@ -212,9 +245,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_send), if can_send => {
                         let stamp = epoch.elapsed().as_micros() as u64;
-                        let frame = json!({"type": "send", "req": sent.to_string(), "to": {"user": partner},
-                            "client_msg_id": format!("{me}-{sent}"), "content": format!("{stamp}")});
-                        if sink.send(Message::text(frame.to_string())).await.is_err() { return Err(anyhow::anyhow!("send failed")); }
+                        // Ids are digits and the content a number: nothing to escape.
+                        let frame = format!(
+                            r#"{{"type":"send","req":"{sent}","to":{{"user":"{partner}"}},"client_msg_id":"{me}-{sent}","content":"{stamp}"}}"#
+                        );
+                        if sink.send(Message::text(frame)).await.is_err() { return Err(anyhow::anyhow!("send failed")); }
                         sent += 1;
                         if let Some(interval) = per_user_interval { next_send += interval; }
                     }
@@ -222,27 +257,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         ack_due = None;
                         if highest_seq > acked_seq {
                             acked_seq = highest_seq;
-                            let _ = sink.send(Message::text(json!({"type": "ack", "seq": acked_seq}).to_string())).await;
+                            let _ = sink.send(Message::text(format!(r#"{{"type":"ack","seq":{acked_seq}}}"#))).await;
                         }
                     }
                     frame = stream.next() => {
                         let Some(Ok(Message::Text(text))) = frame else { return Err(anyhow::anyhow!("connection closed")) };
-                        let frame: Value = serde_json::from_str(&text)?;
-                        match frame["type"].as_str() {
-                            Some("sent") => confirmed += 1,
-                            Some("event") => {
-                                highest_seq = highest_seq.max(frame["seq"].as_u64().unwrap_or(0));
+                        let frame: Incoming<'_> = serde_json::from_str(&text)?;
+                        match &*frame.kind {
+                            "sent" => confirmed += 1,
+                            "event" => {
+                                highest_seq = highest_seq.max(frame.seq);
                                 ack_due.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(20));
-                                let event = &frame["event"];
-                                if event["kind"] == "message" && event["from"] != me.as_str() {
-                                    if let Some(stamp) = event["content"].as_str().and_then(|c| c.parse::<u64>().ok()) {
+                                if let Some(event) = frame.event
+                                    && event.kind == "message"
+                                    && event.from.as_deref() != Some(me.as_str())
+                                {
+                                    if let Some(stamp) = event.content.and_then(|c| c.parse::<u64>().ok()) {
                                         latencies.record(epoch.elapsed().as_micros() as u64 - stamp);
                                     }
                                     received += 1;
                                     delivered.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
-                            Some("error") => return Err(anyhow::anyhow!("server error: {frame}")),
+                            "error" => return Err(anyhow::anyhow!("server error: {}", &*text)),
                             _ => {}
                         }
                     }
@@ -264,6 +301,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     progress.abort();
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = own_cpu().saturating_sub(cpu_before);
     let mut samples = latencies.take();
     samples.sort_unstable();
     let total = delivered.load(Ordering::Relaxed);
@@ -272,6 +310,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         json!({
             "users": args.users, "messages_per_user": args.messages, "rate_target": args.rate,
             "delivered": total, "expected": expected, "failed_clients": failures,
+            // The load generator's own cost: sending, reading and acking, per delivered message.
+            "bench_cpu_us_per_message": ((cpu.as_secs_f64() * 1e6 / total.max(1) as f64) * 10.0).round() / 10.0,
             "seconds": (elapsed * 100.0).round() / 100.0,
             "delivered_per_second": (total as f64 / elapsed).round(),
             "latency_ms": {"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "p999": percentile(&samples, 0.999), "max": percentile(&samples, 1.0)},

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::{Future, SinkExt, StreamExt};
+use futures::{Future, FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use missive_core::users::UserCommand;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, Millis, UserId};
@@ -169,9 +169,25 @@ impl Session {
         }
     }
 
+    /// Sends one frame now.
     async fn push(&mut self, frame: Value) -> Result<(), ()> {
+        self.push_buffered(frame).await?;
+        self.flush().await
+    }
+
+    /// Queues one frame in the socket's write buffer (written out once the
+    /// buffer is full); [`Session::flush`] sends what is queued, so frames
+    /// pushed in one wake-up leave in one write.
+    async fn push_buffered(&mut self, frame: Value) -> Result<(), ()> {
         self.deps.metrics.frames_out.with_label_values(&[frame_type(&frame)]).inc();
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::text(frame.to_string()))).await {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(Message::text(frame.to_string()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
@@ -191,6 +207,7 @@ impl Session {
             for (seq, entry) in &entries {
                 self.push_entry(*seq, entry).await?;
             }
+            self.flush().await?;
             if count < PUSH_CHUNK {
                 return Ok(());
             }
@@ -207,7 +224,7 @@ impl Session {
             let waited = (missive_infra::now_ms() - message.sent_at.0).max(0);
             self.deps.metrics.send_to_deliver.observe(waited as f64 / 1000.0);
         }
-        self.push(json!({"type": "event", "seq": seq.0, "event": entry_json(entry)})).await?;
+        self.push_buffered(json!({"type": "event", "seq": seq.0, "event": entry_json(entry)})).await?;
         self.sent_through = seq;
         Ok(())
     }
@@ -225,7 +242,7 @@ impl Session {
         for (seq, entry) in update.entries.iter() {
             self.push_entry(*seq, entry).await?;
         }
-        Ok(())
+        self.flush().await
     }
 }
 
@@ -395,7 +412,12 @@ async fn serve(
                 }
             }
             Some(frame) = in_flight.next() => {
-                session.push(frame).await?;
+                // Every reply ready by now leaves in the same write.
+                session.push_buffered(frame).await?;
+                while let Some(Some(frame)) = in_flight.next().now_or_never() {
+                    session.push_buffered(frame).await?;
+                }
+                session.flush().await?;
             }
             appended = async { session.acks.in_flight.as_mut().expect("guarded by the condition").await },
                 if session.acks.in_flight.is_some() => {

@@ -6,7 +6,7 @@
 //! on blocking threads. Survives `kill -9`: a write is in the WAL before the
 //! append returns (with `sync` it is also fsynced, surviving power loss).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,20 +28,84 @@ use crate::{Offset, now_ms};
 const APPEND_QUEUE: usize = 4096;
 /// Most append requests folded into one WriteBatch.
 const MAX_GROUP: usize = 512;
+/// Bounds of a partition's in-memory tail (whichever is reached first).
+const TAIL_RECORDS: usize = 2048;
+const TAIL_BYTES: usize = 2 << 20;
 
 struct PartitionState {
     /// Next offset to be written, as published to readers.
     high: AtomicU64,
     low: AtomicU64,
     max_timestamp: AtomicI64,
+    /// Bumped after every append to the partition; its consumers wait on it.
+    changed: watch::Sender<u64>,
+    /// The partition's latest records, so consumers at the head (nearly
+    /// all of them, nearly always) read from memory: no RocksDB iterator,
+    /// no blocking thread.
+    tail: Mutex<Tail>,
+}
+
+impl PartitionState {
+    fn new(high: u64, low: u64, max_timestamp: i64) -> PartitionState {
+        PartitionState {
+            high: AtomicU64::new(high),
+            low: AtomicU64::new(low),
+            max_timestamp: AtomicI64::new(max_timestamp),
+            changed: watch::channel(0).0,
+            tail: Mutex::new(Tail::default()),
+        }
+    }
+}
+
+/// A partition's most recent records with contiguous offsets, bounded by
+/// [`TAIL_RECORDS`] and [`TAIL_BYTES`]. Written only by the writer thread,
+/// before it publishes the new high watermark, so a reader that sees an
+/// offset below `high` finds it here or in RocksDB.
+#[derive(Default)]
+struct Tail {
+    records: VecDeque<Record>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn push(&mut self, record: Record) {
+        if self.records.back().is_some_and(|last| last.offset.0 + 1 != record.offset.0) {
+            self.records.clear();
+            self.bytes = 0;
+        }
+        self.bytes += record_size(&record);
+        self.records.push_back(record);
+        while self.records.len() > TAIL_RECORDS || (self.bytes > TAIL_BYTES && self.records.len() > 1) {
+            if let Some(old) = self.records.pop_front() {
+                self.bytes -= record_size(&old);
+            }
+        }
+    }
+
+    /// Copies of the records `from..to` (at most `max`), or `None` when
+    /// `from` is older than the tail.
+    fn read(&self, from: u64, to: u64, max: usize) -> Option<Vec<Record>> {
+        let first = self.records.front()?.offset.0;
+        if from < first {
+            return None;
+        }
+        let skip = (from - first) as usize;
+        if skip >= self.records.len() {
+            return None;
+        }
+        let count = (to.saturating_sub(from) as usize).min(max);
+        Some(self.records.iter().skip(skip).take(count).cloned().collect())
+    }
+}
+
+fn record_size(record: &Record) -> usize {
+    record.key.len() + record.value.len() + record.headers.iter().map(|h| h.key.len() + h.value.len()).sum::<usize>() + 96
 }
 
 struct TopicState {
     id: u32,
     spec: TopicSpec,
     partitions: Vec<PartitionState>,
-    /// Bumped after every append to the topic; consumers wait on it.
-    changed: watch::Sender<u64>,
 }
 
 struct AppendRequest {
@@ -211,15 +275,14 @@ impl EmbeddedLog {
                 compacted: topic.spec.compacted,
             };
             let fresh = load_topic_state(db, stored)?;
-            let mut moved = false;
             for (state, fresh) in topic.partitions.iter().zip(&fresh.partitions) {
                 let high = fresh.high.load(Ordering::Acquire);
-                moved |= state.high.swap(high, Ordering::AcqRel) != high;
+                let moved = state.high.swap(high, Ordering::AcqRel) != high;
                 state.low.store(fresh.low.load(Ordering::Acquire), Ordering::Release);
                 state.max_timestamp.store(fresh.max_timestamp.load(Ordering::Acquire), Ordering::Release);
-            }
-            if moved {
-                topic.changed.send_modify(|version| *version += 1);
+                if moved {
+                    state.changed.send_modify(|version| *version += 1);
+                }
             }
         }
         Ok(())
@@ -336,11 +399,7 @@ fn load_topic_state(db: &DB, stored: StoredTopic) -> Result<TopicState, LogError
             }
             None => i64::MIN,
         };
-        partitions.push(PartitionState {
-            high: AtomicU64::new(high),
-            low: AtomicU64::new(low),
-            max_timestamp: AtomicI64::new(max_timestamp),
-        });
+        partitions.push(PartitionState::new(high, low, max_timestamp));
     }
     let spec = TopicSpec {
         name: stored.name,
@@ -348,7 +407,7 @@ fn load_topic_state(db: &DB, stored: StoredTopic) -> Result<TopicState, LogError
         retention: stored.retention_ms.map_or(Retention::Forever, Retention::Millis),
         compacted: stored.compacted,
     };
-    Ok(TopicState { id: stored.id, spec, partitions, changed: watch::channel(0).0 })
+    Ok(TopicState { id: stored.id, spec, partitions })
 }
 
 fn run_writer(inner: Arc<Inner>, mut requests: mpsc::Receiver<AppendRequest>, sync_writes: bool) {
@@ -373,7 +432,6 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
     // Offsets handed out in this group, per (topic, partition).
     let mut next: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     let mut max_times: BTreeMap<(u32, u32), i64> = BTreeMap::new();
-    let mut touched: HashMap<u32, Arc<TopicState>> = HashMap::new();
     let mut accepted = Vec::with_capacity(group.len());
     let now = now_ms();
     for request in group {
@@ -407,6 +465,7 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
             }
         }
         let mut offsets = Vec::with_capacity(placed.len());
+        let mut stored = Vec::with_capacity(placed.len());
         for (record, (topic, partition)) in request.records.iter().zip(placed) {
             let slot = (topic.id, partition);
             let offset =
@@ -425,19 +484,19 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
                 batch.put_cf(family(db, CF_LOG_TIME), time_key(topic.id, partition, timestamp), offset.to_be_bytes());
                 max_times.insert(slot, timestamp);
             }
-            touched.insert(topic.id, topic.clone());
             offsets.push((partition, Offset(offset)));
+            stored.push((topic, timestamp));
         }
-        accepted.push((request.reply, offsets));
+        accepted.push((request.reply, offsets, request.records, stored));
     }
     if accepted.is_empty() {
         return;
     }
-    let records: usize = accepted.iter().map(|(_, offsets)| offsets.len()).sum();
+    let records: usize = accepted.iter().map(|(_, offsets, _, _)| offsets.len()).sum();
     let (keys, bytes) = (batch.len() as u64, batch.size_in_bytes() as u64);
     if let Err(error) = db.write_opt(batch, write_options) {
         tracing::error!(%error, "log append failed");
-        for (reply, _) in accepted {
+        for (reply, _, _, _) in accepted {
             let _ = reply.send(Err(LogError::Storage(error.to_string())));
         }
         return;
@@ -447,18 +506,37 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
     stats.writes.fetch_add(1, Ordering::Relaxed);
     stats.keys.fetch_add(keys, Ordering::Relaxed);
     stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-    for topic in touched.values() {
-        for ((topic_id, partition), high) in next.range((topic.id, 0)..=(topic.id, u32::MAX)) {
-            debug_assert_eq!(*topic_id, topic.id);
-            let state = &topic.partitions[*partition as usize];
-            state.high.store(*high, Ordering::Release);
-            if let Some(max) = max_times.get(&(topic.id, *partition)) {
-                state.max_timestamp.store(*max, Ordering::Release);
-            }
+    // Into the tails first, then the new high watermarks, then wake-ups:
+    // a reader that sees an offset below `high` finds its record.
+    let mut touched: HashMap<(u32, u32), Arc<TopicState>> = HashMap::new();
+    let mut replies = Vec::with_capacity(accepted.len());
+    for (reply, offsets, records, stored) in accepted {
+        for ((record, (topic, timestamp)), (partition, offset)) in records.into_iter().zip(stored).zip(&offsets) {
+            let OutRecord { topic: name, key, value, headers, .. } = record;
+            topic.partitions[*partition as usize].tail.lock().push(Record {
+                topic: name,
+                partition: *partition,
+                offset: *offset,
+                timestamp,
+                key,
+                value,
+                headers,
+            });
+            touched.entry((topic.id, *partition)).or_insert(topic);
         }
-        topic.changed.send_modify(|generation| *generation += 1);
+        replies.push((reply, offsets));
     }
-    for (reply, offsets) in accepted {
+    for ((topic_id, partition), topic) in &touched {
+        let state = &topic.partitions[*partition as usize];
+        if let Some(high) = next.get(&(*topic_id, *partition)) {
+            state.high.store(*high, Ordering::Release);
+        }
+        if let Some(max) = max_times.get(&(*topic_id, *partition)) {
+            state.max_timestamp.store(*max, Ordering::Release);
+        }
+        state.changed.send_modify(|generation| *generation += 1);
+    }
+    for (reply, offsets) in replies {
         let _ = reply.send(Ok(offsets));
     }
 }
@@ -567,18 +645,13 @@ impl Log for EmbeddedLog {
 
     async fn consumer(&self, assignment: Vec<(TopicPartition, Offset)>) -> Result<Box<dyn LogConsumer>, LogError> {
         let mut partitions = Vec::with_capacity(assignment.len());
-        let mut watchers: BTreeMap<u32, watch::Receiver<u64>> = BTreeMap::new();
+        let mut watchers = Vec::with_capacity(assignment.len());
         for (partition, offset) in assignment {
-            let (topic, _) = self.partition_state(&partition)?;
-            watchers.entry(topic.id).or_insert_with(|| topic.changed.subscribe());
+            let (topic, index) = self.partition_state(&partition)?;
+            watchers.push(topic.partitions[index].changed.subscribe());
             partitions.push(Assigned { partition, topic, position: offset });
         }
-        Ok(Box::new(EmbeddedConsumer {
-            db: self.inner.db.clone(),
-            partitions,
-            watchers: watchers.into_values().collect(),
-            next_start: 0,
-        }))
+        Ok(Box::new(EmbeddedConsumer { db: self.inner.db.clone(), partitions, watchers, next_start: 0 }))
     }
 
     async fn commit_positions(&self, group: &str, positions: &[(TopicPartition, Offset)]) -> Result<(), LogError> {
@@ -707,18 +780,29 @@ impl LogConsumer for EmbeddedConsumer {
             }
             let count = self.partitions.len();
             let mut plans = Vec::new();
+            let mut records = Vec::new();
+            let mut budget = max_records.max(1);
             for step in 0..count {
                 let index = (self.next_start + step) % count;
                 let assigned = &self.partitions[index];
-                let state = &assigned.topic.partitions[assigned.partition.partition as usize];
+                let topic = assigned.topic.clone();
+                let state = &topic.partitions[assigned.partition.partition as usize];
                 let high = state.high.load(Ordering::Acquire);
                 let low = state.low.load(Ordering::Acquire);
                 let from = assigned.position.0.max(low);
-                if from < high {
+                if from < high && budget > 0 {
+                    if let Some(batch) = state.tail.lock().read(from, high, budget) {
+                        budget -= batch.len();
+                        if let Some(last) = batch.last() {
+                            self.partitions[index].position = Offset(last.offset.0 + 1);
+                        }
+                        records.extend(batch);
+                        continue;
+                    }
                     plans.push(ReadPlan {
                         index,
-                        topic: assigned.topic.clone(),
-                        partition: assigned.partition.partition,
+                        topic: topic.clone(),
+                        partition: self.partitions[index].partition.partition,
                         from,
                         to: high,
                     });
@@ -727,19 +811,18 @@ impl LogConsumer for EmbeddedConsumer {
             if count > 0 {
                 self.next_start = (self.next_start + 1) % count;
             }
-            if !plans.is_empty() {
+            if !plans.is_empty() && budget > 0 {
                 let db = self.db.clone();
-                let batches = blocking(move || read_plans(&plans, &db, max_records.max(1))).await?;
-                let mut records = Vec::new();
+                let batches = blocking(move || read_plans(&plans, &db, budget)).await?;
                 for (index, batch) in batches {
                     if let Some(last) = batch.last() {
                         self.partitions[index].position = Offset(last.offset.0 + 1);
                     }
                     records.extend(batch);
                 }
-                if !records.is_empty() {
-                    return Ok(records);
-                }
+            }
+            if !records.is_empty() {
+                return Ok(records);
             }
             if self.watchers.is_empty() {
                 return Ok(Vec::new());
@@ -766,5 +849,59 @@ impl LogConsumer for EmbeddedConsumer {
 
     fn position(&self, partition: &TopicPartition) -> Option<Offset> {
         self.partitions.iter().find(|assigned| &assigned.partition == partition).map(|assigned| assigned.position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: u64, bytes: usize) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: Offset(offset),
+            timestamp: 0,
+            key: Vec::new(),
+            value: vec![0; bytes],
+            headers: Vec::new(),
+        }
+    }
+
+    fn offsets(records: &[Record]) -> Vec<u64> {
+        records.iter().map(|record| record.offset.0).collect()
+    }
+
+    #[test]
+    fn the_tail_serves_what_it_holds_and_sends_older_reads_to_the_store() {
+        let mut tail = Tail::default();
+        assert!(tail.read(0, 1, 10).is_none(), "an empty tail serves nothing");
+        for offset in 5..10 {
+            tail.push(record(offset, 10));
+        }
+        assert_eq!(offsets(&tail.read(5, 10, 100).expect("held")), vec![5, 6, 7, 8, 9]);
+        assert_eq!(offsets(&tail.read(7, 10, 2).expect("held")), vec![7, 8], "at most max records");
+        assert_eq!(offsets(&tail.read(8, 9, 100).expect("held")), vec![8], "not past the high watermark");
+        assert!(tail.read(4, 10, 100).is_none(), "older than the tail: read the store");
+        assert!(tail.read(10, 11, 100).is_none(), "newer than the tail: read the store");
+    }
+
+    #[test]
+    fn the_tail_stays_bounded_and_contiguous() {
+        let mut tail = Tail::default();
+        for offset in 0..(TAIL_RECORDS as u64 + 10) {
+            tail.push(record(offset, 1));
+        }
+        assert_eq!(tail.records.len(), TAIL_RECORDS);
+        assert!(tail.read(9, 20, 100).is_none(), "the oldest records were dropped");
+        let big = TAIL_BYTES / 4;
+        for offset in (TAIL_RECORDS as u64 + 10)..(TAIL_RECORDS as u64 + 20) {
+            tail.push(record(offset, big));
+        }
+        assert!(tail.bytes <= TAIL_BYTES, "bytes bounded: {}", tail.bytes);
+        // A gap (never expected from the single writer) restarts the tail.
+        tail.push(record(1_000_000, 1));
+        assert_eq!(offsets(&tail.read(1_000_000, 1_000_001, 10).expect("held")), vec![1_000_000]);
+        assert_eq!(tail.records.len(), 1);
     }
 }

@@ -45,6 +45,9 @@ impl ConversationHandler {
     }
 }
 
+/// Receipt ranges shorter than this are read key by key.
+const POINT_READS_MAX: u64 = 16;
+
 /// Every this many input offsets, expired dedupe records are purged.
 const PURGE_EVERY: u64 = 64;
 /// Most dedupe records purged at once.
@@ -104,6 +107,17 @@ impl Handler for ConversationHandler {
                 let stored = tx.get_json(&keys::conversation_marks(conversation_id, mark.by))?;
                 marks = conversation::member_marks(&state, mark.by, stored);
                 covered = match conversation::receipt_range(&state, marks, mark) {
+                    // A receipt usually covers a message or a few: point
+                    // lookups cost less than an iterator over the store.
+                    Some((from, to)) if to.0 - from.0 < POINT_READS_MAX => {
+                        let mut found = Vec::with_capacity((to.0 - from.0 + 1) as usize);
+                        for seq in from.0..=to.0 {
+                            if let Some(stored) = tx.get_json(&keys::conversation_message(conversation_id, ConvSeq(seq)))? {
+                                found.push(stored);
+                            }
+                        }
+                        found
+                    }
                     Some((from, to)) => {
                         let start = keys::conversation_message(conversation_id, from);
                         let end = keys::conversation_message(conversation_id, ConvSeq(to.0 + 1));

@@ -130,6 +130,7 @@ pub enum RuntimeError {
 }
 
 /// Durable bookkeeping of a task, loaded at start and advanced per batch.
+#[derive(Default)]
 struct TaskMeta {
     position: Offset,
     next_sseq: u64,
@@ -393,6 +394,10 @@ fn process_batch(
     commit_to_outbox(db, spec, prepared, relayed, first_sseq, write)
 }
 
+/// Batches of at most this many records are prepared on the task's own
+/// thread (embedded mode); larger ones on a blocking thread.
+const INLINE_BATCH: usize = 16;
+
 async fn blocking<T: Send + 'static>(
     task: &str,
     work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
@@ -599,27 +604,32 @@ pub async fn run_task(
         if records.is_empty() && relayed.is_empty() {
             continue;
         }
-        let moved_meta =
-            std::mem::replace(&mut meta, TaskMeta { position: Offset(0), next_sseq: 0, dedupe: HashMap::new() });
         // Embedded mode: state, position and outputs in one write through
         // the log itself; no outbox, nothing to relay.
         if let Some(atomic) = log.atomic() {
-            let (returned_handler, returned_meta, prepared) = {
+            let prepared = if records.len() <= INLINE_BATCH {
+                // A few records whose state is in the memtable or the block
+                // cache: cheaper on this thread than a hop to a blocking one.
+                prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?
+            } else {
+                let moved_meta = std::mem::take(&mut meta);
                 let (db, spec, metrics) = (db.clone(), spec.clone(), metrics.clone());
-                blocking(&task, move || {
+                let (returned_handler, returned_meta, prepared) = blocking(&task, move || {
                     let mut meta = moved_meta;
                     let prepared = prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?;
                     Ok((handler, meta, prepared))
                 })
-                .await?
+                .await?;
+                (handler, meta) = (returned_handler, returned_meta);
+                prepared
             };
-            (handler, meta) = (returned_handler, returned_meta);
             atomic.commit(prepared.writes, prepared.outputs).await?;
             handler.after_commit();
             relayed.clear();
             mirror_now_and_then(&log, &mut mirror, &mut last_mirror, &lag, &group, &spec.input, meta.position);
             continue;
         }
+        let moved_meta = std::mem::take(&mut meta);
         let (returned_handler, returned_meta, outputs) = {
             let db = db.clone();
             let spec = spec.clone();

@@ -2,6 +2,7 @@
 //! binary body. The same bytes in both modes, so Kafka tools read them.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -28,7 +29,10 @@ pub enum CodecError {
 struct Known {
     record_type: RecordType,
     id: u32,
-    schema: Schema,
+    /// Resolved once: building a reader or writer resolves every named
+    /// type of the schema, which cost more than the encoding itself.
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
 }
 
 /// Encodes and decodes every Missive record type with registered ids.
@@ -44,15 +48,30 @@ pub fn parse_schema(record_type: RecordType) -> Result<Schema, CodecError> {
         .map_err(|source| CodecError::BadSchema { name: record_type.full_name(), source })
 }
 
+/// The parsed schema of a record type, parsed once per process: the cached
+/// readers and writers borrow it for the life of the process.
+fn schema_of(record_type: RecordType) -> Result<&'static Schema, CodecError> {
+    static PARSED: OnceLock<Mutex<HashMap<RecordType, &'static Schema>>> = OnceLock::new();
+    let mut parsed = PARSED.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(schema) = parsed.get(&record_type) {
+        return Ok(schema);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(parse_schema(record_type)?));
+    parsed.insert(record_type, schema);
+    Ok(schema)
+}
+
 impl Codec {
     /// Builds a codec from the ids the registry assigned.
     pub fn new(ids: &[(RecordType, u32)]) -> Result<Codec, CodecError> {
         let mut codec = Codec { by_type: HashMap::new(), by_id: HashMap::new(), known: Vec::new() };
         for (record_type, id) in ids {
-            let schema = parse_schema(*record_type)?;
+            let schema = schema_of(*record_type)?;
+            let writer = GenericDatumWriter::builder(schema).human_readable(false).build()?;
+            let reader = GenericDatumReader::builder(schema).human_readable(false).build()?;
             codec.by_type.insert(*record_type, codec.known.len());
             codec.by_id.insert(*id, codec.known.len());
-            codec.known.push(Known { record_type: *record_type, id: *id, schema });
+            codec.known.push(Known { record_type: *record_type, id: *id, writer, reader });
         }
         Ok(codec)
     }
@@ -76,8 +95,7 @@ impl Codec {
     ) -> Result<Vec<u8>, CodecError> {
         let index = *self.by_type.get(&record_type).ok_or(CodecError::UnregisteredType(record_type))?;
         let known = &self.known[index];
-        let writer = GenericDatumWriter::builder(&known.schema).human_readable(false).build()?;
-        let body = write(&writer)?;
+        let body = write(&known.writer)?;
         let mut out = Vec::with_capacity(5 + body.len());
         out.push(MAGIC_BYTE);
         out.extend_from_slice(&known.id.to_be_bytes());
@@ -96,15 +114,13 @@ impl Codec {
 
     pub fn decode(&self, bytes: &[u8]) -> Result<WireValue, CodecError> {
         let (known, mut body) = self.framed(bytes)?;
-        let reader = GenericDatumReader::builder(&known.schema).human_readable(false).build()?;
-        Ok(decode_as(known.record_type, &reader, &mut body)?)
+        Ok(decode_as(known.record_type, &known.reader, &mut body)?)
     }
 
     /// Decodes to JSON for tools: the record type and its fields.
     pub fn decode_json(&self, bytes: &[u8]) -> Result<(RecordType, serde_json::Value), CodecError> {
         let (known, mut body) = self.framed(bytes)?;
-        let reader = GenericDatumReader::builder(&known.schema).human_readable(false).build()?;
-        let value = reader.read_value(&mut body)?;
+        let value = known.reader.read_value(&mut body)?;
         let json = serde_json::Value::try_from(value)?;
         Ok((known.record_type, json))
     }
