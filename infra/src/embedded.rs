@@ -427,8 +427,18 @@ fn run_writer(inner: Arc<Inner>, mut requests: mpsc::Receiver<AppendRequest>, sy
 
 fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOptions) {
     let db = &inner.db;
-    let topics = inner.topics.read().clone();
-    let mut batch = WriteBatch::default();
+    let topics = inner.topics.read();
+    // Sized up front: growing the batch copied it several times per write.
+    let estimate: usize = group
+        .iter()
+        .map(|request| {
+            let records: usize = request.records.iter().map(|record| record.key.len() + record.value.len() + 96).sum();
+            let state: usize =
+                request.state.iter().map(|write| write.key.len() + write.value.as_ref().map_or(0, Vec::len) + 16).sum();
+            records + state
+        })
+        .sum();
+    let mut batch = WriteBatch::with_capacity_bytes(estimate + 64);
     // Offsets handed out in this group, per (topic, partition).
     let mut next: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     let mut max_times: BTreeMap<(u32, u32), i64> = BTreeMap::new();
@@ -451,7 +461,7 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
                 });
                 break;
             }
-            placed.push((topic.clone(), partition));
+            placed.push((Arc::clone(topic), partition));
         }
         if let Some(error) = failure {
             let _ = request.reply.send(Err(error));
@@ -489,6 +499,7 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
         }
         accepted.push((request.reply, offsets, request.records, stored));
     }
+    drop(topics);
     if accepted.is_empty() {
         return;
     }
