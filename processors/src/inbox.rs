@@ -133,7 +133,15 @@ impl InboxHandler {
         match delivery.item {
             DeliveryItem::Message(message) => {
                 apply_message(tx, &mut self.summaries, user, &message)?;
-                self.append_entry(tx, user, feed, FeedEntry::Message(message))?;
+                // The sender's copy is for the account's other devices: the
+                // sending device has the message (its `sent` answer carries
+                // the id and conv_seq). With no other device the copy would
+                // be pushed back and acked for nothing, so no entry is made
+                // and no seq used: the feed stays gap-free. A device added
+                // later starts at the head, so it expects none of these.
+                if !sent_by_its_only_device(feed, user, &message) {
+                    self.append_entry(tx, user, feed, FeedEntry::Message(message))?;
+                }
             }
             DeliveryItem::Receipt(receipt) => {
                 self.append_entry(tx, user, feed, FeedEntry::Receipt(receipt))?;
@@ -173,6 +181,11 @@ impl InboxHandler {
         }
         Ok(())
     }
+}
+
+/// Whether `message` is `user`'s own, sent from the only device the feed knows.
+fn sent_by_its_only_device(feed: &FeedState, user: UserId, message: &missive_core::conversation::MessageSent) -> bool {
+    message.from == user && feed.devices.len() == 1 && feed.devices.contains_key(&message.from_device)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
