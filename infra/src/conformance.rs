@@ -140,6 +140,16 @@ pub async fn time_lookup_finds_the_first_offset_at_or_after(log: &dyn Log, prefi
         Offset(5),
         "past the end: high watermark"
     );
+    // Records a few milliseconds apart are told apart exactly.
+    let close = [5000, 5001, 5003, 5003, 5008, 5012].map(|ms| record(&partition.topic, "k", "close", Some(base + ms)));
+    log.append(close.into()).await.expect("append");
+    for (at, expected) in [(5000, 5), (5001, 6), (5002, 7), (5003, 7), (5004, 9), (5009, 10), (5012, 10), (5013, 11)] {
+        assert_eq!(
+            log.offset_for_time(&partition, base + at).await.expect("lookup"),
+            Offset(expected),
+            "first record at or after base+{at} ms"
+        );
+    }
 }
 
 pub async fn group_positions_round_trip(log: &dyn Log, prefix: &str) {

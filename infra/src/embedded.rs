@@ -338,10 +338,11 @@ impl EmbeddedLog {
                     log_key(topic.id, index, low),
                     log_key(topic.id, index, keep_from),
                 );
+                // Entries of the slot holding the cutoff stay: they lead to kept records.
                 batch.delete_range_cf(
                     family(db, CF_LOG_TIME),
                     time_key(topic.id, index, i64::MIN),
-                    time_key(topic.id, index, now - retention),
+                    time_key(topic.id, index, slot_start(now - retention)),
                 );
                 db.write(batch).map_err(storage)?;
                 partition.low.store(keep_from, Ordering::Release);
@@ -352,17 +353,48 @@ impl EmbeddedLog {
     }
 }
 
+/// The time index keeps one entry per partition per slot of this many
+/// milliseconds: the first record that raised the partition's highest
+/// timestamp into the slot (an entry per millisecond cost nearly a RocksDB
+/// key per record).
+const TIME_SLOT_MS: i64 = 10;
+
+fn slot_start(timestamp: i64) -> i64 {
+    timestamp.div_euclid(TIME_SLOT_MS).saturating_mul(TIME_SLOT_MS)
+}
+
+/// The first offset whose record has a timestamp at or after `timestamp`
+/// (`None`: no such record). The index leads to the slot; the records of
+/// that slot are read to find the exact one.
 fn first_offset_at(db: &DB, topic_id: u32, partition: u32, timestamp: i64) -> Result<Option<u64>, LogError> {
     let prefix = partition_prefix(topic_id, partition);
-    let start = time_key(topic_id, partition, timestamp);
+    let start = time_key(topic_id, partition, slot_start(timestamp));
     let mut iter = db.iterator_cf(family(db, CF_LOG_TIME), IteratorMode::From(&start, Direction::Forward));
-    match iter.next() {
+    let from = match iter.next() {
         Some(item) => {
             let (key, value) = item.map_err(storage)?;
-            Ok(key.starts_with(&prefix).then(|| tail_u64(&value)))
+            if !key.starts_with(&prefix) {
+                return Ok(None);
+            }
+            tail_u64(&value)
         }
-        None => Ok(None),
+        None => return Ok(None),
+    };
+    let records = db.iterator_cf(
+        family(db, CF_LOG),
+        IteratorMode::From(&log_key(topic_id, partition, from), Direction::Forward),
+    );
+    for item in records {
+        let (key, value) = item.map_err(storage)?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let at = ByteReader::new(&value).i64().ok_or_else(|| LogError::Storage("corrupt log record".into()))?;
+        if at >= timestamp {
+            return Ok(Some(tail_u64(&key)));
+        }
     }
+    Ok(None)
 }
 
 fn load_topic_state(db: &DB, stored: StoredTopic) -> Result<TopicState, LogError> {
@@ -491,7 +523,13 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
                 .entry(slot)
                 .or_insert_with(|| topic.partitions[partition as usize].max_timestamp.load(Ordering::Acquire));
             if timestamp > known_max {
-                batch.put_cf(family(db, CF_LOG_TIME), time_key(topic.id, partition, timestamp), offset.to_be_bytes());
+                if known_max == i64::MIN || slot_start(timestamp) > slot_start(known_max) {
+                    batch.put_cf(
+                        family(db, CF_LOG_TIME),
+                        time_key(topic.id, partition, timestamp),
+                        offset.to_be_bytes(),
+                    );
+                }
                 max_times.insert(slot, timestamp);
             }
             offsets.push((partition, Offset(offset)));
