@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// (`MISSIVE_S3_*` in the environment: presigned S3 URLs).
     #[arg(long, default_value_t = false, conflicts_with_all = ["profiles", "group"])]
     pub media: bool,
+    /// Reconnect with a backlog: the first user sends `--messages` to the
+    /// second while the second is offline; then the second connects and the
+    /// bench reports the time from its hello to the last backlog entry.
+    #[arg(long, default_value_t = false, conflicts_with_all = ["profiles", "group", "media"])]
+    pub backlog: bool,
     /// Size of each `--media` upload.
     #[arg(long, default_value_t = 5_000_000)]
     pub media_bytes: usize,
@@ -198,6 +203,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.media {
         return media_uploads(&args, &api, &accounts).await;
+    }
+    if args.backlog {
+        return backlog_push(&args, &ws_url, &accounts).await;
     }
 
     let epoch = Instant::now();
@@ -347,6 +355,62 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if failures > 0 || total < expected {
         bail!("{failures} clients failed; {total} of {expected} messages delivered");
     }
+    Ok(())
+}
+
+/// `--backlog`: the time a reconnecting device takes to get a backlog.
+async fn backlog_push(args: &BenchArgs, ws_url: &str, accounts: &[Account]) -> anyhow::Result<()> {
+    let (sender, recipient) = (&accounts[0], &accounts[1]);
+    let socket = missive_gateway::client::connect_socket(ws_url, &sender.access_token).await?;
+    let (mut sink, mut stream) = socket.split();
+    sink.send(Message::text(json!({"type": "hello", "token": sender.access_token}).to_string())).await?;
+    let to = &recipient.user_id;
+    let window = args.window.max(1);
+    let (mut sent, mut confirmed) = (0usize, 0usize);
+    while confirmed < args.messages {
+        while sent < args.messages && sent - confirmed < window {
+            let frame = format!(
+                r#"{{"type":"send","req":"{sent}","to":{{"user":"{to}"}},"client_msg_id":"backlog-{sent}","content":"{sent}"}}"#
+            );
+            sink.send(Message::text(frame)).await?;
+            sent += 1;
+        }
+        let Some(Ok(Message::Text(text))) = stream.next().await else { bail!("the sender's connection closed") };
+        let frame: Incoming<'_> = serde_json::from_str(&text)?;
+        match &*frame.kind {
+            "sent" => confirmed += 1,
+            "error" => bail!("server error: {}", &*text),
+            _ => {}
+        }
+    }
+    eprintln!("bench: {} messages waiting for an offline user; connecting it", args.messages);
+    let started = Instant::now();
+    let socket = missive_gateway::client::connect_socket(ws_url, &recipient.access_token).await?;
+    let (mut sink, mut stream) = socket.split();
+    sink.send(Message::text(json!({"type": "hello", "token": recipient.access_token}).to_string())).await?;
+    let mut first = None;
+    let mut received = 0usize;
+    while received < args.messages {
+        let Some(Ok(Message::Text(text))) = tokio::time::timeout(Duration::from_secs(60), stream.next()).await? else {
+            bail!("the recipient's connection closed after {received} entries")
+        };
+        let frame: Incoming<'_> = serde_json::from_str(&text)?;
+        if frame.kind == "event" && frame.event.is_some_and(|event| event.kind == "message") {
+            first.get_or_insert_with(|| started.elapsed());
+            received += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let millis = |duration: Duration| (duration.as_secs_f64() * 1e4).round() / 10.0;
+    println!(
+        "{}",
+        json!({
+            "backlog": args.messages, "received": received,
+            "connect_to_first_ms": millis(first.unwrap_or_default()),
+            "connect_to_last_ms": millis(elapsed),
+            "entries_per_second": (received as f64 / elapsed.as_secs_f64()).round(),
+        })
+    );
     Ok(())
 }
 
