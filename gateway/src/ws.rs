@@ -387,30 +387,6 @@ async fn serve(
                 let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
                 return Ok(());
             }
-            incoming = session.socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
-                let message = match incoming {
-                    Some(Ok(message)) => message,
-                    // Closed, or a protocol violation such as a frame over 1 MiB.
-                    _ => return Ok(()),
-                };
-                last_heard = Instant::now();
-                if message.is_close() {
-                    return Ok(());
-                }
-                if message.is_ping() || message.is_pong() {
-                    continue;
-                }
-                let Message::Text(text) = message else {
-                    session.push(error_frame(None, "bad_frame", "frames are JSON text")).await?;
-                    continue;
-                };
-                // Boxed: a frame's handling (sends, forwards, presence...) is
-                // heap-allocated while it runs instead of sizing every idle
-                // connection's task for the largest of them.
-                if let Some(frame) = Box::pin(handle_frame(session, text.as_str())).await? {
-                    in_flight.push(frame);
-                }
-            }
             Some(frame) = in_flight.next() => {
                 // Every reply ready by now leaves in the same write.
                 session.push_buffered(frame).await?;
@@ -435,6 +411,34 @@ async fn serve(
             }
             Some(frame) = live.recv() => {
                 session.push(Value::clone(&frame)).await?;
+            }
+            // Last: what the server owes the client (replies, feed entries,
+            // live signals) goes out before another frame is read, so a
+            // client sending faster than the server folds is slowed down
+            // instead of starving its own deliveries.
+            incoming = session.socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    // Closed, or a protocol violation such as a frame over 1 MiB.
+                    _ => return Ok(()),
+                };
+                last_heard = Instant::now();
+                if message.is_close() {
+                    return Ok(());
+                }
+                if message.is_ping() || message.is_pong() {
+                    continue;
+                }
+                let Message::Text(text) = message else {
+                    session.push(error_frame(None, "bad_frame", "frames are JSON text")).await?;
+                    continue;
+                };
+                // Boxed: a frame's handling (sends, forwards, presence...) is
+                // heap-allocated while it runs instead of sizing every idle
+                // connection's task for the largest of them.
+                if let Some(frame) = Box::pin(handle_frame(session, text.as_str())).await? {
+                    in_flight.push(frame);
+                }
             }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > idle_timeout {
