@@ -110,7 +110,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Exposes what the embedded log's writer has written (records, RocksDB
 /// write calls, keys, bytes) as Prometheus counters, refreshed every second:
 /// the cost of the message path per delivered message, for benchmarks.
-fn mirror_log_stats(log: EmbeddedLog, registry: &prometheus::Registry, cancel: CancellationToken) -> anyhow::Result<()> {
+fn mirror_log_stats(
+    log: EmbeddedLog,
+    registry: &prometheus::Registry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let counter = |name: &str, help: &str| -> anyhow::Result<prometheus::IntCounter> {
         let counter = prometheus::IntCounter::new(name, help)?;
         registry.register(Box::new(counter.clone()))?;

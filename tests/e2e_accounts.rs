@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::{Server, WAIT, code_of, messages_from};
 use missive_gateway::auth::contact_hash;
 use missive_gateway::client::{Account, Connection};

@@ -303,7 +303,9 @@ async fn two_devices_receive_and_ack_independently() {
     // Receipts are watermarks: one may cover all three messages (conv_seq 1..3).
     alice_ws
         .collect_until(WAIT, |frames| {
-            events(frames).iter().any(|f| f["event"]["status"] == "delivered" && f["event"]["up_to"].as_u64() >= Some(3))
+            events(frames)
+                .iter()
+                .any(|f| f["event"]["status"] == "delivered" && f["event"]["up_to"].as_u64() >= Some(3))
         })
         .await
         .expect("delivered after the first device's ack");
@@ -398,8 +400,10 @@ async fn a_device_that_connects_again_replaces_its_old_connection_and_its_order_
     let contents: Vec<&str> =
         messages_from(&frames, &alice.user_id).iter().map(|m| m["content"].as_str().unwrap_or("")).collect();
     let appended_by_old = contents.iter().take_while(|content| content.starts_with("old")).count();
-    let expected: Vec<String> =
-        (0..appended_by_old).map(|index| format!("old{index}")).chain((0..NEW).map(|index| format!("new{index}"))).collect();
+    let expected: Vec<String> = (0..appended_by_old)
+        .map(|index| format!("old{index}"))
+        .chain((0..NEW).map(|index| format!("new{index}")))
+        .collect();
     assert_eq!(contents, expected, "the old connection's appends all precede the new one's");
     eprintln!("reconnect: {appended_by_old} of {OLD} old sends appended before the new connection took over");
 }

@@ -612,8 +612,12 @@ async fn contacts_sync(
                 .collect();
             let ids: Vec<UserId> = candidates.iter().map(|(_, user)| *user).collect();
             let registered = context.reads.registered_among(&ids).await?;
-            let found: Vec<(&String, UserId)> =
-                candidates.into_iter().zip(registered).filter(|(_, registered)| *registered).map(|(pair, _)| pair).collect();
+            let found: Vec<(&String, UserId)> = candidates
+                .into_iter()
+                .zip(registered)
+                .filter(|(_, registered)| *registered)
+                .map(|(pair, _)| pair)
+                .collect();
             let added: Vec<UserId> = found.iter().map(|(_, user)| *user).collect();
             if !added.is_empty() {
                 let command =
@@ -741,8 +745,7 @@ async fn receipts(
             context.reads.barrier(Projection::History, [conversation.0]).await?;
             require_member(&context.reads, principal.user, conversation).await?;
             let missing = || ApiError::not_found("not_found", "no such message among yours");
-            let found =
-                context.reads.message_fresh(conversation, message_id).await?.ok_or_else(missing)?;
+            let found = context.reads.message_fresh(conversation, message_id).await?.ok_or_else(missing)?;
             let message = &found.message;
             if message.from != principal.user {
                 return Err(ApiError::new(

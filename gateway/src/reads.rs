@@ -160,7 +160,12 @@ impl ReadModels {
     /// Concurrent barriers share lookups: one that waited for another's
     /// lookup, begun after it was asked, takes that answer (in Kafka mode a
     /// verified end costs a broker round trip or two).
-    async fn end_since(&self, topic: &'static str, partition: u32, asked_at: tokio::time::Instant) -> Result<u64, ApiError> {
+    async fn end_since(
+        &self,
+        topic: &'static str,
+        partition: u32,
+        asked_at: tokio::time::Instant,
+    ) -> Result<u64, ApiError> {
         let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
         let mut last = slot.lock().await;
         if let Some((taken_at, end)) = *last

@@ -609,7 +609,8 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
             deps.metrics.frames_in.with_label_values(&["edit"]).inc();
             let operation = Ok(Operation::Edit { content });
             let permit = session.writer().await?;
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            let modify =
+                operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
             drop(permit);
             return started(session, modify).await;
         }
@@ -621,7 +622,8 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
             };
             let permit = session.writer().await?;
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            let modify =
+                operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
             drop(permit);
             return started(session, modify).await;
         }
@@ -629,7 +631,8 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
             deps.metrics.frames_in.with_label_values(&["react"]).inc();
             let operation = Ok(Operation::React { emoji });
             let permit = session.writer().await?;
-            let modify = operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
+            let modify =
+                operations::start_modify(&deps, principal, req, &conversation_id, &message_id, operation).await;
             drop(permit);
             return started(session, modify).await;
         }

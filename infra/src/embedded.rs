@@ -99,7 +99,10 @@ impl Tail {
 }
 
 fn record_size(record: &Record) -> usize {
-    record.key.len() + record.value.len() + record.headers.iter().map(|h| h.key.len() + h.value.len()).sum::<usize>() + 96
+    record.key.len()
+        + record.value.len()
+        + record.headers.iter().map(|h| h.key.len() + h.value.len()).sum::<usize>()
+        + 96
 }
 
 struct TopicState {
@@ -243,8 +246,12 @@ impl EmbeddedLog {
             let state = load_topic_state(&db, stored)?;
             topics.insert(state.spec.name.clone(), Arc::new(state));
         }
-        let inner =
-            Arc::new(Inner { db, topics: RwLock::new(topics), create_lock: Mutex::new(()), stats: LogStats::default() });
+        let inner = Arc::new(Inner {
+            db,
+            topics: RwLock::new(topics),
+            create_lock: Mutex::new(()),
+            stats: LogStats::default(),
+        });
         let (appends, requests) = mpsc::channel(APPEND_QUEUE);
         let writer_inner = inner.clone();
         let thread = std::thread::Builder::new()
@@ -380,10 +387,8 @@ fn first_offset_at(db: &DB, topic_id: u32, partition: u32, timestamp: i64) -> Re
         }
         None => return Ok(None),
     };
-    let records = db.iterator_cf(
-        family(db, CF_LOG),
-        IteratorMode::From(&log_key(topic_id, partition, from), Direction::Forward),
-    );
+    let records =
+        db.iterator_cf(family(db, CF_LOG), IteratorMode::From(&log_key(topic_id, partition, from), Direction::Forward));
     for item in records {
         let (key, value) = item.map_err(storage)?;
         if !key.starts_with(&prefix) {

@@ -112,7 +112,9 @@ impl Handler for ConversationHandler {
                     Some((from, to)) if to.0 - from.0 < POINT_READS_MAX => {
                         let mut found = Vec::with_capacity((to.0 - from.0 + 1) as usize);
                         for seq in from.0..=to.0 {
-                            if let Some(stored) = tx.get_json(&keys::conversation_message(conversation_id, ConvSeq(seq)))? {
+                            if let Some(stored) =
+                                tx.get_json(&keys::conversation_message(conversation_id, ConvSeq(seq)))?
+                            {
                                 found.push(stored);
                             }
                         }
@@ -207,11 +209,11 @@ impl Handler for ConversationHandler {
                     })?;
                 } else {
                     self.replies.answer(tx, record, |reply| {
-                    reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
-                    reply.conversation_id = Some(long(conversation_id.0));
-                    // Where the conversation's log stands after the command:
-                    // callers wait for read models to reach it.
-                    reply.conv_seq = Some(long(state.last_seq.0));
+                        reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
+                        reply.conversation_id = Some(long(conversation_id.0));
+                        // Where the conversation's log stands after the command:
+                        // callers wait for read models to reach it.
+                        reply.conv_seq = Some(long(state.last_seq.0));
                     })?;
                 }
             }

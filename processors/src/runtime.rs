@@ -296,8 +296,7 @@ fn prepare_batch(
     }
     handler.before_commit(&mut tx).map_err(|source| RuntimeError::Handle { task: task.clone(), source })?;
     let (state_writes, mut outputs) = tx.into_parts();
-    let mut writes: Vec<StateWrite> =
-        state_writes.into_iter().map(|(key, value)| StateWrite { key, value }).collect();
+    let mut writes: Vec<StateWrite> = state_writes.into_iter().map(|(key, value)| StateWrite { key, value }).collect();
     let mut meta_writes: Vec<StateWrite> = changed_marks
         .into_iter()
         .map(|(source, sseq)| StateWrite { key: spec.dedupe_key(&source), value: Some(sseq.to_be_bytes().to_vec()) })
@@ -309,7 +308,8 @@ fn prepare_batch(
     let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
     let changelog_len = changelog.map_or(0, |_| writes.len() + meta_writes.len() + 2);
     let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
-    meta_writes.push(StateWrite { key: spec.meta_key("position"), value: Some(meta.position.0.to_be_bytes().to_vec()) });
+    meta_writes
+        .push(StateWrite { key: spec.meta_key("position"), value: Some(meta.position.0.to_be_bytes().to_vec()) });
     meta_writes.push(StateWrite { key: spec.meta_key("sseq"), value: Some(final_sseq.to_be_bytes().to_vec()) });
     if let Some(topic) = changelog {
         let timestamp = records.last().map(|record| record.timestamp);
