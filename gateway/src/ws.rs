@@ -346,8 +346,9 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     if session.push(welcome).await.is_ok() && session.push_feed().await.is_ok() {
         let _ = serve(&mut session, &mut subscription.changes, &guard.revoked, &mut guard.live).await;
         // The client sent these acks: append them even though the connection
-        // ended (not for a removed device, whose position is gone).
-        if !guard.revoked.is_cancelled() {
+        // ended (not for a removed device, whose position is gone, nor for a
+        // replaced session, which appends nothing more: its successor acks).
+        if !guard.revoked.is_cancelled() && !guard.replaced.is_cancelled() {
             session.acks.flush(append_ack(&deps.bus, principal)).await;
         }
         if guard.replaced.is_cancelled() {

@@ -98,11 +98,10 @@ impl Tail {
     }
 }
 
+/// Bytes a tail entry holds: the record as the log stores it, plus the
+/// `Record` around it.
 fn record_size(record: &Record) -> usize {
-    record.key.len()
-        + record.value.len()
-        + record.headers.iter().map(|h| h.key.len() + h.value.len()).sum::<usize>()
-        + 96
+    encoded_len(&record.key, &record.value, &record.headers) + std::mem::size_of::<Record>()
 }
 
 struct TopicState {
@@ -469,7 +468,11 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
     let estimate: usize = group
         .iter()
         .map(|request| {
-            let records: usize = request.records.iter().map(|record| record.key.len() + record.value.len() + 96).sum();
+            let records: usize = request
+                .records
+                .iter()
+                .map(|record| 32 + encoded_len(&record.key, &record.value, &record.headers))
+                .sum();
             let state: usize =
                 request.state.iter().map(|write| write.key.len() + write.value.as_ref().map_or(0, Vec::len) + 16).sum();
             records + state

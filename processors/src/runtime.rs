@@ -394,10 +394,6 @@ fn process_batch(
     commit_to_outbox(db, spec, prepared, relayed, first_sseq, write)
 }
 
-/// Batches of at most this many records are prepared on the task's own
-/// thread (embedded mode); larger ones on a blocking thread.
-const INLINE_BATCH: usize = 16;
-
 async fn blocking<T: Send + 'static>(
     task: &str,
     work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
@@ -571,13 +567,10 @@ pub async fn run_task(
         handler.after_commit();
         if log.atomic().is_some() {
             // A store written before atomic commits: clear its outbox now.
-            let (db, spec, range) = (db.clone(), spec.clone(), relayed.remove(0));
+            let (db, spec, relayed) = (db.clone(), spec.clone(), std::mem::take(&mut relayed));
             blocking(&task, move || {
-                let mut batch = WriteBatch::default();
-                for sseq in range {
-                    batch.delete_cf(family(&db, CF_OUTBOX), spec.outbox_key(sseq));
-                }
-                db.write(batch).map_err(|error| RuntimeError::Store { task: spec.id(), detail: error.to_string() })
+                let nothing = Prepared { writes: Vec::new(), outputs: Vec::new() };
+                commit_to_outbox(&db, &spec, nothing, relayed, 0, &WriteOptions::default()).map(|_| ())
             })
             .await?;
         }
@@ -607,25 +600,19 @@ pub async fn run_task(
         // Embedded mode: state, position and outputs in one write through
         // the log itself; no outbox, nothing to relay.
         if let Some(atomic) = log.atomic() {
-            let prepared = if records.len() <= INLINE_BATCH {
-                // A few records whose state is in the memtable or the block
-                // cache: cheaper on this thread than a hop to a blocking one.
-                prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?
-            } else {
-                let moved_meta = std::mem::take(&mut meta);
+            let moved_meta = std::mem::take(&mut meta);
+            let (returned_handler, returned_meta, prepared) = {
                 let (db, spec, metrics) = (db.clone(), spec.clone(), metrics.clone());
-                let (returned_handler, returned_meta, prepared) = blocking(&task, move || {
+                blocking(&task, move || {
                     let mut meta = moved_meta;
                     let prepared = prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?;
                     Ok((handler, meta, prepared))
                 })
-                .await?;
-                (handler, meta) = (returned_handler, returned_meta);
-                prepared
+                .await?
             };
+            (handler, meta) = (returned_handler, returned_meta);
             atomic.commit(prepared.writes, prepared.outputs).await?;
             handler.after_commit();
-            relayed.clear();
             mirror_now_and_then(&log, &mut mirror, &mut last_mirror, &lag, &group, &spec.input, meta.position);
             continue;
         }
