@@ -9,7 +9,7 @@ use missive_core::conversation::{
 };
 use missive_core::delivery::route_conversation_event;
 use missive_core::operations::{self, OperationWindows};
-use missive_core::{ConvSeq, Millis};
+use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use missive_infra::Record;
 use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire};
@@ -18,7 +18,7 @@ use crate::common::{Replier, decode, long, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::{DELIVERIES, EVENTS_CONVERSATION};
-use crate::tx::Tx;
+use crate::tx::{StateCache, Tx};
 
 pub const PROCESSOR: &str = "conversation";
 
@@ -26,9 +26,41 @@ pub struct ConversationHandler {
     pub codec: Arc<Codec>,
     pub windows: OperationWindows,
     pub replies: Replier,
+    /// Conversation states, members' watermarks and message index entries,
+    /// kept parsed across batches.
+    states: StateCache<ConversationId, ConversationState>,
+    marks: StateCache<(ConversationId, UserId), Watermarks>,
+    messages: StateCache<(ConversationId, ConvSeq), StoredMessage>,
 }
 
 impl ConversationHandler {
+    pub fn new(codec: Arc<Codec>, windows: OperationWindows, replies: Replier) -> ConversationHandler {
+        ConversationHandler {
+            codec,
+            windows,
+            replies,
+            states: StateCache::default(),
+            marks: StateCache::default(),
+            messages: StateCache::default(),
+        }
+    }
+
+    /// The index entry of a message, if it is stored.
+    fn message(
+        &mut self,
+        tx: &Tx<'_>,
+        conversation_id: ConversationId,
+        seq: ConvSeq,
+    ) -> Result<Option<StoredMessage>, HandleError> {
+        let key = || keys::conversation_message(conversation_id, seq);
+        Ok(self.messages.get(tx, (conversation_id, seq), key)?.cloned())
+    }
+
+    fn set_message(&mut self, conversation_id: ConversationId, stored: StoredMessage) {
+        let seq = stored.conv_seq;
+        self.messages.set((conversation_id, seq), || keys::conversation_message(conversation_id, seq), stored);
+    }
+
     fn emit_events(&self, tx: &mut Tx<'_>, cause: &Record, events: &[ConversationEvent]) -> Result<(), HandleError> {
         for event in events {
             let conversation_id = event.conversation_id();
@@ -72,6 +104,12 @@ fn purge_expired_dedupe(tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleEr
 }
 
 impl Handler for ConversationHandler {
+    fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        self.states.write_back(tx)?;
+        self.marks.write_back(tx)?;
+        self.messages.write_back(tx)
+    }
+
     fn after_commit(&mut self) {
         self.replies.deliver();
     }
@@ -81,8 +119,9 @@ impl Handler for ConversationHandler {
         let command = ConversationCommand::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
         let conversation_id = command.conversation_id();
-        let state_key = keys::conversation(conversation_id);
-        let mut state: ConversationState = tx.get_json(&state_key)?.unwrap_or_default();
+        let state_key = || keys::conversation(conversation_id);
+        let mut state: ConversationState =
+            self.states.get(tx, conversation_id, state_key)?.cloned().unwrap_or_default();
         let now = Millis(tx.timestamp);
         // Index entries of the messages a receipt or an operation concerns.
         let mut covered: Vec<StoredMessage> = Vec::new();
@@ -104,23 +143,25 @@ impl Handler for ConversationHandler {
                 }
             }
             ConversationCommand::Receipt(mark) => {
-                let stored = tx.get_json(&keys::conversation_marks(conversation_id, mark.by))?;
-                marks = conversation::member_marks(&state, mark.by, stored);
+                let stored = self
+                    .marks
+                    .get(tx, (conversation_id, mark.by), || keys::conversation_marks(conversation_id, mark.by))?;
+                marks = conversation::member_marks(&state, mark.by, stored.copied());
                 covered = match conversation::receipt_range(&state, marks, mark) {
                     // A receipt usually covers a message or a few: point
                     // lookups cost less than an iterator over the store.
                     Some((from, to)) if to.0 - from.0 < POINT_READS_MAX => {
                         let mut found = Vec::with_capacity((to.0 - from.0 + 1) as usize);
                         for seq in from.0..=to.0 {
-                            if let Some(stored) =
-                                tx.get_json(&keys::conversation_message(conversation_id, ConvSeq(seq)))?
-                            {
+                            if let Some(stored) = self.message(tx, conversation_id, ConvSeq(seq))? {
                                 found.push(stored);
                             }
                         }
                         found
                     }
                     Some((from, to)) => {
+                        // The scan reads the batch: cached changes go into it first.
+                        self.messages.flush(tx)?;
                         let start = keys::conversation_message(conversation_id, from);
                         let end = keys::conversation_message(conversation_id, ConvSeq(to.0 + 1));
                         let entries = tx.scan(&start, &end, (to.0 - from.0 + 1) as usize)?;
@@ -135,8 +176,7 @@ impl Handler for ConversationHandler {
                 conversation::decide_receipt(&state, marks, mark, &covered, now).map(|events| (None, events))
             }
             ConversationCommand::Modify(modify) => {
-                let key = keys::conversation_message(conversation_id, modify.target_seq);
-                let target: Option<StoredMessage> = tx.get_json(&key)?;
+                let target = self.message(tx, conversation_id, modify.target_seq)?;
                 operations::decide_modify(&state, modify, target.as_ref(), self.windows, now).map(|events| {
                     covered = target.into_iter().collect();
                     (None, events)
@@ -149,7 +189,7 @@ impl Handler for ConversationHandler {
                 Ok(changed) => {
                     if let Some(next) = changed {
                         state = next;
-                        tx.put_json(state_key.clone(), &state)?;
+                        self.states.set(conversation_id, state_key, state.clone());
                     }
                     Ok((None, Vec::new()))
                 }
@@ -161,12 +201,16 @@ impl Handler for ConversationHandler {
                 for event in &events {
                     match event {
                         ConversationEvent::MessageSent(message) => {
-                            let key = keys::conversation_message(conversation_id, message.conv_seq);
-                            tx.put_json(key, &StoredMessage::of(message))?;
+                            self.set_message(conversation_id, StoredMessage::of(message));
                         }
                         ConversationEvent::ReceiptsAdvanced(advanced) => {
                             marks = conversation::evolve_marks(marks, advanced);
-                            tx.put_json(keys::conversation_marks(conversation_id, advanced.by), &marks)?;
+                            let by = advanced.by;
+                            self.marks.set(
+                                (conversation_id, by),
+                                || keys::conversation_marks(conversation_id, by),
+                                marks,
+                            );
                             for reference in &advanced.messages {
                                 if let Some(stored) =
                                     covered.iter_mut().find(|stored| stored.conv_seq == reference.conv_seq)
@@ -187,13 +231,14 @@ impl Handler for ConversationHandler {
                 }
                 // Receipts and operations change the index entries they touched.
                 if !events.is_empty() {
-                    for stored in &covered {
-                        tx.put_json(keys::conversation_message(conversation_id, stored.conv_seq), stored)?;
+                    for stored in std::mem::take(&mut covered) {
+                        self.set_message(conversation_id, stored);
                     }
                 }
+                let last_seq = state.last_seq;
                 // Receipts leave the state as it was: only their small records change.
                 if events.iter().any(|event| !matches!(event, ConversationEvent::ReceiptsAdvanced(_))) {
-                    tx.put_json(state_key, &state)?;
+                    self.states.set(conversation_id, state_key, state);
                 }
                 self.emit_events(tx, record, &events)?;
                 if let Some(outcome) = outcome {
@@ -213,7 +258,7 @@ impl Handler for ConversationHandler {
                         reply.conversation_id = Some(long(conversation_id.0));
                         // Where the conversation's log stands after the command:
                         // callers wait for read models to reach it.
-                        reply.conv_seq = Some(long(state.last_seq.0));
+                        reply.conv_seq = Some(long(last_seq.0));
                     })?;
                 }
             }

@@ -20,7 +20,7 @@ use crate::hub::{FeedHub, FeedUpdate};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::COMMANDS_CONVERSATION;
-use crate::tx::{BatchCache, Tx};
+use crate::tx::{StateCache, Tx};
 
 pub const PROCESSOR: &str = "inbox";
 
@@ -31,8 +31,8 @@ pub struct InboxHandler {
     pub touched: BTreeMap<UserId, (FeedSeq, Vec<(FeedSeq, FeedEntry)>)>,
     /// Messages this batch appended for users with no open session (push candidates).
     pub offline: Vec<OfflineMessage>,
-    /// Feed headers and conversation summaries, parsed once per batch.
-    feeds: BatchCache<UserId, FeedState>,
+    /// Feed headers and conversation summaries, kept parsed across batches.
+    feeds: StateCache<UserId, FeedState>,
     summaries: Summaries,
     /// What acks need of recently appended entries (entries never change,
     /// and a seq is never reused): an ack of entries appended since this
@@ -43,7 +43,7 @@ pub struct InboxHandler {
 /// How many appended entries [`InboxHandler`] remembers for acks.
 const RECENT_MAX: usize = 1 << 18;
 
-type Summaries = BatchCache<(UserId, ConversationId), ConversationSummary>;
+type Summaries = StateCache<(UserId, ConversationId), ConversationSummary>;
 
 impl InboxHandler {
     pub fn new(codec: Arc<Codec>, hub: FeedHub) -> InboxHandler {
@@ -52,8 +52,8 @@ impl InboxHandler {
             hub,
             touched: BTreeMap::new(),
             offline: Vec::new(),
-            feeds: BatchCache::default(),
-            summaries: BatchCache::default(),
+            feeds: StateCache::default(),
+            summaries: StateCache::default(),
             recent: HashMap::new(),
         }
     }
@@ -122,7 +122,7 @@ impl InboxHandler {
     fn apply(
         &mut self,
         tx: &mut Tx<'_>,
-        feeds: &mut BatchCache<UserId, FeedState>,
+        feeds: &mut StateCache<UserId, FeedState>,
         record: &Record,
         delivery: Delivery,
     ) -> Result<(), HandleError> {

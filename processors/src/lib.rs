@@ -152,7 +152,7 @@ pub fn spawn_placed(
             let replies = replies.clone();
             Box::new(move || {
                 let replies = common::Replier::new(codec.clone(), replies.clone());
-                Box::new(conversation::ConversationHandler { codec: codec.clone(), windows, replies })
+                Box::new(conversation::ConversationHandler::new(codec.clone(), windows, replies))
             })
         }),
         (users::PROCESSOR, topics::COMMANDS_USER, {

@@ -763,7 +763,7 @@ mod tests {
             changelog: None,
         };
         let replies = crate::common::Replier::new(codec.clone(), Default::default());
-        run_with(records, chunks, &spec, &mut ConversationHandler { codec, windows: Default::default(), replies })
+        run_with(records, chunks, &spec, &mut ConversationHandler::new(codec, Default::default(), replies))
     }
 
     fn run_with(

@@ -99,41 +99,105 @@ impl<'a> Tx<'a> {
     }
 }
 
-/// Parsed values a handler reads and rewrites many times within one batch
-/// (a feed's header, a conversation summary): each is read and parsed once,
-/// and serialized and written once, by [`BatchCache::write_back`] before the
-/// batch commits. Nothing else in the batch may read these keys through
-/// the [`Tx`]: the cache holds their current value.
-pub struct BatchCache<K, V> {
-    entries: HashMap<K, (Vec<u8>, Option<V>)>,
+/// Parsed state a handler reads and rewrites record after record (a feed's
+/// header, a conversation's state, a summary), kept decoded across batches:
+/// each value is read and parsed once while it stays cached, and serialized
+/// and written once per batch that changed it, by [`StateCache::write_back`]
+/// before the batch commits.
+///
+/// Sound because a task is the only writer of its keys and a failed batch
+/// ends the task (its handler, and this cache, are dropped and rebuilt from
+/// the store). Within a batch nothing else may read these keys through the
+/// [`Tx`] before [`StateCache::flush`]: the cache holds their current value.
+/// Bounded: past `max` entries it is emptied after a write-back.
+pub struct StateCache<K, V> {
+    entries: HashMap<K, Cached<V>>,
+    /// Entries changed since the last write-back.
+    dirty: Vec<K>,
+    max: usize,
 }
 
-impl<K, V> Default for BatchCache<K, V> {
+struct Cached<V> {
+    key: Vec<u8>,
+    value: Option<V>,
+    dirty: bool,
+}
+
+/// Entries a [`StateCache`] holds before it is emptied.
+pub const STATE_CACHE_MAX: usize = 16_384;
+
+impl<K, V> Default for StateCache<K, V> {
     fn default() -> Self {
-        BatchCache { entries: HashMap::new() }
+        StateCache { entries: HashMap::new(), dirty: Vec::new(), max: STATE_CACHE_MAX }
     }
 }
 
-impl<K: Hash + Eq, V: serde::Serialize + serde::de::DeserializeOwned> BatchCache<K, V> {
-    /// The value stored at `key` (`None` if there is none), loaded on first use.
-    pub fn entry(&mut self, tx: &Tx<'_>, id: K, key: impl FnOnce() -> Vec<u8>) -> Result<&mut Option<V>, HandleError> {
-        let slot = match self.entries.entry(id) {
+impl<K: Hash + Eq + Copy, V: serde::Serialize + serde::de::DeserializeOwned> StateCache<K, V> {
+    fn load(&mut self, tx: &Tx<'_>, id: K, key: impl FnOnce() -> Vec<u8>) -> Result<&mut Cached<V>, HandleError> {
+        Ok(match self.entries.entry(id) {
             Entry::Occupied(occupied) => occupied.into_mut(),
             Entry::Vacant(vacant) => {
                 let key = key();
                 let value = tx.get_json(&key)?;
-                vacant.insert((key, value))
+                vacant.insert(Cached { key, value, dirty: false })
             }
-        };
-        Ok(&mut slot.1)
+        })
     }
 
-    /// Writes every value held (values never set stay absent) and empties the cache.
-    pub fn write_back(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
-        for (_, (key, value)) in self.entries.drain() {
-            if let Some(value) = value {
-                tx.put_json(key, &value)?;
+    /// The value stored at `key`, loaded on first use; reading marks nothing to write.
+    pub fn get(&mut self, tx: &Tx<'_>, id: K, key: impl FnOnce() -> Vec<u8>) -> Result<Option<&V>, HandleError> {
+        Ok(self.load(tx, id, key)?.value.as_ref())
+    }
+
+    /// The value stored at `key` (`None` if there is none), loaded on first
+    /// use, for the caller to change: it is written back with the batch.
+    pub fn entry(&mut self, tx: &Tx<'_>, id: K, key: impl FnOnce() -> Vec<u8>) -> Result<&mut Option<V>, HandleError> {
+        let cached = self.load(tx, id, key)?;
+        if !cached.dirty {
+            cached.dirty = true;
+            self.dirty.push(id);
+        }
+        // Reborrowed: the push above ended the first borrow's use of `self.dirty`.
+        Ok(&mut self.entries.get_mut(&id).expect("just loaded").value)
+    }
+
+    /// Replaces the value at `key` without reading the store.
+    pub fn set(&mut self, id: K, key: impl FnOnce() -> Vec<u8>, value: V) {
+        match self.entries.entry(id) {
+            Entry::Occupied(mut occupied) => {
+                let cached = occupied.get_mut();
+                cached.value = Some(value);
+                if !cached.dirty {
+                    cached.dirty = true;
+                    self.dirty.push(id);
+                }
             }
+            Entry::Vacant(vacant) => {
+                vacant.insert(Cached { key: key(), value: Some(value), dirty: true });
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Writes the changed values into the batch (values never set stay
+    /// absent); the cache keeps them, so reads through the [`Tx`] (a scan)
+    /// see them too.
+    pub fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        for id in self.dirty.drain(..) {
+            let Some(cached) = self.entries.get_mut(&id) else { continue };
+            cached.dirty = false;
+            if let Some(value) = &cached.value {
+                tx.put_json(cached.key.clone(), value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`StateCache::flush`] at the end of a batch; empties a cache grown past its bound.
+    pub fn write_back(&mut self, tx: &mut Tx<'_>) -> Result<(), HandleError> {
+        self.flush(tx)?;
+        if self.entries.len() > self.max {
+            self.entries.clear();
         }
         Ok(())
     }
