@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,8 +64,12 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Access-token signing key (overrides the secrets file). At least 32 bytes outside --dev.
-    #[arg(long, env = "MISSIVE_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MISSIVE_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
+    /// Read the access-token signing key from this file (owner-only, like the
+    /// secrets file), so it appears in no process list or environment.
+    #[arg(long, env = "MISSIVE_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// Development mode: without a configured key, tokens are signed with a
     /// built-in key anyone can read. Never in production.
     #[arg(long, env = "MISSIVE_DEV", default_value_t = false)]
@@ -178,8 +183,12 @@ impl ClientArgs {
     /// The auth settings from the secrets and these flags. Refuses the
     /// built-in development key (and short keys) unless `--dev`.
     pub fn auth_config(&self, secrets: Secrets) -> anyhow::Result<AuthConfig> {
-        let jwt_secret = match (&self.jwt_secret, self.dev) {
-            (Some(secret), _) => secret.clone(),
+        let from_file = match &self.jwt_secret_file {
+            Some(path) => Some(read_private(path)?.trim().to_string()),
+            None => None,
+        };
+        let jwt_secret = match (self.jwt_secret.clone().or(from_file), self.dev) {
+            (Some(secret), _) => secret,
             (None, true) => DEV_JWT_SECRET.to_string(),
             (None, false) => secrets.jwt_secret,
         };
@@ -251,7 +260,8 @@ pub async fn listen(address: SocketAddr, tls: bool) -> anyhow::Result<(tokio::ne
 /// from phone numbers with `phone_secret`, and tokens are signed with
 /// `jwt_secret`.
 pub fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
-    if let Ok(text) = std::fs::read_to_string(path) {
+    if path.exists() {
+        let text = read_private(path)?;
         return serde_json::from_str(&text)
             .with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
     }
@@ -261,14 +271,38 @@ pub fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
     };
     let secrets = Secrets { jwt_secret: random(), phone_secret: random(), previous_jwt_secrets: Vec::new() };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        create_private_dir(parent)?;
     }
     let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temporary)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
     file.write_all(serde_json::to_string_pretty(&secrets)?.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
     Ok(secrets)
+}
+
+/// Reads a file holding a secret, refusing one that other users can read.
+fn read_private(path: &Path) -> anyhow::Result<String> {
+    let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} holds secrets but other users may read it (mode {:o}); run `chmod 600 {}` and start again",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Creates a directory (and its parents) readable by its owner only (0700);
+/// an existing one is left as it is.
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create the data directory {}", path.display()))
 }
 
 /// Cancels `cancel` when any task ends (fail-stop: a failed partition task
@@ -458,8 +492,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    create_private_dir(&args.data_dir)?;
     let log = args.kafka.connect(&format!("missive-process-{}", args.instance)).await?;
     missive_processors::create_topics(log.as_ref(), args.kafka.changelogs()).await?;
     let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
@@ -516,8 +549,7 @@ pub struct GatewayArgs {
 }
 
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    create_private_dir(&args.data_dir)?;
     let secrets_path = args.secrets_file.clone().unwrap_or_else(|| args.data_dir.join("secrets.json"));
     let secrets = load_or_create_secrets(&secrets_path)?;
     let auth = args.client.auth_config(secrets)?;

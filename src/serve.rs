@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use missive_gateway::GatewayConfig;
 use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
@@ -35,8 +34,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    roles::create_private_dir(&args.data_dir)?;
     let secrets = roles::load_or_create_secrets(&args.data_dir.join("secrets.json"))?;
     let auth = args.client.auth_config(secrets)?;
     let tls = args.client.tls()?;

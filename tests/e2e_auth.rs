@@ -593,3 +593,53 @@ async fn a_rotated_signing_key_keeps_old_tokens_until_they_expire() {
     assert!(verify(&new_key).is_ok(), "new tokens are signed with the new key");
     assert!(verify(&old_key).is_err(), "not with the old one");
 }
+
+/// `curl` with these arguments: status and JSON body (`-w` appends the status).
+async fn curl(args: &[&str]) -> (u16, Value) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl (infra/scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.parse().expect("status"), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The README's tour with plain curl, whose `-d` declares a form: JSON
+/// bodies are read as JSON whatever the declared type, and each refusal is
+/// reported as itself (not as `405` from some other route).
+#[tokio::test]
+async fn the_readme_tour_works_with_plain_curl_and_errors_are_what_they_say() {
+    let server = Server::start().await;
+    let base = server.api.base.clone();
+    let phone = "+14155558301";
+    let (status, body) =
+        curl(&["-XPOST", &format!("{base}/v1/auth/otp"), "-d", &json!({"phone": phone}).to_string()]).await;
+    assert_eq!((status, &body["expires_in"]), (202, &json!(300)), "{body}");
+    let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("code");
+    let verify = json!({"phone": phone, "code": code, "device_name": "laptop"}).to_string();
+    let (status, tokens) = curl(&["-XPOST", &format!("{base}/v1/auth/verify"), "-d", &verify]).await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = tokens["access_token"].as_str().expect("access token");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, body) =
+        curl(&["-XPUT", &format!("{base}/v1/profile"), "-H", &bearer, "-d", r#"{"display_name":"Ann"}"#]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = curl(&[&format!("{base}/v1/profile"), "-H", &bearer]).await;
+    assert_eq!((status, &body["display_name"]), (200, &json!("Ann")), "{body}");
+    // Each refusal is the one it is.
+    let (status, body) = curl(&["-XPOST", &format!("{base}/v1/auth/otp"), "-d", "phone=+14155558301"]).await;
+    assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "a form is not JSON: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|message| message.contains("JSON")), "{body}");
+    let (status, body) = curl(&["-XDELETE", &format!("{base}/v1/auth/otp")]).await;
+    assert_eq!((status, code_of(&body)), (405, Some("method_not_allowed")), "{body}");
+    let (status, body) = curl(&[&format!("{base}/v1/nowhere")]).await;
+    assert_eq!((status, code_of(&body)), (404, Some("not_found")), "{body}");
+    let large = server.dir.path().join("large.json");
+    std::fs::write(&large, format!(r#"{{"phone":"{}"}}"#, "9".repeat(300_000))).expect("large body");
+    let (status, body) =
+        curl(&["-XPOST", &format!("{base}/v1/auth/otp"), "-d", &format!("@{}", large.display())]).await;
+    assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
+}

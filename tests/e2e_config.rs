@@ -127,3 +127,53 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout_and_ping_keeps_it_
     let closed_at = closed_at.expect("the silent connection was closed");
     assert!(closed_at >= Duration::from_secs(2), "not before the timeout: {closed_at:?}");
 }
+
+/// `missive serve` with these flags, expected to refuse to start: its stderr.
+async fn refused_start(flags: &[&str]) -> String {
+    let output = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_missive")).arg("serve").args(flags).output(),
+    )
+    .await
+    .expect("the server gave up within the deadline")
+    .expect("run missive serve");
+    assert!(!output.status.success(), "the server started: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Secrets stay the owner's: the data directory is created 0700 and the
+/// secrets file 0600; a secrets or key file others may read is refused
+/// with the command that fixes it; `--jwt-secret-file` keeps the signing
+/// key out of process lists.
+#[tokio::test]
+async fn secrets_are_owner_only_and_a_readable_secrets_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("jwt.key");
+    std::fs::write(&key_file, format!("{}\n", "k".repeat(40))).expect("key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let (data_flag, key_flag) = (data.display().to_string(), key_file.display().to_string());
+    let flags = ["--listen", "127.0.0.1:0", "--data-dir", &data_flag, "--sms-sink", &sink];
+    let server = Server::start_with(dir.clone(), &[&flags[..], &["--jwt-secret-file", &key_flag]].concat(), &[]).await;
+    let account = server.register("+14155558101", "phone").await;
+    // The access token is signed with the key from the file.
+    let key = jsonwebtoken::DecodingKey::from_secret("k".repeat(40).as_bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(&account.access_token, &key, &validation);
+    assert!(claims.is_ok(), "signed with the file's key: {claims:?}");
+    assert_eq!(mode(&data), 0o700, "the data directory is the owner's only");
+    assert_eq!(mode(&data.join("secrets.json")), 0o600, "the secrets file is the owner's only");
+    drop(server);
+
+    std::fs::set_permissions(data.join("secrets.json"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let stderr = refused_start(&flags).await;
+    assert!(stderr.contains("chmod 600") && stderr.contains("secrets.json"), "the fix is named: {stderr}");
+    std::fs::set_permissions(data.join("secrets.json"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let stderr = refused_start(&[&flags[..], &["--jwt-secret-file", &key_flag]].concat()).await;
+    assert!(stderr.contains("chmod 600") && stderr.contains("jwt.key"), "the fix is named: {stderr}");
+}

@@ -373,3 +373,103 @@ async fn replies_quote_a_message_of_the_same_chat() {
     let refused = request(&mut bob_ws, "bad", reply("bad", &alice, "x")).await;
     assert_eq!(refused["code"], "bad_frame", "{refused}");
 }
+
+/// A user someone blocked reaches them by no other path in their chat:
+/// no typing signal, no reaction, no edit (live or in history), no group
+/// add (refused with a code that does not name the block). In a group
+/// they share, the blocked user's messages stay visible, as in WhatsApp.
+#[tokio::test]
+async fn a_blocked_user_reaches_the_blocker_by_no_other_path() {
+    let server = Server::start().await;
+    let alice = server.register("+14155556701", "a").await;
+    let bob = server.register("+14155556702", "b").await;
+    let carol = server.register("+14155556703", "c").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut carol_ws = server.connect(&carol).await;
+    let sent = send_to_user(&mut bob_ws, &alice.user_id, "before").await;
+    let (chat, before) = (
+        sent["conversation_id"].as_str().expect("conversation").to_string(),
+        sent["message_id"].as_str().expect("message").to_string(),
+    );
+    receive(&mut alice_ws, "before").await;
+    let carol_chat = send_to_user(&mut carol_ws, &alice.user_id, "from carol").await["conversation_id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    receive(&mut alice_ws, "from carol").await;
+    let (status, body) = server
+        .api
+        .put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({}))
+        .await
+        .expect("block");
+    assert_eq!(status, 200, "{body}");
+
+    // Typing: Bob's signal is dropped; Carol's, sent after it, is the marker.
+    bob_ws.send_json(&json!({"type": "typing", "conversation_id": chat, "state": "typing"})).await.expect("typing");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    carol_ws
+        .send_json(&json!({"type": "typing", "conversation_id": carol_chat, "state": "typing"}))
+        .await
+        .expect("typing");
+    let frames = until(&mut alice_ws, "carol typing", |frame| frame["type"] == "typing").await;
+    assert!(frames.iter().all(|frame| frame["from"] != bob.user_id.as_str()), "bob's typing reached alice: {frames:?}");
+
+    // Reactions and edits: Bob's never reach Alice; hers reach him.
+    for (req, frame) in [
+        ("r1", with(operation("react", "r1", &chat, &before), "emoji", "👍")),
+        ("e1", with(operation("edit", "e1", &chat, &before), "content", "edited")),
+    ] {
+        assert_eq!(request(&mut bob_ws, req, frame).await["type"], "done", "{req}");
+    }
+    let own = with(operation("react", "r2", &chat, &before), "emoji", "😂");
+    assert_eq!(request(&mut alice_ws, "r2", own).await["type"], "done");
+    // Her own reaction is in her feed after anything Bob's operations would have put there.
+    let frames = until(&mut alice_ws, "her own reaction", |frame| {
+        is_modified(frame, "react", &before) && frame["event"]["by"] == alice.user_id.as_str()
+    })
+    .await;
+    assert!(
+        frames.iter().all(|frame| frame["event"]["kind"] != "modified" || frame["event"]["by"] != bob.user_id.as_str()),
+        "bob's reaction or edit reached alice: {frames:?}"
+    );
+    until(&mut bob_ws, "alice's reaction", |frame| {
+        is_modified(frame, "react", &before) && frame["event"]["by"] == alice.user_id.as_str()
+    })
+    .await;
+    let history_path = format!("/v1/conversations/{chat}/messages");
+    let his = server
+        .get_until(&history_path, &bob.access_token, "both reactions in bob's history", |body| {
+            history_entry(body, &before).and_then(|entry| entry["reactions"].as_object()).map(|map| map.len())
+                == Some(2)
+        })
+        .await;
+    assert_eq!(history_entry(&his, &before).expect("entry")["content"], "edited", "{his}");
+    let (_, hers) = server.api.get(&history_path, Some(&alice.access_token)).await.expect("history");
+    let entry = history_entry(&hers, &before).expect("alice still has the message");
+    assert_eq!(
+        (&entry["content"], entry.get("edited_at"), &entry["reactions"]),
+        (&json!("before"), None, &json!({alice.user_id.clone(): "😂"})),
+        "alice's history shows the message as she got it: {entry}"
+    );
+
+    // Group adds: Bob cannot add Alice, neither when creating a group nor later.
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&bob.access_token), &json!({"name": "g", "members": [alice.user_id, carol.user_id]}))
+        .await
+        .expect("create");
+    assert_eq!((status, code_of(&body)), (403, Some("add_not_allowed")), "{body}");
+    assert!(!body.to_string().contains("block"), "the refusal does not reveal the block: {body}");
+    let bobs_group = create_group(&server, &bob, &[&carol]).await;
+    let (status, body) = server
+        .api
+        .post(&format!("/v1/groups/{bobs_group}/members"), Some(&bob.access_token), &json!({"users": [alice.user_id]}))
+        .await
+        .expect("add");
+    assert_eq!((status, code_of(&body)), (403, Some("add_not_allowed")), "{body}");
+    // In a group Carol made with both, Bob's messages reach Alice.
+    let shared = create_group(&server, &carol, &[&alice, &bob]).await;
+    send_to_group(&mut bob_ws, &shared, "in the group").await;
+    receive(&mut alice_ws, "in the group").await;
+}

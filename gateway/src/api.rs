@@ -49,7 +49,16 @@ pub(crate) fn with<T: Clone + Send + Sync + 'static>(
 
 pub(crate) fn json_body<T: serde::de::DeserializeOwned + Send>()
 -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::json())
+    // Read as JSON whatever the declared type: `curl -d` (the README's own
+    // tour) declares a form. Only the content decides; a bad body is a
+    // `bad_request` naming what is wrong.
+    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()).and_then(
+        |body: bytes::Bytes| async move {
+            serde_json::from_slice::<T>(&body).map_err(|error| {
+                warp::reject::custom(ApiError::bad_request("bad_request", format!("bad JSON body: {error}")))
+            })
+        },
+    )
 }
 
 /// Requires `Authorization: Bearer <access token>`.
@@ -722,7 +731,8 @@ async fn history(
                 // Messages from someone the caller blocked were never delivered to it.
                 !message.withheld_from.contains(&caller) && (earlier_history || message.members.contains(&caller))
             });
-            ok(json!({"messages": visible.map(history_json).collect::<Vec<_>>()}))
+            // Reactions and edits withheld from the caller (a chat member it blocked) stay hidden.
+            ok(json!({"messages": visible.map(|entry| history_json(&entry.seen_by(caller))).collect::<Vec<_>>()}))
         }
         .await,
     )
@@ -944,18 +954,20 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<warp::reply::Respo
             "too_large",
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
         )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
+            "unsupported_media_type",
             "send JSON with Content-Type: application/json",
         )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::bad_request("bad_request", "invalid query string")
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "bad_request", "Content-Length required")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // Last: a request every route refused holds each route's reason,
+        // and another path's method is the least specific of them.
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
     } else {
         ApiError::bad_request("bad_request", format!("{rejection:?}"))
     };

@@ -10,6 +10,7 @@ use missive_core::{ConvSeq, ConversationId, UserId};
 use serde::Deserialize;
 use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
 
 use crate::api::{Context, DIRECTORY_WAIT, json_body, ok, parse_id, respond, served, with};
 use crate::auth::Principal;
@@ -72,6 +73,21 @@ async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError
     }
 }
 
+/// Nobody is added to a group by someone they blocked. The refusal does
+/// not say why (`add_not_allowed` is the code any refused add will use).
+async fn may_add(context: &Context, by: UserId, users: &[UserId]) -> Result<(), ApiError> {
+    for user in users {
+        if context.reads.directory(*user).await?.is_some_and(|state| state.blocked.contains(&by)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "add_not_allowed",
+                format!("user {user} cannot be added to a group by you; ask them to join it themselves"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a group command and answers with the group once this gateway's
 /// history projection has folded the change.
 async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
@@ -95,6 +111,7 @@ async fn create(
         async {
             let members = user_ids(&request.members)?;
             known_users(&context, &members).await?;
+            may_add(&context, principal.user, &members).await?;
             let command = GroupCommand {
                 conversation_id: context.bus.mint_conversation_id(),
                 by: principal.user,
@@ -145,6 +162,7 @@ async fn act(
             let change_request = build()?;
             if let GroupChange::AddMembers { users } = &change_request {
                 known_users(&context, users).await?;
+                may_add(&context, principal.user, users).await?;
             }
             change(&context, GroupCommand { conversation_id, by: principal.user, change: change_request }).await
         }

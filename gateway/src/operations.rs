@@ -202,7 +202,7 @@ async fn visible_message(
     {
         return Err(missing());
     }
-    Ok(found)
+    Ok(found.seen_by(user))
 }
 
 /// Forwards a message to 1..=5 chats (1 when it was forwarded many times).

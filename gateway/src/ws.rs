@@ -503,7 +503,18 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     if deps.typing_limit.check_key(&principal.user).is_err() {
         return Err(ApiError::rate_limited("typing signals", 1));
     }
-    let others: Vec<UserId> = members.into_iter().filter(|member| *member != principal.user).collect();
+    let mut others: Vec<UserId> = members.into_iter().filter(|member| *member != principal.user).collect();
+    // In a 1:1 chat, a member who blocked the sender gets no signal from
+    // it; the sender is told nothing (the block stays private).
+    if let [other] = others[..]
+        && conversation == ConversationId::direct(principal.user, other)
+        && deps.reads.directory(other).await?.is_some_and(|state| state.blocked.contains(&principal.user))
+    {
+        others.clear();
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
     let expires_at = missive_infra::now_ms() + crate::live::TYPING_TTL_MS;
     deps.bus.typing(principal, conversation, state, &others, expires_at).await
 }

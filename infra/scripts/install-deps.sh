@@ -4,7 +4,7 @@
 # headers. Packages already present are left alone; nothing is downloaded
 # when everything is installed.
 set -euo pipefail
-needed=(build-essential pkg-config libclang-dev libssl-dev)
+needed=(build-essential pkg-config libclang-dev libssl-dev curl)
 missing=()
 for package in "${needed[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

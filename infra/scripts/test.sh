@@ -9,6 +9,20 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
 cd "$MISSIVE_ROOT"
+# No locked crate under a RustSec advisory (an offline snapshot of the
+# advisory database, read by the shared advisory-check tool).
+advisory_check=${MISSIVE_ADVISORY_CHECK:-}
+for candidate in "$MISSIVE_ROOT/../shared/tools/advisory-check" /work/shared/tools/advisory-check; do
+  [ -z "$advisory_check" ] && [ -x "$candidate" ] && advisory_check=$candidate
+done
+if [ -z "$advisory_check" ]; then
+  echo "test.sh: advisory-check not found beside the checkout (../shared/tools); set MISSIVE_ADVISORY_CHECK to its path" >&2
+  exit 1
+fi
+python3 "$advisory_check" --lock Cargo.lock || {
+  echo "test.sh: a locked crate is under a security advisory (above): update it, or drop the dependency that pulls it in" >&2
+  exit 1
+}
 cargo build --workspace --all-targets
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?

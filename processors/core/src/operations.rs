@@ -131,6 +131,15 @@ pub fn decide_modify(
             }
         }
     }
+    // In a 1:1 chat, a member who blocked the actor gets none of the actor's
+    // reactions and edits (a delete for everyone still removes the content
+    // everywhere). In groups a blocked member stays visible, as in WhatsApp.
+    let cut_off = |member: &UserId| {
+        state.group.is_none()
+            && *member != command.by
+            && state.blocked_by.contains(member)
+            && matches!(command.operation, Operation::React { .. } | Operation::Edit { .. })
+    };
     let audience = match command.operation {
         Operation::DeleteForMe => vec![command.by],
         _ => state
@@ -138,8 +147,9 @@ pub fn decide_modify(
             .iter()
             .copied()
             .filter(|member| {
-                *member == target.from
-                    || (!target.withheld_from.contains(member) && state.received(*member, target.conv_seq))
+                (*member == target.from
+                    || (!target.withheld_from.contains(member) && state.received(*member, target.conv_seq)))
+                    && !cut_off(member)
             })
             .collect(),
     };
@@ -272,5 +282,37 @@ mod tests {
         assert_eq!(decide(&state, &stored, &wrong, 3_000), Err(Rejection::NoSuchMessage));
         let long = modify(ALICE, Operation::React { emoji: "x".repeat(65) });
         assert!(matches!(decide(&state, &stored, &long, 3_000), Err(Rejection::BadRequest(_))));
+    }
+
+    #[test]
+    fn in_a_chat_the_blocker_gets_no_reactions_or_edits_from_the_blocked_member() {
+        let chat = ConversationId::direct(ALICE, BOB);
+        let send = SendMessage {
+            conversation_id: chat,
+            message_id: MessageId(9),
+            from: BOB,
+            from_device: DeviceId(20),
+            to: ALICE,
+            client_msg_id: "c".into(),
+            content: "hi".into(),
+            reply_to: None,
+            forward_count: 0,
+            attachment: None,
+        };
+        let (_, events) =
+            conversation::decide_send(&ConversationState::default(), &send, None, Millis(1_000)).expect("sent");
+        let ConversationEvent::MessageSent(message) = &events[0] else { panic!("a message") };
+        let stored = StoredMessage::of(message);
+        let state = events.iter().fold(ConversationState::default(), conversation::evolve);
+        let block = conversation::SetBlock { conversation_id: chat, blocker: ALICE, target: BOB, blocked: true };
+        let state = conversation::decide_block(&state, &block).expect("decided").expect("changed");
+        let on_chat =
+            |by, operation| ModifyMessage { conversation_id: chat, target_seq: ConvSeq(1), ..modify(by, operation) };
+        let audience =
+            |by, operation| decide(&state, &stored, &on_chat(by, operation), 2_000).expect("decided").audience;
+        assert_eq!(audience(BOB, Operation::React { emoji: "👍".into() }), vec![BOB]);
+        assert_eq!(audience(BOB, Operation::Edit { content: "hey".into() }), vec![BOB]);
+        assert_eq!(audience(BOB, Operation::DeleteForEveryone), vec![ALICE, BOB], "a retraction still reaches her");
+        assert_eq!(audience(ALICE, Operation::React { emoji: "👍".into() }), vec![ALICE, BOB]);
     }
 }
