@@ -290,6 +290,12 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
             "--secrets-file".into(),
             dir.join("secrets.json").display().to_string(),
         ]);
+        // Gateways refuse the `log` sink outside --dev: a local cluster
+        // writes its codes to a file unless told otherwise. Written into the
+        // member's arguments, so a restart (`cluster restart`) keeps it.
+        let sink =
+            std::env::var("MISSIVE_SMS_SINK").unwrap_or_else(|_| format!("file:{}", dir.join("sms.jsonl").display()));
+        args.extend(["--sms-sink".into(), sink]);
         members.push(Member {
             name: format!("gateway-{index}"),
             pid: 0,

@@ -181,8 +181,21 @@ impl MediaArgs {
 
 impl ClientArgs {
     /// The auth settings from the secrets and these flags. Refuses the
-    /// built-in development key (and short keys) unless `--dev`.
-    pub fn auth_config(&self, secrets: Secrets) -> anyhow::Result<AuthConfig> {
+    /// built-in development key (and short keys) unless `--dev`, and the
+    /// `log` SMS sink (codes in the server log: whoever reads it can take
+    /// over accounts) unless `--dev` or `log_sink_default`, the one-process
+    /// server's out-of-the-box default, which then warns loudly.
+    pub fn auth_config(&self, secrets: Secrets, log_sink_default: bool) -> anyhow::Result<AuthConfig> {
+        if self.sms_sink == SmsSink::Log && !self.dev {
+            if !log_sink_default {
+                anyhow::bail!(
+                    "--sms-sink log writes one-time codes into the server log, where anyone who reads it can take over accounts; use --sms-sink file:PATH or webhook:URL (MISSIVE_SMS_SINK), or --dev on a machine nobody else uses"
+                );
+            }
+            tracing::warn!(
+                "ONE-TIME CODES ARE WRITTEN TO THIS LOG (--sms-sink log, the default): anyone who reads it can take over accounts. Set --sms-sink file:PATH or webhook:URL (MISSIVE_SMS_SINK) for anything but a local trial"
+            );
+        }
         let from_file = match &self.jwt_secret_file {
             Some(path) => Some(read_private(path)?.trim().to_string()),
             None => None,
@@ -552,7 +565,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
     let secrets_path = args.secrets_file.clone().unwrap_or_else(|| args.data_dir.join("secrets.json"));
     let secrets = load_or_create_secrets(&secrets_path)?;
-    let auth = args.client.auth_config(secrets)?;
+    let auth = args.client.auth_config(secrets, false)?;
     let tls = args.client.tls()?;
     let partitions = missive_processors::partitions_of(topics::DELIVERIES);
     let routing = if args.gateways.is_empty() {

@@ -36,7 +36,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     roles::create_private_dir(&args.data_dir)?;
     let secrets = roles::load_or_create_secrets(&args.data_dir.join("secrets.json"))?;
-    let auth = args.client.auth_config(secrets)?;
+    let auth = args.client.auth_config(secrets, true)?;
     let tls = args.client.tls()?;
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let cancel = CancellationToken::new();

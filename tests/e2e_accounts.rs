@@ -460,9 +460,32 @@ async fn a_pin_is_required_at_verify_once_set() {
     assert_eq!(status, 200, "the same code works with the right PIN: {body}");
     assert_eq!(body["user_id"], account.user_id.as_str());
 
-    let (status, _) = server.api.delete("/v1/account/pin", Some(&account.access_token)).await.expect("test step");
-    assert_eq!(status, 200);
+    // Changing or removing the PIN needs the current one (a stolen session
+    // cannot lock the owner out), and guessing it is rate limited.
+    let token = Some(body["access_token"].as_str().expect("token").to_string());
+    let token = token.as_deref();
+    let (status, body) = server.api.put("/v1/account/pin", token, &json!({"pin": "111111"})).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (401, Some("pin_required")), "{body}");
+    let (status, body) = server.api.delete("/v1/account/pin", token).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (401, Some("pin_required")), "{body}");
+    let wrong = json!({"pin": "111111", "current_pin": "000000"});
+    let (status, body) = server.api.put("/v1/account/pin", token, &wrong).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_pin")), "{body}");
+    let change = json!({"pin": "135790", "current_pin": "246810"});
+    let (status, body) = server.api.put("/v1/account/pin", token, &change).await.expect("test step");
+    assert_eq!(status, 200, "{body}");
+    let remove = json!({"current_pin": "135790"});
+    let (status, body) =
+        server.api.request("DELETE", "/v1/account/pin", token, Some(&remove)).await.expect("test step");
+    assert_eq!(status, 200, "{body}");
     server.register(phone, "after").await;
+
+    // Five tries of the current PIN an hour (all used above): then even the right one waits.
+    let (status, _) = server.api.put("/v1/account/pin", token, &json!({"pin": "246810"})).await.expect("test step");
+    assert_eq!(status, 200, "no PIN at the time: nothing to try");
+    let right = json!({"pin": "111111", "current_pin": "246810"});
+    let (status, body) = server.api.put("/v1/account/pin", token, &right).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (429, Some("rate_limited")), "{body}");
 }
 
 #[tokio::test]
@@ -494,4 +517,37 @@ async fn contact_sync_is_capped_per_request_and_rate_limited_per_account() {
     assert_eq!(statuses[24], 429, "the 25th sync of the day is refused");
     let (status, body) = server.api.get("/v1/contacts", Some(&account.access_token)).await.expect("test step");
     assert_eq!((status, body["contacts"].as_array().map(Vec::len)), (200, Some(0)), "nobody there is registered");
+}
+
+/// Names others see refuse control and bidirectional override characters
+/// (a name that reorders the text around it can pose as someone else).
+#[tokio::test]
+async fn names_refuse_control_and_bidirectional_override_characters() {
+    let server = Server::start().await;
+    let ann = server.register("+14155552501", "a").await;
+    let bob = server.register("+14155552502", "b").await;
+    for (field, text) in [
+        ("display_name", "Bob\u{202E}gnp.exe"),
+        ("display_name", "A\u{2067}B"),
+        ("about", "line\nbreak"),
+        ("about", "bell\u{7}"),
+    ] {
+        let (status, body) =
+            server.api.put("/v1/profile", Some(&ann.access_token), &json!({ field: text })).await.expect("profile");
+        assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{field}={text:?}: {body}");
+    }
+    let (status, body) = server
+        .api
+        .put("/v1/profile", Some(&ann.access_token), &json!({"display_name": "Ann ✓", "about": "שלום world"}))
+        .await
+        .expect("profile");
+    assert_eq!(status, 200, "ordinary names in any script pass: {body}");
+    let (_, own) = server.api.get("/v1/profile", Some(&ann.access_token)).await.expect("profile");
+    assert_eq!(own["display_name"], "Ann ✓", "nothing refused was stored: {own}");
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&ann.access_token), &json!({"name": "team\u{202E}", "members": [bob.user_id]}))
+        .await
+        .expect("group");
+    assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
 }

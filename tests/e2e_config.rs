@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Server, WAIT};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[tokio::test]
@@ -176,4 +176,50 @@ async fn secrets_are_owner_only_and_a_readable_secrets_file_is_refused() {
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let stderr = refused_start(&[&flags[..], &["--jwt-secret-file", &key_flag]].concat()).await;
     assert!(stderr.contains("chmod 600") && stderr.contains("jwt.key"), "the fix is named: {stderr}");
+}
+
+/// The `log` SMS sink writes codes into the server log: a gateway refuses
+/// it outside `--dev` (naming the sinks to use instead), while `missive
+/// serve`'s out-of-the-box default keeps it with a loud warning.
+#[tokio::test]
+async fn the_log_sms_sink_needs_dev_except_the_one_process_default_which_warns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("gateway").display().to_string();
+    let output = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+            .args(["gateway", "--kafka", "127.0.0.1:1", "--schema-registry", "http://127.0.0.1:1"])
+            .args(["--data-dir", &data, "--sms-sink", "log"])
+            .env_remove("MISSIVE_DEV")
+            .output(),
+    )
+    .await
+    .expect("the gateway gave up within the deadline")
+    .expect("run missive gateway");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a gateway started with the log sink");
+    assert!(stderr.contains("--sms-sink file:PATH or webhook:URL"), "the alternatives are named: {stderr}");
+
+    let data = dir.path().join("serve").display().to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data])
+        .env_remove("MISSIVE_SMS_SINK")
+        .env_remove("MISSIVE_DEV")
+        .env("MISSIVE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start missive serve");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let warned = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ONE-TIME CODES ARE WRITTEN TO THIS LOG") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(warned, Ok(true), "missive serve warns that codes go to its log");
 }

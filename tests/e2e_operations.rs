@@ -473,3 +473,88 @@ async fn a_blocked_user_reaches_the_blocker_by_no_other_path() {
     send_to_group(&mut bob_ws, &shared, "in the group").await;
     receive(&mut alice_ws, "in the group").await;
 }
+
+/// Read receipts off in a 1:1 chat: no read tick reaches the sender, the
+/// receipts endpoint lists no read (not even after the setting is turned
+/// back on: the read time was never kept), and it is reciprocal (the one
+/// with receipts off learns no read times either). Delivered ticks stay.
+#[tokio::test]
+async fn read_receipts_off_reveal_no_read_time_on_any_path_and_are_reciprocal() {
+    let server = Server::start().await;
+    let alice = server.register("+14155556801", "a").await;
+    let bob = server.register("+14155556802", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let privacy = |on: bool| json!({"read_receipts": on});
+    let (status, body) =
+        server.api.put("/v1/privacy", Some(&bob.access_token), &privacy(false)).await.expect("privacy");
+    assert_eq!(status, 200, "{body}");
+
+    // Alice -> Bob; Bob (receipts off) reads it.
+    let sent = send_to_user(&mut alice_ws, &bob.user_id, "to bob").await;
+    let (chat, to_bob) = (
+        sent["conversation_id"].as_str().expect("conversation").to_string(),
+        sent["message_id"].as_str().expect("message").to_string(),
+    );
+    let conv_seq = sent["conv_seq"].as_u64().expect("conv_seq");
+    let frame = receive(&mut bob_ws, "to bob").await;
+    bob_ws.ack(frame["seq"].as_u64().expect("seq")).await.expect("ack");
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": chat, "up_to": conv_seq})).await.expect("read");
+    // The read is folded once Bob's chat shows nothing unread.
+    server
+        .get_until("/v1/conversations", &bob.access_token, "bob's read folded", |body| {
+            body["conversations"][0]["unread"] == 0
+        })
+        .await;
+    let receipts_of = |message: &str| format!("/v1/conversations/{chat}/messages/{message}/receipts");
+    let info = server
+        .get_until(&receipts_of(&to_bob), &alice.access_token, "delivered listed", |body| {
+            body["delivered"].as_array().is_some_and(|list| list.len() == 1)
+        })
+        .await;
+    assert_eq!(info["read"], json!([]), "bob's read time is hidden: {info}");
+    let frames = alice_ws.drain_ready().await.expect("frames");
+    assert!(frames.iter().all(|frame| frame["event"]["status"] != "read"), "no read tick reached alice: {frames:?}");
+    // Turned back on: the earlier read stays unknown.
+    let (status, _) = server.api.put("/v1/privacy", Some(&bob.access_token), &privacy(true)).await.expect("privacy");
+    assert_eq!(status, 200);
+    let (_, info) = server.api.get(&receipts_of(&to_bob), Some(&alice.access_token)).await.expect("receipts");
+    assert_eq!(info["read"], json!([]), "a read made while off is never revealed: {info}");
+
+    // Reciprocal: Alice turns hers off and learns no read time of Bob's.
+    let (status, _) = server.api.put("/v1/privacy", Some(&alice.access_token), &privacy(false)).await.expect("privacy");
+    assert_eq!(status, 200);
+    let sent = send_to_user(&mut alice_ws, &bob.user_id, "second").await;
+    let (second, conv_seq) =
+        (sent["message_id"].as_str().expect("message").to_string(), sent["conv_seq"].as_u64().expect("conv_seq"));
+    let frame = receive(&mut bob_ws, "second").await;
+    bob_ws.ack(frame["seq"].as_u64().expect("seq")).await.expect("ack");
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": chat, "up_to": conv_seq})).await.expect("read");
+    server
+        .get_until("/v1/conversations", &bob.access_token, "bob's second read folded", |body| {
+            body["conversations"][0]["unread"] == 0
+        })
+        .await;
+    let info = server
+        .get_until(&receipts_of(&second), &alice.access_token, "delivered listed", |body| {
+            body["delivered"].as_array().is_some_and(|list| list.len() == 1)
+        })
+        .await;
+    assert_eq!(info["read"], json!([]), "alice, with receipts off, learns no read time: {info}");
+
+    // In a group, reads are still listed (as in WhatsApp).
+    let group = create_group(&server, &alice, &[&bob]).await;
+    let sent = send_to_group(&mut alice_ws, &group, "in group").await;
+    let (in_group, conv_seq) =
+        (sent["message_id"].as_str().expect("message").to_string(), sent["conv_seq"].as_u64().expect("conv_seq"));
+    receive(&mut bob_ws, "in group").await;
+    bob_ws.send_json(&json!({"type": "read", "conversation_id": group, "up_to": conv_seq})).await.expect("read");
+    server
+        .get_until(
+            &format!("/v1/conversations/{group}/messages/{in_group}/receipts"),
+            &alice.access_token,
+            "group read listed",
+            |body| body["read"].as_array().is_some_and(|list| list.len() == 1),
+        )
+        .await;
+}

@@ -196,8 +196,36 @@ struct PrivacyRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PinRequest {
     pin: String,
+    /// The PIN set now, if any: changing it needs it.
+    #[serde(default)]
+    current_pin: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RemovePinRequest {
+    #[serde(default)]
+    current_pin: Option<String>,
+}
+
+/// An account with a PIN changes or removes it only with the current one
+/// (a stolen session cannot lock the owner out); tries are rate limited.
+async fn require_current_pin(context: &Context, user: UserId, current: Option<&str>) -> Result<(), ApiError> {
+    let Some(stored) = context.reads.directory_fresh(user).await?.and_then(|state| state.pin_hash) else {
+        return Ok(());
+    };
+    context.auth.check_current_pin_try(user)?;
+    match current {
+        None => Err(ApiError::unauthorized("this account has a PIN; send it as current_pin to change or remove it")
+            .with_code("pin_required")),
+        Some(pin) if !context.auth.pin_matches(user, pin, &stored) => {
+            Err(ApiError::unauthorized("current_pin is not this account's PIN").with_code("invalid_pin"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -570,6 +598,7 @@ async fn set_pin(
             if !is_pin(&request.pin) {
                 return Err(ApiError::bad_request("invalid_pin", "the PIN is six digits"));
             }
+            require_current_pin(&context, principal.user, request.current_pin.as_deref()).await?;
             let pin_hash = context.auth.pin_hash(principal.user, &request.pin);
             let expected = Some(pin_hash.clone());
             let command = UserCommand::SetPin { user_id: principal.user, pin_hash: Some(pin_hash) };
@@ -580,9 +609,21 @@ async fn set_pin(
     )
 }
 
-async fn remove_pin(principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn remove_pin(
+    principal: Principal,
+    body: bytes::Bytes,
+    context: Context,
+) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
+            // The body is optional: an account without a PIN needs none.
+            let request: RemovePinRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                RemovePinRequest::default()
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|error| ApiError::bad_request("bad_request", format!("bad JSON body: {error}")))?
+            };
+            require_current_pin(&context, principal.user, request.current_pin.as_deref()).await?;
             let command = UserCommand::SetPin { user_id: principal.user, pin_hash: None };
             change_account(&context, command, |state| state.pin_hash.is_none()).await?;
             ok(json!({"pin": false}))
@@ -765,8 +806,14 @@ async fn receipts(
                 ));
             }
             let recipients: Vec<UserId> = message.recipients().collect();
+            // With read receipts off on either side of a 1:1 chat, no read time is shown.
+            let statuses: &[ReceiptStatus] = if context.reads.read_receipts_on(conversation).await? {
+                &[ReceiptStatus::Delivered, ReceiptStatus::Read]
+            } else {
+                &[ReceiptStatus::Delivered]
+            };
             let mut lists = Vec::new();
-            for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
+            for &status in statuses {
                 let reached = context.reads.reached(conversation, recipients.clone(), status, message.conv_seq).await?;
                 let list: Vec<Value> = reached
                     .into_iter()
@@ -774,7 +821,8 @@ async fn receipts(
                     .collect();
                 lists.push(list);
             }
-            let [delivered, read] = <[Vec<Value>; 2]>::try_from(lists).map_err(|_| ApiError::internal("two lists"))?;
+            let mut lists = lists.into_iter();
+            let (delivered, read) = (lists.next().unwrap_or_default(), lists.next().unwrap_or_default());
             ok(json!({
                 "conversation_id": conversation.to_string(),
                 "message_id": message_id.to_string(),
@@ -873,6 +921,14 @@ pub fn routes(context: Context) -> BoxedFilter<(warp::reply::Response,)> {
     let remove_pin = warp::path!("v1" / "account" / "pin")
         .and(warp::delete())
         .and(served.clone())
+        // An optional body: one without a Content-Length (or over the
+        // limit) is not read, and counts as none.
+        .and(
+            warp::body::content_length_limit(MAX_BODY_BYTES)
+                .and(warp::body::bytes())
+                .or(warp::any().map(bytes::Bytes::new))
+                .unify(),
+        )
         .and(ctx())
         .and_then(remove_pin)
         .boxed();

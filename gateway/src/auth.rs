@@ -44,6 +44,9 @@ pub const DEV_JWT_SECRET: &str = "missive-development-signing-key-do-not-use";
 /// Shortest signing key accepted outside `--dev`.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Tries of the current PIN (to change or remove it) per account per hour.
+pub const CURRENT_PIN_TRIES_PER_HOUR: u32 = 5;
+
 /// Where one-time codes go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SmsSink {
@@ -165,6 +168,7 @@ struct Limiters {
     verify_phone: Limiter<[u8; 32]>,
     verify_address: Limiter<IpAddr>,
     contact_sync: Limiter<UserId>,
+    current_pin: Limiter<UserId>,
 }
 
 fn per(period: Duration, count: u32) -> Quota {
@@ -253,6 +257,7 @@ impl Auth {
             verify_phone: RateLimiter::keyed(per(hour, limits.verify_per_phone_per_hour)),
             verify_address: RateLimiter::keyed(per(hour, limits.verify_per_address_per_hour)),
             contact_sync: RateLimiter::keyed(per(24 * hour, limits.contact_syncs_per_day)),
+            current_pin: RateLimiter::keyed(per(hour, CURRENT_PIN_TRIES_PER_HOUR)),
         };
         Auth { db, config, encoding, decoding, http, limiters, refresh_lock: Arc::new(Mutex::new(())) }
     }
@@ -302,6 +307,12 @@ impl Auth {
 
     pub fn pin_matches(&self, user: UserId, pin: &str, stored: &str) -> bool {
         bool::from(self.pin_hash(user, pin).as_bytes().ct_eq(stored.as_bytes()))
+    }
+
+    /// Counts a try of the account's current PIN (changing or removing it)
+    /// against its hourly allowance, so a stolen session cannot guess it.
+    pub fn check_current_pin_try(&self, user: UserId) -> Result<(), ApiError> {
+        check(&self.limiters.current_pin, &user, "current PIN tries")
     }
 
     /// Counts a contact sync against the account's daily allowance.

@@ -341,6 +341,22 @@ impl ReadModels {
         Ok(including(self.members(conversation).await?))
     }
 
+    /// Whether reads in this conversation are told: in a 1:1 chat, only
+    /// when both members have read receipts on (off is reciprocal); in
+    /// groups always (as in WhatsApp).
+    pub async fn read_receipts_on(&self, conversation: ConversationId) -> Result<bool, ApiError> {
+        let members = self.members(conversation).await?.unwrap_or_default();
+        if members.len() != 2 || conversation != ConversationId::direct(members[0], members[1]) {
+            return Ok(true);
+        }
+        for member in members {
+            if self.directory(member).await?.is_some_and(|state| !state.privacy.read_receipts) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub async fn members(&self, conversation: ConversationId) -> Result<Option<Vec<UserId>>, ApiError> {
         self.run(move |db| queries::members(db, conversation)).await
     }

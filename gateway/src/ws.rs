@@ -452,21 +452,6 @@ async fn serve(
     }
 }
 
-/// Whether a read in this conversation sends read ticks: in a 1:1 chat,
-/// only when both members have read receipts on (off is reciprocal).
-async fn read_receipts_on(reads: &ReadModels, conversation: ConversationId) -> Result<bool, ApiError> {
-    let members = reads.members(conversation).await?.unwrap_or_default();
-    if members.len() != 2 {
-        return Ok(true);
-    }
-    for member in members {
-        if reads.directory(member).await?.is_some_and(|state| !state.privacy.read_receipts) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// Watches the presence of `users` (ids as strings); returns who is watched
 /// now and the current presence of those the caller may see.
 async fn subscribe_presence(
@@ -591,7 +576,7 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 return Ok(None);
             };
             let result = match require_member(&deps.reads, principal.user, conversation).await {
-                Ok(()) => match read_receipts_on(&deps.reads, conversation).await {
+                Ok(()) => match deps.reads.read_receipts_on(conversation).await {
                     Ok(notify) => deps.bus.read(principal, conversation, ConvSeq(up_to), notify).await,
                     Err(error) => Err(error),
                 },

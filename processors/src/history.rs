@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bloomfilter::Bloom;
-use missive_core::conversation::ConversationEvent;
+use missive_core::conversation::{ConversationEvent, ReceiptStatus};
 use missive_core::media::{MediaRef, MediaUploaded, is_media_id};
 use missive_core::operations::Operation;
 use missive_core::users::{self, UserEvent, UserState};
@@ -75,6 +75,11 @@ impl Handler for HistoryHandler {
                 self.members_pending.push(changed.conversation_id);
                 tx.put_json(keys::history_group(changed.conversation_id), &changed)?;
             }
+            // A read that ticks no one's message (read receipts off in a 1:1
+            // chat, or only the reader's own messages) is not kept: the
+            // receipts endpoint could otherwise tell when it happened.
+            ConversationEvent::ReceiptsAdvanced(advanced)
+                if advanced.status == ReceiptStatus::Read && advanced.messages.is_empty() => {}
             ConversationEvent::ReceiptsAdvanced(advanced) => {
                 let key =
                     keys::history_watermark(advanced.conversation_id, advanced.by, advanced.status, advanced.up_to);

@@ -146,6 +146,9 @@ fn check_info(name: &Option<String>, description: &Option<String>, icon: &Option
     {
         return Err(Rejection::TooLarge);
     }
+    if name.as_deref().is_some_and(crate::users::has_unsafe_characters) {
+        return Err(Rejection::BadRequest("group names may not contain control or bidirectional override characters"));
+    }
     Ok(())
 }
 

@@ -283,6 +283,8 @@ pub enum UserRejection {
     NameTooLong,
     #[error("picture reference is limited to {MAX_PICTURE_REF_BYTES} bytes")]
     PictureTooLong,
+    #[error("display names and about texts may not contain control or bidirectional override characters")]
+    UnsafeCharacters,
     #[error("you cannot block yourself")]
     BlockSelf,
     #[error("at most {MAX_BLOCKS} blocked users")]
@@ -297,7 +299,7 @@ impl UserRejection {
             UserRejection::UnknownAccount | UserRejection::UnknownDevice => "not_found",
             UserRejection::TooManyDevices => "too_many_devices",
             UserRejection::TooManyBlocks | UserRejection::TooManyContacts => "limit_reached",
-            UserRejection::BlockSelf => "bad_request",
+            UserRejection::BlockSelf | UserRejection::UnsafeCharacters => "bad_request",
             UserRejection::AboutTooLong | UserRejection::NameTooLong | UserRejection::PictureTooLong => "too_large",
         }
     }
@@ -311,8 +313,20 @@ fn truncate_bytes(text: &str, max: usize) -> String {
     text[..cut].to_string()
 }
 
-/// Checks a profile change's sizes (the gateway refuses the same before appending).
+/// Whether a name shown to others (a display name, an about text, a group
+/// name) holds a control character (line breaks included) or one that
+/// reorders the text around it (bidirectional embeddings, overrides and
+/// isolates, U+202A..U+202E and U+2066..U+2069: "Trojan Source" spoofing).
+pub fn has_unsafe_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c))
+}
+
+/// Checks a profile change's sizes and characters (the gateway refuses the same before appending).
 pub fn validate_profile(change: &ProfileChange) -> Result<(), UserRejection> {
+    if [&change.display_name, &change.about].into_iter().flatten().any(|text| has_unsafe_characters(text)) {
+        return Err(UserRejection::UnsafeCharacters);
+    }
     if change.about.as_ref().is_some_and(|about| about.chars().count() > MAX_ABOUT_CHARS) {
         return Err(UserRejection::AboutTooLong);
     }
@@ -581,6 +595,12 @@ mod tests {
         assert_eq!(decide(&state, &update, Millis(1)), Err(UserRejection::AboutTooLong));
         let exact = ProfileChange { about: Some("é".repeat(MAX_ABOUT_CHARS)), ..ProfileChange::default() };
         let state = apply(state, &UserCommand::UpdateProfile { user_id: UserId(5), change: exact });
+        for unsafe_name in ["An\u{202E}n", "A\nB", "x\u{2066}y", "\u{7}"] {
+            let change = ProfileChange { display_name: Some(unsafe_name.into()), ..ProfileChange::default() };
+            assert_eq!(validate_profile(&change), Err(UserRejection::UnsafeCharacters), "{unsafe_name:?}");
+            let change = ProfileChange { about: Some(unsafe_name.into()), ..ProfileChange::default() };
+            assert_eq!(validate_profile(&change), Err(UserRejection::UnsafeCharacters), "{unsafe_name:?}");
+        }
         let name = ProfileChange { display_name: Some("Ann".into()), ..ProfileChange::default() };
         let state = apply(state, &UserCommand::UpdateProfile { user_id: UserId(5), change: name });
         assert_eq!(state.profile.display_name, "Ann");
