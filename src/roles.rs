@@ -97,6 +97,10 @@ pub struct ClientArgs {
     /// Without it jobs are still recorded on the `notifications` topic.
     #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
     pub push_webhook: Option<String>,
+    /// Serve `/metrics` on this address only (for example an internal
+    /// interface); the public port then answers it `404`.
+    #[arg(long, env = "MISSIVE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub media: MediaArgs,
 }
@@ -180,6 +184,16 @@ impl MediaArgs {
 }
 
 impl ClientArgs {
+    /// The `--metrics-listen` socket, bound (and announced on stdout).
+    pub async fn metrics_listener(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let Some(address) = self.metrics_listen else { return Ok(None) };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for --metrics-listen: is the port free?"))?;
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        Ok(Some(listener))
+    }
+
     /// The auth settings from the secrets and these flags. Refuses the
     /// built-in development key (and short keys) unless `--dev`, and the
     /// `log` SMS sink (codes in the server log: whoever reads it can take
@@ -616,6 +630,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         tls,
         push_webhook: args.client.push_webhook.clone(),
         media: args.client.media.settings(&args.data_dir),
+        metrics_listener: args.client.metrics_listener().await?,
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

@@ -223,3 +223,27 @@ async fn the_log_sms_sink_needs_dev_except_the_one_process_default_which_warns()
     .await;
     assert_eq!(warned, Ok(true), "missive serve warns that codes go to its log");
 }
+
+/// `--metrics-listen` serves `/metrics` on its own address only: the
+/// public port answers it `404`, and the metrics port serves nothing else.
+#[tokio::test]
+async fn metrics_move_off_the_public_port_with_metrics_listen() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data").display().to_string();
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let metrics_address = format!("127.0.0.1:{port}");
+    let flags =
+        ["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink, "--metrics-listen", &metrics_address];
+    let server = Server::start_with(dir.clone(), &flags, &[]).await;
+    let (status, body) = server.api.get("/metrics", None).await.expect("public /metrics");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics")).await.expect("metrics port");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("missive_log_records_appended_total"), "Prometheus text: {}", &text[..text.len().min(300)]);
+    let other = reqwest::get(format!("http://{metrics_address}/healthz")).await.expect("metrics port");
+    assert_eq!(other.status(), 404, "the metrics port serves metrics only");
+    let (status, _) = server.api.get("/healthz", None).await.expect("public port");
+    assert_eq!(status, 200);
+}

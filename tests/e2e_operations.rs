@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Server, code_of, request, send_to_group, send_to_user, until};
+use common::{Server, WAIT, code_of, request, send_to_group, send_to_user, until};
 use missive_gateway::client::{Account, Connection};
 use serde_json::{Value, json};
 
@@ -422,13 +422,20 @@ async fn a_blocked_user_reaches_the_blocker_by_no_other_path() {
     ] {
         assert_eq!(request(&mut bob_ws, req, frame).await["type"], "done", "{req}");
     }
+    // Her own reaction is in her feed after anything Bob's operations would
+    // have put there; it may come before or after the answer to her frame.
     let own = with(operation("react", "r2", &chat, &before), "emoji", "😂");
-    assert_eq!(request(&mut alice_ws, "r2", own).await["type"], "done");
-    // Her own reaction is in her feed after anything Bob's operations would have put there.
-    let frames = until(&mut alice_ws, "her own reaction", |frame| {
-        is_modified(frame, "react", &before) && frame["event"]["by"] == alice.user_id.as_str()
-    })
-    .await;
+    alice_ws.send_json(&own).await.expect("react");
+    let own_reaction =
+        |frame: &Value| is_modified(frame, "react", &before) && frame["event"]["by"] == alice.user_id.as_str();
+    let frames = alice_ws
+        .collect_until(WAIT, |frames| {
+            frames.iter().any(own_reaction) && frames.iter().any(|frame| frame["req"] == "r2")
+        })
+        .await
+        .expect("her own reaction and the answer to it");
+    let answer = frames.iter().find(|frame| frame["req"] == "r2").expect("answer");
+    assert_eq!(answer["type"], "done", "{answer}");
     assert!(
         frames.iter().all(|frame| frame["event"]["kind"] != "modified" || frame["event"]["by"] != bob.user_id.as_str()),
         "bob's reaction or edit reached alice: {frames:?}"

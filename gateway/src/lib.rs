@@ -164,6 +164,8 @@ pub struct GatewayConfig {
     pub push_webhook: Option<String>,
     /// Media storage and upload limits.
     pub media: MediaSettings,
+    /// Serve `/metrics` here instead of on the public listener (`--metrics-listen`).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// Where media objects live, what may be uploaded, how long URLs last.
@@ -346,14 +348,26 @@ pub async fn serve(
         });
     let health =
         warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
-        let mut buffer = Vec::new();
-        let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
-        warp::http::Response::builder()
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(buffer)
-            .unwrap_or_default()
+    let metrics_route = move |registry: Registry| {
+        warp::path!("metrics").and(warp::get()).map(move || {
+            let mut buffer = Vec::new();
+            let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
+            warp::http::Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(buffer)
+                .unwrap_or_default()
+        })
+    };
+    // With `--metrics-listen`, `/metrics` is served there only.
+    let metrics_task = config.metrics_listener.map(|listener| {
+        let (routes, cancel) = (metrics_route(registry.clone()).recover(api::handle_rejection), cancel.clone());
+        tokio::spawn(async move { serve_connections(listener, warp::service(routes), None, &cancel).await })
     });
+    let public_metrics = metrics_task.is_none();
+    let metrics_route = warp::any()
+        .and_then(move || async move { if public_metrics { Ok(()) } else { Err(warp::reject::not_found()) } })
+        .untuple_one()
+        .and(metrics_route(registry));
     let context = api::Context { auth, bus, reads, routing: config.routing, sessions };
     let media_routes = media::routes(context.clone(), media)
         .into_iter()
@@ -374,5 +388,8 @@ pub async fn serve(
         let _ = task.await;
     }
     let _ = notifier.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     Ok(())
 }
