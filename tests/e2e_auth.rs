@@ -643,3 +643,34 @@ async fn the_readme_tour_works_with_plain_curl_and_errors_are_what_they_say() {
         curl(&["-XPOST", &format!("{base}/v1/auth/otp"), "-d", &format!("@{}", large.display())]).await;
     assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
 }
+
+/// A code is used up atomically: two correct verifies of it at once
+/// register one device; the other is told the code is no longer valid.
+#[tokio::test]
+async fn two_simultaneous_correct_verifies_of_one_code_register_one_device() {
+    let server = Server::start().await;
+    // The race is timing-dependent: many rounds make a lost one all but certain to show.
+    for round in 0..20 {
+        let phone = format!("+141555584{round:02}");
+        let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("otp");
+        assert_eq!(status, 202);
+        let code = code_from_sink_file(&server.sms_file(), &phone, WAIT).await.expect("code");
+        let body = json!({"phone": phone, "code": code, "device_name": "twin"});
+        let (first, second) = tokio::join!(
+            server.api.post("/v1/auth/verify", None, &body),
+            server.api.post("/v1/auth/verify", None, &body)
+        );
+        let (first, second) = (first.expect("verify"), second.expect("verify"));
+        let mut outcomes =
+            [(first.0, code_of(&first.1).map(str::to_string)), (second.0, code_of(&second.1).map(str::to_string))];
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            [(200, None), (401, Some("invalid_code".to_string()))],
+            "round {round}: {first:?} {second:?}"
+        );
+        let token = [&first.1, &second.1].into_iter().find_map(|body| body["access_token"].as_str()).expect("token");
+        let (status, devices) = server.api.get("/v1/devices", Some(token)).await.expect("devices");
+        assert_eq!((status, devices["devices"].as_array().map(Vec::len)), (200, Some(1)), "{devices}");
+    }
+}

@@ -195,6 +195,10 @@ pub struct Auth {
     limiters: Limiters,
     /// Serialises refresh-token exchanges so a token is never used twice concurrently.
     refresh_lock: Arc<Mutex<()>>,
+    /// Serialises every read-modify-write of an OTP challenge: two correct
+    /// verifies at once register one device, and concurrent wrong guesses
+    /// each count.
+    challenge_lock: Arc<Mutex<()>>,
 }
 
 /// `+` then 7 to 15 digits, the first not 0 (ITU-T E.164).
@@ -259,7 +263,16 @@ impl Auth {
             contact_sync: RateLimiter::keyed(per(24 * hour, limits.contact_syncs_per_day)),
             current_pin: RateLimiter::keyed(per(hour, CURRENT_PIN_TRIES_PER_HOUR)),
         };
-        Auth { db, config, encoding, decoding, http, limiters, refresh_lock: Arc::new(Mutex::new(())) }
+        Auth {
+            db,
+            config,
+            encoding,
+            decoding,
+            http,
+            limiters,
+            refresh_lock: Arc::new(Mutex::new(())),
+            challenge_lock: Arc::new(Mutex::new(())),
+        }
     }
 
     fn keyed_hash(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -338,8 +351,12 @@ impl Auth {
         };
         let key = self.challenge_key(phone);
         let value = serde_json::to_vec(&challenge).map_err(storage)?;
-        let db = self.db.clone();
-        blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)).await?;
+        let (db, lock) = (self.db.clone(), self.challenge_lock.clone());
+        blocking(move || {
+            let _held = lock.lock();
+            db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)
+        })
+        .await?;
         self.deliver(phone, &code).await?;
         Ok(self.config.limits.otp_ttl_seconds)
     }
@@ -431,8 +448,9 @@ impl Auth {
         update: impl FnOnce(&mut Challenge) -> Result<bool, ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
         let key = self.challenge_key(phone);
-        let db = self.db.clone();
+        let (db, lock) = (self.db.clone(), self.challenge_lock.clone());
         blocking(move || {
+            let _held = lock.lock();
             let family = family(&db, CF_AUTH);
             let Some(bytes) = db.get_cf(family, &key).map_err(storage)? else { return Err(invalid_code()) };
             let mut challenge: Challenge = serde_json::from_slice(&bytes).map_err(storage)?;
