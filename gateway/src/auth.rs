@@ -176,6 +176,19 @@ fn per(period: Duration, count: u32) -> Quota {
     Quota::with_period(period / count.get()).unwrap_or_else(|| Quota::per_second(count)).allow_burst(count)
 }
 
+/// The rate-limit key of a client address: an IPv6 client is keyed by its
+/// /64 (one subscriber's prefix: it can pick any address in it), an
+/// IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 fn check<K: std::hash::Hash + Eq + Clone>(limiter: &Limiter<K>, key: &K, what: &str) -> Result<(), ApiError> {
     if limiter.len() > 100_000 {
         limiter.retain_recent();
@@ -338,11 +351,12 @@ impl Auth {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
         }
-        // The number first: a request refused for it does not use up the address's allowance.
-        check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
+        // The address first: a flood of fresh numbers from one address is
+        // refused there and leaves no bucket per number behind.
         if let Some(address) = client {
-            check(&self.limiters.otp_address, &address, "code requests from this address")?;
+            check(&self.limiters.otp_address, &address_key(address), "code requests from this address")?;
         }
+        check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let challenge = Challenge {
             code_hash: self.code_hash(phone, &code),
@@ -400,11 +414,10 @@ impl Auth {
 
     /// Counts a verify attempt against the phone's and the address's limits.
     pub fn check_verify_rate(&self, phone: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
-        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")?;
-        match client {
-            Some(address) => check(&self.limiters.verify_address, &address, "verify attempts from this address"),
-            None => Ok(()),
+        if let Some(address) = client {
+            check(&self.limiters.verify_address, &address_key(address), "verify attempts from this address")?;
         }
+        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")
     }
 
     /// Checks a code (constant time) without using it up. A wrong code
@@ -601,6 +614,41 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_prefix() {
+        let key = |text: &str| address_key(text.parse().expect("address"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"), "one /64, one bucket");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_eq!(key("192.0.2.7").to_string(), "192.0.2.7");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_fresh_numbers_from_one_address_stores_nothing_once_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = missive_infra::db::open_db(dir.path()).expect("db");
+        let limits = AuthLimits { otp_per_address_per_hour: 3, ..AuthLimits::default() };
+        let sink = SmsSink::File(dir.path().join("sms.jsonl"));
+        let config = AuthConfig {
+            jwt_secret: vec![7; 32],
+            previous_jwt_secrets: Vec::new(),
+            phone_secret: vec![8; 32],
+            sms_sink: sink,
+            limits,
+        };
+        let auth = Auth::new(db, config);
+        let address: IpAddr = "2001:db8::1".parse().expect("address");
+        for n in 0..3 {
+            auth.start_otp(&format!("+1415555{n:04}"), Some(address)).await.expect("within the allowance");
+        }
+        for n in 3..1_000 {
+            let other_in_prefix: IpAddr = format!("2001:db8::{n:x}").parse().expect("address");
+            let refused = auth.start_otp(&format!("+1415555{n:04}"), Some(other_in_prefix)).await;
+            assert_eq!(refused.map_err(|error| error.code), Err("rate_limited"));
+        }
+        assert_eq!(auth.limiters.otp_phone.len(), 3, "refused requests left no bucket per number");
+    }
 
     #[test]
     fn e164_numbers_are_recognised() {
