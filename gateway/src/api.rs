@@ -52,13 +52,15 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned + Send>()
     // Read as JSON whatever the declared type: `curl -d` (the README's own
     // tour) declares a form. Only the content decides; a bad body is a
     // `bad_request` naming what is wrong.
-    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()).and_then(
-        |body: bytes::Bytes| async move {
-            serde_json::from_slice::<T>(&body).map_err(|error| {
-                warp::reject::custom(ApiError::bad_request("bad_request", format!("bad JSON body: {error}")))
-            })
-        },
-    )
+    warp::body::content_length_limit(MAX_BODY_BYTES)
+        .and(warp::body::bytes())
+        .and_then(|body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) })
+}
+
+/// A request body as JSON of the endpoint's shape.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request("bad_request", format!("bad JSON body: {error}")))
 }
 
 /// Requires `Authorization: Bearer <access token>`.
@@ -617,12 +619,8 @@ async fn remove_pin(
     respond(
         async {
             // The body is optional: an account without a PIN needs none.
-            let request: RemovePinRequest = if body.iter().all(u8::is_ascii_whitespace) {
-                RemovePinRequest::default()
-            } else {
-                serde_json::from_slice(&body)
-                    .map_err(|error| ApiError::bad_request("bad_request", format!("bad JSON body: {error}")))?
-            };
+            let request: RemovePinRequest =
+                if body.iter().all(u8::is_ascii_whitespace) { RemovePinRequest::default() } else { parse_json(&body)? };
             require_current_pin(&context, principal.user, request.current_pin.as_deref()).await?;
             let command = UserCommand::SetPin { user_id: principal.user, pin_hash: None };
             change_account(&context, command, |state| state.pin_hash.is_none()).await?;

@@ -77,7 +77,7 @@ async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError
 /// not say why (`add_not_allowed` is the code any refused add will use).
 async fn may_add(context: &Context, by: UserId, users: &[UserId]) -> Result<(), ApiError> {
     for user in users {
-        if context.reads.directory(*user).await?.is_some_and(|state| state.blocked.contains(&by)) {
+        if context.reads.has_blocked(*user, by).await? {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "add_not_allowed",

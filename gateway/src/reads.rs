@@ -341,6 +341,11 @@ impl ReadModels {
         Ok(including(self.members(conversation).await?))
     }
 
+    /// Whether `owner` blocked `user` (as this gateway's directory has it).
+    pub async fn has_blocked(&self, owner: UserId, user: UserId) -> Result<bool, ApiError> {
+        Ok(self.directory(owner).await?.is_some_and(|state| state.blocked.contains(&user)))
+    }
+
     /// Whether reads in this conversation are told: in a 1:1 chat, only
     /// when both members have read receipts on (off is reciprocal); in
     /// groups always (as in WhatsApp).

@@ -493,7 +493,7 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     // it; the sender is told nothing (the block stays private).
     if let [other] = others[..]
         && conversation == ConversationId::direct(principal.user, other)
-        && deps.reads.directory(other).await?.is_some_and(|state| state.blocked.contains(&principal.user))
+        && deps.reads.has_blocked(other, principal.user).await?
     {
         others.clear();
     }

@@ -132,14 +132,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn edits_reactions_and_tombstones_fold_into_the_message() {
-        let mut message = HistoryMessage::new(MessageSent {
-            conversation_id: ConversationId(1),
+    /// "helo" from `from` in a conversation of users 1 and 2.
+    fn sent(conversation_id: ConversationId, from: UserId) -> MessageSent {
+        MessageSent {
+            conversation_id,
             conv_seq: ConvSeq(1),
             message_id: MessageId(5),
-            from: UserId(1),
-            from_device: DeviceId(1),
+            from,
+            from_device: DeviceId(from.0),
             members: vec![UserId(1), UserId(2)],
             client_msg_id: "c".into(),
             content: "helo".into(),
@@ -148,7 +148,12 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
-        });
+        }
+    }
+
+    #[test]
+    fn edits_reactions_and_tombstones_fold_into_the_message() {
+        let mut message = HistoryMessage::new(sent(ConversationId(1), UserId(1)));
         message.apply(&modified(1, Operation::Edit { content: "hello".into() }, 10));
         message.apply(&modified(2, Operation::React { emoji: "👍".into() }, 11));
         message.apply(&modified(2, Operation::React { emoji: "❤️".into() }, 12));
@@ -169,21 +174,7 @@ mod tests {
     fn a_chat_member_who_blocked_the_author_sees_the_message_as_they_got_it() {
         let (alice, bob) = (UserId(1), UserId(2));
         let chat = ConversationId::direct(alice, bob);
-        let mut message = HistoryMessage::new(MessageSent {
-            conversation_id: chat,
-            conv_seq: ConvSeq(1),
-            message_id: MessageId(5),
-            from: bob,
-            from_device: DeviceId(2),
-            members: vec![alice, bob],
-            client_msg_id: "c".into(),
-            content: "helo".into(),
-            reply_to: None,
-            sent_at: Millis(0),
-            withheld_from: Vec::new(),
-            forward_count: 0,
-            attachment: None,
-        });
+        let mut message = HistoryMessage::new(sent(chat, bob));
         let on_chat = |by: u64, operation, at, audience: &[UserId]| MessageModified {
             conversation_id: chat,
             audience: audience.to_vec(),
