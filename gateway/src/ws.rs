@@ -298,7 +298,7 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
 /// Runs one connection to its end.
 pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let Some((principal, resume)) = authenticate(&mut socket, &deps).await else {
-        let _ = socket.close(None).await;
+        close(&mut socket).await;
         return;
     };
     deps.metrics.frames_in.with_label_values(&["hello"]).inc();
@@ -308,7 +308,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     if tokio::time::timeout(REPLACE_WAIT, guard.writer.lock()).await.is_err() {
         let error = ApiError::unavailable("this device's previous connection is still finishing a command; retry");
         let _ = socket.send(Message::text(send_error(None, &error).to_string())).await;
-        let _ = socket.close(None).await;
+        close(&mut socket).await;
         return;
     }
     deps.presence.sessions_changed(principal.user).await;
@@ -359,12 +359,35 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     drop(guard);
     deps.presence.sessions_changed(principal.user).await;
     deps.metrics.connections.dec();
-    let _ = session.socket.close(None).await;
     // Last seen is when the connection ended; the privacy settings decide who may see it.
     let seen = UserCommand::RecordLastSeen { user_id: principal.user, at: Millis(missive_infra::now_ms()) };
+    close(&mut session.socket).await;
     if let Err(error) = deps.bus.record_user_command(seen).await {
         tracing::debug!(%error.message, "recording last seen failed");
     }
+}
+
+/// Longest a closing connection waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Ends a connection with the closing handshake: sends a close frame, then
+/// reads (and drops) what the client still sends until its close frame
+/// arrives or [`CLOSE_WAIT`] passes. Dropping a socket whose unread input
+/// is still queued makes the kernel reset the connection, and a reset can
+/// discard the last frames sent to the client (`session_replaced`, an
+/// error) before it reads them.
+async fn close(socket: &mut WebSocket) {
+    if socket.close(None).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn serve(

@@ -185,6 +185,53 @@ pub async fn concurrent_appends_are_gap_free(log: &dyn Log, prefix: &str) {
     assert_eq!(all, (0..200).collect::<Vec<u64>>(), "concurrent appends get distinct gap-free offsets");
 }
 
+/// Several producers (separate clients on a broker) append to one
+/// partition while a consumer tails it: the consumer reads every
+/// acknowledged record once, at the offset its append returned, in each
+/// producer's order. (A broker that makes an offset visible before the
+/// record at it is stored shows tailing readers a hole; the consumer must
+/// not skip past it.)
+pub async fn tailing_readers_see_every_record_of_concurrent_producers(logs: &[&dyn Log], prefix: &str) {
+    const EACH: usize = 400;
+    let name = format!("{prefix}.tailing");
+    logs[0].create_topic(&spec(&name, 1)).await.expect("create topic");
+    let partition = TopicPartition::new(name.clone(), 0);
+    let mut consumer = logs[0].consumer(vec![(partition.clone(), Offset(0))]).await.expect("consumer");
+    let total = EACH * logs.len();
+    let writers = logs.iter().enumerate().map(|(writer, log)| {
+        let name = name.clone();
+        async move {
+            let mut placed = Vec::with_capacity(EACH);
+            for index in 0..EACH {
+                let value = format!("{writer}-{index}");
+                let at = log.append(vec![record(&name, "k", &value, None)]).await.expect("append")[0].1;
+                placed.push((at.0, value));
+            }
+            placed
+        }
+    });
+    let reader = async {
+        let mut read: Vec<(u64, String)> = Vec::with_capacity(total);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while read.len() < total && tokio::time::Instant::now() < deadline {
+            for record in consumer.poll(500, Duration::from_millis(200)).await.expect("poll") {
+                read.push((record.offset.0, String::from_utf8_lossy(&record.value).into_owned()));
+            }
+        }
+        read
+    };
+    let (placed, read) = tokio::join!(futures::future::join_all(writers), reader);
+    let first_wrong = read.iter().enumerate().find(|(index, (offset, _))| *offset != *index as u64);
+    assert!(
+        read.len() == total && first_wrong.is_none(),
+        "the tailing reader got every offset once, in order: {} of {total} read; the first out of place: {first_wrong:?}",
+        read.len()
+    );
+    let mut appended: Vec<(u64, String)> = placed.into_iter().flatten().collect();
+    appended.sort();
+    assert_eq!(read, appended, "each record was read at the offset its append returned");
+}
+
 pub async fn unknown_topics_are_refused(log: &dyn Log, prefix: &str) {
     let name = format!("{prefix}.missing");
     assert!(log.append(vec![record(&name, "k", "v", None)]).await.is_err());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -176,6 +176,9 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<BaseConsumer<TracingContext>>>>,
     /// The process's shared consumer (created on first use).
     shared: Mutex<Option<Arc<SharedConsumer>>>,
+    /// Whether a topic is compacted (`cleanup.policy`), as created here or
+    /// described by the brokers: only there may offsets have gaps.
+    compacted: Mutex<HashMap<String, bool>>,
 }
 
 /// One librdkafka consumer for every [`LogConsumer`] of the process: each
@@ -236,6 +239,7 @@ impl KafkaLog {
                 partitions: RwLock::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 shared: Mutex::new(None),
+                compacted: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -285,6 +289,36 @@ impl KafkaLog {
         .await?;
         self.inner.partitions.write().insert(topic.to_string(), count);
         Ok(count)
+    }
+
+    /// Whether `topic` is compacted; `None` when the brokers did not say
+    /// (asked again next time).
+    async fn compacted(&self, topic: &str) -> Option<bool> {
+        if let Some(known) = self.inner.compacted.lock().get(topic) {
+            return Some(*known);
+        }
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let answer = self.inner.admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options).await;
+        let resource = answer.ok()?.into_iter().next()?.ok()?;
+        let compacted = resource
+            .get("cleanup.policy")
+            .and_then(|entry| entry.value.as_deref())
+            .is_some_and(|policy| policy.split(',').any(|part| part.trim() == "compact"));
+        self.inner.compacted.lock().insert(topic.to_string(), compacted);
+        Some(compacted)
+    }
+
+    /// The first offset the brokers still hold in `partition`.
+    async fn log_start(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        let meta = self.inner.meta.clone();
+        let target = partition.clone();
+        blocking(move || {
+            let (low, _) = meta
+                .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
+                .map_err(|error| map_error(&target.topic, error))?;
+            Ok(Offset(low.max(0) as u64))
+        })
+        .await
     }
 
     fn group_client(&self, group: &str) -> Result<Arc<BaseConsumer<TracingContext>>, LogError> {
@@ -352,6 +386,7 @@ impl Log for KafkaLog {
         if existing != spec.partitions {
             return Err(LogError::PartitionMismatch { topic: spec.name.clone(), existing, requested: spec.partitions });
         }
+        self.inner.compacted.lock().insert(spec.name.clone(), spec.compacted);
         Ok(())
     }
 
@@ -522,7 +557,8 @@ impl Log for KafkaLog {
         }
         let consumer: StreamConsumer<TracingContext> =
             self.inner.config.consumer_config(None).create_with_context(TracingContext).map_err(unavailable)?;
-        let consumer = KafkaConsumer { consumer, positions: assignment.into_iter().collect() };
+        let consumer =
+            KafkaConsumer { consumer, positions: assignment.into_iter().collect(), holes: Holes::new(self.clone()) };
         consumer.assign()?;
         Ok(Box::new(consumer))
     }
@@ -631,7 +667,12 @@ impl KafkaLog {
         shared.consumer.incremental_assign(&partition_list(assignment)?).map_err(unavailable)?;
         assigned.extend(assignment.iter().map(|(partition, _)| partition.clone()));
         drop(assigned);
-        Ok(Some(QueueConsumer { queues, positions: assignment.iter().cloned().collect(), shared }))
+        Ok(Some(QueueConsumer {
+            queues,
+            positions: assignment.iter().cloned().collect(),
+            shared,
+            holes: Holes::new(self.clone()),
+        }))
     }
 
     /// The timestamp of the record at `offset`.
@@ -760,6 +801,7 @@ struct QueueConsumer {
     queues: Vec<(TopicPartition, PartitionQueue)>,
     positions: HashMap<TopicPartition, Offset>,
     shared: Arc<SharedConsumer>,
+    holes: Holes,
 }
 
 impl Drop for QueueConsumer {
@@ -779,22 +821,30 @@ impl Drop for QueueConsumer {
 #[async_trait]
 impl LogConsumer for QueueConsumer {
     async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
-        let QueueConsumer { queues, positions, .. } = self;
         let mut records = Vec::new();
         let deadline = tokio::time::Instant::now() + max_wait;
         while records.is_empty() {
-            let waits = queues.iter().map(|(_, queue)| Box::pin(queue.recv()));
-            match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
+            let waits = self.queues.iter().map(|(_, queue)| Box::pin(queue.recv()));
+            let record = match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
                 Err(_) => return Ok(records),
-                Ok((Ok(message), _, _)) => records.extend(take(positions, &message)),
-                Ok((Err(error), _, _)) => tracing::debug!(%error, "consumer error"),
+                Ok((Ok(message), _, _)) => owned_record(&message),
+                Ok((Err(error), _, _)) => {
+                    tracing::debug!(%error, "consumer error");
+                    continue;
+                }
+            };
+            if !admit(self, record, &mut records).await? {
+                return Ok(records);
             }
         }
-        for (_, queue) in queues.iter() {
+        for index in 0..self.queues.len() {
             while records.len() < max_records {
-                match queue.recv().now_or_never() {
-                    Some(Ok(message)) => records.extend(take(positions, &message)),
+                let record = match self.queues[index].1.recv().now_or_never() {
+                    Some(Ok(message)) => owned_record(&message),
                     _ => break,
+                };
+                if !admit(self, record, &mut records).await? {
+                    return Ok(records);
                 }
             }
         }
@@ -827,6 +877,7 @@ impl LogConsumer for QueueConsumer {
 struct KafkaConsumer {
     consumer: StreamConsumer<TracingContext>,
     positions: HashMap<TopicPartition, Offset>,
+    holes: Holes,
 }
 
 impl KafkaConsumer {
@@ -844,16 +895,8 @@ impl KafkaConsumer {
     }
 }
 
-/// Converts a message, or drops it when it lies before the position
-/// (fetched before a seek moved the position back or forward).
-fn take(positions: &mut HashMap<TopicPartition, Offset>, message: &BorrowedMessage<'_>) -> Option<Record> {
-    let partition = TopicPartition::new(message.topic(), message.partition() as u32);
-    let position = positions.get_mut(&partition)?;
-    let offset = Offset(message.offset().max(0) as u64);
-    if offset < *position {
-        return None;
-    }
-    *position = Offset(offset.0 + 1);
+/// A fetched message as a [`Record`].
+fn owned_record(message: &BorrowedMessage<'_>) -> Record {
     let headers = message
         .headers()
         .map(|headers| {
@@ -863,36 +906,161 @@ fn take(positions: &mut HashMap<TopicPartition, Offset>, message: &BorrowedMessa
                 .collect()
         })
         .unwrap_or_default();
-    Some(Record {
-        topic: partition.topic,
-        partition: partition.partition,
-        offset,
+    Record {
+        topic: message.topic().to_string(),
+        partition: message.partition() as u32,
+        offset: Offset(message.offset().max(0) as u64),
         timestamp: message.timestamp().to_millis().unwrap_or(0),
         key: message.key().unwrap_or_default().to_vec(),
         value: message.payload().unwrap_or_default().to_vec(),
         headers,
-    })
+    }
+}
+
+/// Longest a reader waits for a hole in a partition to fill before it
+/// takes the gap as final.
+const HOLE_PATIENCE: Duration = Duration::from_secs(30);
+/// Pause before fetching a partition with a hole again.
+const HOLE_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A reader's guard against brokers that expose an offset before the
+/// record at it can be fetched. Tansu 0.6 raises a partition's high
+/// watermark before it stores the batch: a reader fetching in between gets
+/// the batches stored after the hole, and would skip the record (seen as
+/// acknowledged sends that never reached a processor, when two producers
+/// write one partition). Missive writes its topics with idempotent,
+/// non-transactional producers, so offsets in a partition are contiguous
+/// unless the topic is compacted or old records expired; any other gap is
+/// fetched again until it fills.
+struct Holes {
+    log: KafkaLog,
+    /// Per partition: the offset missing and since when.
+    waiting: HashMap<TopicPartition, (Offset, std::time::Instant)>,
+}
+
+/// What a poll does with a fetched record.
+enum Admit {
+    /// The next record of its partition.
+    Take(Record),
+    /// Before the position (fetched before a seek): dropped.
+    Drop,
+    /// After a hole: fetch the partition again from its position.
+    Refetch(TopicPartition, Offset),
+}
+
+impl Holes {
+    fn new(log: KafkaLog) -> Holes {
+        Holes { log, waiting: HashMap::new() }
+    }
+
+    /// Places `record` against its partition's position, advancing it.
+    async fn admit(&mut self, positions: &mut HashMap<TopicPartition, Offset>, record: Record) -> Admit {
+        let partition = TopicPartition::new(record.topic.as_str(), record.partition);
+        let Some(position) = positions.get(&partition).copied() else { return Admit::Drop };
+        if record.offset < position {
+            return Admit::Drop;
+        }
+        if record.offset > position && !self.gap_is_final(&partition, position, record.offset).await {
+            return Admit::Refetch(partition, position);
+        }
+        positions.insert(partition, Offset(record.offset.0 + 1));
+        Admit::Take(record)
+    }
+
+    /// Whether the records `missing..found` of `partition` are gone for
+    /// good (compaction, retention, or a hole that stayed past
+    /// [`HOLE_PATIENCE`]) rather than not yet readable.
+    async fn gap_is_final(&mut self, partition: &TopicPartition, missing: Offset, found: Offset) -> bool {
+        if self.log.compacted(&partition.topic).await == Some(true) {
+            return true;
+        }
+        if self.log.log_start(partition).await.is_ok_and(|start| start > missing) {
+            tracing::warn!(%partition, from = missing.0, to = found.0, "records expired before they were read");
+            self.waiting.remove(partition);
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let since = match self.waiting.get(partition) {
+            Some((offset, since)) if *offset == missing => *since,
+            _ => {
+                self.waiting.insert(partition.clone(), (missing, now));
+                tracing::debug!(%partition, missing = missing.0, found = found.0, "a hole in the partition: fetching again");
+                now
+            }
+        };
+        if now.duration_since(since) < HOLE_PATIENCE {
+            return false;
+        }
+        tracing::error!(
+            %partition, from = missing.0, to = found.0,
+            "the brokers serve no records at these offsets after {} s; reading on past them",
+            HOLE_PATIENCE.as_secs()
+        );
+        self.waiting.remove(partition);
+        true
+    }
+}
+
+/// A consumer that places fetched records with [`Holes`].
+trait Placing: LogConsumer {
+    fn placing(&mut self) -> (&mut Holes, &mut HashMap<TopicPartition, Offset>);
+}
+
+impl Placing for KafkaConsumer {
+    fn placing(&mut self) -> (&mut Holes, &mut HashMap<TopicPartition, Offset>) {
+        (&mut self.holes, &mut self.positions)
+    }
+}
+
+impl Placing for QueueConsumer {
+    fn placing(&mut self) -> (&mut Holes, &mut HashMap<TopicPartition, Offset>) {
+        (&mut self.holes, &mut self.positions)
+    }
+}
+
+/// Adds `record` to `records` if it is its partition's next; `false` when
+/// the poll must end (a partition was sent back to fetch a hole again).
+async fn admit(consumer: &mut impl Placing, record: Record, records: &mut Vec<Record>) -> Result<bool, LogError> {
+    let (holes, positions) = consumer.placing();
+    match holes.admit(positions, record).await {
+        Admit::Take(record) => records.push(record),
+        Admit::Drop => {}
+        Admit::Refetch(partition, offset) => {
+            consumer.seek(&partition, offset)?;
+            tokio::time::sleep(HOLE_BACKOFF).await;
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[async_trait]
 impl LogConsumer for KafkaConsumer {
     async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
-        let KafkaConsumer { consumer, positions } = self;
         let mut records = Vec::new();
         let deadline = tokio::time::Instant::now() + max_wait;
         while records.is_empty() {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            let record = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => return Ok(records),
-                Ok(Ok(message)) => records.extend(take(positions, &message)),
+                Ok(Ok(message)) => owned_record(&message),
                 // Transport errors are retried inside librdkafka; they are
                 // reported here for information only.
-                Ok(Err(error)) => tracing::debug!(%error, "consumer error"),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "consumer error");
+                    continue;
+                }
+            };
+            if !admit(self, record, &mut records).await? {
+                return Ok(records);
             }
         }
         while records.len() < max_records {
-            match consumer.recv().now_or_never() {
-                Some(Ok(message)) => records.extend(take(positions, &message)),
+            let record = match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => owned_record(&message),
                 _ => break,
+            };
+            if !admit(self, record, &mut records).await? {
+                break;
             }
         }
         Ok(records)

@@ -11,6 +11,8 @@ async fn embedded_log_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(open_db(dir.path()).expect("open db"), false).expect("open log");
     conformance::run_all(&log, "conformance").await;
+    let logs: Vec<&dyn Log> = vec![&log; 8];
+    conformance::tailing_readers_see_every_record_of_concurrent_producers(&logs, "conformance").await;
 }
 
 #[tokio::test]

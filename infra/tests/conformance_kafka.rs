@@ -16,6 +16,25 @@ async fn kafka_log_passes_the_conformance_suite_on_a_real_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tailing_readers_of_a_real_broker_miss_nothing_concurrent_producers_appended() {
+    let broker = LocalBroker::start().expect("start the test broker");
+    for shared_consumer in [false, true] {
+        let clients: Vec<KafkaLog> = (0..8)
+            .map(|_| {
+                let mut config = KafkaConfig::new(broker.bootstrap());
+                config.shared_consumer = shared_consumer;
+                KafkaLog::connect(config).expect("client")
+            })
+            .collect();
+        clients[0].wait_ready(Duration::from_secs(30)).await.expect("broker answers");
+        let logs: Vec<&dyn missive_infra::Log> =
+            clients.iter().map(|client| client as &dyn missive_infra::Log).collect();
+        let prefix = if shared_consumer { "shared" } else { "dedicated" };
+        conformance::tailing_readers_see_every_record_of_concurrent_producers(&logs, prefix).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_log_with_a_shared_consumer_passes_the_conformance_suite() {
     let broker = LocalBroker::start().expect("start the test broker");
     let mut config = KafkaConfig::new(broker.bootstrap());
