@@ -238,9 +238,19 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
         cwd: data.join("broker"),
     }];
     let kafka = |args: &mut Vec<String>| args.extend(["--kafka".to_string(), brokers.clone()]);
+    // Members register Missive's schemas with the registry's admin token;
+    // anyone else may only read it.
+    let token_file = dir.join("schema-registry.token");
+    crate::roles::load_or_create_token(&token_file)?;
+    let token_file = token_file.display().to_string();
     let mut registry_args = vec!["schema-registry".to_string()];
     kafka(&mut registry_args);
-    registry_args.extend(["--listen".into(), format!("127.0.0.1:{registry_port}")]);
+    registry_args.extend([
+        "--listen".into(),
+        format!("127.0.0.1:{registry_port}"),
+        "--admin-token-file".into(),
+        token_file.clone(),
+    ]);
     members.push(Member {
         name: "schema-registry".into(),
         pid: 0,
@@ -256,6 +266,8 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
         args.extend([
             "--schema-registry".into(),
             registry_url.clone(),
+            "--schema-registry-token-file".into(),
+            token_file.clone(),
             "--data-dir".into(),
             data.join(format!("process-{instance}")).display().to_string(),
             "--instance".into(),
@@ -279,6 +291,8 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
         args.extend([
             "--schema-registry".into(),
             registry_url.clone(),
+            "--schema-registry-token-file".into(),
+            token_file.clone(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--data-dir".into(),

@@ -93,6 +93,11 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_OTP_TTL_SECONDS", default_value_t = AuthLimits::default().otp_ttl_seconds,
           value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub otp_ttl_seconds: i64,
+    /// Seconds an access token lives (5..=86400); a WebSocket session ends
+    /// when its token expires unless the client sends a `reauth` frame.
+    #[arg(long, env = "MISSIVE_ACCESS_TTL_SECONDS", default_value_t = AuthLimits::default().access_ttl_seconds,
+          value_parser = clap::value_parser!(i64).range(5..=86_400))]
+    pub access_ttl_seconds: i64,
     /// POST push notification jobs (users with no connected device) to this URL.
     /// Without it jobs are still recorded on the `notifications` topic.
     #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
@@ -239,6 +244,7 @@ impl ClientArgs {
             verify_per_address_per_hour: self.verify_per_address_per_hour,
             contact_syncs_per_day: self.contact_syncs_per_day,
             otp_ttl_seconds: self.otp_ttl_seconds,
+            access_ttl_seconds: self.access_ttl_seconds,
         };
         Ok(AuthConfig {
             jwt_secret: jwt_secret.into_bytes(),
@@ -292,20 +298,36 @@ pub fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
         return serde_json::from_str(&text)
             .with_context(|| format!("{} is corrupt; restore it or delete it (all sessions end)", path.display()));
     }
-    let random = || {
-        let bytes: [u8; 32] = rand::random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let secrets = Secrets { jwt_secret: random(), phone_secret: random(), previous_jwt_secrets: Vec::new() };
+    let secrets = Secrets { jwt_secret: random_hex(), phone_secret: random_hex(), previous_jwt_secrets: Vec::new() };
+    write_private(path, serde_json::to_string_pretty(&secrets)?.as_bytes())?;
+    Ok(secrets)
+}
+
+/// 32 random bytes as hex.
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+}
+
+/// Writes a secret file readable by its owner only (0600), atomically.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         create_private_dir(parent)?;
     }
-    let temporary = path.with_extension("json.tmp");
+    let temporary = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
-    file.write_all(serde_json::to_string_pretty(&secrets)?.as_bytes())?;
+    file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
-    Ok(secrets)
+    Ok(())
+}
+
+/// The token in `path`, created (random, mode 0600) if there is none.
+pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if !path.exists() {
+        write_private(path, random_hex().as_bytes())?;
+    }
+    read_token(path)
 }
 
 /// Reads a file holding a secret, refusing one that other users can read.
@@ -369,13 +391,14 @@ pub fn stop_on_signal(cancel: CancellationToken) {
 pub async fn serve_registry(
     address: SocketAddr,
     registry: Arc<Registry>,
+    writers: missive_schemas::registry_http::Writers,
     cancel: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
     let bound = listener.local_addr()?;
-    let service = warp::service(missive_schemas::registry_http::service(registry));
+    let service = warp::service(missive_schemas::registry_http::service(registry, writers));
     tokio::spawn(async move { missive_gateway::serve_connections(listener, service, None, &cancel).await });
     Ok(bound)
 }
@@ -440,6 +463,20 @@ pub struct RegistryArgs {
     /// Address to serve the REST API on.
     #[arg(long, env = "MISSIVE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// File (mode 0600) holding the admin token that registering schemas
+    /// and setting compatibility need (`Authorization: Bearer`); without
+    /// it the registry is read-only.
+    #[arg(long, env = "MISSIVE_SCHEMA_REGISTRY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The token in a private file (whitespace around it ignored).
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = read_private(path)?.trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("{} is empty; write the token into it", path.display());
+    }
+    Ok(token)
 }
 
 pub async fn schema_registry(args: RegistryArgs) -> anyhow::Result<()> {
@@ -447,7 +484,12 @@ pub async fn schema_registry(args: RegistryArgs) -> anyhow::Result<()> {
     let registry = Registry::open(log).await?;
     let cancel = CancellationToken::new();
     stop_on_signal(cancel.clone());
-    let bound = serve_registry(args.listen, registry, cancel.clone()).await?;
+    let admin_token = args.admin_token_file.as_deref().map(read_token).transpose()?;
+    if admin_token.is_none() {
+        tracing::warn!("no --admin-token-file: the schema registry is read-only (Missive's members cannot register)");
+    }
+    let writers = missive_schemas::registry_http::Writers::new(admin_token);
+    let bound = serve_registry(args.listen, registry, writers, cancel.clone()).await?;
     println!("listening on http://{bound}");
     std::io::stdout().flush()?;
     tracing::info!(address = %bound, "schema registry serving");
@@ -461,6 +503,18 @@ pub struct SchemaRegistryUrl {
     /// Base URL of a Confluent-compatible schema registry (`missive schema-registry`).
     #[arg(long = "schema-registry", env = "MISSIVE_SCHEMA_REGISTRY")]
     pub url: String,
+    /// File (mode 0600) holding the registry's admin token, for registering
+    /// Missive's schemas.
+    #[arg(long = "schema-registry-token-file", env = "MISSIVE_SCHEMA_REGISTRY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl SchemaRegistryUrl {
+    /// Registers Missive's schemas there; returns the codec.
+    pub async fn register(&self) -> anyhow::Result<missive_schemas::Codec> {
+        let token = self.token_file.as_deref().map(read_token).transpose()?;
+        Ok(register_remote(&self.url, token.as_deref(), Duration::from_secs(60)).await?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -522,7 +576,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
     let log = args.kafka.connect(&format!("missive-process-{}", args.instance)).await?;
     missive_processors::create_topics(log.as_ref(), args.kafka.changelogs()).await?;
-    let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
+    let codec = Arc::new(args.registry.register().await?);
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let metrics = RuntimeMetrics::new(&prometheus::Registry::new())?;
     let cancel = CancellationToken::new();
@@ -590,7 +644,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let node_id = u16::try_from(args.index + 1).ok().filter(|id| *id < 1024).context("at most 1023 gateways")?;
     let log = args.kafka.connect(&format!("missive-gateway-{}", args.index)).await?;
     missive_processors::create_topics(log.as_ref(), args.kafka.changelogs()).await?;
-    let codec = Arc::new(register_remote(&args.registry.url, Duration::from_secs(60)).await?);
+    let codec = Arc::new(args.registry.register().await?);
     let db = missive_infra::db::open_db(&args.data_dir.join("store"))?;
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;

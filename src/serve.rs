@@ -46,7 +46,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (schemas, codec) = missive_schemas::registry::register_all(log.clone()).await?;
     let codec = Arc::new(codec);
     if let Some(address) = args.schema_registry_listen {
-        roles::serve_registry(address, schemas, cancel.clone()).await?;
+        // Read-only: Missive registers its schemas in the log itself.
+        let writers = missive_schemas::registry_http::Writers::new(None);
+        roles::serve_registry(address, schemas, writers, cancel.clone()).await?;
     }
     let registry = prometheus::Registry::new();
     let metrics = RuntimeMetrics::new(&registry)?;

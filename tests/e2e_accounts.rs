@@ -166,12 +166,13 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
     let server = Server::start().await;
     let cast = cast(&server, 23).await;
     let owner = &cast.owner;
+    let picture = profile_picture(&server, owner).await;
     let (status, body) = server
         .api
         .put(
             "/v1/profile",
             Some(&owner.access_token),
-            &json!({"display_name": "Olive", "about": "é".repeat(139), "picture": "media:abc"}),
+            &json!({"display_name": "Olive", "about": "é".repeat(139), "picture": picture}),
         )
         .await
         .expect("profile");
@@ -228,7 +229,7 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
             assert_eq!(view["display_name"], "Olive", "the name is always shown");
             let case = format!("round {round}, {relation}: {view}");
             assert_eq!(view["last_seen"].is_i64(), sees(last_seen, expected), "last_seen={last_seen} {case}");
-            assert_eq!(view["picture"] == "media:abc", sees(photo, expected), "photo={photo} {case}");
+            assert_eq!(view["picture"] == picture.as_str(), sees(photo, expected), "photo={photo} {case}");
             assert_eq!(view["about"] == own["about"], sees(about, expected), "about={about} {case}");
             for field in ["last_seen", "picture", "about"] {
                 assert!(view[field].is_null() || view[field] == own[field], "a hidden field is null: {case}");
@@ -287,11 +288,13 @@ async fn blocking_withholds_messages_hides_the_profile_and_survives_restart_and_
     let alice = server.register("+14155552401", "a").await;
     let bob = server.register("+14155552402", "b").await;
     let carol = server.register("+14155552403", "c").await;
-    server
+    let picture = profile_picture(&server, &alice).await;
+    let (status, body) = server
         .api
-        .put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": "media:p"}))
+        .put("/v1/profile", Some(&alice.access_token), &json!({"about": "hi", "picture": picture}))
         .await
         .expect("test step");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = server
         .api
         .put(&format!("/v1/blocks/{}", bob.user_id), Some(&alice.access_token), &json!({}))
@@ -441,6 +444,12 @@ async fn a_pin_is_required_at_verify_once_set() {
         .await
         .expect("test step");
     assert_eq!(status, 200, "{body}");
+    // The log holds a salted, memory-hard hash of the PIN, never the PIN or a fast hash of it.
+    let args = ["replay", "events.user", "--type", "PinChanged", "--key", &account.user_id];
+    let lines = server.tool_until(&args, "the PIN change", |lines| !lines.is_empty()).await;
+    let stored = lines[0]["value"]["pin_hash"].as_str().unwrap_or_default();
+    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "an argon2id PHC string: {}", lines[0]);
+    assert!(!stored.contains("246810"), "{stored}");
 
     let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step");
     assert_eq!(status, 202);
@@ -550,4 +559,65 @@ async fn names_refuse_control_and_bidirectional_override_characters() {
         .await
         .expect("group");
     assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
+}
+
+/// A completed upload of `account`'s for its profile picture.
+async fn profile_picture(server: &Server, account: &Account) -> String {
+    let bytes = b"\x89PNG\r\n\x1a\n not decoded here";
+    let mut slot = common::slot("image", "image/png", bytes);
+    slot["purpose"] = json!("profile_picture");
+    common::upload(server, &account.access_token, slot, bytes).await
+}
+
+#[tokio::test]
+async fn profile_pictures_and_group_icons_are_the_callers_own_completed_uploads() {
+    let server = Server::start().await;
+    let alice = server.register("+14155552901", "a").await;
+    let bob = server.register("+14155552902", "b").await;
+    let bobs_picture = profile_picture(&server, &bob).await;
+    let alices_picture = profile_picture(&server, &alice).await;
+    let bytes = b"a message photo";
+    let message_photo =
+        common::upload(&server, &alice.access_token, common::slot("image", "image/png", bytes), bytes).await;
+    let refused = |value: &str| json!({"picture": value});
+    for (picture, why) in [
+        ("https://evil.example/track.png", "free text"),
+        (bobs_picture.as_str(), "someone else's upload"),
+        (message_photo.as_str(), "an upload made for a message"),
+        ("0123456789abcdef0123456789abcdef", "no such upload"),
+    ] {
+        let (status, body) =
+            server.api.put("/v1/profile", Some(&alice.access_token), &refused(picture)).await.expect("test step");
+        assert_eq!((status, code_of(&body)), (400, Some("invalid_media")), "{why}: {body}");
+    }
+    let (status, body) =
+        server.api.put("/v1/profile", Some(&alice.access_token), &refused(&alices_picture)).await.expect("test step");
+    assert_eq!((status, body["picture"].as_str()), (200, Some(alices_picture.as_str())), "{body}");
+    let (status, body) =
+        server.api.put("/v1/profile", Some(&alice.access_token), &refused("")).await.expect("test step");
+    assert_eq!(status, 200, "an empty picture removes it: {body}");
+
+    // Group icons: the same rule, at creation and on change.
+    let create = json!({"name": "g", "members": [bob.user_id], "icon": alices_picture});
+    let (status, body) = server.api.post("/v1/groups", Some(&alice.access_token), &create).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (400, Some("invalid_media")), "a profile picture is no group icon: {body}");
+    let create = json!({"name": "g", "members": [bob.user_id]});
+    let (status, group) = server.api.post("/v1/groups", Some(&alice.access_token), &create).await.expect("test step");
+    assert_eq!(status, 200, "{group}");
+    let group_id = group["conversation_id"].as_str().expect("group id");
+    let (status, body) = server
+        .api
+        .request("PATCH", &format!("/v1/groups/{group_id}"), Some(&alice.access_token), Some(&json!({"icon": "x"})))
+        .await
+        .expect("test step");
+    assert_eq!((status, code_of(&body)), (400, Some("invalid_media")), "{body}");
+    let mut slot = common::slot("image", "image/png", bytes);
+    slot["purpose"] = json!("group_icon");
+    let icon = common::upload(&server, &alice.access_token, slot, bytes).await;
+    let (status, body) = server
+        .api
+        .request("PATCH", &format!("/v1/groups/{group_id}"), Some(&alice.access_token), Some(&json!({"icon": icon})))
+        .await
+        .expect("test step");
+    assert_eq!(status, 200, "{body}");
 }

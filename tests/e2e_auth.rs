@@ -291,13 +291,13 @@ async fn guessing_codes_is_cut_off_by_attempt_and_rate_limits() {
     assert_eq!(otp(phone.into()).await.0, 202);
     let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
     let wrong = |code: &str| format!("{:06}", (code.parse::<u32>().expect("test step") + 1) % 1_000_000);
-    // Five wrong guesses kill the code: the right one no longer works.
+    // Five wrong guesses end this address's tries: the right code no longer works from here.
     for _ in 0..5 {
         let (status, body) = verify(wrong(&code)).await;
         assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "{body}");
     }
     let (status, body) = verify(code.clone()).await;
-    assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "the code died after 5 wrong tries: {body}");
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "no more tries after 5 wrong ones: {body}");
     // Ten verify attempts per number per hour, whatever the codes.
     assert_eq!(otp(phone.into()).await.0, 202);
     let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
@@ -675,4 +675,133 @@ async fn two_simultaneous_correct_verifies_of_one_code_register_one_device() {
         let (status, devices) = server.api.get("/v1/devices", Some(token)).await.expect("devices");
         assert_eq!((status, devices["devices"].as_array().map(Vec::len)), (200, Some(1)), "{devices}");
     }
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires_unless_the_client_reauths() {
+    const TTL: u64 = 6;
+    let server = Server::start_with_env(&[("MISSIVE_ACCESS_TTL_SECONDS", TTL.to_string())]).await;
+    let alice = server.register("+14155553901", "phone").await;
+    let bob = server.register("+14155553902", "phone").await;
+    let started = tokio::time::Instant::now();
+    let mut kept = server.connect(&alice).await;
+    let mut lapsing = server.connect(&bob).await;
+
+    // A bad token is refused and the session goes on with the one it has.
+    kept.send_json(&json!({"type": "reauth", "req": "r0", "token": "not-a-token"})).await.expect("reauth");
+    let frames = kept.collect_until(WAIT, |frames| frames.iter().any(|f| f["req"] == "r0")).await.expect("answer");
+    let answer = frames.iter().find(|f| f["req"] == "r0").expect("answer");
+    assert_eq!((&answer["type"], &answer["code"]), (&json!("error"), &json!("unauthorized")), "{answer}");
+    // Another device's valid token does not take over this session.
+    kept.send_json(&json!({"type": "reauth", "req": "r1", "token": bob.access_token})).await.expect("reauth");
+    let frames = kept.collect_until(WAIT, |frames| frames.iter().any(|f| f["req"] == "r1")).await.expect("answer");
+    let answer = frames.iter().find(|f| f["req"] == "r1").expect("answer");
+    assert_eq!(answer["code"], "unauthorized", "{answer}");
+
+    // A fresh token of the same device (from the refresh endpoint) extends the session.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, fresh) = server
+        .api
+        .post("/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await
+        .expect("refresh");
+    assert_eq!(status, 200, "{fresh}");
+    let fresh_token = fresh["access_token"].as_str().expect("access token");
+    kept.send_json(&json!({"type": "reauth", "req": "r2", "token": fresh_token})).await.expect("reauth");
+    let frames = kept.collect_until(WAIT, |frames| frames.iter().any(|f| f["req"] == "r2")).await.expect("answer");
+    let answer = frames.iter().find(|f| f["req"] == "r2").expect("answer");
+    assert_eq!(answer["type"], "reauthed", "{answer}");
+    assert!(answer["expires_at"].as_i64().expect("expires_at") > now() + TTL as i64 - 3, "{answer}");
+
+    // The session without a fresh token ends when its token expires.
+    let mut told = Vec::new();
+    while let Ok(Some(frame)) = lapsing.next_frame(WAIT).await {
+        told.push(frame);
+    }
+    let elapsed = started.elapsed();
+    let last = told.last().expect("a frame before the close");
+    assert_eq!(last["code"], "token_expired", "{told:?}");
+    assert!(elapsed >= std::time::Duration::from_secs(TTL - 2), "not before the token expired: {elapsed:?}");
+
+    // The reauthed one outlives its first token.
+    kept.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let frames = kept.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
+    assert!(frames.iter().all(|f| f["code"] != "token_expired"), "{frames:?}");
+}
+
+#[tokio::test]
+async fn nobody_else_can_keep_a_numbers_owner_from_registering() {
+    let server = Server::start().await;
+    let phone = "+14155553801";
+    // The owner and an attacker on other addresses (127.0.0.0/8 is all loopback).
+    let from = |address: &str| {
+        let builder = reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().expect("address"));
+        Api::with_builder(&server.api.base, builder)
+    };
+    let (owner, attacker) = (from("127.0.0.1"), from("127.0.0.2"));
+    let (status, _) = owner.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step");
+    assert_eq!(status, 202);
+    let owners_code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
+
+    // The attacker asks for another code: it goes to the owner's phone, and
+    // the one the owner is typing stays good.
+    let (status, _) = attacker.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step");
+    assert_eq!(status, 202);
+    // ... and guesses until its own tries, then its verify allowance, are used up.
+    let wrong = format!("{:06}", (owners_code.parse::<u32>().expect("code") + 500_000) % 1_000_000);
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        let body = json!({"phone": phone, "code": wrong, "device_name": "attacker"});
+        let (status, body) = attacker.post("/v1/auth/verify", None, &body).await.expect("test step");
+        answers.push((status, code_of(&body).map(str::to_string)));
+    }
+    assert!(
+        answers[..10].iter().all(|(status, code)| (*status, code.as_deref()) == (401, Some("invalid_code"))),
+        "{answers:?}"
+    );
+    assert!(
+        answers[10..].iter().all(|(status, code)| (*status, code.as_deref()) == (429, Some("rate_limited"))),
+        "{answers:?}"
+    );
+
+    // The owner registers with the code it got first.
+    let body = json!({"phone": phone, "code": owners_code, "device_name": "phone"});
+    let (status, body) = owner.post("/v1/auth/verify", None, &body).await.expect("test step");
+    assert_eq!(status, 200, "the owner is not locked out: {body}");
+    // The codes are used up by that registration.
+    let sms = std::fs::read_to_string(server.sms_file()).expect("sink");
+    let second_code =
+        sms.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).next_back().expect("line");
+    let body = json!({"phone": phone, "code": second_code["code"], "device_name": "later"});
+    let (status, body) = owner.post("/v1/auth/verify", None, &body).await.expect("test step");
+    assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "{body}");
+}
+
+#[tokio::test]
+async fn an_account_flooding_read_marks_is_refused_past_its_allowance_and_stays_connected() {
+    let server = Server::start().await;
+    let alice = server.register("+14155553701", "a").await;
+    let bob = server.register("+14155553702", "b").await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    alice_ws.send_message("m", &bob.user_id, "c-m", "hello").await.expect("send");
+    let frames = bob_ws.collect_until(WAIT, |frames| common::count_messages_from(frames, &alice.user_id) == 1).await;
+    let frames = frames.expect("delivered");
+    let message = frames.iter().find(|frame| frame["type"] == "event").expect("event");
+    let conversation = message["event"]["conversation_id"].as_str().expect("conversation").to_string();
+    // 300 read marks at once: the first 100 (the burst) are taken, then 20
+    // a second; the rest are refused with a retry time, and the connection stays.
+    for _ in 0..300 {
+        bob_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.expect("read");
+    }
+    bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let frames = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
+    let refused: Vec<&Value> = frames.iter().filter(|f| f["code"] == "rate_limited").collect();
+    assert!((100..=200).contains(&refused.len()), "200 past the burst, some refilled: {}", refused.len());
+    assert!(refused.iter().all(|f| f["retry_after"].as_u64() == Some(1)), "{refused:?}");
+    // Another account is not affected.
+    alice_ws.send_json(&json!({"type": "read", "conversation_id": conversation, "up_to": 1})).await.expect("read");
+    alice_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+    let frames = alice_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
+    assert!(frames.iter().all(|f| f["code"] != "rate_limited"), "{frames:?}");
 }

@@ -120,7 +120,13 @@ async fn each_user_is_served_by_one_gateway_and_the_others_redirect_there() {
 async fn confluent_clients_use_the_registry_and_decode_every_event() {
     let fixture = Fixture::start().await;
     let registry = fixture.cluster.schema_registry.clone();
-    let report = tokio::task::spawn_blocking(move || python("registry_client.py", &[&registry])).await.expect("join");
+    // `cluster up` made the registry's admin token (0600) for its members.
+    let token_file = fixture.cluster.dir.join("schema-registry.token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).expect("token").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the admin token is the owner's only");
+    let token = std::fs::read_to_string(&token_file).expect("token").trim().to_string();
+    let report =
+        tokio::task::spawn_blocking(move || python("registry_client.py", &[&registry, &token])).await.expect("join");
     assert_eq!(report["compatibility"], "BACKWARD_TRANSITIVE");
 
     // Traffic: three pairs exchange messages and read receipts.

@@ -11,16 +11,7 @@ use serde_json::Value;
 
 /// Replays until `ready` accepts the lines (the outbox reaches the log a moment after `sent`).
 async fn replay_until(server: &Server, args: &[&str], what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let output = server.tool(args).await;
-        assert!(output.success, "missive {args:?} failed: {}", output.stderr);
-        if ready(&output.lines) {
-            return output.lines;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: {:?}\n{}", output.lines, output.stderr);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    server.tool_until(args, what, ready).await
 }
 
 fn contents(lines: &[Value]) -> Vec<&str> {

@@ -21,6 +21,7 @@ use crate::protocol::{history_json, summary_json};
 use crate::reads::{Projection, ReadModels};
 use crate::routing::Routing;
 use crate::sessions::Sessions;
+use missive_core::media::Purpose;
 
 /// The client's address, put in each request's extensions by the accept loop.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +35,8 @@ pub struct Context {
     pub reads: ReadModels,
     pub routing: Routing,
     pub sessions: Sessions,
+    /// Uploads (profile pictures and group icons name completed ones).
+    pub media: crate::media::Media,
 }
 
 /// Largest HTTP request body accepted.
@@ -223,7 +226,7 @@ async fn require_current_pin(context: &Context, user: UserId, current: Option<&s
     match current {
         None => Err(ApiError::unauthorized("this account has a PIN; send it as current_pin to change or remove it")
             .with_code("pin_required")),
-        Some(pin) if !context.auth.pin_matches(user, pin, &stored) => {
+        Some(pin) if !context.auth.pin_matches(user, pin, &stored).await? => {
             Err(ApiError::unauthorized("current_pin is not this account's PIN").with_code("invalid_pin"))
         }
         Some(_) => Ok(()),
@@ -311,7 +314,7 @@ async fn verify(
                 return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
             }
             auth.check_verify_rate(&request.phone, client)?;
-            auth.check_otp(&request.phone, &request.code).await?;
+            auth.check_otp(&request.phone, &request.code, client).await?;
             let user = auth.user_id_for_phone(&request.phone);
             // Registration lock: an account with a PIN needs it as well as the code.
             if let Some(stored) = context.reads.directory(user).await?.and_then(|state| state.pin_hash) {
@@ -322,8 +325,8 @@ async fn verify(
                         )
                         .with_code("pin_required"));
                     }
-                    Some(pin) if !auth.pin_matches(user, pin, &stored) => {
-                        auth.wrong_pin(&request.phone).await?;
+                    Some(pin) if !auth.pin_matches(user, pin, &stored).await? => {
+                        auth.wrong_pin(&request.phone, client).await?;
                         return Err(
                             ApiError::unauthorized("wrong PIN; it counts as a wrong code").with_code("invalid_pin")
                         );
@@ -467,6 +470,9 @@ async fn put_profile(
                 ProfileChange { display_name: request.display_name, about: request.about, picture: request.picture };
             users::validate_profile(&change)
                 .map_err(|rejection| ApiError::bad_request(rejection.code(), rejection.to_string()))?;
+            if let Some(picture) = change.picture.as_deref().filter(|picture| !picture.is_empty()) {
+                context.media.require_own(principal.user, picture, Purpose::ProfilePicture).await?;
+            }
             let command = UserCommand::UpdateProfile { user_id: principal.user, change: change.clone() };
             let state = change_account(&context, command, |state| {
                 let profile = &state.profile;
@@ -601,7 +607,7 @@ async fn set_pin(
                 return Err(ApiError::bad_request("invalid_pin", "the PIN is six digits"));
             }
             require_current_pin(&context, principal.user, request.current_pin.as_deref()).await?;
-            let pin_hash = context.auth.pin_hash(principal.user, &request.pin);
+            let pin_hash = context.auth.pin_hash(principal.user, &request.pin).await?;
             let expected = Some(pin_hash.clone());
             let command = UserCommand::SetPin { user_id: principal.user, pin_hash: Some(pin_hash) };
             change_account(&context, command, |state| state.pin_hash == expected).await?;

@@ -31,8 +31,10 @@ use crate::errors::ApiError;
 
 /// Codes live this long by default (`--otp-ttl-seconds`).
 pub const OTP_TTL_SECONDS: i64 = 300;
-/// Wrong guesses (codes or PINs) that kill a code.
+/// Wrong guesses (codes or PINs) from one client address that end its
+/// tries at a number's codes.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
+/// Access tokens live this long by default (`--access-ttl-seconds`).
 pub const ACCESS_TTL_SECONDS: i64 = 3600;
 /// A refresh token is good for this long, and for one use.
 pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
@@ -91,6 +93,8 @@ pub struct AuthLimits {
     pub contact_syncs_per_day: u32,
     /// Seconds a one-time code stays valid.
     pub otp_ttl_seconds: i64,
+    /// Seconds an access token lives.
+    pub access_ttl_seconds: i64,
 }
 
 impl Default for AuthLimits {
@@ -102,6 +106,7 @@ impl Default for AuthLimits {
             verify_per_address_per_hour: 300,
             contact_syncs_per_day: 24,
             otp_ttl_seconds: OTP_TTL_SECONDS,
+            access_ttl_seconds: ACCESS_TTL_SECONDS,
         }
     }
 }
@@ -136,11 +141,53 @@ pub struct Principal {
     pub device: DeviceId,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A number's live codes and the wrong guesses made against them.
+///
+/// Nobody but the number's owner should be able to keep the owner from
+/// registering: a new request adds a code instead of ending the ones
+/// already sent (up to [`OTP_LIVE_CODES`], every one of them delivered to
+/// the owner), and wrong guesses count per client address (5 end that
+/// address's tries until it requests a code again, not the codes). Only [`OTP_MAX_WRONG_TOTAL`] wrong
+/// guesses from all addresses together end every code: the bound on a
+/// distributed brute force.
+#[derive(Serialize, Deserialize, Default)]
 struct Challenge {
+    /// Live codes, oldest first.
+    codes: Vec<LiveCode>,
+    /// Wrong guesses per client address (its rate-limit key, as text).
+    wrong: std::collections::BTreeMap<String, u32>,
+    wrong_total: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LiveCode {
     code_hash: String,
     expires_at: i64,
-    attempts: u32,
+}
+
+/// Codes of one number alive at once.
+pub const OTP_LIVE_CODES: usize = 3;
+/// Wrong guesses from all addresses together that end a number's codes.
+pub const OTP_MAX_WRONG_TOTAL: u32 = 30;
+
+impl Challenge {
+    fn live(mut self, now: i64) -> Challenge {
+        self.codes.retain(|code| code.expires_at >= now);
+        if self.codes.is_empty() {
+            return Challenge::default();
+        }
+        self
+    }
+
+    /// Whether the guesses from `address` may still be checked.
+    fn may_guess(&self, address: &str) -> bool {
+        self.wrong_total < OTP_MAX_WRONG_TOTAL && self.wrong.get(address).copied().unwrap_or(0) < OTP_MAX_ATTEMPTS
+    }
+
+    fn count_wrong(&mut self, address: &str) {
+        *self.wrong.entry(address.to_string()).or_default() += 1;
+        self.wrong_total += 1;
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -212,7 +259,12 @@ pub struct Auth {
     /// verifies at once register one device, and concurrent wrong guesses
     /// each count.
     challenge_lock: Arc<Mutex<()>>,
+    /// PIN hashes computed at once (each takes ~19 MiB and tens of ms).
+    pin_work: Arc<tokio::sync::Semaphore>,
 }
+
+/// PIN hashes computed at once per gateway.
+const PIN_HASHES_AT_ONCE: usize = 2;
 
 /// `+` then 7 to 15 digits, the first not 0 (ITU-T E.164).
 pub fn is_e164(phone: &str) -> bool {
@@ -255,6 +307,29 @@ fn invalid_code() -> ApiError {
     ApiError::unauthorized("the code is wrong, used or expired; request a new one").with_code("invalid_code")
 }
 
+/// Whose guesses at a code these are: the client's rate-limit address.
+fn guesser(client: Option<IpAddr>) -> String {
+    client.map(address_key).map(|address| address.to_string()).unwrap_or_default()
+}
+
+/// What a PIN hash covers: the account and the PIN.
+fn pin_password(user: UserId, pin: &str) -> Vec<u8> {
+    let mut password = user.to_be_bytes().to_vec();
+    password.extend_from_slice(pin.as_bytes());
+    password
+}
+
+/// Argon2id with the recommended parameters (19 MiB, 2 passes) and `pepper` as its secret.
+fn pin_hasher(pepper: &[u8]) -> Result<argon2::Argon2<'_>, ApiError> {
+    argon2::Argon2::new_with_secret(
+        pepper,
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::default(),
+    )
+    .map_err(|error| ApiError::internal(format!("PIN hasher: {error}")))
+}
+
 impl Auth {
     pub fn new(db: Arc<DB>, config: AuthConfig) -> Auth {
         let encoding = EncodingKey::from_secret(&config.jwt_secret);
@@ -285,6 +360,7 @@ impl Auth {
             limiters,
             refresh_lock: Arc::new(Mutex::new(())),
             challenge_lock: Arc::new(Mutex::new(())),
+            pin_work: Arc::new(tokio::sync::Semaphore::new(PIN_HASHES_AT_ONCE)),
         }
     }
 
@@ -326,13 +402,52 @@ impl Auth {
         hex::encode(self.keyed_hash(&[b"otp-code", phone.as_bytes(), code.as_bytes()]))
     }
 
-    /// The stored form of a PIN: keyed with the server secret and the account.
-    pub fn pin_hash(&self, user: UserId, pin: &str) -> String {
-        hex::encode(self.keyed_hash(&[b"pin", &user.to_be_bytes(), pin.as_bytes()]))
+    /// The stored form of a PIN: an argon2id PHC string (salted, memory-hard,
+    /// keyed with a pepper derived from the server secret, over the account
+    /// id and the PIN), so a copy of the log alone cannot be searched.
+    pub async fn pin_hash(&self, user: UserId, pin: &str) -> Result<String, ApiError> {
+        let (pepper, password) = (self.pin_pepper(), pin_password(user, pin));
+        self.pin_work(move || {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let salt_bytes: [u8; 16] = rand::random();
+            let salt = SaltString::encode_b64(&salt_bytes)
+                .map_err(|error| ApiError::internal(format!("PIN salt: {error}")))?;
+            pin_hasher(&pepper)?
+                .hash_password(&password, &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|error| ApiError::internal(format!("hashing the PIN failed: {error}")))
+        })
+        .await
     }
 
-    pub fn pin_matches(&self, user: UserId, pin: &str, stored: &str) -> bool {
-        bool::from(self.pin_hash(user, pin).as_bytes().ct_eq(stored.as_bytes()))
+    /// Whether `pin` is the account's PIN stored as `stored` (argon2id, or
+    /// the keyed SHA-256 form of PINs set before argon2id).
+    pub async fn pin_matches(&self, user: UserId, pin: &str, stored: &str) -> Result<bool, ApiError> {
+        if !stored.starts_with("$argon2") {
+            let legacy = hex::encode(self.keyed_hash(&[b"pin", &user.to_be_bytes(), pin.as_bytes()]));
+            return Ok(bool::from(legacy.as_bytes().ct_eq(stored.as_bytes())));
+        }
+        let (pepper, password, stored) = (self.pin_pepper(), pin_password(user, pin), stored.to_string());
+        self.pin_work(move || {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|error| ApiError::internal(format!("the stored PIN hash is unreadable: {error}")))?;
+            Ok(pin_hasher(&pepper)?.verify_password(&password, &parsed).is_ok())
+        })
+        .await
+    }
+
+    fn pin_pepper(&self) -> [u8; 32] {
+        self.keyed_hash(&[b"pin-pepper"])
+    }
+
+    /// Runs PIN hashing on a blocking thread, at most [`PIN_HASHES_AT_ONCE`] at a time.
+    async fn pin_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.pin_work.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        tokio::task::spawn_blocking(work).await.map_err(|error| ApiError::internal(error.to_string()))?
     }
 
     /// Counts a try of the account's current PIN (changing or removing it)
@@ -346,7 +461,8 @@ impl Auth {
         check(&self.limiters.contact_sync, &user, "contact syncs")
     }
 
-    /// Creates a fresh code for `phone`, replacing any earlier one, and sends it.
+    /// Creates a fresh code for `phone` and sends it; the codes sent before
+    /// stay good until they expire (the oldest goes past [`OTP_LIVE_CODES`]).
     pub async fn start_otp(&self, phone: &str, client: Option<IpAddr>) -> Result<i64, ApiError> {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
@@ -358,17 +474,20 @@ impl Auth {
         }
         check(&self.limiters.otp_phone, &self.phone_key(phone), "code requests for this number")?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-        let challenge = Challenge {
+        let fresh = LiveCode {
             code_hash: self.code_hash(phone, &code),
             expires_at: now_seconds() + self.config.limits.otp_ttl_seconds,
-            attempts: 0,
         };
-        let key = self.challenge_key(phone);
-        let value = serde_json::to_vec(&challenge).map_err(storage)?;
-        let (db, lock) = (self.db.clone(), self.challenge_lock.clone());
-        blocking(move || {
-            let _held = lock.lock();
-            db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)
+        let address = guesser(client);
+        self.with_challenge(phone, true, move |challenge| {
+            // The requester's own wrong guesses start over with its new code
+            // (5 a code; the verify limit per number and address still holds).
+            challenge.wrong.remove(&address);
+            challenge.codes.push(fresh);
+            if challenge.codes.len() > OTP_LIVE_CODES {
+                challenge.codes.remove(0);
+            }
+            Ok(false)
         })
         .await?;
         self.deliver(phone, &code).await?;
@@ -412,52 +531,68 @@ impl Auth {
         }
     }
 
-    /// Counts a verify attempt against the phone's and the address's limits.
+    /// Counts a verify attempt against the address's limit and the limit
+    /// for the number from that address (so others' attempts never use up
+    /// the owner's).
     pub fn check_verify_rate(&self, phone: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
         if let Some(address) = client {
             check(&self.limiters.verify_address, &address_key(address), "verify attempts from this address")?;
         }
-        check(&self.limiters.verify_phone, &self.phone_key(phone), "verify attempts for this number")
+        let from = client.map(address_key).map(|address| address.to_string()).unwrap_or_default();
+        let key = self.keyed_hash(&[b"verify", phone.as_bytes(), from.as_bytes()]);
+        check(&self.limiters.verify_phone, &key, "verify attempts for this number")
     }
 
-    /// Checks a code (constant time) without using it up. A wrong code
-    /// counts as an attempt; the fifth kills the code.
-    pub async fn check_otp(&self, phone: &str, code: &str) -> Result<(), ApiError> {
+    /// Checks a code (constant time) against the number's live codes
+    /// without using it up. A wrong code counts against the client's
+    /// address: its fifth ends that address's tries.
+    pub async fn check_otp(&self, phone: &str, code: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
         if !is_e164(phone) {
             return Err(ApiError::bad_request("invalid_phone", "phone must be E.164, like +14155550100"));
         }
         let expected = self.code_hash(phone, code);
-        self.with_challenge(phone, move |challenge| {
-            if bool::from(challenge.code_hash.as_bytes().ct_eq(expected.as_bytes())) {
+        let address = guesser(client);
+        self.with_challenge(phone, false, move |challenge| {
+            if !challenge.may_guess(&address) {
+                return Err(invalid_code());
+            }
+            // Every live code is compared, so the time does not tell which matched.
+            let matched = challenge
+                .codes
+                .iter()
+                .fold(false, |found, live| found | bool::from(live.code_hash.as_bytes().ct_eq(expected.as_bytes())));
+            if matched {
                 Ok(false)
             } else {
-                challenge.attempts += 1;
+                challenge.count_wrong(&address);
                 Err(invalid_code())
             }
         })
         .await
     }
 
-    /// Counts a wrong PIN against the code it came with.
-    pub async fn wrong_pin(&self, phone: &str) -> Result<(), ApiError> {
-        self.with_challenge(phone, |challenge| {
-            challenge.attempts += 1;
+    /// Counts a wrong PIN as a wrong guess from the client's address.
+    pub async fn wrong_pin(&self, phone: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let address = guesser(client);
+        self.with_challenge(phone, false, move |challenge| {
+            challenge.count_wrong(&address);
             Ok(false)
         })
         .await
     }
 
-    /// Uses a checked code up: it cannot verify a second device.
+    /// Uses the number's codes up: none can verify a second device.
     pub async fn consume_otp(&self, phone: &str) -> Result<(), ApiError> {
-        self.with_challenge(phone, |_| Ok(true)).await
+        self.with_challenge(phone, false, |_| Ok(true)).await
     }
 
-    /// Loads the phone's live challenge, lets `update` change it (returning
-    /// whether to delete it), and stores the result; an exhausted or expired
-    /// challenge is deleted.
+    /// Loads the number's live codes (`invalid_code` if there are none,
+    /// unless `create`: `start_otp` adds the first), lets `update` change
+    /// them (returning whether to delete them all), and stores the result.
     async fn with_challenge(
         &self,
         phone: &str,
+        create: bool,
         update: impl FnOnce(&mut Challenge) -> Result<bool, ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
         let key = self.challenge_key(phone);
@@ -465,14 +600,15 @@ impl Auth {
         blocking(move || {
             let _held = lock.lock();
             let family = family(&db, CF_AUTH);
-            let Some(bytes) = db.get_cf(family, &key).map_err(storage)? else { return Err(invalid_code()) };
-            let mut challenge: Challenge = serde_json::from_slice(&bytes).map_err(storage)?;
-            if challenge.expires_at < now_seconds() || challenge.attempts >= OTP_MAX_ATTEMPTS {
-                db.delete_cf(family, &key).map_err(storage)?;
-                return Err(invalid_code());
-            }
-            let result = update(&mut challenge);
-            if matches!(result, Ok(true)) || challenge.attempts >= OTP_MAX_ATTEMPTS {
+            // A record of an earlier layout reads as no codes (they live minutes).
+            let stored = db.get_cf(family, &key).map_err(storage)?;
+            let challenge =
+                stored.and_then(|bytes| serde_json::from_slice::<Challenge>(&bytes).ok()).unwrap_or_default();
+            let mut challenge = challenge.live(now_seconds());
+            let result =
+                if challenge.codes.is_empty() && !create { Err(invalid_code()) } else { update(&mut challenge) };
+            if matches!(result, Ok(true)) || challenge.codes.is_empty() || challenge.wrong_total >= OTP_MAX_WRONG_TOTAL
+            {
                 db.delete_cf(family, &key).map_err(storage)?;
             } else {
                 db.put_cf(family, &key, serde_json::to_vec(&challenge).map_err(storage)?).map_err(storage)?;
@@ -489,7 +625,7 @@ impl Auth {
             dev: principal.device.to_string(),
             iat: now,
             nbf: now - 5,
-            exp: now + ACCESS_TTL_SECONDS,
+            exp: now + self.config.limits.access_ttl_seconds,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
         };
@@ -523,7 +659,7 @@ impl Auth {
         let (refresh, key, value) = self.refresh_token(principal)?;
         let db = self.db.clone();
         blocking(move || db.put_cf(family(&db, CF_AUTH), key, value).map_err(storage)).await?;
-        Ok((access, refresh, ACCESS_TTL_SECONDS))
+        Ok((access, refresh, self.config.limits.access_ttl_seconds))
     }
 
     /// The user a refresh token names (for routing), if it is well formed.
@@ -575,6 +711,11 @@ impl Auth {
     /// is refused), issuer, audience, expiry and not-before. Whether the
     /// device still exists is the caller's second check.
     pub fn verify_access(&self, token: &str) -> Result<Principal, ApiError> {
+        self.verify_access_until(token).map(|(principal, _)| principal)
+    }
+
+    /// The principal of a valid access token and when it expires (Unix seconds).
+    pub fn verify_access_until(&self, token: &str) -> Result<(Principal, i64), ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -588,7 +729,7 @@ impl Auth {
                         data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid access token subject"))?;
                     let device =
                         data.claims.dev.parse().map_err(|_| ApiError::unauthorized("invalid access token device"))?;
-                    return Ok(Principal { user, device });
+                    return Ok((Principal { user, device }, data.claims.exp));
                 }
                 Err(error) => {
                     let signature = matches!(error.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature);
@@ -624,20 +765,44 @@ mod tests {
         assert_eq!(key("192.0.2.7").to_string(), "192.0.2.7");
     }
 
-    #[tokio::test]
-    async fn a_flood_of_fresh_numbers_from_one_address_stores_nothing_once_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = missive_infra::db::open_db(dir.path()).expect("db");
-        let limits = AuthLimits { otp_per_address_per_hour: 3, ..AuthLimits::default() };
-        let sink = SmsSink::File(dir.path().join("sms.jsonl"));
+    fn test_auth(dir: &std::path::Path, limits: AuthLimits, phone_secret: u8) -> Auth {
+        let db = missive_infra::db::open_db(dir).expect("db");
         let config = AuthConfig {
             jwt_secret: vec![7; 32],
             previous_jwt_secrets: Vec::new(),
-            phone_secret: vec![8; 32],
-            sms_sink: sink,
+            phone_secret: vec![phone_secret; 32],
+            sms_sink: SmsSink::File(dir.join("sms.jsonl")),
             limits,
         };
-        let auth = Auth::new(db, config);
+        Auth::new(db, config)
+    }
+
+    #[tokio::test]
+    async fn pins_are_stored_as_salted_peppered_argon2id() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let auth = test_auth(dir.path(), AuthLimits::default(), 8);
+        let (user, other) = (UserId(41), UserId(42));
+        let first = auth.pin_hash(user, "246810").await.expect("hash");
+        let second = auth.pin_hash(user, "246810").await.expect("hash");
+        assert!(first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{first}");
+        assert_ne!(first, second, "each hash has its own salt");
+        assert_eq!(auth.pin_matches(user, "246810", &first).await.ok(), Some(true));
+        assert_eq!(auth.pin_matches(user, "246811", &first).await.ok(), Some(false));
+        assert_eq!(auth.pin_matches(other, "246810", &first).await.ok(), Some(false), "bound to the account");
+        let other_dir = tempfile::tempdir().expect("temp dir");
+        let other_server = test_auth(other_dir.path(), AuthLimits::default(), 9);
+        assert_eq!(other_server.pin_matches(user, "246810", &first).await.ok(), Some(false), "keyed by the secret");
+        // PINs set before argon2id (a keyed SHA-256) still verify.
+        let legacy = hex::encode(auth.keyed_hash(&[b"pin", &user.to_be_bytes(), b"135790"]));
+        assert_eq!(auth.pin_matches(user, "135790", &legacy).await.ok(), Some(true));
+        assert_eq!(auth.pin_matches(user, "135791", &legacy).await.ok(), Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_fresh_numbers_from_one_address_stores_nothing_once_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limits = AuthLimits { otp_per_address_per_hour: 3, ..AuthLimits::default() };
+        let auth = test_auth(dir.path(), limits, 8);
         let address: IpAddr = "2001:db8::1".parse().expect("address");
         for n in 0..3 {
             auth.start_otp(&format!("+1415555{n:04}"), Some(address)).await.expect("within the allowance");

@@ -112,6 +112,7 @@ async fn create(
             let members = user_ids(&request.members)?;
             known_users(&context, &members).await?;
             may_add(&context, principal.user, &members).await?;
+            require_icon(&context, principal, &request.icon).await?;
             let command = GroupCommand {
                 conversation_id: context.bus.mint_conversation_id(),
                 by: principal.user,
@@ -150,6 +151,14 @@ async fn get_group(group: String, principal: Principal, context: Context) -> Res
 }
 
 /// A change to an existing group, built from the path and body.
+/// A group icon is the caller's own completed `group_icon` upload (or empty: none).
+async fn require_icon(context: &Context, principal: Principal, icon: &str) -> Result<(), ApiError> {
+    if icon.is_empty() {
+        return Ok(());
+    }
+    context.media.require_own(principal.user, icon, missive_core::media::Purpose::GroupIcon).await
+}
+
 async fn act(
     group: String,
     principal: Principal,
@@ -160,9 +169,13 @@ async fn act(
         async {
             let conversation_id: ConversationId = parse_id(&group, "group id")?;
             let change_request = build()?;
-            if let GroupChange::AddMembers { users } = &change_request {
-                known_users(&context, users).await?;
-                may_add(&context, principal.user, users).await?;
+            match &change_request {
+                GroupChange::AddMembers { users } => {
+                    known_users(&context, users).await?;
+                    may_add(&context, principal.user, users).await?;
+                }
+                GroupChange::UpdateInfo { icon: Some(icon), .. } => require_icon(&context, principal, icon).await?,
+                _ => {}
             }
             change(&context, GroupCommand { conversation_id, by: principal.user, change: change_request }).await
         }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod errors;
 pub mod groups;
+pub mod limits;
 pub mod live;
 pub mod media;
 pub mod metrics;
@@ -298,8 +299,6 @@ pub async fn serve(
             move || presence.clone().run_router(cancel.clone())
         }),
     ];
-    let typing_quota = governor::Quota::per_second(std::num::NonZeroU32::MIN)
-        .allow_burst(std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN));
     let deps = SessionDeps {
         auth: auth.clone(),
         bus: bus.clone(),
@@ -309,7 +308,7 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         routing: config.routing.clone(),
         sessions: sessions.clone(),
-        typing_limit: Arc::new(governor::RateLimiter::keyed(typing_quota)),
+        limits: Arc::new(crate::limits::FrameLimits::default()),
         presence,
         media: media.clone(),
     };
@@ -368,7 +367,7 @@ pub async fn serve(
         .and_then(move || async move { if public_metrics { Ok(()) } else { Err(warp::reject::not_found()) } })
         .untuple_one()
         .and(metrics_route(registry));
-    let context = api::Context { auth, bus, reads, routing: config.routing, sessions };
+    let context = api::Context { auth, bus, reads, routing: config.routing, sessions, media: media.clone() };
     let media_routes = media::routes(context.clone(), media)
         .into_iter()
         .reduce(|routes, route| routes.or(route).unify().boxed())

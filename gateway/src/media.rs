@@ -443,6 +443,26 @@ impl Media {
         })
     }
 
+    /// Checks that `media_id` names `owner`'s own completed upload made for
+    /// `purpose` (a profile picture or a group icon is no free text).
+    pub async fn require_own(&self, owner: UserId, media_id: &str, purpose: Purpose) -> Result<(), ApiError> {
+        let fits = self
+            .load(media_id)
+            .await?
+            .is_some_and(|upload| upload.owner == owner && upload.completed && upload.purpose == purpose);
+        if fits {
+            return Ok(());
+        }
+        let field = if purpose == Purpose::GroupIcon { "icon" } else { "picture" };
+        Err(ApiError::bad_request(
+            "invalid_media",
+            format!(
+                "{field} must be the media_id of your own completed upload with purpose {} (or \"\" for none)",
+                purpose.as_str()
+            ),
+        ))
+    }
+
     /// The media reference a message carries: the sender's own completed
     /// upload, as stored (what the client says of it must match).
     pub async fn attach(&self, sender: UserId, frame: MediaFrame) -> Result<MediaRef, ApiError> {

@@ -134,6 +134,12 @@ pub enum ClientFrame {
         state: String,
     },
     Ping,
+    /// A fresh access token of the same device, before the current one
+    /// expires; the session then lasts until the new one expires.
+    Reauth {
+        req: Option<String>,
+        token: String,
+    },
 }
 
 /// Why a frame could not be parsed: the stable code and a message.
@@ -143,8 +149,20 @@ pub struct FrameError {
     pub message: String,
 }
 
-pub const KNOWN_TYPES: [&str; 11] =
-    ["hello", "send", "forward", "edit", "delete", "react", "ack", "read", "typing", "subscribe_presence", "ping"];
+pub const KNOWN_TYPES: [&str; 12] = [
+    "hello",
+    "send",
+    "forward",
+    "edit",
+    "delete",
+    "react",
+    "ack",
+    "read",
+    "typing",
+    "subscribe_presence",
+    "ping",
+    "reauth",
+];
 
 /// Parses a text frame, telling a missing/unknown type from bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {

@@ -86,8 +86,8 @@ pub struct SessionDeps {
     pub idle_timeout: Duration,
     pub routing: crate::routing::Routing,
     pub sessions: crate::sessions::Sessions,
-    /// Typing signals per sender: a burst of 3, then one per second.
-    pub typing_limit: Arc<governor::DefaultKeyedRateLimiter<UserId>>,
+    /// Per-account allowances of frames that write to the log.
+    pub limits: Arc<crate::limits::FrameLimits>,
     pub presence: Arc<crate::presence::Presence>,
     /// Completed uploads, for media messages.
     pub media: crate::media::Media,
@@ -108,6 +108,9 @@ struct Session {
     /// Fires when the device connected again: this session appends nothing more.
     replaced: tokio_util::sync::CancellationToken,
     acks: Acks,
+    /// When the session's access token expires: the session ends then
+    /// unless a `reauth` frame brings a fresh token.
+    expires: Instant,
 }
 
 /// An ack append and its outcome.
@@ -247,10 +250,17 @@ impl Session {
 }
 
 pub fn send_error(req: Option<&str>, error: &ApiError) -> Value {
-    error_frame(req, error.code, &error.message)
+    let mut frame = error_frame(req, error.code, &error.message);
+    if let Some(seconds) = error.retry_after {
+        frame["retry_after"] = json!(seconds);
+    }
+    frame
 }
 
-async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Principal, Option<(Epoch, FeedSeq)>)> {
+/// Who a connection is, where it resumes, and when its token expires (Unix seconds).
+type Authenticated = (Principal, Option<(Epoch, FeedSeq)>, i64);
+
+async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<Authenticated> {
     let refuse = |message: &str| Message::text(error_frame(None, "unauthorized", message).to_string());
     let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.next()).await {
         Ok(Some(Ok(message))) => message,
@@ -268,8 +278,8 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
             return None;
         }
     };
-    let principal = match deps.auth.verify_access(&token) {
-        Ok(principal) => principal,
+    let (principal, expires_at) = match deps.auth.verify_access_until(&token) {
+        Ok(verified) => verified,
         Err(error) => {
             let _ = socket.send(refuse(&error.message)).await;
             return None;
@@ -292,12 +302,18 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<(Pri
     }
     // A resume with an unparsable epoch can never prove continuity.
     let resume = resume.map(|resume| (Epoch(resume.epoch.parse().unwrap_or(u64::MAX)), FeedSeq(resume.seq)));
-    Some((principal, resume))
+    Some((principal, resume, expires_at))
+}
+
+/// When a token that expires at `expires_at` (Unix seconds) runs out, on the tokio clock.
+fn expiry_instant(expires_at: i64) -> Instant {
+    let left = expires_at.saturating_mul(1000).saturating_sub(missive_infra::now_ms()).max(0);
+    Instant::now() + Duration::from_millis(left as u64)
 }
 
 /// Runs one connection to its end.
 pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
-    let Some((principal, resume)) = authenticate(&mut socket, &deps).await else {
+    let Some((principal, resume, expires_at)) = authenticate(&mut socket, &deps).await else {
         close(&mut socket).await;
         return;
     };
@@ -335,6 +351,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         writer: guard.writer.clone(),
         replaced: guard.replaced.clone(),
         acks: Acks::default(),
+        expires: expiry_instant(expires_at),
     };
     let welcome = json!({
         "type": "welcome",
@@ -464,6 +481,11 @@ async fn serve(
                     in_flight.push(frame);
                 }
             }
+            _ = tokio::time::sleep_until(session.expires) => {
+                let message = "the access token expired; refresh it and connect again (send reauth with a fresh token before it expires to keep a connection)";
+                let _ = session.push(error_frame(None, "token_expired", message)).await;
+                return Ok(());
+            }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > idle_timeout {
                     let message = format!("no frame for {} s; closing (send ping to keep a connection open)", idle_timeout.as_secs());
@@ -505,12 +527,7 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     let state = missive_schemas::wire::TypingState::parse(state)
         .ok_or_else(|| ApiError::bad_request("bad_frame", "state must be typing, recording or paused"))?;
     let members = crate::api::require_members(&deps.reads, principal.user, conversation).await?;
-    if deps.typing_limit.len() > 100_000 {
-        deps.typing_limit.retain_recent();
-    }
-    if deps.typing_limit.check_key(&principal.user).is_err() {
-        return Err(ApiError::rate_limited("typing signals", 1));
-    }
+    deps.limits.typing(principal.user)?;
     let mut others: Vec<UserId> = members.into_iter().filter(|member| *member != principal.user).collect();
     // In a 1:1 chat, a member who blocked the sender gets no signal from
     // it; the sender is told nothing (the block stays private).
@@ -588,6 +605,24 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
             deps.metrics.frames_in.with_label_values(&["ping"]).inc();
             session.push(json!({"type": "pong", "server_time": missive_infra::now_ms()})).await?;
         }
+        ClientFrame::Reauth { req, token } => {
+            deps.metrics.frames_in.with_label_values(&["reauth"]).inc();
+            let req = req.as_deref();
+            let answer = match deps.auth.verify_access_until(&token) {
+                Ok((fresh, expires_at)) if fresh == principal => {
+                    session.expires = expiry_instant(expires_at);
+                    let mut answer = json!({"type": "reauthed", "expires_at": expires_at});
+                    if let Some(req) = req {
+                        answer["req"] = json!(req);
+                    }
+                    answer
+                }
+                Ok(_) => error_frame(req, "unauthorized", "the token is another device's; send this device's own"),
+                // The session keeps its current token until that one expires.
+                Err(error) => send_error(req, &error),
+            };
+            session.push(answer).await?;
+        }
         ClientFrame::Ack { seq } => {
             deps.metrics.frames_in.with_label_values(&["ack"]).inc();
             session.acks.offer(FeedSeq(seq), append_ack(&deps.bus, principal));
@@ -598,6 +633,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
                 session.push(error_frame(None, "bad_frame", "conversation_id must be a decimal id string")).await?;
                 return Ok(None);
             };
+            if let Err(error) = deps.limits.write(principal.user, "read marks") {
+                session.push(send_error(None, &error)).await?;
+                return Ok(None);
+            }
             let result = match require_member(&deps.reads, principal.user, conversation).await {
                 Ok(()) => match deps.reads.read_receipts_on(conversation).await {
                     Ok(notify) => deps.bus.read(principal, conversation, ConvSeq(up_to), notify).await,
@@ -612,6 +651,7 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         ClientFrame::Send { req, to, client_msg_id, content, reply_to, media, location, contact } => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
             let outgoing = operations::Outgoing { client_msg_id, content, reply_to, media, location, contact };
+            deps.limits.pace_send(principal.user).await;
             let permit = session.writer().await?;
             let result = operations::start_send(&deps, principal, req, to, outgoing).await;
             drop(permit);
@@ -619,6 +659,7 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {
             deps.metrics.frames_in.with_label_values(&["forward"]).inc();
+            deps.limits.pace_send(principal.user).await;
             let permit = session.writer().await?;
             let started_forward =
                 operations::start_forward(&deps, principal, req, of, to, client_msg_id, content).await;
@@ -627,6 +668,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Edit { req, conversation_id, message_id, content } => {
             deps.metrics.frames_in.with_label_values(&["edit"]).inc();
+            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
+                session.push(send_error(req.as_deref(), &error)).await?;
+                return Ok(None);
+            }
             let operation = Ok(Operation::Edit { content });
             let permit = session.writer().await?;
             let modify =
@@ -636,6 +681,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Delete { req, conversation_id, message_id, scope } => {
             deps.metrics.frames_in.with_label_values(&["delete"]).inc();
+            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
+                session.push(send_error(req.as_deref(), &error)).await?;
+                return Ok(None);
+            }
             let operation = match scope.as_str() {
                 "everyone" => Ok(Operation::DeleteForEveryone),
                 "me" => Ok(Operation::DeleteForMe),
@@ -649,6 +698,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::React { req, conversation_id, message_id, emoji } => {
             deps.metrics.frames_in.with_label_values(&["react"]).inc();
+            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
+                session.push(send_error(req.as_deref(), &error)).await?;
+                return Ok(None);
+            }
             let operation = Ok(Operation::React { emoji });
             let permit = session.writer().await?;
             let modify =

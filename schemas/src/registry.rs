@@ -498,11 +498,19 @@ pub async fn codec_from_log(log: Arc<dyn Log>) -> Result<Codec, RegistryError> {
 /// Registers Missive's schemas with a Confluent-compatible registry over
 /// HTTP (Kafka mode), through `schema_registry_converter`, retrying while
 /// the registry starts; returns a codec holding their ids.
-pub async fn register_remote(url: &str, timeout: Duration) -> Result<Codec, RegistryError> {
+/// `token` is the registry's admin token (`--admin-token-file` there);
+/// without it registering fails unless the registry allows it.
+pub async fn register_remote(url: &str, token: Option<&str>, timeout: Duration) -> Result<Codec, RegistryError> {
     use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
     use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
-    let settings = SrSettings::new(url.to_string());
+    let mut builder = SrSettings::new_builder(url.to_string());
+    if let Some(token) = token {
+        builder.set_token_authorization(token);
+    }
+    let settings = builder
+        .build()
+        .map_err(|error| RegistryError::Log(LogError::Unavailable(format!("schema registry client: {error}"))))?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut ids = Vec::new();
     for record_type in RecordType::ALL {
@@ -517,7 +525,8 @@ pub async fn register_remote(url: &str, timeout: Duration) -> Result<Codec, Regi
                 }
                 Err(error) => {
                     return Err(RegistryError::Log(LogError::Unavailable(format!(
-                        "registering {} at {url} failed: {error}; check --schema-registry",
+                        "registering {} at {url} failed: {error}; check --schema-registry, and give \
+                         --schema-registry-token-file the registry's admin token",
                         record_type.subject()
                     ))));
                 }
@@ -545,6 +554,8 @@ mod tests {
         assert!(Level::Backward.violations(&v2, &v3).is_empty(), "v3 reads v2 data");
         assert!(!Level::Backward.violations(&v1, &v3).is_empty(), "v3 cannot read v1 data");
         assert!(Level::None.violations(&v1, &v3).is_empty());
-        assert!(!Level::Forward.violations(&v2, &v1).is_empty() || Level::Forward.violations(&v2, &v1).is_empty());
+        assert!(Level::Forward.violations(&v1, &v3).is_empty(), "old readers skip a field the new schema adds");
+        assert!(!Level::Forward.violations(&v3, &v1).is_empty(), "an old reader needs a field the new schema drops");
+        assert_eq!(Level::Full.violations(&v1, &v3).len(), 1, "full: backward fails, forward holds");
     }
 }

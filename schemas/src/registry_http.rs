@@ -97,10 +97,84 @@ fn entry_json(entry: &crate::registry::SchemaValue) -> Value {
     json!({ "subject": entry.subject, "version": entry.version, "id": entry.id, "schema": entry.schema })
 }
 
-/// The registry's routes.
-pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+/// Who may change the registry: nobody (read-only), or callers presenting
+/// the admin token as `Authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct Writers {
+    admin_token: Option<Arc<str>>,
+}
+
+impl Writers {
+    /// `None`: the registry is read-only.
+    pub fn new(admin_token: Option<String>) -> Writers {
+        Writers { admin_token: admin_token.map(Arc::from) }
+    }
+
+    /// Rejects a write without the admin token.
+    fn check(&self, authorization: Option<&str>) -> Result<(), Refusal> {
+        let refuse = |status: StatusCode, code: u32, message: &'static str| Refusal { status, code, message };
+        let Some(expected) = self.admin_token.as_deref() else {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                40301,
+                "this schema registry is read-only; start it with --admin-token-file to allow registrations",
+            ));
+        };
+        let presented = presented_token(authorization).unwrap_or_default();
+        if presented.len() == expected.len()
+            && presented.bytes().zip(expected.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+        {
+            Ok(())
+        } else {
+            Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                40101,
+                "registering or configuring needs the admin token (Authorization: Bearer <token>, or Basic with it as the password)",
+            ))
+        }
+    }
+}
+
+/// A write refused for want of the admin token.
+#[derive(Clone, Copy)]
+struct Refusal {
+    status: StatusCode,
+    code: u32,
+    message: &'static str,
+}
+
+impl Refusal {
+    /// As a Confluent-style error reply.
+    fn reply(self) -> Response {
+        reply(self.status, json!({ "error_code": self.code, "message": self.message }))
+    }
+}
+
+/// The token in an `Authorization` header: `Bearer <token>`, or HTTP Basic
+/// with the token as the password (what Confluent's clients send with
+/// `basic.auth.user.info`).
+fn presented_token(authorization: Option<&str>) -> Option<String> {
+    let value = authorization?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    credentials.split_once(':').map(|(_, password)| password.to_string())
+}
+
+/// The registry's routes: reads for anyone, writes (registering a schema,
+/// setting a compatibility level) for holders of the admin token.
+pub fn routes(
+    registry: Arc<Registry>,
+    writers: Writers,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let with = warp::any().map(move || registry.clone());
     let body = warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes());
+    let writer = warp::header::optional::<String>("authorization")
+        .and(warp::any().map(move || writers.clone()))
+        .map(|authorization: Option<String>, writers: Writers| writers.check(authorization.as_deref()));
 
     let root = warp::path::end().and(warp::get()).map(|| reply(StatusCode::OK, json!({})));
     let types = warp::path!("schemas" / "types").and(warp::get()).map(|| reply(StatusCode::OK, json!(["AVRO"])));
@@ -148,16 +222,24 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
             }
         });
 
-    let register = warp::path!("subjects" / String / "versions").and(warp::post()).and(body).and(with.clone()).then(
-        |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
-            let result = async {
-                let body = schema_body(&bytes)?;
-                let entry = registry.register(&subject, &body.schema).await?;
-                Ok(json!({ "id": entry.id }))
-            };
-            answer(result.await)
-        },
-    );
+    let register = warp::path!("subjects" / String / "versions")
+        .and(warp::post())
+        .and(writer.clone())
+        .and(body)
+        .and(with.clone())
+        .then(
+            |subject: String, allowed: Result<(), Refusal>, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
+                if let Err(refusal) = allowed {
+                    return refusal.reply();
+                }
+                let result = async {
+                    let body = schema_body(&bytes)?;
+                    let entry = registry.register(&subject, &body.schema).await?;
+                    Ok(json!({ "id": entry.id }))
+                };
+                answer(result.await)
+            },
+        );
 
     let lookup = warp::path!("subjects" / String).and(warp::post()).and(body).and(with.clone()).then(
         |subject: String, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
@@ -233,8 +315,16 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
         },
     );
 
-    let config_put = warp::path("config").and(warp::path::tail()).and(warp::put()).and(body).and(with).then(
-        |tail: warp::path::Tail, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
+    let config_put = warp::path("config")
+        .and(warp::path::tail())
+        .and(warp::put())
+        .and(writer)
+        .and(body)
+        .and(with)
+        .then(|tail: warp::path::Tail, allowed: Result<(), Refusal>, bytes: bytes::Bytes, registry: Arc<Registry>| async move {
+            if let Err(refusal) = allowed {
+                return refusal.reply();
+            }
             let result = async {
                 let body: ConfigBody = parse_body(&bytes)?;
                 let name = body.compatibility.or(body.compatibility_level).unwrap_or_default();
@@ -244,8 +334,7 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
                 Ok(json!({ "compatibility": level.name() }))
             };
             answer(result.await)
-        },
-    );
+        });
 
     root.or(types)
         .unify()
@@ -278,8 +367,9 @@ pub fn routes(registry: Arc<Registry>) -> impl Filter<Extract = (Response,), Err
 /// Routes plus a Confluent-style 404 for anything else.
 pub fn service(
     registry: Arc<Registry>,
+    writers: Writers,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    routes(registry)
+    routes(registry, writers)
         .recover(|rejection: warp::Rejection| async move {
             let (status, code, message) = if rejection.is_not_found() {
                 (StatusCode::NOT_FOUND, 404, "no such endpoint".to_string())

@@ -479,6 +479,21 @@ impl Server {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).chain(self.log_source()).collect();
         run_tool(args).await
     }
+
+    /// Runs a tool until its lines satisfy `ready` (the log may still be
+    /// catching up); panics naming `what` after [`WAIT`].
+    pub async fn tool_until(&self, args: &[&str], what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let output = self.tool(args).await;
+            assert!(output.success, "missive {args:?} failed: {}", output.stderr);
+            if ready(&output.lines) {
+                return output.lines;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {:?}\n{}", output.lines, output.stderr);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// Runs `missive <args>`; stdout must be JSON lines.

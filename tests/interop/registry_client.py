@@ -1,9 +1,11 @@
 """Interop check: Confluent's own Python SchemaRegistryClient against
 `missive schema-registry`. Registers, fetches, looks up and
-compatibility-checks schemas, and checks error codes. Prints one JSON line
-with what it saw; exits non-zero (with the reason) on any mismatch.
+compatibility-checks schemas, and checks error codes. Writes need the
+registry's admin token: a client without it (or with a wrong one) may only
+read. Prints one JSON line with what it saw; exits non-zero (with the
+reason) on any mismatch.
 
-usage: registry_client.py REGISTRY_URL
+usage: registry_client.py REGISTRY_URL ADMIN_TOKEN
 """
 import json
 import sys
@@ -26,8 +28,10 @@ def expect_error(call, status, code):
     raise AssertionError(f"expected HTTP {status} / {code}, the call succeeded")
 
 
-def main(url):
-    client = SchemaRegistryClient({"url": url})
+def main(url, token):
+    reader = SchemaRegistryClient({"url": url})
+    forger = SchemaRegistryClient({"url": url, "basic.auth.user.info": "admin:not-the-token"})
+    client = SchemaRegistryClient({"url": url, "basic.auth.user.info": f"admin:{token}"})
     subject = "interop-value"
     v1 = record({"name": "a", "type": "string"})
     v2 = record({"name": "a", "type": "string"}, {"name": "b", "type": "int", "default": 0})
@@ -37,7 +41,11 @@ def main(url):
     # A new field without a default cannot read any earlier data.
     v4 = record({"name": "a", "type": "string"}, {"name": "c", "type": "string"})
 
+    expect_error(lambda: reader.register_schema(subject, v1), 401, 40101)
+    expect_error(lambda: forger.register_schema(subject, v1), 401, 40101)
+    expect_error(lambda: reader.set_compatibility(subject, "NONE"), 401, 40101)
     id1 = client.register_schema(subject, v1)
+    assert reader.lookup_schema(subject, v1).schema_id == id1, "reads need no token"
     assert client.register_schema(subject, v1) == id1, "registering the same schema again returns its id"
     fetched = client.get_schema(id1)
     assert json.loads(fetched.schema_str) == json.loads(v1.schema_str) or fetched.schema_str, "schema by id"
@@ -76,4 +84,4 @@ def main(url):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

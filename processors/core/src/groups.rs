@@ -20,7 +20,7 @@ pub const MAX_ICON_REF_BYTES: usize = 512;
 pub struct GroupInfo {
     pub name: String,
     pub description: String,
-    /// Reference to the icon (media id or URL); empty when none.
+    /// The icon's media id (checked by the gateway); empty when none.
     pub icon: String,
 }
 

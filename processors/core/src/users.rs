@@ -11,7 +11,7 @@ pub const MAX_DEVICE_NAME_BYTES: usize = 64;
 /// WhatsApp's limit for "about", in characters.
 pub const MAX_ABOUT_CHARS: usize = 139;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 25;
-/// A picture is a reference (media id or URL), not the bytes.
+/// A picture is the media id of its owner's completed upload, not the bytes.
 pub const MAX_PICTURE_REF_BYTES: usize = 512;
 /// Contacts and blocks an account may hold (bounded state).
 pub const MAX_CONTACTS: usize = 10_000;
@@ -72,7 +72,7 @@ impl Default for Privacy {
 pub struct Profile {
     pub display_name: String,
     pub about: String,
-    /// Reference to the picture (media id or URL); empty when none.
+    /// The picture's media id (checked by the gateway); empty when none.
     pub picture: String,
 }
 
@@ -133,7 +133,8 @@ pub enum UserCommand {
         added: Vec<UserId>,
         removed: Vec<UserId>,
     },
-    /// `pin_hash` is a keyed hash computed by the gateway; `None` removes the PIN.
+    /// `pin_hash` is an argon2id PHC string computed by the gateway (salted,
+    /// keyed with a pepper); `None` removes the PIN.
     SetPin {
         user_id: UserId,
         pin_hash: Option<String>,
