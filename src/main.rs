@@ -58,6 +58,15 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Sockets and RocksDB's files share one limit: take all the hard limit
+    // allows (RocksDB keeps to a quarter of it, `missive_infra::db`).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => {
+            tracing::warn!(limit, "few open files allowed (ulimit -n): raise the hard limit for many connections")
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
     // A small blocking pool: RocksDB calls are short, and hundreds of threads
     // (tokio's default cap is 512) only add context switches and page faults.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build()?;

@@ -106,6 +106,11 @@ pub struct ClientArgs {
     /// interface); the public port then answers it `404`.
     #[arg(long, env = "MISSIVE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Open connections one client address (an IPv6 client: its /64) may
+    /// hold; past it new ones are closed at once.
+    #[arg(long, env = "MISSIVE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = missive_gateway::ConnectionLimits::default().per_address as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
     #[command(flatten)]
     pub media: MediaArgs,
 }
@@ -189,6 +194,13 @@ impl MediaArgs {
 }
 
 impl ClientArgs {
+    pub fn connection_limits(&self) -> missive_gateway::ConnectionLimits {
+        missive_gateway::ConnectionLimits {
+            per_address: self.max_connections_per_address as usize,
+            ..missive_gateway::ConnectionLimits::default()
+        }
+    }
+
     /// The `--metrics-listen` socket, bound (and announced on stdout).
     pub async fn metrics_listener(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
         let Some(address) = self.metrics_listen else { return Ok(None) };
@@ -399,7 +411,8 @@ pub async fn serve_registry(
         .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
     let bound = listener.local_addr()?;
     let service = warp::service(missive_schemas::registry_http::service(registry, writers));
-    tokio::spawn(async move { missive_gateway::serve_connections(listener, service, None, &cancel).await });
+    let limits = missive_gateway::ConnectionLimits::default();
+    tokio::spawn(async move { missive_gateway::serve_connections(listener, service, None, limits, &cancel).await });
     Ok(bound)
 }
 
@@ -685,6 +698,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         push_webhook: args.client.push_webhook.clone(),
         media: args.client.media.settings(&args.data_dir),
         metrics_listener: args.client.metrics_listener().await?,
+        connection_limits: args.client.connection_limits(),
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

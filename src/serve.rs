@@ -99,6 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         push_webhook: args.client.push_webhook.clone(),
         media: args.client.media.settings(&args.data_dir),
         metrics_listener: args.client.metrics_listener().await?,
+        connection_limits: args.client.connection_limits(),
     };
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;

@@ -805,3 +805,45 @@ async fn an_account_flooding_read_marks_is_refused_past_its_allowance_and_stays_
     let frames = alice_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
     assert!(frames.iter().all(|f| f["code"] != "rate_limited"), "{frames:?}");
 }
+
+#[tokio::test]
+async fn thousands_of_silent_sockets_from_one_address_keep_nobody_else_out() {
+    // The server starts with 1,024 open files allowed and raises itself to
+    // 8,192; one address may hold 1,000 connections.
+    let server = Server::start_with_nofile(&["--max-connections-per-address", "1000"], 1024, 8192).await;
+    let bob = server.register("+14155553601", "b").await;
+    let mut bob_ws = server.connect(&bob).await;
+    rlimit::increase_nofile_limit(u64::MAX).expect("the test's own open-files limit");
+    let target: std::net::SocketAddr = server.api.base.trim_start_matches("http://").parse().expect("server address");
+    // 5,000 connections from 127.0.0.2 that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..5_000 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("address")).expect("bind");
+        if let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(2), socket.connect(target)).await {
+            silent.push(stream);
+        }
+    }
+    assert!(silent.len() >= 1_000, "the flood connected: {}", silent.len());
+    // Meanwhile a new client registers and chats.
+    let alice = server.register("+14155553602", "a").await;
+    let mut alice_ws = server.connect(&alice).await;
+    alice_ws.send_message("m", &bob.user_id, "c-m", "still here").await.expect("send");
+    let frames = bob_ws.collect_until(WAIT, |frames| common::count_messages_from(frames, &alice.user_id) == 1).await;
+    assert!(frames.is_ok(), "bob got the message during the flood");
+    // The silent ones are closed: those over the cap at once, the others
+    // after the 10 s header timeout.
+    let mut buffer = [0u8; 1];
+    let mut closed = 0;
+    let mut seen = Vec::new();
+    for stream in silent.iter_mut().step_by(250) {
+        use tokio::io::AsyncReadExt;
+        // End of stream or a reset: either way the server let go of it.
+        let result = tokio::time::timeout(WAIT, stream.read(&mut buffer)).await;
+        seen.push(format!("{result:?}"));
+        if matches!(result, Ok(Ok(0) | Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, silent.len().div_ceil(250), "every sampled silent socket was closed: {seen:?}");
+}

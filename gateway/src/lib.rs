@@ -49,15 +49,72 @@ use crate::ws::SessionDeps;
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What one client address may hold of a listener, and how long a
+/// connection may stay silent before its first request is complete.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Open connections per client address (an IPv6 client by its /64);
+    /// past it a new connection is closed at once.
+    pub per_address: usize,
+    /// A connection that sends no byte for this long after it opened, or
+    /// whose request headers take longer, is closed.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits { per_address: 4096, header_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// Open connections per client address; a [`Slot`] gives its place back when dropped.
+#[derive(Clone, Default)]
+struct OpenConnections {
+    counts: Arc<parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+struct Slot {
+    open: OpenConnections,
+    address: std::net::IpAddr,
+}
+
+impl OpenConnections {
+    fn take(&self, address: std::net::IpAddr, most: usize) -> Option<Slot> {
+        let address = auth::address_key(address);
+        let mut counts = self.counts.lock();
+        let count = counts.entry(address).or_default();
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { open: self.clone(), address })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.open.counts.lock();
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// Accepts connections until cancelled. Our own loop rather than
 /// `warp::serve` so every socket gets TCP_NODELAY (feed pushes are small
 /// frames, and Nagle's algorithm with delayed ACKs would add ~40 ms each),
-/// TLS when configured, and its client address in each request's
-/// extensions ([`api::ClientAddr`], for per-address rate limits).
+/// TLS when configured, its client address in each request's extensions
+/// ([`api::ClientAddr`], for per-address rate limits), and the
+/// [`ConnectionLimits`]: silent and slow-header sockets are closed, and one
+/// address cannot hold every file descriptor.
 pub async fn serve_connections<S>(
     listener: TcpListener,
     service: S,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
     cancel: &CancellationToken,
 ) where
     S: tower_service::Service<
@@ -70,6 +127,8 @@ pub async fn serve_connections<S>(
     S::Future: Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = OpenConnections::default();
+    let mut refused_logged = std::time::Instant::now() - std::time::Duration::from_secs(60);
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -83,6 +142,14 @@ pub async fn serve_connections<S>(
                 }
             },
         };
+        let Some(slot) = open.take(peer.ip(), limits.per_address) else {
+            if refused_logged.elapsed() > std::time::Duration::from_secs(10) {
+                refused_logged = std::time::Instant::now();
+                tracing::warn!(address = %peer.ip(), most = limits.per_address, "connections from one address over the cap are closed");
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let service = hyper::service::service_fn(move |mut request: warp::http::Request<hyper::body::Incoming>| {
@@ -93,9 +160,19 @@ pub async fn serve_connections<S>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _slot = slot;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
             let result = match tls {
                 None => {
+                    // A socket that never sends a byte would wait in HTTP
+                    // version detection, before any header timeout starts.
+                    let mut first = [0u8; 1];
+                    let peeked = tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await;
+                    if !matches!(peeked, Ok(Ok(1..))) {
+                        tracing::debug!(%peer, "no request within the header timeout");
+                        return;
+                    }
                     let io = hyper_util::rt::TokioIo::new(stream);
                     watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
                 }
@@ -167,6 +244,8 @@ pub struct GatewayConfig {
     pub media: MediaSettings,
     /// Serve `/metrics` here instead of on the public listener (`--metrics-listen`).
     pub metrics_listener: Option<TcpListener>,
+    /// Per-address connection cap and header timeout.
+    pub connection_limits: ConnectionLimits,
 }
 
 /// Where media objects live, what may be uploaded, how long URLs last.
@@ -360,7 +439,8 @@ pub async fn serve(
     // With `--metrics-listen`, `/metrics` is served there only.
     let metrics_task = config.metrics_listener.map(|listener| {
         let (routes, cancel) = (metrics_route(registry.clone()).recover(api::handle_rejection), cancel.clone());
-        tokio::spawn(async move { serve_connections(listener, warp::service(routes), None, &cancel).await })
+        let limits = config.connection_limits;
+        tokio::spawn(async move { serve_connections(listener, warp::service(routes), None, limits, &cancel).await })
     });
     let public_metrics = metrics_task.is_none();
     let metrics_route = warp::any()
@@ -379,7 +459,7 @@ pub async fn serve(
         .or(api::routes(context))
         .recover(api::handle_rejection)
         .with(warp::trace::request());
-    serve_connections(listener, warp::service(routes), config.tls, &cancel).await;
+    serve_connections(listener, warp::service(routes), config.tls, config.connection_limits, &cancel).await;
     cancel.cancel();
     let _ = reply_task.await;
     let _ = live_task.await;

@@ -59,6 +59,7 @@ fn open_with(path: &Path, durability: Durability) -> Result<Arc<DB>, OpenError> 
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.set_write_buffer_size(64 << 20);
     options.set_max_total_wal_size(256 << 20);
+    options.set_max_open_files(file_budget());
     // One thread (the embedded log's writer) does nearly every write: a
     // pipelined write would only add hand-offs between RocksDB's WAL and
     // memtable stages.
@@ -105,6 +106,13 @@ fn open_with(path: &Path, durability: Durability) -> Result<Arc<DB>, OpenError> 
 
 /// The state family's block cache (index, filter and data blocks).
 const STATE_BLOCK_CACHE_BYTES: usize = 128 << 20;
+
+/// Files RocksDB may keep open: a quarter of the process's open-files
+/// limit (the rest is for sockets), at least 256.
+fn file_budget() -> i32 {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    i32::try_from((soft / 4).max(256)).unwrap_or(i32::MAX)
+}
 
 /// Opens a read-only view of another process's store (a RocksDB secondary
 /// instance): tools read a running server's log without disturbing it.

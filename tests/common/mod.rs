@@ -174,7 +174,28 @@ impl Server {
 
     /// Starts `missive serve` with exactly these flags and extra environment.
     pub async fn start_with(dir: Arc<tempfile::TempDir>, flags: &[&str], env: &[(&str, String)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+        Server::start_command(dir, Command::new(env!("CARGO_BIN_EXE_missive")), flags, env).await
+    }
+
+    /// An embedded server whose open-files limit starts at `soft` and may be
+    /// raised to `hard` (set with util-linux's `prlimit`).
+    pub async fn start_with_nofile(flags: &[&str], soft: u64, hard: u64) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+        let data = dir.path().join("data").display().to_string();
+        let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink];
+        all.extend_from_slice(flags);
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(env!("CARGO_BIN_EXE_missive"));
+        Server::start_command(dir.clone(), command, &all, &[]).await
+    }
+
+    async fn start_command(
+        dir: Arc<tempfile::TempDir>,
+        mut command: Command,
+        flags: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         command.arg("serve").args(flags).env("MISSIVE_LOG", "warn,warp=error");
         for (name, value) in env {
             command.env(name, value);
