@@ -682,3 +682,121 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
         "media": {"media_id": media_id}});
     assert_eq!(request(&mut alice_ws, "m2", again).await["code"], "not_found");
 }
+
+/// A PUT that sends its headers and then nothing: a stalled upload.
+async fn stall_upload(server: &Server, upload_url: &str, length: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = server.api.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!("PUT {upload_url} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {length}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("headers");
+    stream
+}
+
+#[tokio::test]
+async fn stalled_uploads_do_not_hold_up_another_users_upload_and_are_cut_off() {
+    // The gateway receives the bytes only with local storage: an embedded
+    // server in either suite mode.
+    let server = Server::start_embedded().await;
+    let bytes = vec![7u8; 4_000];
+    let mut stalled = Vec::new();
+    for n in 0..4 {
+        let user = server.register(&format!("+1415558930{n}"), "s").await;
+        let (status, started) = start_upload(&server, &user.access_token, "document", "application/pdf", &bytes).await;
+        assert_eq!(status, 200, "{started}");
+        stalled.push(stall_upload(&server, started["upload_url"].as_str().expect("url"), bytes.len()).await);
+    }
+    // A fifth user's upload goes through at once, not after the stalled ones give up.
+    let fifth = server.register("+14155589309", "f").await;
+    let begun = tokio::time::Instant::now();
+    let media_id = tokio::time::timeout(
+        Duration::from_secs(8),
+        upload(&server, &fifth.access_token, slot("document", "application/pdf", &bytes), &bytes),
+    )
+    .await
+    .expect("the fifth upload is not held up by four stalled ones");
+    assert_eq!(fetch(&server, &fifth.access_token, &format!("/v1/media/{media_id}")).await.expect("fetch"), bytes);
+    // The stalled ones are answered 408 body_timeout once their body has been silent for 10 s.
+    for mut stream in stalled {
+        use tokio::io::AsyncReadExt;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body_timeout"), "{answer}");
+    }
+    assert!(begun.elapsed() >= Duration::from_secs(9), "not cut off before the body timeout");
+}
+
+/// The largest resident set of process `pid` seen while `work` runs (bytes).
+async fn peak_rss_during<T>(pid: u32, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let rss = move || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap_or_default().to_string();
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).unwrap_or(0) * 1024
+    };
+    let done = tokio_util::sync::CancellationToken::new();
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !done.is_cancelled() {
+                peak = peak.max(rss());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        })
+    };
+    let output = work.await;
+    done.cancel();
+    (output, sampler.await.expect("sampler"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_parallel_downloads_of_a_50_mb_object_stream_in_bounded_memory() {
+    let server = Server::start_embedded().await;
+    let alice = server.register("+14155589401", "a").await;
+    let bytes: Vec<u8> = (0..50u32 * 1024 * 1024).map(|index| (index % 251) as u8).collect();
+    let media_id = upload(&server, &alice.access_token, slot("document", "application/pdf", &bytes), &bytes).await;
+    let response = server
+        .api
+        .http
+        .get(format!("{}/v1/media/{media_id}", server.api.base))
+        .bearer_auth(&alice.access_token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 302);
+    let url = absolute(&server, response.headers()["location"].to_str().expect("location"));
+    let downloads = (0..100).map(|_| {
+        let (http, url) = (server.api.http.clone(), url.clone());
+        async move {
+            let mut response = http.get(&url).send().await.expect("fetch");
+            assert_eq!(response.status().as_u16(), 200);
+            let mut received = 0usize;
+            while let Some(chunk) = response.chunk().await.expect("chunk") {
+                received += chunk.len();
+            }
+            received
+        }
+    });
+    let (received, peak) = peak_rss_during(server.embedded_pid(), futures::future::join_all(downloads)).await;
+    assert!(received.iter().all(|size| *size == bytes.len()), "every download got the whole object");
+    eprintln!("100 parallel downloads of 50 MB: server peak RSS {} MiB", peak >> 20);
+    assert!(peak < 256 << 20, "server RSS stayed under 256 MiB: {} MiB", peak >> 20);
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_sixteen_open_uploads() {
+    let server = Server::start_embedded().await;
+    let alice = server.register("+14155589501", "a").await;
+    let bytes = b"small";
+    for _ in 0..16 {
+        let (status, body) = start_upload(&server, &alice.access_token, "document", "application/pdf", bytes).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = start_upload(&server, &alice.access_token, "document", "application/pdf", bytes).await;
+    assert_eq!((status, code_of(&body)), (429, Some("too_many_uploads")), "{body}");
+    let bob = server.register("+14155589502", "b").await;
+    let (status, body) = start_upload(&server, &bob.access_token, "document", "application/pdf", bytes).await;
+    assert_eq!(status, 200, "another user is not affected: {body}");
+}

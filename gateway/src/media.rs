@@ -46,7 +46,19 @@ use crate::protocol::MediaFrame;
 /// Longest an upload or download URL stays valid.
 pub const MAX_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Local uploads buffered at once (each up to the largest kind's limit).
+/// A PUT takes its place only once its body starts to arrive.
 const LOCAL_UPLOADS_AT_ONCE: usize = 4;
+/// A local upload whose body sends nothing for this long is cut off.
+pub const UPLOAD_BODY_IDLE: Duration = Duration::from_secs(10);
+/// Local downloads streamed at once; more wait for a place.
+const DOWNLOADS_AT_ONCE: usize = 64;
+/// A download whose client takes no data for this long is cut off.
+const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
+/// Upload slots one user may hold open (started, not completed, not expired).
+pub const OPEN_UPLOADS_PER_USER: usize = 16;
+
+/// An open upload slot: its media id and when its URL expires (ms).
+type OpenSlot = (String, i64);
 
 /// What the media endpoints need.
 #[derive(Clone)]
@@ -59,6 +71,9 @@ pub struct Media {
     /// Bytes granted per user and UTC day (per gateway, in memory, like the rate limits).
     granted: Arc<Mutex<HashMap<(UserId, i64), u64>>>,
     local_uploads: Arc<tokio::sync::Semaphore>,
+    downloads: Arc<tokio::sync::Semaphore>,
+    /// Open upload slots per user (media id, expiry ms), in memory per gateway.
+    open_slots: Arc<Mutex<HashMap<UserId, Vec<OpenSlot>>>>,
     /// Where completed uploads are announced (`events.media`).
     log: Arc<dyn Log>,
     codec: Arc<Codec>,
@@ -137,6 +152,8 @@ impl Media {
             db,
             granted: Arc::default(),
             local_uploads: Arc::new(tokio::sync::Semaphore::new(LOCAL_UPLOADS_AT_ONCE)),
+            downloads: Arc::new(tokio::sync::Semaphore::new(DOWNLOADS_AT_ONCE)),
+            open_slots: Arc::default(),
             log,
             codec,
             retention: settings.retention,
@@ -267,6 +284,18 @@ impl Media {
         }
         let request =
             UploadRequest { kind: body.kind, content_type: body.content_type, size: body.size, sha256: body.sha256 };
+        {
+            let mut open = self.open_slots.lock();
+            let slots = open.entry(principal.user).or_default();
+            slots.retain(|(_, expires_ms)| *expires_ms > now);
+            if slots.len() >= OPEN_UPLOADS_PER_USER {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_uploads",
+                    format!("{OPEN_UPLOADS_PER_USER} uploads of yours are open; complete them or let them expire"),
+                ));
+            }
+        }
         let upload = {
             let mut granted = self.granted.lock();
             granted.retain(|(_, granted_day), _| *granted_day >= day);
@@ -302,6 +331,7 @@ impl Media {
             purpose,
         };
         self.save_new(&id, &slot).await?;
+        self.open_slots.lock().entry(principal.user).or_default().push((id.clone(), expires_ms));
         let upload_url = self.url("put", &id, &staging_key, expires_ms).await?;
         Ok(json!({
             "media_id": id,
@@ -315,12 +345,7 @@ impl Media {
     /// Admits a PUT to this gateway's signed URL (local storage) before its
     /// body is read: the signature, the slot, the declared length, and a
     /// place among the uploads buffered at once.
-    async fn admit(
-        &self,
-        media_id: &str,
-        signed: &Signed,
-        length: Option<u64>,
-    ) -> Result<(Upload, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    async fn admit(&self, media_id: &str, signed: &Signed, length: Option<u64>) -> Result<Upload, ApiError> {
         self.check_signature("put", media_id, signed)?;
         let upload = self.load(media_id).await?.ok_or_else(|| ApiError::not_found("not_found", "no such upload"))?;
         if upload.stored || upload.completed {
@@ -333,17 +358,49 @@ impl Media {
         if length.is_some_and(|length| length > upload.size) {
             return Err(too_large(&upload));
         }
-        let permit =
-            self.local_uploads.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
-        Ok((upload, permit))
+        Ok(upload)
     }
 
-    /// Stores an admitted PUT's body.
-    async fn receive(&self, media_id: &str, mut upload: Upload, body: Bytes) -> Result<serde_json::Value, ApiError> {
-        if body.len() as u64 > upload.size {
-            return Err(too_large(&upload));
+    /// Reads and stores an admitted PUT's body. It takes a place among the
+    /// uploads buffered at once when its first bytes arrive (a PUT that
+    /// sends nothing holds none), and is cut off when no bytes come for
+    /// [`UPLOAD_BODY_IDLE`].
+    async fn receive(
+        &self,
+        media_id: &str,
+        mut upload: Upload,
+        body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Unpin,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut body = body;
+        let stalled = || {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("no bytes for {} s; PUT the bytes again", UPLOAD_BODY_IDLE.as_secs()),
+            )
+        };
+        let broken = |error: warp::Error| ApiError::bad_request("bad_request", format!("reading the body: {error}"));
+        let mut permit = None;
+        let mut bytes = bytes::BytesMut::new();
+        loop {
+            let next = tokio::time::timeout(UPLOAD_BODY_IDLE, futures::StreamExt::next(&mut body)).await;
+            let Some(chunk) = next.map_err(|_| stalled())? else { break };
+            let mut chunk = chunk.map_err(broken)?;
+            if permit.is_none() {
+                let place = self.local_uploads.clone().acquire_owned();
+                permit = Some(place.await.map_err(|_| ApiError::unavailable("shutting down"))?);
+            }
+            if (bytes.len() + chunk.remaining()) as u64 > upload.size {
+                return Err(too_large(&upload));
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                bytes.extend_from_slice(part);
+                let taken = part.len();
+                chunk.advance(taken);
+            }
         }
-        match self.objects.put_once(&upload.staging_key, body).await {
+        match self.objects.put_once(&upload.staging_key, bytes.freeze()).await {
             Ok(()) => {}
             Err(ObjectsError::Exists) => {
                 return Err(ApiError::new(StatusCode::CONFLICT, "already_uploaded", "this upload was already stored"));
@@ -400,6 +457,9 @@ impl Media {
         self.announce(media_id, &upload).await?;
         upload.completed = true;
         self.save(media_id, Some(&upload)).await?;
+        if let Some(slots) = self.open_slots.lock().get_mut(&principal.user) {
+            slots.retain(|(id, _)| id != media_id);
+        }
         Ok(json!({
             "media_id": media_id,
             "kind": upload.kind,
@@ -559,11 +619,31 @@ impl Media {
             Some(size) => (thumbnail_key(&stored.key, size), "image/jpeg".to_string()),
             None => (stored.key, stored.content_type),
         };
-        let bytes = self.objects.get(&key).await.map_err(storage)?.ok_or_else(missing)?;
-        let mut response = warp::reply::Response::new(bytes.into());
+        // A place among the downloads streamed at once, held until the last byte is sent.
+        let permit =
+            self.downloads.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        let (size, mut chunks) = self.objects.get_stream(&key).await.map_err(storage)?.ok_or_else(missing)?;
+        // The store's chunks go out through a small channel: memory per
+        // download stays a few chunks, and a client that stops reading is
+        // cut off after DOWNLOAD_STALL.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::spawn(async move {
+            let _permit = permit;
+            while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+                let chunk = chunk.map_err(|error| std::io::Error::other(error.to_string()));
+                let failed = chunk.is_err();
+                if !matches!(tokio::time::timeout(DOWNLOAD_STALL, sender.send(chunk)).await, Ok(Ok(()))) || failed {
+                    return;
+                }
+            }
+        });
+        let body = futures::stream::poll_fn(move |context| receiver.poll_recv(context));
+        let mut response = warp::reply::stream(body).into_response();
+        let headers = response.headers_mut();
         if let Ok(value) = warp::http::HeaderValue::from_str(&content_type) {
-            response.headers_mut().insert(warp::http::header::CONTENT_TYPE, value);
+            headers.insert(warp::http::header::CONTENT_TYPE, value);
         }
+        headers.insert(warp::http::header::CONTENT_LENGTH, warp::http::HeaderValue::from(size));
         Ok(response)
     }
 }
@@ -788,24 +868,19 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .and(media())
         .and_then(|media_id: String, signed: Signed, length: Option<u64>, media: Media| async move {
             // Refused requests are answered before their body is read.
-            let (upload, permit) = media
+            let upload = media
                 .admit(&media_id, &signed, length)
                 .await
                 .map_err(|error| warp::reject::custom(error.before_body()))?;
-            Ok::<_, warp::Rejection>((media_id, upload, permit, media))
+            Ok::<_, warp::Rejection>((media_id, upload, media))
         })
         .untuple_one()
         .and(warp::body::content_length_limit(largest))
-        .and(warp::body::bytes())
-        .and_then(
-            |media_id: String,
-             upload: Upload,
-             _permit: tokio::sync::OwnedSemaphorePermit,
-             media: Media,
-             body: Bytes| async move {
-                respond(async { ok(media.receive(&media_id, upload, body).await?) }.await)
-            },
-        )
+        .and(warp::body::stream())
+        .and_then(|media_id: String, upload: Upload, media: Media, body| async move {
+            let body = Box::pin(body);
+            respond(async { ok(media.receive(&media_id, upload, body).await?) }.await)
+        })
         .boxed();
     let complete = warp::path!("v1" / "media" / "uploads" / String / "complete")
         .and(warp::post())

@@ -35,6 +35,9 @@ pub enum ObjectsError {
     Store(#[from] object_store::Error),
 }
 
+/// An object's bytes, chunk by chunk.
+pub type ObjectStream = futures::stream::BoxStream<'static, Result<Bytes, ObjectsError>>;
+
 /// What a stored object holds: its size and SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectDigest {
@@ -135,7 +138,20 @@ impl Objects {
         Ok(())
     }
 
-    /// The whole object (for the gateway's own signed downloads).
+    /// The object's size and its bytes as a stream of chunks (read as they
+    /// are sent, never whole in memory); `None` if absent.
+    pub async fn get_stream(&self, key: &str) -> Result<Option<(u64, ObjectStream)>, ObjectsError> {
+        match self.store.get(&Path::from(key)).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                Ok(Some((size, result.into_stream().map(|chunk| chunk.map_err(ObjectsError::from)).boxed())))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The whole object (thumbnail sources and other small server-side reads).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, ObjectsError> {
         match self.store.get(&Path::from(key)).await {
             Ok(result) => Ok(Some(result.bytes().await?)),

@@ -219,6 +219,24 @@ impl Server {
         Server { backend: Backend::Embedded(child), api: Api::new(&base), ws_url, dir }
     }
 
+    /// An embedded server whatever mode the suite runs in (for what only
+    /// the gateway's own media storage shows: local uploads and downloads).
+    pub async fn start_embedded() -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+        let data = dir.path().join("data").display().to_string();
+        Server::start_with(dir.clone(), &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink], &[])
+            .await
+    }
+
+    /// The embedded server's process id.
+    pub fn embedded_pid(&self) -> u32 {
+        match &self.backend {
+            Backend::Embedded(child) => child.id().expect("the server runs"),
+            Backend::Kafka(_) => panic!("a Kafka-mode cluster has no single process"),
+        }
+    }
+
     pub fn sms_file(&self) -> PathBuf {
         self.dir.path().join("sms.jsonl")
     }
