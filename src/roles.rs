@@ -111,6 +111,11 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = missive_gateway::ConnectionLimits::default().per_address as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
+    /// names the client for rate limits; from anyone else the header is
+    /// ignored.
+    #[arg(long = "trusted-proxy", env = "MISSIVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     #[command(flatten)]
     pub media: MediaArgs,
 }
@@ -197,6 +202,7 @@ impl ClientArgs {
     pub fn connection_limits(&self) -> missive_gateway::ConnectionLimits {
         missive_gateway::ConnectionLimits {
             per_address: self.max_connections_per_address as usize,
+            trusted_proxies: self.trusted_proxies.clone().into(),
             ..missive_gateway::ConnectionLimits::default()
         }
     }
@@ -442,6 +448,14 @@ pub struct KafkaArgs {
     /// instance whose store is lost must then replay its inputs.
     #[arg(long, env = "MISSIVE_NO_CHANGELOG", default_value_t = false)]
     pub no_changelog: bool,
+}
+
+/// An address (one host) or a CIDR network.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected an address or CIDR such as 10.0.0.0/8, got {text:?}"))
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {

@@ -847,3 +847,58 @@ async fn thousands_of_silent_sockets_from_one_address_keep_nobody_else_out() {
     }
     assert_eq!(closed, silent.len().div_ceil(250), "every sampled silent socket was closed: {seen:?}");
 }
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sends_it() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
+    let data = dir.path().join("data").display().to_string();
+    let flags = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--sms-sink",
+        &sink,
+        "--trusted-proxy",
+        "127.0.0.2",
+        "--otp-per-address-per-hour",
+        "2",
+    ];
+    let server = Server::start_with(dir.clone(), &flags, &[]).await;
+    let from = |address: &str| {
+        let builder = reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().expect("address"));
+        Api::with_builder(&server.api.base, builder)
+    };
+    let (direct, proxy) = (from("127.0.0.1"), from("127.0.0.3"));
+    let trusted = from("127.0.0.2");
+    let otp = |api: &Api, n: u32, forwarded: &'static str| {
+        let (http, url) = (api.http.clone(), format!("{}/v1/auth/otp", api.base));
+        async move {
+            let response = http
+                .post(url)
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"phone": format!("+1415554{n:04}")}))
+                .send()
+                .await
+                .expect("otp");
+            response.status().as_u16()
+        }
+    };
+    // An untrusted peer cannot pick its address: every request counts against 127.0.0.1.
+    let statuses =
+        [otp(&direct, 1, "10.0.0.1").await, otp(&direct, 2, "10.0.0.2").await, otp(&direct, 3, "10.0.0.3").await];
+    assert_eq!(statuses, [202, 202, 429], "X-Forwarded-For from an untrusted peer is ignored");
+    let statuses =
+        [otp(&proxy, 4, "10.0.0.4").await, otp(&proxy, 5, "10.0.0.5").await, otp(&proxy, 6, "10.0.0.6").await];
+    assert_eq!(statuses, [202, 202, 429], "only the configured proxy is trusted");
+    // Through the trusted proxy each client has its own allowance; entries
+    // left of what the proxy appended are the client's own and do not count.
+    let statuses = [
+        otp(&trusted, 7, "10.0.0.7").await,
+        otp(&trusted, 8, "192.0.2.1, 10.0.0.7").await,
+        otp(&trusted, 9, "10.0.0.7").await,
+        otp(&trusted, 10, "10.0.0.8").await,
+    ];
+    assert_eq!(statuses, [202, 202, 429, 202], "X-Forwarded-For from the trusted proxy names the client");
+}

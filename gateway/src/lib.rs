@@ -51,7 +51,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one client address may hold of a listener, and how long a
 /// connection may stay silent before its first request is complete.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionLimits {
     /// Open connections per client address (an IPv6 client by its /64);
     /// past it a new connection is closed at once.
@@ -59,11 +59,50 @@ pub struct ConnectionLimits {
     /// A connection that sends no byte for this long after it opened, or
     /// whose request headers take longer, is closed.
     pub header_timeout: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`--trusted-proxy`); they are not held to `per_address`.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
-        ConnectionLimits { per_address: 4096, header_timeout: std::time::Duration::from_secs(10) }
+        ConnectionLimits {
+            per_address: 4096,
+            header_timeout: std::time::Duration::from_secs(10),
+            trusted_proxies: Arc::new([]),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn trusts(&self, address: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|proxy| proxy.contains(&address))
+    }
+
+    /// The client a request comes from: the peer, or for a trusted proxy
+    /// the last address in `X-Forwarded-For` that is not a trusted proxy
+    /// (what each proxy appended; anything further left the client could
+    /// have written itself).
+    fn client_of(&self, peer: std::net::SocketAddr, headers: &warp::http::HeaderMap) -> std::net::SocketAddr {
+        if !self.trusts(peer.ip()) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|part| part.trim().parse::<std::net::IpAddr>())
+            .collect::<Vec<_>>();
+        for address in forwarded.into_iter().rev() {
+            match address {
+                Ok(address) if self.trusts(address) => continue,
+                Ok(address) => return std::net::SocketAddr::new(address, 0),
+                // An entry that is no address: nothing to its left can be trusted.
+                Err(_) => break,
+            }
+        }
+        peer
     }
 }
 
@@ -142,7 +181,9 @@ pub async fn serve_connections<S>(
                 }
             },
         };
-        let Some(slot) = open.take(peer.ip(), limits.per_address) else {
+        // A trusted proxy carries many clients: it is not held to the cap.
+        let most = if limits.trusts(peer.ip()) { usize::MAX } else { limits.per_address };
+        let Some(slot) = open.take(peer.ip(), most) else {
             if refused_logged.elapsed() > std::time::Duration::from_secs(10) {
                 refused_logged = std::time::Instant::now();
                 tracing::warn!(address = %peer.ip(), most = limits.per_address, "connections from one address over the cap are closed");
@@ -152,23 +193,26 @@ pub async fn serve_connections<S>(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let proxies = limits.clone();
         let service = hyper::service::service_fn(move |mut request: warp::http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(api::ClientAddr(peer));
+            let client = proxies.client_of(peer, request.headers());
+            request.extensions_mut().insert(api::ClientAddr(client));
             let mut service = service.clone();
             tower_service::Service::call(&mut service, request)
         });
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
             let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
+            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
             let result = match tls {
                 None => {
                     // A socket that never sends a byte would wait in HTTP
                     // version detection, before any header timeout starts.
                     let mut first = [0u8; 1];
-                    let peeked = tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await;
+                    let peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
                     if !matches!(peeked, Ok(Ok(1..))) {
                         tracing::debug!(%peer, "no request within the header timeout");
                         return;
@@ -439,7 +483,7 @@ pub async fn serve(
     // With `--metrics-listen`, `/metrics` is served there only.
     let metrics_task = config.metrics_listener.map(|listener| {
         let (routes, cancel) = (metrics_route(registry.clone()).recover(api::handle_rejection), cancel.clone());
-        let limits = config.connection_limits;
+        let limits = config.connection_limits.clone();
         tokio::spawn(async move { serve_connections(listener, warp::service(routes), None, limits, &cancel).await })
     });
     let public_metrics = metrics_task.is_none();
