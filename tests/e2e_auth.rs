@@ -850,22 +850,8 @@ async fn thousands_of_silent_sockets_from_one_address_keep_nobody_else_out() {
 
 #[tokio::test]
 async fn x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sends_it() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-    let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
-    let data = dir.path().join("data").display().to_string();
-    let flags = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data,
-        "--sms-sink",
-        &sink,
-        "--trusted-proxy",
-        "127.0.0.2",
-        "--otp-per-address-per-hour",
-        "2",
-    ];
-    let server = Server::start_with(dir.clone(), &flags, &[]).await;
+    let flags = ["--trusted-proxy", "127.0.0.2", "--otp-per-address-per-hour", "2"];
+    let server = Server::start_embedded_with(&flags).await;
     let from = |address: &str| {
         let builder = reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().expect("address"));
         Api::with_builder(&server.api.base, builder)

@@ -120,7 +120,7 @@ async fn send_outcome(pending: crate::replies::PendingReply) -> Result<CommandRe
     if reply.outcome == "accepted" || reply.outcome == "duplicate" { Ok(reply) } else { Err(send_refusal(&reply)) }
 }
 
-fn with_req(mut frame: Value, req: &Option<String>) -> Value {
+pub(crate) fn with_req(mut frame: Value, req: &Option<String>) -> Value {
     if let Some(req) = req {
         frame["req"] = json!(req);
     }

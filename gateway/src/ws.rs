@@ -607,19 +607,16 @@ async fn handle_frame(session: &mut Session, text: &str) -> Result<Option<Pendin
         }
         ClientFrame::Reauth { req, token } => {
             deps.metrics.frames_in.with_label_values(&["reauth"]).inc();
-            let req = req.as_deref();
             let answer = match deps.auth.verify_access_until(&token) {
                 Ok((fresh, expires_at)) if fresh == principal => {
                     session.expires = expiry_instant(expires_at);
-                    let mut answer = json!({"type": "reauthed", "expires_at": expires_at});
-                    if let Some(req) = req {
-                        answer["req"] = json!(req);
-                    }
-                    answer
+                    operations::with_req(json!({"type": "reauthed", "expires_at": expires_at}), &req)
                 }
-                Ok(_) => error_frame(req, "unauthorized", "the token is another device's; send this device's own"),
+                Ok(_) => {
+                    error_frame(req.as_deref(), "unauthorized", "the token is another device's; send this device's own")
+                }
                 // The session keeps its current token until that one expires.
-                Err(error) => send_error(req, &error),
+                Err(error) => send_error(req.as_deref(), &error),
             };
             session.push(answer).await?;
         }

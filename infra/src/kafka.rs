@@ -308,15 +308,16 @@ impl KafkaLog {
         Some(compacted)
     }
 
-    /// The first offset the brokers still hold in `partition`.
-    async fn log_start(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+    /// The brokers' own low and high watermarks of `partition`, unverified
+    /// (see [`Log::watermarks`] for the checked high one).
+    async fn broker_watermarks(&self, partition: &TopicPartition) -> Result<(Offset, Offset), LogError> {
         let meta = self.inner.meta.clone();
         let target = partition.clone();
         blocking(move || {
-            let (low, _) = meta
+            let (low, high) = meta
                 .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
                 .map_err(|error| map_error(&target.topic, error))?;
-            Ok(Offset(low.max(0) as u64))
+            Ok((Offset(low.max(0) as u64), Offset(high.max(0) as u64)))
         })
         .await
     }
@@ -472,15 +473,7 @@ impl Log for KafkaLog {
     }
 
     async fn watermarks(&self, partition: &TopicPartition) -> Result<Watermarks, LogError> {
-        let meta = self.inner.meta.clone();
-        let target = partition.clone();
-        let (low, high) = blocking(move || {
-            let (low, high) = meta
-                .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
-                .map_err(|error| map_error(&target.topic, error))?;
-            Ok((Offset(low.max(0) as u64), Offset(high.max(0) as u64)))
-        })
-        .await?;
+        let (low, high) = self.broker_watermarks(partition).await?;
         if high <= low {
             return Ok(Watermarks { low, high });
         }
@@ -497,15 +490,7 @@ impl Log for KafkaLog {
     /// the last batch's base offset + 1 this is a little early, which is
     /// what `end_hint` promises (a lower bound).
     async fn end_hint(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
-        let meta = self.inner.meta.clone();
-        let target = partition.clone();
-        blocking(move || {
-            let (_, high) = meta
-                .fetch_watermarks(&target.topic, target.partition as i32, REQUEST_TIMEOUT)
-                .map_err(|error| map_error(&target.topic, error))?;
-            Ok(Offset(high.max(0) as u64))
-        })
-        .await
+        Ok(self.broker_watermarks(partition).await?.1)
     }
 
     async fn offset_for_time(&self, partition: &TopicPartition, timestamp_ms: i64) -> Result<Offset, LogError> {
@@ -977,7 +962,7 @@ impl Holes {
         if self.log.compacted(&partition.topic).await == Some(true) {
             return true;
         }
-        if self.log.log_start(partition).await.is_ok_and(|start| start > missing) {
+        if self.log.broker_watermarks(partition).await.is_ok_and(|(start, _)| start > missing) {
             tracing::warn!(%partition, from = missing.0, to = found.0, "records expired before they were read");
             self.waiting.remove(partition);
             return true;

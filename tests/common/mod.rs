@@ -180,13 +180,18 @@ impl Server {
     /// An embedded server whose open-files limit starts at `soft` and may be
     /// raised to `hard` (set with util-linux's `prlimit`).
     pub async fn start_with_nofile(flags: &[&str], soft: u64, hard: u64) -> Server {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(env!("CARGO_BIN_EXE_missive"));
+        Server::start_embedded_command(command, flags).await
+    }
+
+    /// An embedded server in a fresh directory with its SMS sink there, plus `flags`.
+    async fn start_embedded_command(command: Command, flags: &[&str]) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
         let data = dir.path().join("data").display().to_string();
         let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink];
         all.extend_from_slice(flags);
-        let mut command = Command::new("prlimit");
-        command.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(env!("CARGO_BIN_EXE_missive"));
         Server::start_command(dir.clone(), command, &all, &[]).await
     }
 
@@ -222,11 +227,12 @@ impl Server {
     /// An embedded server whatever mode the suite runs in (for what only
     /// the gateway's own media storage shows: local uploads and downloads).
     pub async fn start_embedded() -> Server {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
-        let data = dir.path().join("data").display().to_string();
-        Server::start_with(dir.clone(), &["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink], &[])
-            .await
+        Server::start_embedded_with(&[]).await
+    }
+
+    /// [`Server::start_embedded`] with extra `missive serve` flags.
+    pub async fn start_embedded_with(flags: &[&str]) -> Server {
+        Server::start_embedded_command(Command::new(env!("CARGO_BIN_EXE_missive")), flags).await
     }
 
     /// The embedded server's process id.
