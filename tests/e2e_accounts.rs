@@ -209,7 +209,10 @@ async fn profile_visibility_follows_every_privacy_setting_and_relation() {
             .await
             .expect("privacy");
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body, json!({"last_seen": last_seen, "photo": photo, "about": about, "read_receipts": true}));
+        assert_eq!(
+            body,
+            json!({"last_seen": last_seen, "photo": photo, "about": about, "read_receipts": true, "groups": "everyone"})
+        );
         let viewers = [
             ("self", owner, [true, true, true]),
             ("contact", &cast.contact, [true, true, false]),
@@ -620,4 +623,114 @@ async fn profile_pictures_and_group_icons_are_the_callers_own_completed_uploads(
         .await
         .expect("test step");
     assert_eq!(status, 200, "{body}");
+}
+
+/// Group-add privacy: someone the owner's `groups` setting does not allow
+/// only invites the owner (an `invited` entry in the owner's feed); the
+/// owner joins by accepting, or declines. Contacts are added directly
+/// under `contacts`; under `nobody` everyone invites.
+#[tokio::test]
+async fn group_adds_follow_the_group_privacy_setting_with_invites() {
+    let server = Server::start().await;
+    let Cast { owner, contact, stranger, .. } = cast(&server, 71).await;
+    let (status, body) = server
+        .api
+        .put("/v1/privacy", Some(&owner.access_token), &json!({"groups": "contacts"}))
+        .await
+        .expect("privacy");
+    assert_eq!((status, &body["groups"]), (200, &json!("contacts")), "{body}");
+    let (status, body) =
+        server.api.put("/v1/privacy", Some(&owner.access_token), &json!({"groups": "friends"})).await.expect("bad");
+    assert_eq!((status, code_of(&body)), (400, Some("bad_request")), "{body}");
+    let mut owner_ws = server.connect(&owner).await;
+    let ids = |body: &Value, field: &str| -> Vec<String> {
+        body[field]
+            .as_array()
+            .map(|users| users.iter().filter_map(|user| user.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+
+    // A stranger creating a group with the owner and a contact: the contact is
+    // added (their setting is the default, everyone), the owner invited.
+    let (status, created) = server
+        .api
+        .post(
+            "/v1/groups",
+            Some(&stranger.access_token),
+            &json!({"name": "g1", "members": [owner.user_id, contact.user_id]}),
+        )
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{created}");
+    let group = created["conversation_id"].as_str().expect("id").to_string();
+    assert!(ids(&created, "members").contains(&contact.user_id), "{created}");
+    assert!(!ids(&created, "members").contains(&owner.user_id), "the owner was added without consent: {created}");
+    assert_eq!(ids(&created, "invited"), vec![owner.user_id.clone()], "{created}");
+    assert_eq!(created["invites"][0]["user"], owner.user_id.as_str(), "{created}");
+    let frames = common::until(&mut owner_ws, "the invite in the owner's feed", |frame| {
+        frame["event"]["change"] == "invited" && frame["event"]["conversation_id"] == group.as_str()
+    })
+    .await;
+    let invite = frames.iter().find(|frame| frame["event"]["change"] == "invited").expect("invite");
+    assert_eq!(invite["event"]["subjects"], json!([owner.user_id]), "{invite}");
+    assert_eq!(invite["event"]["by"], stranger.user_id.as_str(), "{invite}");
+    let path = format!("/v1/groups/{group}");
+    let (status, _) = server.api.get(&path, Some(&owner.access_token)).await.expect("get");
+    assert_eq!(status, 404, "an invitee is no member before accepting");
+    // Nobody else can accept the owner's invite.
+    let (status, body) = server
+        .api
+        .post(&format!("{path}/invite/accept"), Some(&contact.access_token), &json!({}))
+        .await
+        .expect("accept");
+    assert_eq!(status, 200, "a member accepting changes nothing: {body}");
+    let third = server.register("+14155557199", "phone").await;
+    let (status, body) =
+        server.api.post(&format!("{path}/invite/accept"), Some(&third.access_token), &json!({})).await.expect("accept");
+    assert_eq!((status, code_of(&body)), (404, Some("no_invite")), "{body}");
+
+    // The owner accepts and is a member from then on.
+    let (status, body) =
+        server.api.post(&format!("{path}/invite/accept"), Some(&owner.access_token), &json!({})).await.expect("accept");
+    assert_eq!((status, &body["change"]), (200, &json!("joined")), "{body}");
+    assert!(ids(&body, "members").contains(&owner.user_id), "{body}");
+    assert_eq!(body["invites"], json!([]), "{body}");
+    let (status, _) = server.api.get(&path, Some(&owner.access_token)).await.expect("get");
+    assert_eq!(status, 200);
+
+    // A contact adds the owner directly under "contacts".
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&contact.access_token), &json!({"name": "g2", "members": [owner.user_id]}))
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{body}");
+    assert!(ids(&body, "members").contains(&owner.user_id), "{body}");
+    assert_eq!(ids(&body, "invited"), Vec::<String>::new(), "{body}");
+
+    // Under "nobody" even a contact only invites; a declined invite is gone.
+    let (status, _) =
+        server.api.put("/v1/privacy", Some(&owner.access_token), &json!({"groups": "nobody"})).await.expect("privacy");
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .api
+        .post("/v1/groups", Some(&contact.access_token), &json!({"name": "g3", "members": []}))
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{body}");
+    let third_group = body["conversation_id"].as_str().expect("id").to_string();
+    let members_path = format!("/v1/groups/{third_group}/members");
+    let (status, body) = server
+        .api
+        .post(&members_path, Some(&contact.access_token), &json!({"users": [owner.user_id]}))
+        .await
+        .expect("add");
+    assert_eq!((status, &body["change"]), (200, &json!("invited")), "{body}");
+    assert!(!ids(&body, "members").contains(&owner.user_id), "{body}");
+    let decline = format!("/v1/groups/{third_group}/invite/decline");
+    let (status, body) = server.api.post(&decline, Some(&owner.access_token), &json!({})).await.expect("decline");
+    assert_eq!((status, &body["change"]), (200, &json!("invite_declined")), "{body}");
+    let accept = format!("/v1/groups/{third_group}/invite/accept");
+    let (status, body) = server.api.post(&accept, Some(&owner.access_token), &json!({})).await.expect("accept");
+    assert_eq!((status, code_of(&body)), (404, Some("no_invite")), "{body}");
 }

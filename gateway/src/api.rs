@@ -198,6 +198,8 @@ struct PrivacyRequest {
     photo: Option<String>,
     about: Option<String>,
     read_receipts: Option<bool>,
+    /// Who may add the caller to a group (others invite).
+    groups: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -519,6 +521,7 @@ fn privacy_json(state: &UserState) -> Value {
         "photo": privacy.photo.as_str(),
         "about": privacy.about.as_str(),
         "read_receipts": privacy.read_receipts,
+        "groups": privacy.groups.as_str(),
     })
 }
 
@@ -547,6 +550,7 @@ async fn put_privacy(
                 photo: audience(request.photo, "photo")?,
                 about: audience(request.about, "about")?,
                 read_receipts: request.read_receipts,
+                groups: audience(request.groups, "groups")?,
             };
             let command = UserCommand::SetPrivacy { user_id: principal.user, change };
             let state = change_account(&context, command, |state| {
@@ -555,6 +559,7 @@ async fn put_privacy(
                     && change.photo.is_none_or(|value| value == privacy.photo)
                     && change.about.is_none_or(|value| value == privacy.about)
                     && change.read_receipts.is_none_or(|value| value == privacy.read_receipts)
+                    && change.groups.is_none_or(|value| value == privacy.groups)
             })
             .await?;
             ok(privacy_json(&state))

@@ -179,6 +179,8 @@ impl CommandBus {
             "not_member" | "not_found" => Err(ApiError::not_found("not_found", "no such group among yours")),
             "conflict" => Err(ApiError::new(StatusCode::CONFLICT, "conflict", reply.detail)),
             "too_many_members" => Err(ApiError::new(StatusCode::CONFLICT, "too_many_members", reply.detail)),
+            "no_invite" => Err(ApiError::not_found("no_invite", reply.detail)),
+            "invite_expired" => Err(ApiError::new(StatusCode::GONE, "invite_expired", reply.detail)),
             "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
             _ => Err(ApiError::bad_request("bad_request", reply.detail)),
         }

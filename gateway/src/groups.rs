@@ -5,7 +5,8 @@
 
 use std::convert::Infallible;
 
-use missive_core::groups::{GroupChange, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::groups::{GroupChange, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::users;
 use missive_core::{ConvSeq, ConversationId, UserId};
 use serde::Deserialize;
 use warp::Filter;
@@ -73,33 +74,74 @@ async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError
     }
 }
 
-/// Nobody is added to a group by someone they blocked. The refusal does
-/// not say why (`add_not_allowed` is the code any refused add will use).
-async fn may_add(context: &Context, by: UserId, users: &[UserId]) -> Result<(), ApiError> {
-    for user in users {
-        if context.reads.has_blocked(*user, by).await? {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "add_not_allowed",
-                format!("user {user} cannot be added to a group by you; ask them to join it themselves"),
-            ));
-        }
-    }
-    Ok(())
+/// The users an admin adds, sorted by what their settings allow: nobody
+/// is added by someone they blocked (the whole request is refused, with a
+/// code that does not say why: `add_not_allowed`); someone whose group-add
+/// privacy setting (`PUT /v1/privacy {"groups": ...}`) does not let `by`
+/// add them gets an invite instead, and joins only by accepting it.
+struct Adds {
+    direct: Vec<UserId>,
+    invited: Vec<UserId>,
 }
 
-/// Runs a group command and answers with the group once this gateway's
-/// history projection has folded the change.
-async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
+async fn sort_adds(context: &Context, by: UserId, users: &[UserId]) -> Result<Adds, ApiError> {
+    let mut adds = Adds { direct: Vec::new(), invited: Vec::new() };
+    for user in users {
+        let state = context.reads.directory(*user).await?;
+        match state {
+            Some(state) if state.blocked.contains(&by) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "add_not_allowed",
+                    format!("user {user} cannot be added to a group by you; ask them to join it themselves"),
+                ));
+            }
+            Some(state) if !users::visible(state.privacy.groups, users::relation(&state, by)) => {
+                adds.invited.push(*user)
+            }
+            _ => adds.direct.push(*user),
+        }
+    }
+    Ok(adds)
+}
+
+/// Runs a group command and returns the group once this gateway's history
+/// projection has folded the change.
+async fn apply(context: &Context, command: GroupCommand) -> Result<GroupChanged, ApiError> {
     let conversation = command.conversation_id;
     let reply = context.bus.group_command(command).await?;
     let reached = ConvSeq(reply.conv_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
-    let group = crate::reads::poll_until(DIRECTORY_WAIT, || async {
+    crate::reads::poll_until(DIRECTORY_WAIT, || async {
         Ok(context.reads.group(conversation).await?.filter(|group| group.conv_seq >= reached))
     })
     .await?
-    .ok_or_else(|| ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"))?;
-    ok(group_json(&group))
+    .ok_or_else(|| ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"))
+}
+
+/// Runs a group command and answers with the group after it.
+async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
+    ok(group_json(&apply(context, command).await?))
+}
+
+/// Invites `invited` after the change that added the others (if any), and answers
+/// with the group after both plus who was invited rather than added.
+async fn invite_rest(
+    context: &Context,
+    conversation_id: ConversationId,
+    by: UserId,
+    after: Option<GroupChanged>,
+    invited: Vec<UserId>,
+) -> Result<warp::reply::Response, ApiError> {
+    let group = match after {
+        Some(after) if invited.is_empty() => after,
+        _ => {
+            let command = GroupCommand { conversation_id, by, change: GroupChange::Invite { users: invited.clone() } };
+            apply(context, command).await?
+        }
+    };
+    let mut body = group_json(&group);
+    body["invited"] = invited.iter().map(|user| user.to_string()).collect::<Vec<_>>().into();
+    ok(body)
 }
 
 async fn create(
@@ -111,10 +153,11 @@ async fn create(
         async {
             let members = user_ids(&request.members)?;
             known_users(&context, &members).await?;
-            may_add(&context, principal.user, &members).await?;
+            let adds = sort_adds(&context, principal.user, &members).await?;
             require_icon(&context, principal, &request.icon).await?;
+            let conversation_id = context.bus.mint_conversation_id();
             let command = GroupCommand {
-                conversation_id: context.bus.mint_conversation_id(),
+                conversation_id,
                 by: principal.user,
                 change: GroupChange::Create {
                     info: GroupInfo { name: request.name, description: request.description, icon: request.icon },
@@ -123,11 +166,12 @@ async fn create(
                         only_admins_edit_info: request.only_admins_edit_info,
                         history_for_new_members: request.history_for_new_members,
                     },
-                    members,
+                    members: adds.direct,
                     max_members: request.max_members.unwrap_or(0),
                 },
             };
-            change(&context, command).await
+            let created = apply(&context, command).await?;
+            invite_rest(&context, conversation_id, principal.user, Some(created), adds.invited).await
         }
         .await,
     )
@@ -172,7 +216,17 @@ async fn act(
             match &change_request {
                 GroupChange::AddMembers { users } => {
                     known_users(&context, users).await?;
-                    may_add(&context, principal.user, users).await?;
+                    let adds = sort_adds(&context, principal.user, users).await?;
+                    let by = principal.user;
+                    let added = match adds.direct.is_empty() && !adds.invited.is_empty() {
+                        // Only invites: checked by the Invite change itself.
+                        true => None,
+                        false => {
+                            let add = GroupChange::AddMembers { users: adds.direct };
+                            Some(apply(&context, GroupCommand { conversation_id, by, change: add }).await?)
+                        }
+                    };
+                    return invite_rest(&context, conversation_id, by, added, adds.invited).await;
                 }
                 GroupChange::UpdateInfo { icon: Some(icon), .. } => require_icon(&context, principal, icon).await?,
                 _ => {}
@@ -248,6 +302,22 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
                 act(group, principal, context, move || {
                     Ok(GroupChange::RemoveMember { user: parse_id(&user, "user id")? })
                 })
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "invite" / "accept")
+            .and(warp::post())
+            .and(served.clone())
+            .and(ctx())
+            .and_then(|group: String, principal: Principal, context: Context| {
+                act(group, principal, context, || Ok(GroupChange::AcceptInvite))
+            })
+            .boxed(),
+        warp::path!("v1" / "groups" / String / "invite" / "decline")
+            .and(warp::post())
+            .and(served.clone())
+            .and(ctx())
+            .and_then(|group: String, principal: Principal, context: Context| {
+                act(group, principal, context, || Ok(GroupChange::DeclineInvite))
             })
             .boxed(),
         warp::path!("v1" / "groups" / String / "leave")

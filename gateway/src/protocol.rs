@@ -335,6 +335,11 @@ pub fn group_json(changed: &GroupChanged) -> Value {
         "name": group.info.name,
         "description": group.info.description,
         "icon": group.info.icon,
+        "invites": group.invites.iter().map(|invite| json!({
+            "user": invite.user.to_string(),
+            "by": invite.by.to_string(),
+            "at": invite.at.0,
+        })).collect::<Vec<_>>(),
         "settings": {
             "only_admins_send": group.settings.only_admins_send,
             "only_admins_edit_info": group.settings.only_admins_edit_info,

@@ -6,7 +6,9 @@ use missive_core::conversation::{
     SendMessage, SetBlock,
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
-use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::groups::{
+    Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupInvite, GroupSettings,
+};
 use missive_core::media::{Attachment, MediaKind, MediaRef, MediaUploaded, Purpose};
 use missive_core::notifications::PushJob;
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
@@ -204,6 +206,9 @@ fn change_kind_to_wire(kind: GroupChangeKind) -> wire::GroupChangeKind {
         GroupChangeKind::AdminsChanged => wire::GroupChangeKind::AdminsChanged,
         GroupChangeKind::InfoUpdated => wire::GroupChangeKind::InfoUpdated,
         GroupChangeKind::SettingsUpdated => wire::GroupChangeKind::SettingsUpdated,
+        GroupChangeKind::Invited => wire::GroupChangeKind::Invited,
+        GroupChangeKind::Joined => wire::GroupChangeKind::Joined,
+        GroupChangeKind::InviteDeclined => wire::GroupChangeKind::InviteDeclined,
     }
 }
 
@@ -216,6 +221,9 @@ fn change_kind_from_wire(kind: wire::GroupChangeKind) -> GroupChangeKind {
         wire::GroupChangeKind::AdminsChanged => GroupChangeKind::AdminsChanged,
         wire::GroupChangeKind::InfoUpdated => GroupChangeKind::InfoUpdated,
         wire::GroupChangeKind::SettingsUpdated => GroupChangeKind::SettingsUpdated,
+        wire::GroupChangeKind::Invited => GroupChangeKind::Invited,
+        wire::GroupChangeKind::Joined => GroupChangeKind::Joined,
+        wire::GroupChangeKind::InviteDeclined => GroupChangeKind::InviteDeclined,
     }
 }
 
@@ -238,6 +246,11 @@ pub fn group_changed_to_wire(changed: &GroupChanged) -> wire::GroupChanged {
         max_members: i32::try_from(group.max_members).unwrap_or(i32::MAX),
         created_by: long(group.created_by.0),
         at: changed.at.0,
+        invites: group
+            .invites
+            .iter()
+            .map(|invite| wire::GroupInvite { user: long(invite.user.0), by: long(invite.by.0), at: invite.at.0 })
+            .collect(),
     }
 }
 
@@ -259,6 +272,17 @@ pub fn group_changed_from_wire(changed: wire::GroupChanged) -> Result<GroupChang
             admins: users_from_wire(changed.admins, "admins")?.into_iter().collect(),
             max_members: u32::try_from(changed.max_members).map_err(|_| ConvertError::NegativeId("max_members"))?,
             created_by: UserId(id(changed.created_by, "created_by")?),
+            invites: changed
+                .invites
+                .into_iter()
+                .map(|invite| {
+                    Ok(GroupInvite {
+                        user: UserId(id(invite.user, "invites.user")?),
+                        by: UserId(id(invite.by, "invites.by")?),
+                        at: Millis(invite.at),
+                    })
+                })
+                .collect::<Result<_, ConvertError>>()?,
         },
         at: Millis(changed.at),
     })
@@ -317,6 +341,12 @@ fn group_command_to_wire(command: &GroupCommand) -> wire::ChangeGroup {
             wire.only_admins_edit_info = *only_admins_edit_info;
             wire.history_for_new_members = *history_for_new_members;
         }
+        GroupChange::Invite { users } => {
+            wire.kind = wire::GroupCommandKind::Invite;
+            wire.users = users_to_wire(users);
+        }
+        GroupChange::AcceptInvite => wire.kind = wire::GroupCommandKind::AcceptInvite,
+        GroupChange::DeclineInvite => wire.kind = wire::GroupCommandKind::DeclineInvite,
     }
     wire
 }
@@ -340,6 +370,9 @@ fn group_command_from_wire(wire: wire::ChangeGroup) -> Result<GroupCommand, Conv
             max_members: wire.max_members.and_then(|max| u32::try_from(max).ok()).unwrap_or(0),
         },
         wire::GroupCommandKind::AddMembers => GroupChange::AddMembers { users: users.clone() },
+        wire::GroupCommandKind::Invite => GroupChange::Invite { users: users.clone() },
+        wire::GroupCommandKind::AcceptInvite => GroupChange::AcceptInvite,
+        wire::GroupCommandKind::DeclineInvite => GroupChange::DeclineInvite,
         wire::GroupCommandKind::RemoveMember => GroupChange::RemoveMember { user: one("users")? },
         wire::GroupCommandKind::Leave => GroupChange::Leave,
         wire::GroupCommandKind::SetAdmin => {
@@ -571,6 +604,7 @@ pub fn user_command_to_wire(command: &UserCommand) -> WireValue {
             photo: change.photo.map(audience_to_wire),
             about: change.about.map(audience_to_wire),
             read_receipts: change.read_receipts,
+            groups: change.groups.map(audience_to_wire),
         }),
         UserCommand::SetBlock { user_id, target, blocked } => WireValue::BlockUser(wire::BlockUser {
             user_id: long(user_id.0),
@@ -621,6 +655,7 @@ impl TryFrom<WireValue> for UserCommand {
                     photo: set.photo.map(audience_from_wire),
                     about: set.about.map(audience_from_wire),
                     read_receipts: set.read_receipts,
+                    groups: set.groups.map(audience_from_wire),
                 },
             },
             WireValue::BlockUser(block) => UserCommand::SetBlock {
@@ -670,6 +705,7 @@ pub fn user_event_to_wire(event: &UserEvent) -> WireValue {
             photo: audience_to_wire(privacy.photo),
             about: audience_to_wire(privacy.about),
             read_receipts: privacy.read_receipts,
+            groups: audience_to_wire(privacy.groups),
             at: at.0,
         }),
         UserEvent::BlockChanged { user_id, target, blocked, at } => WireValue::BlockChanged(wire::BlockChanged {
@@ -725,6 +761,7 @@ impl TryFrom<WireValue> for UserEvent {
                     photo: audience_from_wire(changed.photo),
                     about: audience_from_wire(changed.about),
                     read_receipts: changed.read_receipts,
+                    groups: audience_from_wire(changed.groups),
                 },
                 at: Millis(changed.at),
             },

@@ -109,6 +109,9 @@ pub enum GroupCommandKind {
     SetAdmin,
     UpdateInfo,
     UpdateSettings,
+    Invite,
+    AcceptInvite,
+    DeclineInvite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +124,9 @@ pub enum GroupChangeKind {
     AdminsChanged,
     InfoUpdated,
     SettingsUpdated,
+    Invited,
+    Joined,
+    InviteDeclined,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +162,15 @@ pub struct GroupChanged {
     pub history_for_new_members: bool,
     pub max_members: i32,
     pub created_by: i64,
+    pub at: i64,
+    #[serde(default)]
+    pub invites: Vec<GroupInvite>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupInvite {
+    pub user: i64,
+    pub by: i64,
     pub at: i64,
 }
 
@@ -233,6 +248,8 @@ pub struct SetPrivacy {
     pub photo: Option<Audience>,
     pub about: Option<Audience>,
     pub read_receipts: Option<bool>,
+    #[serde(default)]
+    pub groups: Option<Audience>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -285,7 +302,13 @@ pub struct PrivacyChanged {
     pub photo: Audience,
     pub about: Audience,
     pub read_receipts: bool,
+    #[serde(default = "everyone")]
+    pub groups: Audience,
     pub at: i64,
+}
+
+fn everyone() -> Audience {
+    Audience::Everyone
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,9 @@ use missive_core::conversation::{
     SendMessage,
 };
 use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
-use missive_core::groups::{Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
+use missive_core::groups::{
+    Group, GroupChange, GroupChangeKind, GroupChanged, GroupCommand, GroupInfo, GroupInvite, GroupSettings,
+};
 use missive_core::media::{Attachment, MediaKind, MediaRef, MediaUploaded, Purpose};
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 use missive_core::users::{DeviceRegistered, RegisterDevice, UserCommand, UserEvent};
@@ -167,6 +169,7 @@ fn every_domain_value_round_trips_through_its_schema() {
                 admins: [UserId(1)].into_iter().collect(),
                 max_members: 256,
                 created_by: UserId(1),
+                invites: vec![GroupInvite { user: UserId(5), by: UserId(1), at: Millis(9) }],
             },
             at: Millis(10),
         }),

@@ -277,6 +277,10 @@ pub enum Rejection {
     Deleted,
     #[error("too late: {0}")]
     TooLate(&'static str),
+    #[error("you have no open invite to this group")]
+    NoInvite,
+    #[error("the invite has expired; ask an admin of the group for a new one")]
+    InviteExpired,
 }
 
 impl Rejection {
@@ -294,6 +298,8 @@ impl Rejection {
             Rejection::NoSuchMessage => "not_found",
             Rejection::Deleted => "message_deleted",
             Rejection::TooLate(_) => "too_late",
+            Rejection::NoInvite => "no_invite",
+            Rejection::InviteExpired => "invite_expired",
         }
     }
 }

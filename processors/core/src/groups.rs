@@ -15,6 +15,8 @@ pub const MAX_MEMBERS_LIMIT: u32 = 1024;
 pub const MAX_GROUP_NAME_CHARS: usize = 100;
 pub const MAX_GROUP_DESCRIPTION_CHARS: usize = 2048;
 pub const MAX_ICON_REF_BYTES: usize = 512;
+/// How long an invite stays open (as the record timestamps count time).
+pub const INVITE_TTL: Millis = Millis(7 * 24 * 3600 * 1000);
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GroupInfo {
@@ -40,6 +42,24 @@ pub struct Group {
     pub admins: BTreeSet<UserId>,
     pub max_members: u32,
     pub created_by: UserId,
+    /// Open invites, by user: someone whose group-add privacy setting did
+    /// not allow the admin to add them joins only by accepting.
+    #[serde(default)]
+    pub invites: Vec<GroupInvite>,
+}
+
+/// An open invite to a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupInvite {
+    pub user: UserId,
+    pub by: UserId,
+    pub at: Millis,
+}
+
+impl Group {
+    fn invite_of(&self, user: UserId) -> Option<&GroupInvite> {
+        self.invites.iter().find(|invite| invite.user == user)
+    }
 }
 
 /// A change someone asks for; `by` is the acting member.
@@ -72,6 +92,15 @@ pub enum GroupChange {
         only_admins_edit_info: Option<bool>,
         history_for_new_members: Option<bool>,
     },
+    /// An admin invites users instead of adding them (the gateway chooses
+    /// this for users whose group-add privacy setting refuses the admin).
+    Invite {
+        users: Vec<UserId>,
+    },
+    /// The invited user (`by`) joins.
+    AcceptInvite,
+    /// The invited user (`by`) says no.
+    DeclineInvite,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -91,6 +120,10 @@ pub enum GroupChangeKind {
     AdminsChanged,
     InfoUpdated,
     SettingsUpdated,
+    Invited,
+    /// An invited user accepted and became a member.
+    Joined,
+    InviteDeclined,
 }
 
 impl GroupChangeKind {
@@ -103,6 +136,9 @@ impl GroupChangeKind {
             GroupChangeKind::AdminsChanged => "admins_changed",
             GroupChangeKind::InfoUpdated => "info_updated",
             GroupChangeKind::SettingsUpdated => "settings_updated",
+            GroupChangeKind::Invited => "invited",
+            GroupChangeKind::Joined => "joined",
+            GroupChangeKind::InviteDeclined => "invite_declined",
         }
     }
 }
@@ -125,10 +161,17 @@ pub struct GroupChanged {
 }
 
 impl GroupChanged {
-    /// Who hears of the change: the members after it, and anyone it removed.
+    /// Who hears of the change: the members after it, and anyone it
+    /// removed, invited or who declined (the invitee's feed entry is the invite).
     pub fn audience(&self) -> Vec<UserId> {
         let mut audience: BTreeSet<UserId> = self.members.iter().copied().collect();
-        if matches!(self.kind, GroupChangeKind::MemberRemoved | GroupChangeKind::MemberLeft) {
+        if matches!(
+            self.kind,
+            GroupChangeKind::MemberRemoved
+                | GroupChangeKind::MemberLeft
+                | GroupChangeKind::Invited
+                | GroupChangeKind::InviteDeclined
+        ) {
             audience.extend(self.subjects.iter().copied());
         }
         audience.into_iter().collect()
@@ -197,11 +240,36 @@ pub fn decide_group(
             admins: BTreeSet::from([by]),
             max_members,
             created_by: by,
+            invites: Vec::new(),
         };
         let subjects: Vec<UserId> = all.iter().copied().filter(|user| *user != by).collect();
         return changed(GroupChangeKind::Created, subjects, all.into_iter().collect(), group);
     };
     let member = state.members.binary_search(&by).is_ok();
+    match &command.change {
+        GroupChange::AcceptInvite | GroupChange::DeclineInvite if member => return Ok(Vec::new()),
+        GroupChange::AcceptInvite => {
+            let invite = group.invite_of(by).ok_or(Rejection::NoInvite)?;
+            if now.0.saturating_sub(invite.at.0) > INVITE_TTL.0 {
+                return Err(Rejection::InviteExpired);
+            }
+            if state.members.len() >= group.max_members as usize {
+                return Err(Rejection::TooManyMembers);
+            }
+            let mut next = group.clone();
+            next.invites.retain(|invite| invite.user != by);
+            let after: Vec<UserId> =
+                state.members.iter().copied().chain([by]).collect::<BTreeSet<_>>().into_iter().collect();
+            return changed(GroupChangeKind::Joined, vec![by], after, next);
+        }
+        GroupChange::DeclineInvite => {
+            group.invite_of(by).ok_or(Rejection::NoInvite)?;
+            let mut next = group.clone();
+            next.invites.retain(|invite| invite.user != by);
+            return changed(GroupChangeKind::InviteDeclined, vec![by], state.members.clone(), next);
+        }
+        _ => {}
+    }
     if !member {
         return Err(Rejection::NotMember);
     }
@@ -209,6 +277,28 @@ pub fn decide_group(
     let members: BTreeSet<UserId> = state.members.iter().copied().collect();
     match &command.change {
         GroupChange::Create { .. } => Err(Rejection::AlreadyExists),
+        GroupChange::AcceptInvite | GroupChange::DeclineInvite => Ok(Vec::new()),
+        GroupChange::Invite { users } => {
+            if !admin {
+                return Err(Rejection::Forbidden);
+            }
+            let fresh: BTreeSet<UserId> = users
+                .iter()
+                .copied()
+                .filter(|user| !members.contains(user) && group.invite_of(*user).is_none())
+                .collect();
+            if fresh.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Open invites are bounded like members: at most max_members.
+            if group.invites.len() + fresh.len() > group.max_members as usize {
+                return Err(Rejection::TooManyMembers);
+            }
+            let mut next = group.clone();
+            next.invites.extend(fresh.iter().map(|user| GroupInvite { user: *user, by, at: now }));
+            next.invites.sort_by_key(|invite| invite.user);
+            changed(GroupChangeKind::Invited, fresh.into_iter().collect(), state.members.clone(), next)
+        }
         GroupChange::AddMembers { users } => {
             if !admin {
                 return Err(Rejection::Forbidden);
@@ -223,7 +313,9 @@ pub fn decide_group(
             }
             let after: Vec<UserId> =
                 members.iter().chain(added.iter()).copied().collect::<BTreeSet<_>>().into_iter().collect();
-            changed(GroupChangeKind::MembersAdded, added, after, group.clone())
+            let mut next = group.clone();
+            next.invites.retain(|invite| !added.contains(&invite.user));
+            changed(GroupChangeKind::MembersAdded, added, after, next)
         }
         GroupChange::RemoveMember { user } => {
             if !admin {
@@ -391,6 +483,49 @@ mod tests {
         let state = apply(state.clone(), &decide_group(&state, &add, Millis(4)).expect("add by the new admin"));
         assert_eq!(state.members.len(), 4);
         assert_eq!(decide_group(&state, &create(1, &[]), Millis(5)), Err(Rejection::AlreadyExists));
+    }
+
+    #[test]
+    fn an_invited_user_joins_only_by_accepting_and_invites_expire() {
+        let state = apply(
+            ConversationState::default(),
+            &decide_group(&ConversationState::default(), &create(1, &[2]), Millis(1)).expect("create"),
+        );
+        let invite = command(1, GroupChange::Invite { users: vec![UserId(3), UserId(4)] });
+        assert_eq!(
+            decide_group(&state, &command(2, GroupChange::Invite { users: vec![UserId(3)] }), Millis(2)),
+            Err(Rejection::Forbidden),
+            "only admins invite"
+        );
+        let events = decide_group(&state, &invite, Millis(2)).expect("invite");
+        let ConversationEvent::GroupChanged(invited) = &events[0] else { panic!("a group change") };
+        assert_eq!(invited.kind, GroupChangeKind::Invited);
+        assert_eq!(invited.members, vec![UserId(1), UserId(2)], "an invite adds nobody");
+        assert_eq!(invited.audience(), vec![UserId(1), UserId(2), UserId(3), UserId(4)], "invitees hear of it");
+        let state = apply(state, &events);
+        assert_eq!(decide_group(&state, &invite, Millis(3)), Ok(Vec::new()), "inviting twice changes nothing");
+        // An invitee is no member: it cannot send or act before accepting.
+        assert_eq!(
+            decide_group(
+                &state,
+                &command(3, GroupChange::UpdateInfo { name: Some("x".into()), description: None, icon: None }),
+                Millis(3)
+            ),
+            Err(Rejection::NotMember)
+        );
+        assert_eq!(decide_group(&state, &command(5, GroupChange::AcceptInvite), Millis(3)), Err(Rejection::NoInvite));
+        let joined = decide_group(&state, &command(3, GroupChange::AcceptInvite), Millis(4)).expect("accept");
+        let state = apply(state, &joined);
+        assert_eq!(state.members, vec![UserId(1), UserId(2), UserId(3)]);
+        let group = state.group.clone().expect("group");
+        assert_eq!(group.invites.iter().map(|invite| invite.user).collect::<Vec<_>>(), vec![UserId(4)]);
+        assert_eq!(decide_group(&state, &command(3, GroupChange::AcceptInvite), Millis(5)), Ok(Vec::new()));
+        // Declining closes the invite; an expired one cannot be accepted.
+        let late = Millis(2 + INVITE_TTL.0 + 1);
+        assert_eq!(decide_group(&state, &command(4, GroupChange::AcceptInvite), late), Err(Rejection::InviteExpired));
+        let declined = decide_group(&state, &command(4, GroupChange::DeclineInvite), late).expect("decline");
+        let state = apply(state, &declined);
+        assert!(state.group.expect("group").invites.is_empty());
     }
 
     #[test]

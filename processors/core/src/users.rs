@@ -55,6 +55,9 @@ pub struct Privacy {
     pub about: Audience,
     /// Off is reciprocal: the user neither sends nor sees read ticks in 1:1 chats.
     pub read_receipts: bool,
+    /// Who may add the user to a group; anyone else can only invite.
+    #[serde(default)]
+    pub groups: Audience,
 }
 
 impl Default for Privacy {
@@ -64,6 +67,7 @@ impl Default for Privacy {
             photo: Audience::Everyone,
             about: Audience::Everyone,
             read_receipts: true,
+            groups: Audience::Everyone,
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct PrivacyChange {
     pub photo: Option<Audience>,
     pub about: Option<Audience>,
     pub read_receipts: Option<bool>,
+    pub groups: Option<Audience>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -397,6 +402,7 @@ pub fn decide(state: &UserState, command: &UserCommand, now: Millis) -> Result<V
                 photo: change.photo.unwrap_or(current.photo),
                 about: change.about.unwrap_or(current.about),
                 read_receipts: change.read_receipts.unwrap_or(current.read_receipts),
+                groups: change.groups.unwrap_or(current.groups),
             };
             if privacy == current {
                 return Ok(Vec::new());
