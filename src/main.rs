@@ -50,14 +50,34 @@ enum Command {
     Rebuild(missive_replay::RebuildArgs),
 }
 
+/// Logs to stderr at the levels `MISSIVE_LOG` names (default `info`).
+/// Whatever it says, the WebSocket and HTTP libraries never log below
+/// `debug`: at `trace` they print every frame and header they read, and
+/// those carry access tokens and message contents.
+fn init_logging() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let chosen =
+        tracing_subscriber::EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| "info,warp=error".into());
+    let never_contents = Targets::new().with_default(LevelFilter::TRACE).with_targets(
+        ["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "h2", "warp", "reqwest"]
+            .map(|target| (target, LevelFilter::DEBUG)),
+    );
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(chosen)
+                .with_filter(never_contents),
+        )
+        .init();
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| "info,warp=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     // Sockets and RocksDB's files share one limit: take all the hard limit
     // allows (RocksDB keeps to a quarter of it, `missive_infra::db`).
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -888,3 +888,69 @@ async fn x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sends_it() {
     ];
     assert_eq!(statuses, [202, 202, 429, 202], "X-Forwarded-For from the trusted proxy names the client");
 }
+
+/// No credential reaches the logs, even at the most verbose level: not the
+/// WebSocket URL's `access_token`, not a `hello` or `reauth` frame, not a
+/// bad frame carrying a token, not a forged `Authorization` header, not a
+/// refresh or its answer; nor a message's content.
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_trace_level() {
+    let logs = tempfile::tempdir().expect("temp dir");
+    let log = logs.path().join("server.log");
+    let server = Server::start_embedded_logging("trace", &log).await;
+    let alice = server.register("+14155554101", "phone").await;
+    let bob = server.register("+14155554102", "phone").await;
+    // The URL carries the token (the client library's way), then frames do.
+    let mut connection = server.connect(&alice).await;
+    connection.send_json(&json!({"type": "reauth", "req": "r1", "token": alice.access_token})).await.expect("reauth");
+    connection.send_text(&format!("{{\"type\":\"hello\",\"token\":\"{}\"", bob.access_token)).await.expect("bad frame");
+    connection.send_json(&json!({"type": "nonsense", "token": bob.refresh_token})).await.expect("bad frame");
+    let frames = connection
+        .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "error").count() >= 2)
+        .await
+        .expect("answers");
+    assert!(frames.iter().any(|frame| frame["type"] == "reauthed"), "{frames:?}");
+    // Nor what people write.
+    common::send_to_user(&mut connection, &bob.user_id, "lavender-owl-4471").await;
+    let forged = format!("{}x", alice.access_token);
+    let (status, _) = server.api.get("/v1/devices", Some(&forged)).await.expect("forged");
+    assert_eq!(status, 401);
+    let (status, _) =
+        server.api.get(&format!("/v1/devices?access_token={}", bob.access_token), None).await.expect("query");
+    assert_eq!(status, 401, "a token in an HTTP query is no credential");
+    let (status, fresh) =
+        server.api.post("/v1/auth/refresh", None, &json!({"refresh_token": bob.refresh_token})).await.expect("refresh");
+    assert_eq!(status, 200, "{fresh}");
+    let (status, _) = server.api.post("/v1/auth/logout", Some(&alice.access_token), &json!({})).await.expect("logout");
+    assert_eq!(status, 200);
+    drop(connection);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drop(server);
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.lines().count() > 100,
+        "trace logging is on (else this test proves nothing): {} lines",
+        text.lines().count()
+    );
+    assert!(text.contains("/v1/ws") && text.contains("/v1/auth/refresh"), "the requests were logged");
+    let secrets = [
+        ("alice's access token", alice.access_token.as_str()),
+        ("alice's refresh token", alice.refresh_token.as_str()),
+        ("bob's access token", bob.access_token.as_str()),
+        ("bob's refresh token", bob.refresh_token.as_str()),
+        ("the refreshed access token", fresh["access_token"].as_str().expect("token")),
+        ("the refreshed refresh token", fresh["refresh_token"].as_str().expect("token")),
+    ];
+    assert!(!text.contains("lavender-owl-4471"), "a message's content is in the log");
+    for (what, secret) in secrets {
+        // A JWT's signature (its last part) alone is enough to give it away.
+        let tail = secret.rsplit('.').next().unwrap_or(secret);
+        let tail = &tail[tail.len().saturating_sub(24)..];
+        assert!(
+            !text.contains(tail),
+            "{what} is in the log: {}",
+            text.lines().find(|line| line.contains(tail)).unwrap_or("")
+        );
+    }
+}

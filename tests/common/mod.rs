@@ -185,14 +185,25 @@ impl Server {
         Server::start_embedded_command(command, flags).await
     }
 
+    /// An embedded server logging at `level` (`MISSIVE_LOG`) into `log`.
+    pub async fn start_embedded_logging(level: &str, log: &std::path::Path) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+        command.stderr(std::fs::File::create(log).expect("log file"));
+        Server::start_embedded_command_env(command, &[], &[("MISSIVE_LOG", level.to_string())]).await
+    }
+
     /// An embedded server in a fresh directory with its SMS sink there, plus `flags`.
     async fn start_embedded_command(command: Command, flags: &[&str]) -> Server {
+        Server::start_embedded_command_env(command, flags, &[]).await
+    }
+
+    async fn start_embedded_command_env(command: Command, flags: &[&str], env: &[(&str, String)]) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
         let data = dir.path().join("data").display().to_string();
         let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink];
         all.extend_from_slice(flags);
-        Server::start_command(dir.clone(), command, &all, &[]).await
+        Server::start_command(dir.clone(), command, &all, env).await
     }
 
     async fn start_command(
