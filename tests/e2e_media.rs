@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Server, WAIT, absolute, code_of, count_messages_from, kafka_mode, messages_from, put_bytes, request, sha256_hex,
-    slot, upload,
+    Server, WAIT, absolute, code_of, count_messages_from, kafka_mode, messages_from, put_bytes, put_with_headers,
+    request, sha256_hex, slot, upload,
 };
 use missive_infra::broker::free_port;
 use missive_infra::objects::{Objects, ObjectsConfig};
@@ -273,39 +273,52 @@ async fn bad_uploads_are_refused_with_stable_codes_and_nothing_stays_stored() {
     let (status, _) = server.api.post("/v1/media/uploads", None, &json!({})).await.expect("start");
     assert_eq!(status, 401);
 
-    // More bytes than declared: refused, nothing stored.
-    let (_, mut slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
+    // More bytes than declared: refused, nothing stored. Locally the
+    // gateway counts the bytes; a presigned S3 PUT is bound to the declared
+    // SHA-256 (the slot's `headers`), so S3 itself refuses other bytes,
+    // whatever checksum header the uploader sends, or none.
+    let (_, slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
     let url = slot["upload_url"].as_str().expect("url").to_string();
     let mut larger = small.clone();
     larger.extend_from_slice(b" and more");
-    let (status, body) = put_bytes(server, &url, larger).await;
-    let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
-    if kafka_mode() {
-        // S3 takes the bytes; completion finds the size wrong and deletes them.
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
-        assert_eq!((status, code_of(&body)), (422, Some("size_mismatch")), "{body}");
-        let (_, fresh) = start_upload(server, token, "voice", "audio/ogg", &small).await;
-        slot = fresh;
-    } else {
-        assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
-    }
-    let url = slot["upload_url"].as_str().expect("url").to_string();
-    // Different bytes of the declared size: stored, then refused at completion and removed.
     let mut wrong = small.clone();
     wrong[0] ^= 1;
-    let (status, body) = put_bytes(server, &url, wrong).await;
-    assert_eq!(status, 200, "{body}");
-    let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
-    let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
-    assert_eq!((status, code_of(&body)), (422, Some("hash_mismatch")), "{body}");
-    // Fewer bytes than declared.
-    let (_, slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
-    let (status, _) = put_bytes(server, slot["upload_url"].as_str().expect("url"), small[..5].to_vec()).await;
-    assert_eq!(status, 200);
-    let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
-    let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
-    assert_eq!((status, code_of(&body)), (422, Some("size_mismatch")), "{body}");
+    if kafka_mode() {
+        let declared = &slot["headers"];
+        assert!(declared["x-amz-checksum-sha256"].is_string(), "{slot}");
+        for (what, bytes) in [
+            ("more bytes", &larger),
+            ("other bytes of the declared size", &wrong),
+            ("fewer bytes", &small[..5].to_vec()),
+        ] {
+            let (status, body) = put_with_headers(server, &url, bytes.clone(), declared).await;
+            // AWS answers 400 BadDigest; SeaweedFS 500 InternalError. Either way nothing is stored (checked below).
+            assert!(matches!(status, 400 | 403 | 500), "{what} with the declared checksum: {status} {body}");
+            let (status, body) = put_bytes(server, &url, bytes.clone()).await;
+            assert_eq!(status, 403, "{what} with their own checksum: {body}");
+            let (status, body) = put_with_headers(server, &url, bytes.clone(), &json!({})).await;
+            assert_eq!(status, 403, "{what} without a checksum: {body}");
+        }
+        let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
+        let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
+        assert_eq!((status, code_of(&body)), (409, Some("not_uploaded")), "{body}");
+    } else {
+        let (status, body) = put_bytes(server, &url, larger).await;
+        assert_eq!((status, code_of(&body)), (413, Some("too_large")), "{body}");
+        // Different bytes of the declared size: stored, then refused at completion and removed.
+        let (status, body) = put_bytes(server, &url, wrong).await;
+        assert_eq!(status, 200, "{body}");
+        let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
+        let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
+        assert_eq!((status, code_of(&body)), (422, Some("hash_mismatch")), "{body}");
+        // Fewer bytes than declared.
+        let (_, slot) = start_upload(server, token, "voice", "audio/ogg", &small).await;
+        let (status, _) = put_bytes(server, slot["upload_url"].as_str().expect("url"), small[..5].to_vec()).await;
+        assert_eq!(status, 200);
+        let complete = format!("/v1/media/uploads/{}/complete", slot["media_id"].as_str().expect("id"));
+        let (status, body) = server.api.post(&complete, Some(token), &json!({})).await.expect("complete");
+        assert_eq!((status, code_of(&body)), (422, Some("size_mismatch")), "{body}");
+    }
     let stored = media.stored().await;
     assert!(stored.is_empty(), "refused uploads leave nothing: {stored:?}");
 

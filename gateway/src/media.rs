@@ -332,11 +332,19 @@ impl Media {
         };
         self.save_new(&id, &slot).await?;
         self.open_slots.lock().entry(principal.user).or_default().push((id.clone(), expires_ms));
-        let upload_url = self.url("put", &id, &staging_key, expires_ms).await?;
+        let ttl = Duration::from_millis(u64::try_from(expires_ms - now).unwrap_or(0).max(1000));
+        let (upload_url, headers) =
+            match self.objects.presigned_put(&staging_key, &slot.sha256, ttl).await.map_err(storage)? {
+                Some((url, headers)) => (url, headers),
+                None => (self.signed_path("put", &id, expires_ms), Vec::new()),
+            };
+        let headers: serde_json::Map<String, serde_json::Value> =
+            headers.into_iter().map(|(name, value)| (name.to_string(), value.into())).collect();
         Ok(json!({
             "media_id": id,
             "upload_url": upload_url,
             "method": "PUT",
+            "headers": headers,
             "expires_at": expires_ms,
             "max_bytes": slot.size,
         }))

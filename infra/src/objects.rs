@@ -16,6 +16,9 @@ use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 
+/// The header binding a presigned PUT to the declared content.
+pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
+
 /// Where media objects live.
 #[derive(Clone, Debug)]
 pub enum ObjectsConfig {
@@ -33,6 +36,8 @@ pub enum ObjectsError {
     Exists,
     #[error("object storage failed: {0}")]
     Store(#[from] object_store::Error),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// An object's bytes, chunk by chunk.
@@ -81,6 +86,31 @@ impl Objects {
     /// when the gateway serves the bytes under its own signed URLs.
     pub fn presigns(&self) -> bool {
         self.s3.is_some()
+    }
+
+    /// A presigned PUT of `key`, valid for `ttl`, bound to the declared
+    /// content: the SHA-256 (hex) is signed as the `x-amz-checksum-sha256`
+    /// header, which the uploader must send as returned, and S3 refuses a
+    /// body whose checksum differs (so neither other bytes nor another
+    /// length are stored). Returns the URL and the headers to send (S3 only).
+    pub async fn presigned_put(
+        &self,
+        key: &str,
+        sha256_hex: &str,
+        ttl: Duration,
+    ) -> Result<Option<(String, Vec<(&'static str, String)>)>, ObjectsError> {
+        use base64::Engine;
+        let Some(s3) = &self.s3 else { return Ok(None) };
+        let digest = hex::decode(sha256_hex)
+            .ok()
+            .filter(|digest| digest.len() == 32)
+            .ok_or_else(|| ObjectsError::Invalid("the declared SHA-256 is not 64 hex digits".into()))?;
+        let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
+        let value = http::HeaderValue::from_str(&checksum).map_err(|error| ObjectsError::Invalid(error.to_string()))?;
+        let options = object_store::signer::SignedUrlOptions::default()
+            .with_signed_header(http::HeaderName::from_static(CHECKSUM_HEADER), value);
+        let url = s3.signed_url_opts(http::Method::PUT, &Path::from(key), ttl, &options).await?;
+        Ok(Some((url.to_string(), vec![(CHECKSUM_HEADER, checksum)])))
     }
 
     /// A presigned URL for `method` on `key`, valid for `ttl` (S3 only).

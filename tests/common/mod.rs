@@ -632,10 +632,32 @@ pub fn absolute(server: &Server, url: &str) -> String {
 }
 
 /// PUTs `bytes` to an upload URL (absolute, or a path on the gateway).
+/// PUTs `bytes` as an honest client does: to a presigned S3 URL with the
+/// checksum header of the bytes it sends (the slot's `headers` when they are
+/// the declared bytes).
 pub async fn put_bytes(server: &Server, url: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = server.api.http.put(absolute(server, url)).body(bytes).send().await.expect("PUT");
+    let headers = match url.contains("X-Amz-Signature") {
+        true => {
+            use base64::Engine;
+            use sha2::Digest;
+            let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+            json!({"x-amz-checksum-sha256": checksum})
+        }
+        false => json!({}),
+    };
+    put_with_headers(server, url, bytes, &headers).await
+}
+
+/// PUTs `bytes` with exactly these headers (an upload slot's `headers`).
+pub async fn put_with_headers(server: &Server, url: &str, bytes: Vec<u8>, headers: &Value) -> (u16, Value) {
+    let mut request = server.api.http.put(absolute(server, url)).body(bytes);
+    for (name, value) in headers.as_object().into_iter().flatten() {
+        request = request.header(name.as_str(), value.as_str().expect("header value"));
+    }
+    let response = request.send().await.expect("PUT");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// Starts, PUTs and completes an upload; returns the media id.
