@@ -10,7 +10,7 @@
 //! re-relayed output is never applied twice. Handlers are deterministic
 //! (time comes from record timestamps), so a re-sent output is identical.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,12 +72,15 @@ impl TaskSpec {
         format!("{}-{}", self.processor, self.input.partition)
     }
 
-    fn meta_key(&self, what: &str) -> Vec<u8> {
-        format!("__task/{}/{}", self.id(), what).into_bytes()
+    /// The one key of the task's bookkeeping ([`TaskMeta`]).
+    fn meta_key(&self) -> Vec<u8> {
+        format!("__task/{}/meta", self.id()).into_bytes()
     }
 
-    fn dedupe_key(&self, source: &str) -> Vec<u8> {
-        format!("__task/{}/dedupe/{}", self.id(), source).into_bytes()
+    /// Keys of the bookkeeping as stores written before [`TaskMeta`] kept
+    /// it in one key: `position`, `sseq`, and `dedupe/<source>` per source.
+    fn legacy_key(&self, what: &str) -> Vec<u8> {
+        format!("__task/{}/{}", self.id(), what).into_bytes()
     }
 
     fn outbox_prefix(&self) -> Vec<u8> {
@@ -129,12 +132,78 @@ pub enum RuntimeError {
     Store { task: String, detail: String },
 }
 
-/// Durable bookkeeping of a task, loaded at start and advanced per batch.
-#[derive(Default)]
-struct TaskMeta {
-    position: Offset,
-    next_sseq: u64,
-    dedupe: HashMap<String, u64>,
+/// Durable bookkeeping of a task, loaded at start and advanced per batch:
+/// its input position, its next output sequence number and the highest
+/// sequence number applied per source. Every commit rewrites it whole as
+/// ONE key (a few hundred bytes), instead of a key for the position, one
+/// for the sequence and one per source that sent something.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskMeta {
+    pub position: Offset,
+    pub next_sseq: u64,
+    pub dedupe: BTreeMap<String, u64>,
+    /// Loaded from the older keys: the next commit deletes them.
+    legacy: bool,
+}
+
+/// The version byte of [`TaskMeta`]'s encoding.
+const META_V1: u8 = 1;
+
+impl Default for TaskMeta {
+    fn default() -> TaskMeta {
+        TaskMeta { position: Offset(0), next_sseq: 1, dedupe: BTreeMap::new(), legacy: false }
+    }
+}
+
+impl TaskMeta {
+    /// `1`, position, next sseq (u64 BE), the number of sources (u16 BE),
+    /// then per source: name length (u16 BE), name, highest applied sseq
+    /// (u64 BE).
+    fn encode(&self, next_sseq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(19 + self.dedupe.keys().map(|source| source.len() + 10).sum::<usize>());
+        out.push(META_V1);
+        out.extend_from_slice(&self.position.0.to_be_bytes());
+        out.extend_from_slice(&next_sseq.to_be_bytes());
+        let sources = self.dedupe.len().min(usize::from(u16::MAX));
+        out.extend_from_slice(&(sources as u16).to_be_bytes());
+        for (source, seen) in self.dedupe.iter().take(sources) {
+            let name = &source.as_bytes()[..source.len().min(usize::from(u16::MAX))];
+            out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            out.extend_from_slice(name);
+            out.extend_from_slice(&seen.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<TaskMeta, String> {
+        let corrupt =
+            || "corrupt task bookkeeping (delete the task's __task/ keys and rebuild the projection)".to_string();
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let slice = bytes.get(at..at + n).ok_or_else(corrupt)?;
+            at += n;
+            Ok(slice)
+        };
+        let u64_of = |slice: &[u8]| u64::from_be_bytes(slice.try_into().unwrap_or_default());
+        let version = take(1)?[0];
+        if version != META_V1 {
+            return Err(format!("task bookkeeping of version {version} is newer than this build"));
+        }
+        let position = Offset(u64_of(take(8)?));
+        let next_sseq = u64_of(take(8)?);
+        let u16_of = |slice: &[u8]| usize::from(u16::from_be_bytes(slice.try_into().unwrap_or_default()));
+        let sources = u16_of(take(2)?);
+        let mut dedupe = BTreeMap::new();
+        for _ in 0..sources {
+            let len = u16_of(take(2)?);
+            let source = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
+            dedupe.insert(source, u64_of(take(8)?));
+        }
+        if at != bytes.len() {
+            return Err(corrupt());
+        }
+        Ok(TaskMeta { position, next_sseq, dedupe, legacy: false })
+    }
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, String> {
@@ -148,7 +217,55 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, String> {
 /// The input position a task has committed (0 if it never ran here).
 pub fn stored_position(db: &DB, processor: &'static str, input: TopicPartition) -> Result<u64, String> {
     let spec = TaskSpec { processor, input, changelog: None };
-    Ok(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0))
+    Ok(stored_meta(db, &spec)?.map_or(0, |meta| meta.position.0))
+}
+
+/// A task's bookkeeping as committed, if it ever committed here.
+pub fn stored_meta(db: &DB, spec: &TaskSpec) -> Result<Option<TaskMeta>, String> {
+    if let Some(bytes) = db.get_cf(family(db, CF_STATE), spec.meta_key()).map_err(|error| error.to_string())? {
+        return TaskMeta::decode(&bytes).map(Some);
+    }
+    let Some(position) = read_u64(db, &spec.legacy_key("position"))? else { return Ok(None) };
+    let next_sseq = read_u64(db, &spec.legacy_key("sseq"))?.unwrap_or(1);
+    let prefix = spec.legacy_key("dedupe/");
+    let mut dedupe = BTreeMap::new();
+    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(|error| error.to_string())?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let source = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let seen = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| "corrupt dedupe mark".to_string())?);
+        dedupe.insert(source, seen);
+    }
+    Ok(Some(TaskMeta { position: Offset(position), next_sseq, dedupe, legacy: true }))
+}
+
+/// Adds to `batch` the writes that make `meta` the task's bookkeeping
+/// (for tools that move positions while the task is stopped).
+pub fn put_meta(db: &DB, batch: &mut WriteBatch, spec: &TaskSpec, meta: &TaskMeta) {
+    let state = family(db, CF_STATE);
+    for write in meta_writes(spec, meta, meta.next_sseq) {
+        match write.value {
+            Some(value) => batch.put_cf(state, write.key, value),
+            None => batch.delete_cf(state, write.key),
+        }
+    }
+}
+
+/// The bookkeeping key with `next_sseq`, after deletes of the older keys
+/// when `meta` was loaded from them.
+fn meta_writes(spec: &TaskSpec, meta: &TaskMeta, next_sseq: u64) -> Vec<StateWrite> {
+    let mut writes = Vec::new();
+    if meta.legacy {
+        writes.push(StateWrite { key: spec.legacy_key("position"), value: None });
+        writes.push(StateWrite { key: spec.legacy_key("sseq"), value: None });
+        for source in meta.dedupe.keys() {
+            writes.push(StateWrite { key: spec.legacy_key(&format!("dedupe/{source}")), value: None });
+        }
+    }
+    writes.push(StateWrite { key: spec.meta_key(), value: Some(meta.encode(next_sseq)) });
+    writes
 }
 
 /// Folds `records` (of one input partition, in order, from the task's
@@ -180,20 +297,7 @@ pub fn task_prefix(processor: &str, partition: u32) -> Vec<u8> {
 }
 
 fn load_meta(db: &DB, spec: &TaskSpec) -> Result<TaskMeta, String> {
-    let position = Offset(read_u64(db, &spec.meta_key("position"))?.unwrap_or(0));
-    let next_sseq = read_u64(db, &spec.meta_key("sseq"))?.unwrap_or(1);
-    let prefix = format!("__task/{}/dedupe/", spec.id()).into_bytes();
-    let mut dedupe = HashMap::new();
-    for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
-        let (key, value) = item.map_err(|error| error.to_string())?;
-        if !key.starts_with(&prefix) {
-            break;
-        }
-        let source = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let seen = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| "corrupt dedupe mark".to_string())?);
-        dedupe.insert(source, seen);
-    }
-    Ok(TaskMeta { position, next_sseq, dedupe })
+    Ok(stored_meta(db, spec)?.unwrap_or_default())
 }
 
 /// Output records still in the outbox, in sseq order.
@@ -242,7 +346,6 @@ fn prepare_batch(
 ) -> Result<Prepared, RuntimeError> {
     let task = spec.id();
     let mut tx = Tx::new(db);
-    let mut changed_marks: HashMap<String, u64> = HashMap::new();
     let mut dead = 0u64;
     for record in records {
         meta.position = Offset(record.offset.0 + 1);
@@ -253,13 +356,7 @@ fn prepare_batch(
                 Some(seen) if sseq <= *seen => continue,
                 Some(seen) => *seen = sseq,
                 None => {
-                    meta.dedupe.insert(source.clone().into_owned(), sseq);
-                }
-            }
-            match changed_marks.get_mut(source.as_ref()) {
-                Some(mark) => *mark = sseq,
-                None => {
-                    changed_marks.insert(source.into_owned(), sseq);
+                    meta.dedupe.insert(source.into_owned(), sseq);
                 }
             }
         }
@@ -297,20 +394,19 @@ fn prepare_batch(
     handler.before_commit(&mut tx).map_err(|source| RuntimeError::Handle { task: task.clone(), source })?;
     let (state_writes, mut outputs) = tx.into_parts();
     let mut writes: Vec<StateWrite> = state_writes.into_iter().map(|(key, value)| StateWrite { key, value }).collect();
-    let mut meta_writes: Vec<StateWrite> = changed_marks
-        .into_iter()
-        .map(|(source, sseq)| StateWrite { key: spec.dedupe_key(&source), value: Some(sseq.to_be_bytes().to_vec()) })
-        .collect();
     // The changelog copy of this batch's state changes goes behind the
     // outputs (relayed after them), so a restored state never claims a
     // position whose outputs were not written.
     // A batch without input only clears the outbox: nothing to log.
     let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
-    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_writes.len() + 2);
+    // The bookkeeping's writes are known in number before its value (which
+    // holds the sequence number after the changelog copies) is.
+    let meta_len = 1 + if meta.legacy { 2 + meta.dedupe.len() } else { 0 };
+    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_len);
     let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
-    meta_writes
-        .push(StateWrite { key: spec.meta_key("position"), value: Some(meta.position.0.to_be_bytes().to_vec()) });
-    meta_writes.push(StateWrite { key: spec.meta_key("sseq"), value: Some(final_sseq.to_be_bytes().to_vec()) });
+    let bookkeeping = meta_writes(spec, meta, final_sseq);
+    debug_assert_eq!(bookkeeping.len(), meta_len);
+    meta.legacy = false;
     if let Some(topic) = changelog {
         let timestamp = records.last().map(|record| record.timestamp);
         let change = |write: &StateWrite| OutRecord {
@@ -322,10 +418,10 @@ fn prepare_batch(
             headers: Vec::new(),
             timestamp,
         };
-        let changes: Vec<OutRecord> = writes.iter().chain(meta_writes.iter()).map(change).collect();
+        let changes: Vec<OutRecord> = writes.iter().chain(bookkeeping.iter()).map(change).collect();
         outputs.extend(changes);
     }
-    writes.extend(meta_writes);
+    writes.extend(bookkeeping);
     for output in &mut outputs {
         let sseq = meta.next_sseq;
         meta.next_sseq += 1;
@@ -465,9 +561,9 @@ async fn restore_from_changelog(
 ) -> Result<(), RuntimeError> {
     let task = spec.id();
     let known = {
-        let (db, key) = (db.clone(), spec.meta_key("position"));
+        let (db, spec) = (db.clone(), spec.clone());
         blocking(&task, move || {
-            read_u64(&db, &key).map_err(|detail| RuntimeError::Store { task: String::new(), detail })
+            stored_meta(&db, &spec).map_err(|detail| RuntimeError::Store { task: String::new(), detail })
         })
         .await?
     };
@@ -692,6 +788,43 @@ mod tests {
     enum Op {
         Send { from_alice: bool, client_id: u8 },
         Read { by_alice: bool, up_to: u64 },
+    }
+
+    #[test]
+    fn the_bookkeeping_is_one_key_and_stores_of_the_older_keys_move_to_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_db(dir.path()).expect("db");
+        let state = family(&db, CF_STATE);
+        let spec = TaskSpec { processor: "inbox", input: TopicPartition::new("deliveries", 3), changelog: None };
+        assert_eq!(stored_meta(&db, &spec).expect("read"), None, "a task that never ran has none");
+        // A store written before: position, sseq and a dedupe mark per source.
+        db.put_cf(state, spec.legacy_key("position"), 41u64.to_be_bytes()).expect("put");
+        db.put_cf(state, spec.legacy_key("sseq"), 7u64.to_be_bytes()).expect("put");
+        db.put_cf(state, spec.legacy_key("dedupe/conversation-2"), 90u64.to_be_bytes()).expect("put");
+        db.put_cf(state, spec.legacy_key("dedupe/users-0"), 5u64.to_be_bytes()).expect("put");
+        let mut meta = stored_meta(&db, &spec).expect("read").expect("legacy bookkeeping");
+        assert_eq!((meta.position, meta.next_sseq, meta.dedupe.len()), (Offset(41), 7, 2));
+        meta.position = Offset(50);
+        let mut batch = WriteBatch::default();
+        put_meta(&db, &mut batch, &spec, &meta);
+        db.write(batch).expect("write");
+        let keys: Vec<String> = db
+            .iterator_cf(state, IteratorMode::Start)
+            .map(|item| String::from_utf8_lossy(&item.expect("key").0).into_owned())
+            .collect();
+        assert_eq!(keys, vec!["__task/inbox-3/meta".to_string()], "one key left");
+        let reloaded = stored_meta(&db, &spec).expect("read").expect("bookkeeping");
+        assert_eq!((reloaded.position, reloaded.next_sseq), (Offset(50), 7));
+        assert_eq!(reloaded.dedupe, meta.dedupe);
+        assert_eq!(stored_position(&db, "inbox", TopicPartition::new("deliveries", 3)).expect("position"), 50);
+        // Truncated or unknown encodings are refused, never misread.
+        let bytes = reloaded.encode(7);
+        assert_eq!(TaskMeta::decode(&bytes).expect("decode"), reloaded);
+        for cut in 0..bytes.len() {
+            assert!(TaskMeta::decode(&bytes[..cut]).is_err(), "a cut at {cut} decoded");
+        }
+        assert!(TaskMeta::decode(&[bytes.as_slice(), b"x"].concat()).is_err(), "trailing bytes decoded");
+        assert!(TaskMeta::decode(&[2]).is_err(), "an unknown version decoded");
     }
 
     fn op() -> impl Strategy<Value = Op> {

@@ -382,21 +382,21 @@ fn swap(
     // The tasks' positions and input dedupe marks come with the state; their
     // output sequence numbers stay the live ones (consumers deduplicate by
     // them: a restarted count would make later outputs look like repeats).
-    let task_prefixes: Vec<Vec<u8>> = targets
-        .iter()
-        .flat_map(|(input, _)| {
-            let task = runtime::task_prefix(projection.processor, input.partition);
-            [[task.as_slice(), b"position"].concat(), [task.as_slice(), b"dedupe/"].concat()]
-        })
-        .collect();
-    for prefix in std::iter::once(projection.prefix.to_vec()).chain(task_prefixes.iter().cloned()) {
-        for item in keys_under(&live, &prefix) {
-            batch.delete_cf(state, item?.0);
-        }
-        for item in keys_under(shadow, &prefix) {
-            let (key, value) = item?;
-            batch.put_cf(state, &key, &value);
-        }
+    for item in keys_under(&live, projection.prefix) {
+        batch.delete_cf(state, item?.0);
+    }
+    for item in keys_under(shadow, projection.prefix) {
+        let (key, value) = item?;
+        batch.put_cf(state, &key, &value);
+    }
+    for (input, _) in targets {
+        let spec = runtime::TaskSpec { processor: projection.processor, input: input.clone(), changelog: None };
+        let Some(rebuilt) = runtime::stored_meta(shadow, &spec).map_err(anyhow::Error::msg)? else { continue };
+        let live_meta = runtime::stored_meta(&live, &spec).map_err(anyhow::Error::msg)?;
+        let mut swapped = live_meta.clone().unwrap_or_default();
+        swapped.position = rebuilt.position;
+        swapped.dedupe = rebuilt.dedupe;
+        runtime::put_meta(&live, &mut batch, &spec, &swapped);
     }
     // Feeds that changed move to a new epoch: devices resuming the old one
     // are told `recovered: false` and resync.

@@ -100,8 +100,10 @@ pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
                  (for the inbox, `missive rebuild inbox --swap`)"
             );
         }
-        let key = [runtime::task_prefix(processor, partition).as_slice(), b"position"].concat();
-        batch.put_cf(family(&db, CF_STATE), key, Offset(to).0.to_be_bytes());
+        let spec = runtime::TaskSpec { processor, input: input.clone(), changelog: None };
+        let mut meta = runtime::stored_meta(&db, &spec).map_err(anyhow::Error::msg)?.unwrap_or_default();
+        meta.position = Offset(to);
+        runtime::put_meta(&db, &mut batch, &spec, &meta);
         moves.push(json!({"partition": partition, "from": from, "to": to}));
     }
     db.write(batch)?;
