@@ -200,17 +200,21 @@ fn apply_message(
 ) -> Result<(), HandleError> {
     let conversation = message.conversation_id;
     let slot = summaries.entry(tx, (user, conversation), || keys::summary(user, conversation))?;
-    if let Some(old) = slot {
-        tx.delete(keys::recency(user, old.last_activity, old.conversation_id));
-    }
+    let indexed = slot.as_ref().map(|old| old.indexed_at.unwrap_or(old.last_activity));
     let summary = slot.get_or_insert_with(|| ConversationSummary::new(user, message));
     if summary.apply_message(user, message) {
         tx.put(keys::unread_marker(user, conversation, message.conv_seq), Vec::new());
     }
-    tx.put(
-        keys::recency(user, summary.last_activity, summary.conversation_id),
-        summary.conversation_id.to_be_bytes().to_vec(),
-    );
+    // The list's index entry moves only when the activity enters a new
+    // second: two keys saved for most messages of a busy conversation.
+    let now_indexed = keys::recency_slot(summary.last_activity);
+    if indexed != Some(now_indexed) {
+        if let Some(indexed) = indexed {
+            tx.delete(keys::recency(user, indexed, conversation));
+        }
+        tx.put(keys::recency(user, now_indexed, conversation), conversation.to_be_bytes().to_vec());
+        summary.indexed_at = Some(now_indexed);
+    }
     Ok(())
 }
 

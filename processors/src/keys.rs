@@ -50,6 +50,23 @@ pub fn unread_marker(user: UserId, conversation: ConversationId, seq: ConvSeq) -
 }
 
 /// Newest first: the activity time is stored inverted.
+/// How coarse the conversation list's recency index is: a conversation's
+/// entry moves only when its activity enters a new second (not with every
+/// message); readers order the entries of one second by exact activity.
+pub const RECENCY_GRAIN_MS: i64 = 1000;
+
+/// The index time of an activity: the start of its second.
+pub fn recency_slot(activity: Millis) -> Millis {
+    Millis(activity.0 - activity.0.rem_euclid(RECENCY_GRAIN_MS))
+}
+
+/// The activity time a key of the recency index holds.
+pub fn recency_time(key: &[u8]) -> Option<Millis> {
+    let inverted = key.len().checked_sub(16).and_then(|at| key.get(at..at + 8))?;
+    let inverted = u64::from_be_bytes(inverted.try_into().ok()?);
+    i64::try_from(u64::MAX - inverted).ok().map(Millis)
+}
+
 pub fn recency(user: UserId, activity: Millis, conversation: ConversationId) -> Vec<u8> {
     let inverted = u64::MAX - (activity.0.max(0) as u64);
     key(&[b"inbox/", &user.to_be_bytes(), b"/r/", &inverted.to_be_bytes(), &conversation.to_be_bytes()])

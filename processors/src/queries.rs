@@ -49,15 +49,23 @@ pub fn feed_entries(
     Ok(entries)
 }
 
-/// The user's conversations, most recent first.
+/// The user's conversations, most recent first. The index orders them by
+/// the second of their last activity (`keys::recency_slot`); the entries of
+/// the last second reached are all read and ordered by exact activity.
 pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>, QueryError> {
     let prefix = keys::recency_prefix(user);
-    let mut summaries = Vec::new();
+    let mut summaries: Vec<ConversationSummary> = Vec::new();
+    let mut last_slot = None;
     for item in db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&prefix, Direction::Forward)) {
         let (key, value) = item.map_err(|error| QueryError(error.to_string()))?;
-        if !key.starts_with(&prefix) || summaries.len() >= limit {
+        if !key.starts_with(&prefix) {
             break;
         }
+        let slot = keys::recency_time(&key).map(keys::recency_slot);
+        if summaries.len() >= limit && slot != last_slot {
+            break;
+        }
+        last_slot = slot;
         let conversation = ConversationId(u64::from_be_bytes(
             value.as_ref().try_into().map_err(|_| QueryError("bad recency".into()))?,
         ));
@@ -65,6 +73,8 @@ pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<Conversa
             summaries.push(summary);
         }
     }
+    summaries.sort_by_key(|summary| (std::cmp::Reverse(summary.last_activity), summary.conversation_id));
+    summaries.truncate(limit);
     Ok(summaries)
 }
 
@@ -236,4 +246,51 @@ pub fn sees_icon(db: &DB, media_id: &str, viewer: UserId) -> Result<bool, QueryE
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use missive_infra::db::open_db;
+
+    use super::*;
+
+    /// The index holds seconds; within the second a page ends in, the
+    /// list is still ordered by exact activity (conversation ids tie-break).
+    #[test]
+    fn the_conversation_list_is_in_exact_activity_order_across_page_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_db(dir.path()).expect("db");
+        let state = family(&db, CF_STATE);
+        let user = UserId(7);
+        // (conversation, last activity): 1 and 2 share a second; 2 is newer
+        // though the index lists 1 first within that second.
+        let chats = [(1u64, 5_000_100i64), (2, 5_000_900), (3, 4_000_000), (4, 6_000_050)];
+        for (conversation, activity) in chats {
+            let summary = ConversationSummary {
+                conversation_id: ConversationId(conversation),
+                peer: UserId(conversation + 100),
+                last_message: None,
+                unread: 0,
+                read_up_to: ConvSeq(0),
+                last_activity: Millis(activity),
+                indexed_at: Some(keys::recency_slot(Millis(activity))),
+            };
+            let conversation = ConversationId(conversation);
+            db.put_cf(state, keys::summary(user, conversation), serde_json::to_vec(&summary).expect("json"))
+                .expect("put");
+            let slot = keys::recency_slot(Millis(activity));
+            db.put_cf(state, keys::recency(user, slot, conversation), conversation.to_be_bytes()).expect("put");
+        }
+        let ids = |limit| -> Vec<u64> {
+            conversations(&db, user, limit).expect("list").iter().map(|summary| summary.conversation_id.0).collect()
+        };
+        assert_eq!(ids(10), vec![4, 2, 1, 3]);
+        assert_eq!(ids(2), vec![4, 2], "a page ending inside a second takes its newest");
+        assert_eq!(ids(1), vec![4]);
+        assert_eq!(ids(3), vec![4, 2, 1]);
+        assert_eq!(
+            keys::recency_time(&keys::recency(user, Millis(5_000_000), ConversationId(1))),
+            Some(Millis(5_000_000))
+        );
+    }
 }

@@ -16,6 +16,11 @@ pub struct ConversationSummary {
     pub unread: u64,
     pub read_up_to: ConvSeq,
     pub last_activity: Millis,
+    /// The activity time the conversation list's index holds for it (the
+    /// second `last_activity` falls in); `None` in summaries written when
+    /// the index held `last_activity` itself.
+    #[serde(default)]
+    pub indexed_at: Option<Millis>,
 }
 
 impl ConversationSummary {
@@ -31,6 +36,7 @@ impl ConversationSummary {
             unread: 0,
             read_up_to: ConvSeq(0),
             last_activity: Millis(0),
+            indexed_at: None,
         }
     }
 
