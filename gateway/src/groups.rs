@@ -218,13 +218,12 @@ async fn act(
                     known_users(&context, users).await?;
                     let adds = sort_adds(&context, principal.user, users).await?;
                     let by = principal.user;
-                    let added = match adds.direct.is_empty() && !adds.invited.is_empty() {
-                        // Only invites: checked by the Invite change itself.
-                        true => None,
-                        false => {
-                            let add = GroupChange::AddMembers { users: adds.direct };
-                            Some(apply(&context, GroupCommand { conversation_id, by, change: add }).await?)
-                        }
+                    // Only invites: the Invite change alone (it checks the caller).
+                    let added = if adds.direct.is_empty() && !adds.invited.is_empty() {
+                        None
+                    } else {
+                        let add = GroupChange::AddMembers { users: adds.direct };
+                        Some(apply(&context, GroupCommand { conversation_id, by, change: add }).await?)
                     };
                     return invite_rest(&context, conversation_id, by, added, adds.invited).await;
                 }
@@ -304,20 +303,19 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
                 })
             })
             .boxed(),
-        warp::path!("v1" / "groups" / String / "invite" / "accept")
+        warp::path!("v1" / "groups" / String / "invite" / String)
             .and(warp::post())
             .and(served.clone())
             .and(ctx())
-            .and_then(|group: String, principal: Principal, context: Context| {
-                act(group, principal, context, || Ok(GroupChange::AcceptInvite))
-            })
-            .boxed(),
-        warp::path!("v1" / "groups" / String / "invite" / "decline")
-            .and(warp::post())
-            .and(served.clone())
-            .and(ctx())
-            .and_then(|group: String, principal: Principal, context: Context| {
-                act(group, principal, context, || Ok(GroupChange::DeclineInvite))
+            .and_then(|group: String, answer: String, principal: Principal, context: Context| {
+                act(group, principal, context, move || match answer.as_str() {
+                    "accept" => Ok(GroupChange::AcceptInvite),
+                    "decline" => Ok(GroupChange::DeclineInvite),
+                    _ => Err(ApiError::not_found(
+                        "not_found",
+                        "answer an invite with .../invite/accept or .../invite/decline",
+                    )),
+                })
             })
             .boxed(),
         warp::path!("v1" / "groups" / String / "leave")

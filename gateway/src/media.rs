@@ -57,6 +57,11 @@ const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
 /// Upload slots one user may hold open (started, not completed, not expired).
 pub const OPEN_UPLOADS_PER_USER: usize = 16;
 
+/// How long a presigned URL expiring at `expires_ms` stays valid from now (at least a second).
+fn ttl_until(expires_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(expires_ms - missive_infra::now_ms()).unwrap_or(0).max(1000))
+}
+
 /// An open upload slot: its media id and when its URL expires (ms).
 type OpenSlot = (String, i64);
 
@@ -253,12 +258,16 @@ impl Media {
         Ok(())
     }
 
-    /// A URL for `operation` (`put`, `get`, `thumb-150`...) on `key`:
+    /// A download URL for `operation` (`get`, `thumb-150`...) on `key`:
     /// presigned by the object store, or signed by this gateway.
-    async fn url(&self, operation: &str, media_id: &str, key: &str, expires_ms: i64) -> Result<String, ApiError> {
-        let method = if operation == "put" { warp::http::Method::PUT } else { warp::http::Method::GET };
-        let ttl = Duration::from_millis(u64::try_from(expires_ms - missive_infra::now_ms()).unwrap_or(0).max(1000));
-        match self.objects.presigned(method, key, ttl).await.map_err(storage)? {
+    async fn download_url(
+        &self,
+        operation: &str,
+        media_id: &str,
+        key: &str,
+        expires_ms: i64,
+    ) -> Result<String, ApiError> {
+        match self.objects.presigned_get(key, ttl_until(expires_ms)).await.map_err(storage)? {
             Some(url) => Ok(url),
             None => Ok(self.signed_path(operation, media_id, expires_ms)),
         }
@@ -332,12 +341,15 @@ impl Media {
         };
         self.save_new(&id, &slot).await?;
         self.open_slots.lock().entry(principal.user).or_default().push((id.clone(), expires_ms));
-        let ttl = Duration::from_millis(u64::try_from(expires_ms - now).unwrap_or(0).max(1000));
-        let (upload_url, headers) =
-            match self.objects.presigned_put(&staging_key, &slot.sha256, ttl).await.map_err(storage)? {
-                Some((url, headers)) => (url, headers),
-                None => (self.signed_path("put", &id, expires_ms), Vec::new()),
-            };
+        let (upload_url, headers) = match self
+            .objects
+            .presigned_put(&staging_key, &slot.sha256, ttl_until(expires_ms))
+            .await
+            .map_err(storage)?
+        {
+            Some((url, headers)) => (url, headers),
+            None => (self.signed_path("put", &id, expires_ms), Vec::new()),
+        };
         let headers: serde_json::Map<String, serde_json::Value> =
             headers.into_iter().map(|(name, value)| (name.to_string(), value.into())).collect();
         Ok(json!({
@@ -585,7 +597,7 @@ impl Media {
             }
         };
         let expires_ms = missive_infra::now_ms() + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
-        self.url(&operation, media_id, &key, expires_ms).await
+        self.download_url(&operation, media_id, &key, expires_ms).await
     }
 
     /// The storage key of `media_id` if `viewer` may fetch it: the uploader;

@@ -113,15 +113,10 @@ impl Objects {
         Ok(Some((url.to_string(), vec![(CHECKSUM_HEADER, checksum)])))
     }
 
-    /// A presigned URL for `method` on `key`, valid for `ttl` (S3 only).
-    pub async fn presigned(
-        &self,
-        method: http::Method,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Option<String>, ObjectsError> {
+    /// A presigned GET of `key`, valid for `ttl` (S3 only).
+    pub async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, ObjectsError> {
         match &self.s3 {
-            Some(s3) => Ok(Some(s3.signed_url(method, &Path::from(key), ttl).await?.to_string())),
+            Some(s3) => Ok(Some(s3.signed_url(http::Method::GET, &Path::from(key), ttl).await?.to_string())),
             None => Ok(None),
         }
     }

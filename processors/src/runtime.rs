@@ -256,16 +256,22 @@ pub fn put_meta(db: &DB, batch: &mut WriteBatch, spec: &TaskSpec, meta: &TaskMet
 /// The bookkeeping key with `next_sseq`, after deletes of the older keys
 /// when `meta` was loaded from them.
 fn meta_writes(spec: &TaskSpec, meta: &TaskMeta, next_sseq: u64) -> Vec<StateWrite> {
-    let mut writes = Vec::new();
-    if meta.legacy {
-        writes.push(StateWrite { key: spec.legacy_key("position"), value: None });
-        writes.push(StateWrite { key: spec.legacy_key("sseq"), value: None });
-        for source in meta.dedupe.keys() {
-            writes.push(StateWrite { key: spec.legacy_key(&format!("dedupe/{source}")), value: None });
-        }
-    }
+    let mut writes = legacy_deletes(spec, meta);
     writes.push(StateWrite { key: spec.meta_key(), value: Some(meta.encode(next_sseq)) });
     writes
+}
+
+/// Deletes of the older bookkeeping keys, when `meta` was loaded from them.
+fn legacy_deletes(spec: &TaskSpec, meta: &TaskMeta) -> Vec<StateWrite> {
+    if !meta.legacy {
+        return Vec::new();
+    }
+    let sources = meta.dedupe.keys().map(|source| format!("dedupe/{source}"));
+    ["position".to_string(), "sseq".to_string()]
+        .into_iter()
+        .chain(sources)
+        .map(|what| StateWrite { key: spec.legacy_key(&what), value: None })
+        .collect()
 }
 
 /// Folds `records` (of one input partition, in order, from the task's
@@ -401,11 +407,10 @@ fn prepare_batch(
     let changelog = spec.changelog.as_ref().filter(|_| !records.is_empty());
     // The bookkeeping's writes are known in number before its value (which
     // holds the sequence number after the changelog copies) is.
-    let meta_len = 1 + if meta.legacy { 2 + meta.dedupe.len() } else { 0 };
-    let changelog_len = changelog.map_or(0, |_| writes.len() + meta_len);
+    let mut bookkeeping = legacy_deletes(spec, meta);
+    let changelog_len = changelog.map_or(0, |_| writes.len() + bookkeeping.len() + 1);
     let final_sseq = meta.next_sseq + (outputs.len() + changelog_len) as u64;
-    let bookkeeping = meta_writes(spec, meta, final_sseq);
-    debug_assert_eq!(bookkeeping.len(), meta_len);
+    bookkeeping.push(StateWrite { key: spec.meta_key(), value: Some(meta.encode(final_sseq)) });
     meta.legacy = false;
     if let Some(topic) = changelog {
         let timestamp = records.last().map(|record| record.timestamp);

@@ -392,8 +392,7 @@ fn swap(
     for (input, _) in targets {
         let spec = runtime::TaskSpec { processor: projection.processor, input: input.clone(), changelog: None };
         let Some(rebuilt) = runtime::stored_meta(shadow, &spec).map_err(anyhow::Error::msg)? else { continue };
-        let live_meta = runtime::stored_meta(&live, &spec).map_err(anyhow::Error::msg)?;
-        let mut swapped = live_meta.clone().unwrap_or_default();
+        let mut swapped = runtime::stored_meta(&live, &spec).map_err(anyhow::Error::msg)?.unwrap_or_default();
         swapped.position = rebuilt.position;
         swapped.dedupe = rebuilt.dedupe;
         runtime::put_meta(&live, &mut batch, &spec, &swapped);
