@@ -355,26 +355,27 @@ pub async fn serve(
         })
     };
     let sessions = sessions::Sessions::default();
+    let auth = Arc::new(Auth::new(db.clone(), config.auth));
+    let reads = ReadModels::new(db, log.clone(), read_side.users);
     // Live signals start at the end of `ephemeral`, found before serving;
     // after a failure, from the end again (what was missed is stale anyway).
     let live_task = {
         let mut first = Some(live::start_positions(log.as_ref()).await?);
-        let (log, codec, sessions, cancel) = (log.clone(), codec.clone(), sessions.clone(), cancel.clone());
+        let (log, codec, sessions, reads, cancel) =
+            (log.clone(), codec.clone(), sessions.clone(), reads.clone(), cancel.clone());
         restart_on_failure("live router", cancel.clone(), move || {
-            let (start, log, codec, sessions, cancel) =
-                (first.take(), log.clone(), codec.clone(), sessions.clone(), cancel.clone());
+            let (start, log, codec, sessions, reads, cancel) =
+                (first.take(), log.clone(), codec.clone(), sessions.clone(), reads.clone(), cancel.clone());
             async move {
                 let start = match start {
                     Some(start) => start,
                     None => live::start_positions(log.as_ref()).await?,
                 };
-                live::run(log, codec, sessions, start, cancel).await
+                live::run(log, codec, sessions, reads, start, cancel).await
             }
         })
     };
-    let auth = Arc::new(Auth::new(db.clone(), config.auth));
     let bus = Arc::new(CommandBus::new(log.clone(), codec.clone(), replies, config.node_id, metrics.clone()));
-    let reads = ReadModels::new(db, log.clone(), read_side.users);
     // Presence: this instance's heartbeats, and the fold of every gateway's.
     let presence = Arc::new(presence::Presence::new(
         &config.gateway_id,

@@ -3,12 +3,16 @@
 //! conversation); every gateway tails every partition of it from the end
 //! and hands each signal to its own open sessions of the recipients. Never
 //! stored in feeds, never replayed to a device that connects later, and
-//! dropped if it has expired by the time it is read.
+//! dropped if it has expired by the time it is read. In a 1:1 chat the
+//! recipient's gateway drops a signal from someone the recipient blocked:
+//! its directory shows the block as soon as the block call was answered
+//! (the sender's gateway checks too, but its directory may be a moment
+//! behind).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::UserId;
+use missive_core::{ConversationId, UserId};
 use missive_infra::{Log, Offset, TopicPartition};
 use missive_processors::partitions_of;
 use missive_processors::topics::EPHEMERAL;
@@ -17,6 +21,7 @@ use missive_schemas::{Codec, WireValue};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::reads::ReadModels;
 use crate::sessions::Sessions;
 
 /// An indicator lasts this long unless renewed.
@@ -40,6 +45,7 @@ pub async fn run(
     log: Arc<dyn Log>,
     codec: Arc<Codec>,
     sessions: Sessions,
+    reads: ReadModels,
     positions: Vec<(TopicPartition, Offset)>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -55,12 +61,23 @@ pub async fn run(
                 tracing::debug!(offset = %record.offset.0, "not a live signal; skipped");
                 continue;
             };
-            if typing.expires_at <= now {
+            if typing.expires_at <= now || blocked_by_recipient(&reads, &typing).await {
                 continue;
             }
             deliver(&sessions, &typing);
         }
     }
+}
+
+/// Whether `typing` is a 1:1 chat's signal to someone who blocked its sender.
+async fn blocked_by_recipient(reads: &ReadModels, typing: &Typing) -> bool {
+    let ids = |id: i64| u64::try_from(id).ok().map(UserId);
+    let (Some(from), [recipient]) = (ids(typing.from), typing.recipients.as_slice()) else { return false };
+    let Some(recipient) = ids(*recipient) else { return false };
+    let direct = u64::try_from(typing.conversation_id)
+        .is_ok_and(|id| ConversationId(id) == ConversationId::direct(from, recipient));
+    // A directory that cannot be read drops the signal: it is only a hint.
+    direct && reads.has_blocked(recipient, from).await.unwrap_or(true)
 }
 
 fn deliver(sessions: &Sessions, typing: &Typing) {
