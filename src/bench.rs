@@ -154,6 +154,13 @@ struct IncomingEvent<'a> {
     content: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The server's count of appended log records (`/metrics`, refreshed
+/// every second), if it exposes one.
+async fn log_records(api: &Api) -> Option<f64> {
+    let text = api.get_text("/metrics").await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix("missive_log_records_appended_total ")?.trim().parse().ok())
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -649,7 +656,21 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
     let mut sent_at = vec![0u64; args.messages];
     let mut next = tokio::time::Instant::now();
     let (mut sink, mut stream) = socket.split();
-    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    // What the sender's own feed brings it: receipt entries, counted.
+    let receipts = Arc::new(AtomicU64::new(0));
+    let drain = {
+        let receipts = receipts.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                if let Ok(frame) = serde_json::from_str::<Incoming<'_>>(&text)
+                    && frame.event.is_some_and(|event| event.kind == "receipt")
+                {
+                    receipts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let records_before = log_records(api).await;
     for (index, stamp) in sent_at.iter_mut().enumerate() {
         tokio::time::sleep_until(next).await;
         next += interval;
@@ -669,7 +690,13 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
             _ => failures += 1,
         }
     }
+    // The sender's receipts trail the last delivery by an ack round.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     drain.abort();
+    let records = match (records_before, log_records(api).await) {
+        (Some(before), Some(after)) => json!(((after - before) / args.messages.max(1) as f64).round()),
+        _ => Value::Null,
+    };
     let arrivals = arrivals.lock().map(|arrivals| arrivals.clone()).unwrap_or_default();
     let mut last = vec![0u64; args.messages];
     let mut each: Vec<u64> = Vec::with_capacity(arrivals.len());
@@ -688,6 +715,9 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
             "deliveries": arrivals.len(), "expected_deliveries": members.len() * args.messages, "failed_members": failures,
             "last_member_ms": {"p50": percentile(&last, 0.50), "p99": percentile(&last, 0.99), "max": percentile(&last, 1.0)},
             "each_delivery_ms": {"p50": percentile(&each, 0.50), "p99": percentile(&each, 0.99)},
+            "sender_receipts_per_message": receipts.load(Ordering::Relaxed) as f64 / args.messages.max(1) as f64,
+            // Every record the server appended meanwhile (deliveries, acks, receipts), per message sent.
+            "log_records_per_message": records,
         })
     );
     if failures > 0 || arrivals.len() < members.len() * args.messages {

@@ -92,6 +92,11 @@ impl Api {
         self.call(reqwest::Method::DELETE, path, token, None).await
     }
 
+    /// GETs a plain-text body (like `/metrics`).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.http.get(format!("{}{}", self.base, path)).send().await?.error_for_status()?.text().await?)
+    }
+
     /// Any method, for tables of calls.
     pub async fn request(
         &self,

@@ -2,17 +2,19 @@
 //! Input `commands.conversation`; outputs `events.conversation`, the
 //! `deliveries` fan-out and command replies.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use missive_core::conversation::{
-    self, ConversationCommand, ConversationEvent, ConversationState, PriorSend, SendOutcome, StoredMessage, Watermarks,
+    self, ConversationCommand, ConversationEvent, ConversationState, MessageSent, PriorSend, SendOutcome,
+    StoredMessage, Watermarks,
 };
-use missive_core::delivery::route_conversation_event;
+use missive_core::delivery::{message_copies, route_conversation_event};
 use missive_core::operations::{self, OperationWindows};
 use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use missive_infra::Record;
 use missive_schemas::Codec;
-use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire};
+use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire, message_fanout_to_wire};
 
 use crate::common::{Replier, decode, long, output};
 use crate::keys;
@@ -67,6 +69,10 @@ impl ConversationHandler {
             let record =
                 output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
             tx.emit(record);
+            if let ConversationEvent::MessageSent(message) = event {
+                self.emit_message_fanout(tx, cause, message)?;
+                continue;
+            }
             for delivery in route_conversation_event(event) {
                 let record =
                     output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?;
@@ -75,6 +81,37 @@ impl ConversationHandler {
         }
         Ok(())
     }
+}
+
+impl ConversationHandler {
+    /// A message's copies. A group's: one `DeliverMessage` per inbox
+    /// partition its recipients live on, naming them all (a 256-member
+    /// group's message is at most 8 records, not 256); every recipient gets
+    /// the same copy. A 1:1 message keeps one record per recipient, keyed
+    /// by it, so a replay by key finds every message of a user's chats.
+    fn emit_message_fanout(&self, tx: &mut Tx<'_>, cause: &Record, message: &MessageSent) -> Result<(), HandleError> {
+        let (copy, recipients) = message_copies(message);
+        let records: Vec<Vec<UserId>> = if message.members.len() > 2 {
+            let mut by_partition: BTreeMap<u32, Vec<UserId>> = BTreeMap::new();
+            for recipient in recipients {
+                by_partition.entry(inbox_partition(recipient)).or_default().push(recipient);
+            }
+            by_partition.into_values().collect()
+        } else {
+            recipients.into_iter().map(|recipient| vec![recipient]).collect()
+        };
+        for recipients in &records {
+            let value = message_fanout_to_wire(recipients, &copy);
+            tx.emit(output(&self.codec, cause, DELIVERIES, recipients[0].0, &value)?);
+        }
+        Ok(())
+    }
+}
+
+/// The `deliveries` partition (the inbox task) a user's records go to: the
+/// partitioner's choice for the record key, the user id in decimal.
+pub fn inbox_partition(user: UserId) -> u32 {
+    missive_infra::log::kafka_partition(user.0.to_string().as_bytes(), crate::partitions_of(DELIVERIES))
 }
 
 /// Receipt ranges shorter than this are read key by key.

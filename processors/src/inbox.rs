@@ -13,9 +13,10 @@ use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
 use missive_infra::Record;
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, MessageMark};
 use missive_schemas::Codec;
-use missive_schemas::convert::conversation_command_to_wire;
+use missive_schemas::convert::{conversation_command_to_wire, deliveries_from_wire};
 
 use crate::common::{decode, output};
+use crate::conversation::inbox_partition;
 use crate::hub::{FeedHub, FeedUpdate};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
@@ -287,11 +288,27 @@ fn delete_entries(tx: &mut Tx<'_>, user: UserId, after: FeedSeq, through: FeedSe
 
 impl Handler for InboxHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
-        let delivery =
-            Delivery::try_from(decode(&self.codec, record)?).map_err(|error| HandleError::Poison(error.to_string()))?;
+        let deliveries = deliveries_from_wire(decode(&self.codec, record)?)
+            .map_err(|error| HandleError::Poison(error.to_string()))?;
+        // A message for several recipients names only users of this
+        // partition: another partition's feeds are another task's to write.
+        if let Some(stray) =
+            deliveries.iter().skip(1).find(|delivery| inbox_partition(delivery.recipient) != record.partition)
+        {
+            return Err(HandleError::Poison(format!(
+                "recipient {} is not on deliveries partition {}",
+                stray.recipient.0, record.partition
+            )));
+        }
         // Taken out for the call: a feed and `self` are borrowed mutably together.
         let mut feeds = std::mem::take(&mut self.feeds);
-        let result = self.apply(tx, &mut feeds, record, delivery);
+        let mut result = Ok(());
+        for delivery in deliveries {
+            result = self.apply(tx, &mut feeds, record, delivery);
+            if result.is_err() {
+                break;
+            }
+        }
         self.feeds = feeds;
         result
     }

@@ -162,11 +162,12 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
 }
 
 /// Fields that name users in Missive's records.
-const USER_FIELDS: [&str; 12] = [
+const USER_FIELDS: [&str; 13] = [
     "from",
     "to",
     "by",
     "recipient",
+    "more_recipients",
     "user_id",
     "user",
     "members",

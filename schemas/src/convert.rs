@@ -791,9 +791,11 @@ impl TryFrom<WireValue> for UserEvent {
 pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
     let recipient = long(delivery.recipient.0);
     match &delivery.item {
-        DeliveryItem::Message(message) => {
-            WireValue::DeliverMessage(wire::DeliverMessage { recipient, message: message_to_wire(message) })
-        }
+        DeliveryItem::Message(message) => WireValue::DeliverMessage(wire::DeliverMessage {
+            recipient,
+            message: message_to_wire(message),
+            more_recipients: Vec::new(),
+        }),
         DeliveryItem::Receipt(receipt) => WireValue::DeliverReceipt(wire::DeliverReceipt {
             recipient,
             conversation_id: long(receipt.conversation_id.0),
@@ -828,6 +830,33 @@ pub fn delivery_to_wire(delivery: &Delivery) -> WireValue {
             modified: modified_to_wire(modified),
         }),
     }
+}
+
+/// One copy of a message for several recipients (one record per inbox
+/// partition); `recipients` is not empty, the first is the record's key.
+pub fn message_fanout_to_wire(recipients: &[UserId], message: &MessageSent) -> WireValue {
+    WireValue::DeliverMessage(wire::DeliverMessage {
+        recipient: recipients.first().map_or(0, |first| long(first.0)),
+        message: message_to_wire(message),
+        more_recipients: recipients.iter().skip(1).map(|recipient| long(recipient.0)).collect(),
+    })
+}
+
+/// Every delivery a `deliveries` record stands for: one, or a message's
+/// copy for each of its recipients.
+pub fn deliveries_from_wire(value: WireValue) -> Result<Vec<Delivery>, ConvertError> {
+    let more = match &value {
+        WireValue::DeliverMessage(deliver) => deliver
+            .more_recipients
+            .iter()
+            .map(|recipient| id(*recipient, "more_recipients").map(UserId))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    let first = Delivery::try_from(value)?;
+    let copies: Vec<Delivery> =
+        more.into_iter().map(|recipient| Delivery { recipient, item: first.item.clone() }).collect();
+    Ok(std::iter::once(first).chain(copies).collect())
 }
 
 impl TryFrom<WireValue> for Delivery {

@@ -407,6 +407,9 @@ pub struct DeviceRegistered {
 pub struct DeliverMessage {
     pub recipient: i64,
     pub message: MessageSent,
+    /// Further recipients of this same copy, all in `recipient`'s inbox partition.
+    #[serde(default)]
+    pub more_recipients: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -233,6 +233,23 @@ fn every_domain_value_round_trips_through_its_schema() {
 }
 
 #[test]
+fn one_message_record_stands_for_every_recipient_it_names() {
+    let codec = codec();
+    let recipients = [UserId(42), UserId(7), UserId(99)];
+    let bytes = codec.encode_value(&message_fanout_to_wire(&recipients, &message())).expect("encode");
+    let deliveries = deliveries_from_wire(codec.decode(&bytes).expect("decode")).expect("convert");
+    let expected: Vec<Delivery> = recipients
+        .iter()
+        .map(|recipient| Delivery { recipient: *recipient, item: DeliveryItem::Message(message()) })
+        .collect();
+    assert_eq!(deliveries, expected);
+    // A record of one recipient (and any written before the field) is one delivery.
+    let single = Delivery { recipient: UserId(42), item: DeliveryItem::Message(message()) };
+    let bytes = codec.encode_value(&delivery_to_wire(&single)).expect("encode");
+    assert_eq!(deliveries_from_wire(codec.decode(&bytes).expect("decode")).expect("convert"), vec![single]);
+}
+
+#[test]
 fn framing_errors_are_reported_not_guessed() {
     let codec = codec();
     assert!(codec.decode(&[1, 0, 0, 0, 100, 0]).is_err(), "wrong magic byte");

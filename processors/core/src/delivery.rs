@@ -58,17 +58,10 @@ pub struct Delivery {
 pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
     match event {
         ConversationEvent::MessageSent(message) => {
-            // A group's member list stays in its log: each member's copy
-            // would otherwise carry it (256 copies of 256 ids per message).
-            let mut copy = message.clone();
-            if copy.members.len() > 2 {
-                copy.members.clear();
-            }
-            message
-                .members
-                .iter()
-                .filter(|member| !message.withheld_from.contains(member))
-                .map(|member| Delivery { recipient: *member, item: DeliveryItem::Message(copy.clone()) })
+            let (copy, recipients) = message_copies(message);
+            recipients
+                .into_iter()
+                .map(|recipient| Delivery { recipient, item: DeliveryItem::Message(copy.clone()) })
                 .collect()
         }
         ConversationEvent::GroupChanged(changed) => route_group_change(changed),
@@ -79,9 +72,15 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             .collect(),
         ConversationEvent::ReceiptsAdvanced(advanced) => {
             // One receipt per sender, for the newest of its messages the
-            // advance covers: a watermark, not an entry per message.
+            // advance covers: a watermark, not an entry per message. In a
+            // group only the milestones reach the sender's feed: the first
+            // recipient and the last one reaching the status (a 256-member
+            // group's message would otherwise bring its sender 255 entries
+            // per status); the counts in between are in the message's info.
             let mut newest: Vec<&MessageRef> = Vec::new();
-            for message in advanced.messages.iter().filter(|message| message.from != advanced.by) {
+            for message in
+                advanced.messages.iter().filter(|message| message.from != advanced.by && is_milestone(message))
+            {
                 match newest.iter_mut().find(|kept| kept.from == message.from) {
                     Some(kept) if kept.conv_seq < message.conv_seq => *kept = message,
                     Some(_) => {}
@@ -113,6 +112,25 @@ pub fn route_conversation_event(event: &ConversationEvent) -> Vec<Delivery> {
             deliveries
         }
     }
+}
+
+/// Who gets a message (every member it is not withheld from, the sender
+/// included for its other devices) and the copy each of them gets.
+pub fn message_copies(message: &MessageSent) -> (MessageSent, Vec<UserId>) {
+    // A group's member list stays in its log: each member's copy would
+    // otherwise carry it (256 copies of 256 ids per message).
+    let mut copy = message.clone();
+    if copy.members.len() > 2 {
+        copy.members.clear();
+    }
+    let recipients = message.members.iter().filter(|member| !message.withheld_from.contains(member)).copied().collect();
+    (copy, recipients)
+}
+
+/// Whether a receipt count is one the sender is told of: the first
+/// recipient or the last (every one in a 1:1 chat).
+fn is_milestone(message: &MessageRef) -> bool {
+    message.count == 1 || message.count >= message.of
 }
 
 fn route_group_change(changed: &GroupChanged) -> Vec<Delivery> {
@@ -223,5 +241,46 @@ mod tests {
             vec![(alice, MessageId(104), ConvSeq(4), 1), (bob, MessageId(105), ConvSeq(5), 1)],
             "one receipt per sender, naming its newest covered message; none to the reader itself"
         );
+    }
+
+    #[test]
+    fn a_group_sender_hears_of_the_first_and_the_last_recipient_only() {
+        let (alice, conversation_id) = (UserId(1), ConversationId(78));
+        let advance = |by: u64, count: u32| ReceiptsAdvanced {
+            conversation_id,
+            by: UserId(by),
+            status: ReceiptStatus::Delivered,
+            up_to: ConvSeq(1),
+            at: Millis(5),
+            messages: vec![MessageRef { message_id: MessageId(9), conv_seq: ConvSeq(1), from: alice, count, of: 255 }],
+        };
+        let told: Vec<u32> = (1..=255)
+            .flat_map(|count| {
+                route_conversation_event(&ConversationEvent::ReceiptsAdvanced(advance(count as u64 + 1, count)))
+            })
+            .map(|delivery| match delivery.item {
+                DeliveryItem::Receipt(receipt) => receipt.count,
+                other => panic!("only receipts: {other:?}"),
+            })
+            .collect();
+        assert_eq!(told, vec![1, 255], "255 members' acks, two entries in the sender's feed");
+
+        // An advance over several messages names the newest milestone: here
+        // messages 1-2 reached everyone, message 3 only some.
+        let mut several = advance(7, 0);
+        several.messages = (1..=3)
+            .map(|seq| MessageRef {
+                message_id: MessageId(10 + seq),
+                conv_seq: ConvSeq(seq),
+                from: alice,
+                count: if seq < 3 { 255 } else { 40 },
+                of: 255,
+            })
+            .collect();
+        let deliveries = route_conversation_event(&ConversationEvent::ReceiptsAdvanced(several));
+        let [Delivery { item: DeliveryItem::Receipt(receipt), .. }] = deliveries.as_slice() else {
+            panic!("one receipt: {deliveries:?}")
+        };
+        assert_eq!((receipt.up_to, receipt.count), (ConvSeq(2), 255));
     }
 }
