@@ -133,6 +133,19 @@ fn own_cpu() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// Writes user `me`'s send frame number `sent` to `partner` into `frame`;
+/// the content is the send time in µs since `epoch`. Ids are digits and
+/// the content a number: nothing to escape.
+fn send_frame(frame: &mut String, sent: usize, partner: &str, me: &str, epoch: Instant) {
+    use std::fmt::Write;
+    let stamp = epoch.elapsed().as_micros() as u64;
+    frame.clear();
+    let _ = write!(
+        frame,
+        r#"{{"type":"send","req":"{sent}","to":{{"user":"{partner}"}},"client_msg_id":"{me}-{sent}","content":"{stamp}"}}"#
+    );
+}
+
 /// What a client reads of a server frame: borrowed views, no JSON tree.
 #[derive(serde::Deserialize)]
 struct Incoming<'a> {
@@ -270,41 +283,58 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             // Spread users evenly over one interval so the load is steady, not bursts.
             let mut next_send = tokio::time::Instant::now()
                 + per_user_interval.map_or(Duration::ZERO, |interval| interval.mul_f64(index as f64 / users as f64));
-            // Acks go out at most 20 ms after the first unacked event (cumulative),
-            // without a per-user timer ticking when there is nothing to ack.
-            let mut ack_due: Option<tokio::time::Instant> = None;
+            // Two timers made once and moved, not one per loop turn: the
+            // next send (fixed rate only) and the next ack, at most 20 ms
+            // after the first unacked event (cumulative), so no per-user
+            // timer ticks when there is nothing to ack.
+            let send_timer = tokio::time::sleep_until(next_send);
+            let ack_timer = tokio::time::sleep_until(next_send);
+            tokio::pin!(send_timer, ack_timer);
+            let mut ack_pending = false;
+            let mut frame = String::with_capacity(160);
             loop {
                 if confirmed >= messages && received >= messages {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let can_send = sent < messages && sent - confirmed < window;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next_send), if can_send => {
-                        let stamp = epoch.elapsed().as_micros() as u64;
-                        // Ids are digits and the content a number: nothing to escape.
-                        let frame = format!(
-                            r#"{{"type":"send","req":"{sent}","to":{{"user":"{partner}"}},"client_msg_id":"{me}-{sent}","content":"{stamp}"}}"#
-                        );
-                        if sink.send(Message::text(frame)).await.is_err() { return Err(anyhow::anyhow!("send failed")); }
+                // Saturation: fill the window in one write.
+                if per_user_interval.is_none() && sent < messages && sent - confirmed < window {
+                    while sent < messages && sent - confirmed < window {
+                        send_frame(&mut frame, sent, &partner, &me, epoch);
+                        sink.feed(Message::text(frame.as_str())).await.map_err(|_| anyhow::anyhow!("send failed"))?;
                         sent += 1;
-                        if let Some(interval) = per_user_interval { next_send += interval; }
                     }
-                    _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)), if ack_due.is_some() => {
-                        ack_due = None;
+                    sink.flush().await.map_err(|_| anyhow::anyhow!("send failed"))?;
+                }
+                let timed_send = per_user_interval.is_some() && sent < messages && sent - confirmed < window;
+                tokio::select! {
+                    _ = &mut send_timer, if timed_send => {
+                        send_frame(&mut frame, sent, &partner, &me, epoch);
+                        sink.send(Message::text(frame.as_str())).await.map_err(|_| anyhow::anyhow!("send failed"))?;
+                        sent += 1;
+                        if let Some(interval) = per_user_interval {
+                            next_send += interval;
+                            send_timer.as_mut().reset(next_send);
+                        }
+                    }
+                    _ = &mut ack_timer, if ack_pending => {
+                        ack_pending = false;
                         if highest_seq > acked_seq {
                             acked_seq = highest_seq;
                             let _ = sink.send(Message::text(format!(r#"{{"type":"ack","seq":{acked_seq}}}"#))).await;
                         }
                     }
-                    frame = stream.next() => {
-                        let Some(Ok(Message::Text(text))) = frame else { return Err(anyhow::anyhow!("connection closed")) };
-                        let frame: Incoming<'_> = serde_json::from_str(&text)?;
-                        match &*frame.kind {
+                    incoming = stream.next() => {
+                        let Some(Ok(Message::Text(text))) = incoming else { return Err(anyhow::anyhow!("connection closed")) };
+                        let incoming: Incoming<'_> = serde_json::from_str(&text)?;
+                        match &*incoming.kind {
                             "sent" => confirmed += 1,
                             "event" => {
-                                highest_seq = highest_seq.max(frame.seq);
-                                ack_due.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(20));
-                                if let Some(event) = frame.event
+                                highest_seq = highest_seq.max(incoming.seq);
+                                if !ack_pending {
+                                    ack_pending = true;
+                                    ack_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
+                                }
+                                if let Some(event) = incoming.event
                                     && event.kind == "message"
                                     && event.from.as_deref() != Some(me.as_str())
                                 {

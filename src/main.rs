@@ -61,6 +61,7 @@ fn init_logging() {
     use tracing_subscriber::util::SubscriberInitExt;
     let chosen =
         tracing_subscriber::EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| "info,warp=error".into());
+    let most_verbose = chosen.max_level_hint();
     let never_contents = Targets::new().with_default(LevelFilter::TRACE).with_targets(
         ["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "h2", "warp", "reqwest"]
             .map(|target| (target, LevelFilter::DEBUG)),
@@ -73,6 +74,18 @@ fn init_logging() {
                 .with_filter(never_contents),
         )
         .init();
+    // Crates logging through `log` (tungstenite, rdkafka) are bridged into
+    // tracing, which lets every record through to the filters: tungstenite's
+    // per-frame trace records cost the bench ~9% of its CPU. `log`'s own
+    // level check is one comparison: set it to the most verbose level chosen.
+    log::set_max_level(match most_verbose {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    });
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,7 +102,13 @@ fn main() -> anyhow::Result<()> {
     }
     // A small blocking pool: RocksDB calls are short, and hundreds of threads
     // (tokio's default cap is 512) only add context switches and page faults.
-    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build()?;
+    let runtime = match cli.command {
+        // The load generator on one thread: its clients wait on sockets and
+        // timers, and waking a task on the other core (a futex and a context
+        // switch) cost more than the work the wake-up was for.
+        Command::Bench(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build()?,
+    };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
