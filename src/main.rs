@@ -78,14 +78,7 @@ fn init_logging() {
     // tracing, which lets every record through to the filters: tungstenite's
     // per-frame trace records cost the bench ~9% of its CPU. `log`'s own
     // level check is one comparison: set it to the most verbose level chosen.
-    log::set_max_level(match most_verbose {
-        Some(LevelFilter::OFF) => log::LevelFilter::Off,
-        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
-        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
-        Some(LevelFilter::INFO) => log::LevelFilter::Info,
-        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    });
+    tracing_log::log::set_max_level(tracing_log::AsLog::as_log(&most_verbose.unwrap_or(LevelFilter::TRACE)));
 }
 
 fn main() -> anyhow::Result<()> {

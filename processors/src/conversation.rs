@@ -19,7 +19,7 @@ use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire, mes
 use crate::common::{Replier, decode, long, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
-use crate::topics::{DELIVERIES, EVENTS_CONVERSATION};
+use crate::topics::{DELIVERIES, EVENTS_CONVERSATION, deliveries_partition};
 use crate::tx::{StateCache, Tx};
 
 pub const PROCESSOR: &str = "conversation";
@@ -81,9 +81,7 @@ impl ConversationHandler {
         }
         Ok(())
     }
-}
 
-impl ConversationHandler {
     /// A message's copies. A group's: one `DeliverMessage` per inbox
     /// partition its recipients live on, naming them all (a 256-member
     /// group's message is at most 8 records, not 256); every recipient gets
@@ -94,7 +92,7 @@ impl ConversationHandler {
         let records: Vec<Vec<UserId>> = if message.members.len() > 2 {
             let mut by_partition: BTreeMap<u32, Vec<UserId>> = BTreeMap::new();
             for recipient in recipients {
-                by_partition.entry(inbox_partition(recipient)).or_default().push(recipient);
+                by_partition.entry(deliveries_partition(recipient)).or_default().push(recipient);
             }
             by_partition.into_values().collect()
         } else {
@@ -106,12 +104,6 @@ impl ConversationHandler {
         }
         Ok(())
     }
-}
-
-/// The `deliveries` partition (the inbox task) a user's records go to: the
-/// partitioner's choice for the record key, the user id in decimal.
-pub fn inbox_partition(user: UserId) -> u32 {
-    missive_infra::log::kafka_partition(user.0.to_string().as_bytes(), crate::partitions_of(DELIVERIES))
 }
 
 /// Receipt ranges shorter than this are read key by key.

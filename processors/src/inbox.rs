@@ -16,11 +16,10 @@ use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_command_to_wire, deliveries_from_wire};
 
 use crate::common::{decode, output};
-use crate::conversation::inbox_partition;
 use crate::hub::{FeedHub, FeedUpdate};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
-use crate::topics::COMMANDS_CONVERSATION;
+use crate::topics::{COMMANDS_CONVERSATION, deliveries_partition};
 use crate::tx::{StateCache, Tx};
 
 pub const PROCESSOR: &str = "inbox";
@@ -293,7 +292,7 @@ impl Handler for InboxHandler {
         // A message for several recipients names only users of this
         // partition: another partition's feeds are another task's to write.
         if let Some(stray) =
-            deliveries.iter().skip(1).find(|delivery| inbox_partition(delivery.recipient) != record.partition)
+            deliveries.iter().skip(1).find(|delivery| deliveries_partition(delivery.recipient) != record.partition)
         {
             return Err(HandleError::Poison(format!(
                 "recipient {} is not on deliveries partition {}",
@@ -302,13 +301,7 @@ impl Handler for InboxHandler {
         }
         // Taken out for the call: a feed and `self` are borrowed mutably together.
         let mut feeds = std::mem::take(&mut self.feeds);
-        let mut result = Ok(());
-        for delivery in deliveries {
-            result = self.apply(tx, &mut feeds, record, delivery);
-            if result.is_err() {
-                break;
-            }
-        }
+        let result = deliveries.into_iter().try_for_each(|delivery| self.apply(tx, &mut feeds, record, delivery));
         self.feeds = feeds;
         result
     }

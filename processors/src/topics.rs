@@ -25,6 +25,12 @@ pub const NOTIFICATIONS: &str = "notifications";
 /// media catalogue by every gateway; the media processor makes thumbnails.
 pub const EVENTS_MEDIA: &str = "events.media";
 
+/// The `deliveries` partition (the inbox task) a user's records go to: the
+/// partitioner's choice for the record key, the user id in decimal.
+pub fn deliveries_partition(user: missive_core::UserId) -> u32 {
+    missive_infra::log::kafka_partition(user.0.to_string().as_bytes(), crate::partitions_of(DELIVERIES))
+}
+
 /// Record headers Missive writes.
 pub mod headers {
     /// Unique id of the record: `<task>:<sseq>` for processor outputs.
