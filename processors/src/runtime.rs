@@ -30,6 +30,9 @@ const MIRROR_EVERY: Duration = Duration::from_secs(5);
 
 /// Most records handled in one batch (one WriteBatch, one relay).
 pub const MAX_BATCH: usize = 1024;
+/// Batches up to this size are handled on the async worker itself: the
+/// hand-off to a blocking thread and back costs more than they take.
+const INLINE_BATCH: usize = 64;
 
 /// What went wrong while handling one record.
 #[derive(Debug, thiserror::Error)]
@@ -701,17 +704,22 @@ pub async fn run_task(
         // Embedded mode: state, position and outputs in one write through
         // the log itself; no outbox, nothing to relay.
         if let Some(atomic) = log.atomic() {
-            let moved_meta = std::mem::take(&mut meta);
-            let (returned_handler, returned_meta, prepared) = {
-                let (db, spec, metrics) = (db.clone(), spec.clone(), metrics.clone());
-                blocking(&task, move || {
-                    let mut meta = moved_meta;
-                    let prepared = prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?;
-                    Ok((handler, meta, prepared))
-                })
-                .await?
+            let prepared = if records.len() <= INLINE_BATCH {
+                prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?
+            } else {
+                let moved_meta = std::mem::take(&mut meta);
+                let (returned_handler, returned_meta, prepared) = {
+                    let (db, spec, metrics) = (db.clone(), spec.clone(), metrics.clone());
+                    blocking(&task, move || {
+                        let mut meta = moved_meta;
+                        let prepared = prepare_batch(&db, &spec, &mut meta, handler.as_mut(), &records, &metrics)?;
+                        Ok((handler, meta, prepared))
+                    })
+                    .await?
+                };
+                (handler, meta) = (returned_handler, returned_meta);
+                prepared
             };
-            (handler, meta) = (returned_handler, returned_meta);
             atomic.commit(prepared.writes, prepared.outputs).await?;
             handler.after_commit();
             mirror_now_and_then(&log, &mut mirror, &mut last_mirror, &lag, &group, &spec.input, meta.position);
