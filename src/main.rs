@@ -77,11 +77,11 @@ fn init_logging(cap_log_crate: bool) {
     // Crates logging through `log` (tungstenite, rdkafka) are bridged into
     // tracing, which lets every record through to the filters: tungstenite's
     // per-frame trace records cost the bench ~9% of its CPU. `log`'s own
-    // level check is one comparison: the bench sets it to the most verbose
-    // level chosen. Only the bench for now: in Kafka-mode processes the
-    // cap made a changelog restore hang now and then (e2e_kafka's
-    // a_processor_that_lost_its_store_restores_from_the_changelog), a
-    // timing-dependent fault the slower logging hides; see ARCHITECTURE.md.
+    // level check is one comparison: the bench and the embedded server set
+    // it to the most verbose level chosen. Not the processes that talk to
+    // Kafka: there the cap made a changelog restore hang now and then
+    // (e2e_kafka's a_processor_that_lost_its_store_restores_from_the_changelog),
+    // a timing-dependent fault the slower logging hides; see ARCHITECTURE.md.
     if cap_log_crate {
         tracing_log::log::set_max_level(tracing_log::AsLog::as_log(&most_verbose.unwrap_or(LevelFilter::TRACE)));
     }
@@ -89,7 +89,7 @@ fn init_logging(cap_log_crate: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Bench(_)));
+    init_logging(matches!(cli.command, Command::Bench(_) | Command::Serve(_)));
     // Sockets and RocksDB's files share one limit: take all the hard limit
     // allows (RocksDB keeps to a quarter of it, `missive_infra::db`).
     match rlimit::increase_nofile_limit(u64::MAX) {
