@@ -7,7 +7,8 @@ use missive_core::groups::GroupChanged;
 use missive_core::media::Attachment;
 use missive_core::operations::{MessageModified, Operation};
 use missive_projections::{ConversationSummary, FeedEntry, HistoryMessage};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 /// Largest WebSocket frame or message the server reads; larger ones close the connection.
@@ -198,28 +199,78 @@ pub fn error_frame(req: Option<&str>, code: &str, message: &str) -> Value {
 }
 
 pub fn message_json(message: &MessageSent) -> Value {
-    let mut value = json!({
-        "kind": "message",
-        "message_id": message.message_id.to_string(),
-        "conversation_id": message.conversation_id.to_string(),
-        "conv_seq": message.conv_seq.0,
-        "from": message.from.to_string(),
-        "from_device": message.from_device.to_string(),
-        "content": message.content,
-        "sent_at": message.sent_at.0,
-    });
-    if let Some(reply_to) = message.reply_to {
-        value["reply_to"] = json!(reply_to.to_string());
+    serde_json::to_value(MessageView(message)).expect("a message serializes")
+}
+
+/// A message as clients see it, written straight to JSON: a delivery's
+/// frame is built without a `Value` tree (its keys, strings and map nodes
+/// are allocations on the path of every message).
+struct MessageView<'a>(&'a MessageSent);
+
+/// A value written as a JSON string through its `Display` (ids), without
+/// an intermediate `String`.
+struct AsStr<T>(T);
+
+impl<T: std::fmt::Display> Serialize for AsStr<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
     }
-    if let Some(attachment) = &message.attachment {
-        value["attachment"] = attachment_json(attachment);
+}
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let message = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(attachment) = &message.attachment {
+            map.serialize_entry("attachment", &attachment_json(attachment))?;
+        }
+        map.serialize_entry("content", &message.content)?;
+        map.serialize_entry("conv_seq", &message.conv_seq.0)?;
+        map.serialize_entry("conversation_id", &AsStr(message.conversation_id))?;
+        if message.forward_count > 0 {
+            map.serialize_entry("forward_count", &message.forward_count)?;
+            map.serialize_entry("forwarded", &true)?;
+            map.serialize_entry("forwarded_many_times", &(message.forward_count >= FORWARDED_MANY_TIMES))?;
+        }
+        map.serialize_entry("from", &AsStr(message.from))?;
+        map.serialize_entry("from_device", &AsStr(message.from_device))?;
+        map.serialize_entry("kind", "message")?;
+        map.serialize_entry("message_id", &AsStr(message.message_id))?;
+        if let Some(reply_to) = message.reply_to {
+            map.serialize_entry("reply_to", &AsStr(reply_to))?;
+        }
+        map.serialize_entry("sent_at", &message.sent_at.0)?;
+        map.end()
     }
-    if message.forward_count > 0 {
-        value["forwarded"] = json!(true);
-        value["forward_count"] = json!(message.forward_count);
-        value["forwarded_many_times"] = json!(message.forward_count >= FORWARDED_MANY_TIMES);
+}
+
+/// The text of the frame that pushes feed entry `seq`: `{"type": "event",
+/// "seq", "event"}`, a message written without a `Value` tree.
+pub fn event_frame_text(seq: u64, entry: &FeedEntry) -> String {
+    enum Event<'a> {
+        Message(MessageView<'a>),
+        Other(Value),
     }
-    value
+    impl Serialize for Event<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Event::Message(message) => message.serialize(serializer),
+                Event::Other(value) => value.serialize(serializer),
+            }
+        }
+    }
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        event: Event<'a>,
+        seq: u64,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let event = match entry {
+        FeedEntry::Message(message) => Event::Message(MessageView(message)),
+        other => Event::Other(entry_json(other)),
+    };
+    serde_json::to_string(&Frame { event, seq, kind: "event" }).expect("an event serializes")
 }
 
 /// An attachment as clients see it (the storage key stays on the server).
@@ -361,6 +412,50 @@ pub fn summary_json(summary: &ConversationSummary) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame written without a `Value` tree says exactly what the
+    /// protocol's message object says, with and without optional fields.
+    #[test]
+    fn event_frames_carry_the_message_object() {
+        use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
+        let plain = MessageSent {
+            conversation_id: ConversationId(7),
+            conv_seq: ConvSeq(3),
+            message_id: MessageId(11),
+            from: UserId(1),
+            from_device: DeviceId(2),
+            members: vec![UserId(1), UserId(5)],
+            client_msg_id: "c1".into(),
+            content: "hi \"there\"\n".into(),
+            reply_to: None,
+            sent_at: Millis(1_700_000_000_000),
+            withheld_from: Vec::new(),
+            forward_count: 0,
+            attachment: None,
+        };
+        let rich = MessageSent {
+            reply_to: Some(MessageId(9)),
+            forward_count: 6,
+            attachment: Some(Attachment::Location { latitude: 1.5, longitude: -2.0, name: Some("here".into()) }),
+            ..plain.clone()
+        };
+        for message in [plain, rich.clone()] {
+            let text = event_frame_text(42, &FeedEntry::Message(message.clone()));
+            let parsed: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(parsed, json!({"type": "event", "seq": 42, "event": message_json(&message)}));
+            assert_eq!(parsed["event"]["message_id"], "11", "ids are strings");
+        }
+        let rich = serde_json::from_str::<Value>(&event_frame_text(1, &FeedEntry::Message(rich))).expect("JSON");
+        assert_eq!(
+            rich["event"],
+            json!({
+                "kind": "message", "message_id": "11", "conversation_id": "7", "conv_seq": 3,
+                "from": "1", "from_device": "2", "content": "hi \"there\"\n", "sent_at": 1_700_000_000_000u64,
+                "reply_to": "9", "forwarded": true, "forward_count": 6, "forwarded_many_times": true,
+                "attachment": {"kind": "location", "latitude": 1.5, "longitude": -2.0, "name": "here"},
+            })
+        );
+    }
 
     #[test]
     fn frames_parse_or_explain() {

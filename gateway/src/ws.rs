@@ -59,7 +59,7 @@ use crate::commands::CommandBus;
 use crate::errors::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::operations;
-use crate::protocol::{ClientFrame, entry_json, error_frame, parse_client_frame};
+use crate::protocol::{ClientFrame, error_frame, event_frame_text, parse_client_frame};
 use crate::reads::ReadModels;
 use missive_core::operations::Operation;
 
@@ -98,7 +98,8 @@ pub type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 struct Session {
     socket: WebSocket,
-    deps: SessionDeps,
+    /// Shared, so a frame's handling holds it for one reference count.
+    deps: Arc<SessionDeps>,
     principal: Principal,
     /// This session among the user's sessions (presence subscriptions).
     id: u64,
@@ -182,8 +183,14 @@ impl Session {
     /// buffer is full); [`Session::flush`] sends what is queued, so frames
     /// pushed in one wake-up leave in one write.
     async fn push_buffered(&mut self, frame: Value) -> Result<(), ()> {
-        self.deps.metrics.frames_out.with_label_values(&[frame_type(&frame)]).inc();
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(Message::text(frame.to_string()))).await {
+        let text = frame.to_string();
+        self.push_text(frame_type(&frame), text).await
+    }
+
+    /// [`Session::push_buffered`] for a frame already written as text.
+    async fn push_text(&mut self, kind: &str, text: String) -> Result<(), ()> {
+        self.deps.metrics.frames_out.with_label_values(&[kind]).inc();
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(Message::text(text))).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
@@ -227,7 +234,7 @@ impl Session {
             let waited = (missive_infra::now_ms() - message.sent_at.0).max(0);
             self.deps.metrics.send_to_deliver.observe(waited as f64 / 1000.0);
         }
-        self.push_buffered(json!({"type": "event", "seq": seq.0, "event": entry_json(entry)})).await?;
+        self.push_text("event", event_frame_text(seq.0, entry)).await?;
         self.sent_through = seq;
         Ok(())
     }
@@ -342,6 +349,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     let feed = feed.unwrap_or_else(|| FeedState::new(Epoch::initial(principal.user)));
     let (epoch, plan) = (feed.epoch, feed.resume_plan(principal.device, resume));
     deps.metrics.connections.inc();
+    let deps = Arc::new(deps);
     let mut session = Session {
         socket,
         deps: deps.clone(),
