@@ -761,12 +761,24 @@ fn read_to_end(
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     while std::time::Instant::now() < deadline {
         match probe.poll(Duration::from_millis(50)) {
-            Some(Ok(message)) => {
+            // The probe is shared: a record fetched for an earlier probe's
+            // partition must not move this one's end (an end past the real
+            // one has a reader wait for records that never come).
+            Some(Ok(message))
+                if message.topic() == partition.topic && message.partition() as u32 == partition.partition =>
+            {
                 end = end.max(Offset(message.offset() as u64 + 1));
                 read_any = true;
                 quiet = Duration::ZERO;
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(end),
+            Some(Ok(message)) => {
+                tracing::debug!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    "probe: a record of another partition, ignored"
+                )
+            }
+            Some(Err(KafkaError::PartitionEOF(eof))) if eof as u32 == partition.partition => return Ok(end),
             Some(Err(error)) => tracing::debug!(%error, "probe error"),
             None => {
                 quiet += Duration::from_millis(50);

@@ -584,12 +584,23 @@ async fn restore_from_changelog(
         return Ok(());
     }
     tracing::info!(task, %partition, records = marks.high.0 - marks.low.0, "restoring state from the changelog");
-    let mut consumer = log.consumer(vec![(partition, marks.low)]).await?;
+    let mut consumer = log.consumer(vec![(partition.clone(), marks.low)]).await?;
     let mut next = marks.low;
     let mut restored = 0u64;
-    while next < marks.high && !cancel.is_cancelled() {
+    let mut end = marks.high;
+    while next < end && !cancel.is_cancelled() {
         let records = consumer.poll(MAX_BATCH, Duration::from_secs(5)).await?;
-        let Some(last) = records.last() else { continue };
+        let Some(last) = records.last() else {
+            // Nothing for a while below the end read at the start: read the
+            // end again (it is done if the partition ends here) and fetch
+            // again from the position, in case the consumer missed a wake-up.
+            end = log.watermarks(&partition).await?.high;
+            if next < end {
+                tracing::warn!(task, %partition, at = next.0, end = end.0, "restoring: no records for 5 s below the changelog's end; fetching again");
+                consumer.seek(&partition, next)?;
+            }
+            continue;
+        };
         next = Offset(last.offset.0 + 1);
         restored += records.len() as u64;
         let db = db.clone();
