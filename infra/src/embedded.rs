@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::codec::{ByteReader, encoded_len, put_field, put_headers};
 use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, CF_STATE, family};
 use crate::log::{
-    AtomicCommit, Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, StateWrite, TopicPartition,
-    TopicSpec, Watermarks, kafka_partition,
+    AtomicCommit, Header, Log, LogConsumer, LogError, OutRecord, Record, RecordData, Retention, StateWrite,
+    TopicPartition, TopicSpec, Watermarks, kafka_partition,
 };
 use crate::{Offset, now_ms};
 
@@ -228,7 +228,15 @@ fn decode_record(topic: &str, partition: u32, offset: u64, bytes: &[u8]) -> Opti
     let key = reader.field()?;
     let value = reader.field()?;
     let headers = reader.headers()?;
-    Some(Record { topic: topic.to_string(), partition, offset: Offset(offset), timestamp, key, value, headers })
+    Some(Record::from(RecordData {
+        topic: topic.to_string(),
+        partition,
+        offset: Offset(offset),
+        timestamp,
+        key,
+        value,
+        headers,
+    }))
 }
 
 impl EmbeddedLog {
@@ -570,7 +578,7 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
     for (reply, offsets, records, stored) in accepted {
         for ((record, (topic, timestamp)), (partition, offset)) in records.into_iter().zip(stored).zip(&offsets) {
             let OutRecord { topic: name, key, value, headers, .. } = record;
-            topic.partitions[*partition as usize].tail.lock().push(Record {
+            topic.partitions[*partition as usize].tail.lock().push(Record::from(RecordData {
                 topic: name,
                 partition: *partition,
                 offset: *offset,
@@ -578,7 +586,7 @@ fn write_group(inner: &Inner, group: Vec<AppendRequest>, write_options: &WriteOp
                 key,
                 value,
                 headers,
-            });
+            }));
             touched.entry((topic.id, *partition)).or_insert(topic);
         }
         replies.push((reply, offsets));
@@ -914,7 +922,7 @@ mod tests {
     use super::*;
 
     fn record(offset: u64, bytes: usize) -> Record {
-        Record {
+        Record::from(RecordData {
             topic: "t".into(),
             partition: 0,
             offset: Offset(offset),
@@ -922,7 +930,7 @@ mod tests {
             key: Vec::new(),
             value: vec![0; bytes],
             headers: Vec::new(),
-        }
+        })
     }
 
     fn offsets(records: &[Record]) -> Vec<u64> {

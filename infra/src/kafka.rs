@@ -28,8 +28,8 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use crate::Offset;
 use crate::log::{
-    Header, Log, LogConsumer, LogError, OutRecord, Record, Retention, TopicPartition, TopicSpec, Watermarks,
-    kafka_partition,
+    Header, Log, LogConsumer, LogError, OutRecord, Record, RecordData, Retention, TopicPartition, TopicSpec,
+    Watermarks, kafka_partition,
 };
 
 /// How long a blocking librdkafka request may take before it counts as unavailable.
@@ -903,7 +903,7 @@ fn owned_record(message: &BorrowedMessage<'_>) -> Record {
                 .collect()
         })
         .unwrap_or_default();
-    Record {
+    Record::from(RecordData {
         topic: message.topic().to_string(),
         partition: message.partition() as u32,
         offset: Offset(message.offset().max(0) as u64),
@@ -911,7 +911,7 @@ fn owned_record(message: &BorrowedMessage<'_>) -> Record {
         key: message.key().unwrap_or_default().to_vec(),
         value: message.payload().unwrap_or_default().to_vec(),
         headers,
-    }
+    })
 }
 
 /// Longest a reader waits for a hole in a partition to fill before it

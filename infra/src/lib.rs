@@ -14,8 +14,8 @@ pub mod objects;
 pub use embedded::{EmbeddedLog, LogStatsSnapshot};
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{
-    AtomicCommit, Header, Log, LogConsumer, LogError, Offset, OutRecord, Record, Retention, StateWrite, TopicPartition,
-    TopicSpec, Watermarks,
+    AtomicCommit, Header, Log, LogConsumer, LogError, Offset, OutRecord, Record, RecordData, Retention, StateWrite,
+    TopicPartition, TopicSpec, Watermarks,
 };
 
 /// Wall-clock milliseconds since the Unix epoch. Only edges call this; the

@@ -4,6 +4,7 @@
 //! on a Kafka cluster.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,9 +56,15 @@ pub struct OutRecord {
     pub timestamp: Option<i64>,
 }
 
-/// A record read back from the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+/// A record read back from the log: its fields are [`RecordData`]'s.
+/// Cloning one is a reference count, not a copy: the embedded log keeps
+/// each partition's newest records in memory and hands the same record
+/// to every consumer that reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record(Arc<RecordData>);
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordData {
     pub topic: String,
     pub partition: u32,
     pub offset: Offset,
@@ -67,7 +74,27 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-impl Record {
+impl From<RecordData> for Record {
+    fn from(data: RecordData) -> Record {
+        Record(Arc::new(data))
+    }
+}
+
+impl std::ops::Deref for Record {
+    type Target = RecordData;
+
+    fn deref(&self) -> &RecordData {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
+
+impl RecordData {
     pub fn header(&self, key: &str) -> Option<&[u8]> {
         self.headers.iter().find(|header| header.key == key).map(|header| header.value.as_slice())
     }

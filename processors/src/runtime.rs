@@ -860,7 +860,7 @@ mod tests {
 
     /// The `index`-th input record of a partition, stamped deterministically.
     fn input_record(topic: &str, index: usize, key: u64, value: &missive_schemas::WireValue, codec: &Codec) -> Record {
-        Record {
+        Record::from(missive_infra::RecordData {
             topic: topic.into(),
             partition: 0,
             offset: Offset(index as u64),
@@ -868,7 +868,7 @@ mod tests {
             key: key.to_string().into_bytes(),
             value: codec.encode_value(value).expect("encode"),
             headers: vec![],
-        }
+        })
     }
 
     fn records(codec: &Codec, ops: &[Op]) -> Vec<Record> {
