@@ -89,7 +89,7 @@ impl ConversationHandler {
     /// by it, so a replay by key finds every message of a user's chats.
     fn emit_message_fanout(&self, tx: &mut Tx<'_>, cause: &Record, message: &MessageSent) -> Result<(), HandleError> {
         let (copy, recipients) = message_copies(message);
-        let records: Vec<Vec<UserId>> = if message.members.len() > 2 {
+        let records: Vec<Vec<UserId>> = if message.is_group() {
             let mut by_partition: BTreeMap<u32, Vec<UserId>> = BTreeMap::new();
             for recipient in recipients {
                 by_partition.entry(deliveries_partition(recipient)).or_default().push(recipient);

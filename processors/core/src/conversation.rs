@@ -118,6 +118,12 @@ pub struct MessageSent {
 }
 
 impl MessageSent {
+    /// Sent to more than one other member: its copies leave the member list
+    /// out and share records per inbox partition.
+    pub fn is_group(&self) -> bool {
+        self.members.len() > 2
+    }
+
     /// Members the message is for: everyone but the sender and those it is withheld from.
     pub fn recipients(&self) -> impl Iterator<Item = UserId> + '_ {
         self.members.iter().copied().filter(|member| *member != self.from && !self.withheld_from.contains(member))

@@ -120,7 +120,7 @@ pub fn message_copies(message: &MessageSent) -> (MessageSent, Vec<UserId>) {
     // A group's member list stays in its log: each member's copy would
     // otherwise carry it (256 copies of 256 ids per message).
     let mut copy = message.clone();
-    if copy.members.len() > 2 {
+    if message.is_group() {
         copy.members.clear();
     }
     let recipients = message.members.iter().filter(|member| !message.withheld_from.contains(member)).copied().collect();
