@@ -125,7 +125,7 @@ fn purge_expired_dedupe(tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleEr
     for (expiry_key, dedupe_key) in tx.scan(&start, &end, PURGE_BATCH)? {
         tx.delete(expiry_key);
         // A client id reused after the window has a newer record: keep it.
-        if tx.get_json::<PriorSend>(&dedupe_key)?.is_some_and(|prior| prior.at < cutoff) {
+        if tx.get_value::<PriorSend>(&dedupe_key)?.is_some_and(|prior| prior.at < cutoff) {
             tx.delete(dedupe_key);
         }
     }
@@ -159,12 +159,12 @@ impl Handler for ConversationHandler {
         let decided = match &command {
             ConversationCommand::Send(send) => {
                 let dedupe_key = keys::conversation_dedupe(conversation_id, send.from_device, &send.client_msg_id);
-                let prior: Option<PriorSend> = tx.get_json(&dedupe_key)?;
+                let prior: Option<PriorSend> = tx.get_value(&dedupe_key)?;
                 match conversation::decide_send(&state, send, prior, now) {
                     Ok((outcome, events)) => {
                         if let SendOutcome::Accepted { message_id, conv_seq } = outcome {
                             tx.put(keys::dedupe_expiry(record.partition, now, &dedupe_key), dedupe_key.clone());
-                            tx.put_json(dedupe_key, &PriorSend { message_id, conv_seq, at: now })?;
+                            tx.put_value(dedupe_key, &PriorSend { message_id, conv_seq, at: now })?;
                         }
                         Ok((Some(outcome), events))
                     }
@@ -196,7 +196,7 @@ impl Handler for ConversationHandler {
                         let entries = tx.scan(&start, &end, (to.0 - from.0 + 1) as usize)?;
                         entries
                             .into_iter()
-                            .map(|(_, bytes)| serde_json::from_slice::<StoredMessage>(&bytes))
+                            .map(|(_, bytes)| crate::state_value::decode::<StoredMessage>(&bytes))
                             .collect::<Result<Vec<_>, _>>()
                             .map_err(|error| HandleError::Storage(format!("corrupt message index: {error}")))?
                     }

@@ -55,7 +55,7 @@ impl Handler for HistoryHandler {
                 if !self.members_known.contains(&conversation) {
                     let members_key = keys::history_members(conversation);
                     if tx.get(&members_key)?.is_none() {
-                        tx.put_json(members_key, &message.members)?;
+                        tx.put_value(members_key, &message.members)?;
                     }
                     self.members_pending.push(conversation);
                 }
@@ -64,16 +64,16 @@ impl Handler for HistoryHandler {
                     tx.put(keys::history_media(&media.media_id, conversation, seq), Vec::new());
                 }
                 tx.put(keys::history_message_id(conversation, message.message_id), seq.to_be_bytes().to_vec());
-                tx.put_json(keys::history_message(conversation, seq), &HistoryMessage::new(message))?;
+                tx.put_value(keys::history_message(conversation, seq), &HistoryMessage::new(message))?;
             }
             // A group's members change in its log; reads check the latest list.
             ConversationEvent::GroupChanged(changed) => {
                 if is_media_id(&changed.group.info.icon) {
                     tx.put(keys::history_icon(&changed.group.info.icon, changed.conversation_id), Vec::new());
                 }
-                tx.put_json(keys::history_members(changed.conversation_id), &changed.members)?;
+                tx.put_value(keys::history_members(changed.conversation_id), &changed.members)?;
                 self.members_pending.push(changed.conversation_id);
-                tx.put_json(keys::history_group(changed.conversation_id), &changed)?;
+                tx.put_value(keys::history_group(changed.conversation_id), &changed)?;
             }
             // A read that ticks no one's message (read receipts off in a 1:1
             // chat, or only the reader's own messages) is not kept: the
@@ -83,7 +83,7 @@ impl Handler for HistoryHandler {
             ConversationEvent::ReceiptsAdvanced(advanced) => {
                 let key =
                     keys::history_watermark(advanced.conversation_id, advanced.by, advanced.status, advanced.up_to);
-                tx.put_json(key, &advanced.at)?;
+                tx.put_value(key, &advanced.at)?;
             }
             ConversationEvent::MessageModified(modified) => {
                 let conversation = modified.conversation_id;
@@ -91,13 +91,13 @@ impl Handler for HistoryHandler {
                     tx.put(keys::history_hidden(conversation, modified.by, modified.target_seq), Vec::new());
                 } else {
                     let key = keys::history_message(conversation, modified.target_seq);
-                    if let Some(mut message) = tx.get_json::<HistoryMessage>(&key)? {
+                    if let Some(mut message) = tx.get_value::<HistoryMessage>(&key)? {
                         let media = message.message.attachment.as_ref().and_then(|a| a.media()).cloned();
                         message.apply(&modified);
                         if let Some(media) = media.filter(|_| message.deleted_at.is_some()) {
                             media_unreferenced(tx, conversation, modified.target_seq, &media, modified.at)?;
                         }
-                        tx.put_json(key, &message)?;
+                        tx.put_value(key, &message)?;
                     }
                 }
             }
@@ -144,7 +144,7 @@ impl Handler for MediaCatalogueHandler {
     fn handle(&mut self, tx: &mut Tx<'_>, record: &Record) -> Result<(), HandleError> {
         let uploaded = MediaUploaded::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
-        tx.put_json(keys::media(&uploaded.media_id), &uploaded)
+        tx.put_value(keys::media(&uploaded.media_id), &uploaded)
     }
 }
 
@@ -162,11 +162,11 @@ impl Handler for DirectoryHandler {
         let event = UserEvent::try_from(decode(&self.codec, record)?)
             .map_err(|error| HandleError::Poison(error.to_string()))?;
         let key = keys::directory(event.user_id());
-        let entry: UserState = tx.get_json(&key)?.unwrap_or_default();
+        let entry: UserState = tx.get_value(&key)?.unwrap_or_default();
         if let UserEvent::DeviceRegistered(registered) = &event {
             self.index.insert(registered.user_id);
         }
-        tx.put_json(key, &users::evolve(entry, &event))
+        tx.put_value(key, &users::evolve(entry, &event))
     }
 }
 

@@ -67,7 +67,7 @@ impl InboxHandler {
         entry: FeedEntry,
     ) -> Result<(), HandleError> {
         let seq = feed.append();
-        tx.put_json(keys::feed_entry(user, seq), &entry)?;
+        tx.put_value(keys::feed_entry(user, seq), &entry)?;
         if self.recent.len() >= RECENT_MAX {
             self.recent.clear();
         }
@@ -189,7 +189,7 @@ fn sent_by_its_only_device(feed: &FeedState, user: UserId, message: &missive_cor
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HandleError> {
-    serde_json::from_slice(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
+    crate::state_value::decode(bytes).map_err(|error| HandleError::Storage(format!("corrupt inbox state: {error}")))
 }
 
 fn apply_message(

@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod keys;
 pub mod queries;
 pub mod runtime;
+pub mod state_value;
 pub mod topics;
 pub mod tx;
 pub mod users;

@@ -15,15 +15,15 @@ use missive_core::users::UserState;
 #[error("reading projections failed: {0}")]
 pub struct QueryError(pub String);
 
-fn get_json<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, QueryError> {
+fn get_value<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, QueryError> {
     match db.get_cf(family(db, CF_STATE), key).map_err(|error| QueryError(error.to_string()))? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| QueryError(error.to_string())),
+        Some(bytes) => crate::state_value::decode(&bytes).map(Some).map_err(|error| QueryError(error.to_string())),
         None => Ok(None),
     }
 }
 
 pub fn feed_state(db: &DB, user: UserId) -> Result<Option<FeedState>, QueryError> {
-    get_json(db, &keys::feed_header(user))
+    get_value(db, &keys::feed_header(user))
 }
 
 /// Entries with seq in `(after, after + limit]`, in order.
@@ -43,7 +43,7 @@ pub fn feed_entries(
         }
         let seq =
             FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().map_err(|_| QueryError("bad key".into()))?));
-        let entry: FeedEntry = serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?;
+        let entry: FeedEntry = crate::state_value::decode(&value).map_err(|error| QueryError(error.to_string()))?;
         entries.push((seq, entry));
     }
     Ok(entries)
@@ -69,7 +69,7 @@ pub fn conversations(db: &DB, user: UserId, limit: usize) -> Result<Vec<Conversa
         let conversation = ConversationId(u64::from_be_bytes(
             value.as_ref().try_into().map_err(|_| QueryError("bad recency".into()))?,
         ));
-        if let Some(summary) = get_json::<ConversationSummary>(db, &keys::summary(user, conversation))? {
+        if let Some(summary) = get_value::<ConversationSummary>(db, &keys::summary(user, conversation))? {
             summaries.push(summary);
         }
     }
@@ -98,7 +98,8 @@ pub fn history(
         if key.as_ref() < start.as_slice() || messages.len() >= limit {
             break;
         }
-        let message: HistoryMessage = serde_json::from_slice(&value).map_err(|error| QueryError(error.to_string()))?;
+        let message: HistoryMessage =
+            crate::state_value::decode(&value).map_err(|error| QueryError(error.to_string()))?;
         if !hidden(db, conversation, reader, message.message.conv_seq)? {
             messages.push(message);
         }
@@ -119,7 +120,7 @@ pub fn message(
         return Ok(None);
     };
     let seq = u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| QueryError("bad message index".into()))?);
-    get_json(db, &keys::history_message(conversation, ConvSeq(seq)))
+    get_value(db, &keys::history_message(conversation, ConvSeq(seq)))
 }
 
 /// Whether `user` deleted the message at `seq` for themselves.
@@ -142,7 +143,7 @@ pub fn reached(
     let mut rows = db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&start, Direction::Forward));
     match rows.next() {
         Some(Ok((key, value))) if key.as_ref() <= end.as_slice() => {
-            serde_json::from_slice(&value).map(Some).map_err(|error| QueryError(error.to_string()))
+            crate::state_value::decode(&value).map(Some).map_err(|error| QueryError(error.to_string()))
         }
         Some(Err(error)) => Err(QueryError(error.to_string())),
         _ => Ok(None),
@@ -151,15 +152,15 @@ pub fn reached(
 
 /// The group as its latest change left it (`None` for 1:1 chats and unknown ids).
 pub fn group(db: &DB, conversation: ConversationId) -> Result<Option<GroupChanged>, QueryError> {
-    get_json(db, &keys::history_group(conversation))
+    get_value(db, &keys::history_group(conversation))
 }
 
 pub fn members(db: &DB, conversation: ConversationId) -> Result<Option<Vec<UserId>>, QueryError> {
-    get_json(db, &keys::history_members(conversation))
+    get_value(db, &keys::history_members(conversation))
 }
 
 pub fn directory(db: &DB, user: UserId) -> Result<Option<UserState>, QueryError> {
-    get_json(db, &keys::directory(user))
+    get_value(db, &keys::directory(user))
 }
 
 /// Every user id in the directory (for the Bloom filter at start-up).
@@ -223,12 +224,12 @@ pub fn media_gone(
 
 /// A completed upload, as the media catalogue knows it.
 pub fn media(db: &DB, media_id: &str) -> Result<Option<missive_core::media::MediaUploaded>, QueryError> {
-    get_json(db, &keys::media(media_id))
+    get_value(db, &keys::media(media_id))
 }
 
 /// A message by its place in the conversation.
 pub fn message_at(db: &DB, conversation: ConversationId, seq: ConvSeq) -> Result<Option<HistoryMessage>, QueryError> {
-    get_json(db, &keys::history_message(conversation, seq))
+    get_value(db, &keys::history_message(conversation, seq))
 }
 
 /// Whether `viewer` is a member of a group whose icon is `media_id` now.
@@ -276,7 +277,7 @@ mod tests {
                 indexed_at: Some(keys::recency_slot(Millis(activity))),
             };
             let conversation = ConversationId(conversation);
-            db.put_cf(state, keys::summary(user, conversation), serde_json::to_vec(&summary).expect("json"))
+            db.put_cf(state, keys::summary(user, conversation), crate::state_value::encode(&summary).expect("encodes"))
                 .expect("put");
             let slot = keys::recency_slot(Millis(activity));
             db.put_cf(state, keys::recency(user, slot, conversation), conversation.to_be_bytes()).expect("put");

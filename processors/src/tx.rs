@@ -38,9 +38,10 @@ impl<'a> Tx<'a> {
         self.db.get_cf(family(self.db, CF_STATE), key).map_err(|error| HandleError::Storage(error.to_string()))
     }
 
-    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, HandleError> {
+    /// A state value, decoded ([`crate::state_value`]).
+    pub fn get_value<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, HandleError> {
         match self.get(key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            Some(bytes) => crate::state_value::decode(&bytes).map(Some).map_err(|error| {
                 HandleError::Storage(format!("corrupt state at {}: {error}", String::from_utf8_lossy(key)))
             }),
             None => Ok(None),
@@ -51,8 +52,9 @@ impl<'a> Tx<'a> {
         self.writes.insert(key, Some(value));
     }
 
-    pub fn put_json<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), HandleError> {
-        let bytes = serde_json::to_vec(value).map_err(|error| HandleError::Storage(error.to_string()))?;
+    /// Puts a state value, encoded ([`crate::state_value`]).
+    pub fn put_value<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), HandleError> {
+        let bytes = crate::state_value::encode(value).map_err(|error| HandleError::Storage(error.to_string()))?;
         self.put(key, bytes);
         Ok(())
     }
@@ -138,7 +140,7 @@ impl<K: Hash + Eq + Copy, V: serde::Serialize + serde::de::DeserializeOwned> Sta
             Entry::Occupied(occupied) => occupied.into_mut(),
             Entry::Vacant(vacant) => {
                 let key = key();
-                let value = tx.get_json(&key)?;
+                let value = tx.get_value(&key)?;
                 vacant.insert(Cached { key, value, dirty: false })
             }
         })
@@ -187,7 +189,7 @@ impl<K: Hash + Eq + Copy, V: serde::Serialize + serde::de::DeserializeOwned> Sta
             let Some(cached) = self.entries.get_mut(&id) else { continue };
             cached.dirty = false;
             if let Some(value) = &cached.value {
-                tx.put_json(cached.key.clone(), value)?;
+                tx.put_value(cached.key.clone(), value)?;
             }
         }
         Ok(())

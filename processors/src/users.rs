@@ -35,7 +35,7 @@ impl Handler for UsersHandler {
             .map_err(|error| HandleError::Poison(error.to_string()))?;
         let user_id = command.user_id();
         let state_key = keys::user(user_id);
-        let mut state: UserState = tx.get_json(&state_key)?.unwrap_or_default();
+        let mut state: UserState = tx.get_value(&state_key)?.unwrap_or_default();
         let events = match users::decide(&state, &command, Millis(tx.timestamp)) {
             Ok(events) => events,
             Err(rejection) => {
@@ -79,7 +79,7 @@ impl Handler for UsersHandler {
             }
         }
         if !events.is_empty() {
-            tx.put_json(state_key, &state)?;
+            tx.put_value(state_key, &state)?;
         }
         if answered_downstream {
             return Ok(());

@@ -21,7 +21,7 @@ use missive_core::Epoch;
 use missive_infra::db::{CF_STATE, family};
 use missive_infra::{EmbeddedLog, KafkaConfig, KafkaLog, Log, Offset, TopicPartition};
 use missive_processors::runtime::{self, Handler, RuntimeMetrics, TaskSpec};
-use missive_processors::{history, inbox, keys, topics};
+use missive_processors::{history, inbox, keys, state_value, topics};
 use missive_projections::FeedState;
 use missive_schemas::Codec;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
@@ -166,9 +166,7 @@ fn compare(live: &DB, shadow: &DB, prefix: &[u8]) -> anyhow::Result<Comparison> 
             }
             if comparison.equal {
                 let show = |entry: &Option<Entry>| {
-                    entry
-                        .as_ref()
-                        .map(|(_, value)| String::from_utf8_lossy(value).chars().take(300).collect::<String>())
+                    entry.as_ref().map(|(_, value)| state_value::render(value).chars().take(300).collect::<String>())
                 };
                 comparison.first_difference =
                     Some(json!({"key": printable(&key), "live": show(&live_entry), "shadow": show(&shadow_entry)}));
@@ -404,13 +402,13 @@ fn swap(
     for user in changed_users {
         let key = keys::feed_header(missive_core::UserId(*user));
         if let Some(bytes) = shadow.get_cf(family(shadow, CF_STATE), &key)? {
-            let mut feed: FeedState = serde_json::from_slice(&bytes)?;
+            let mut feed: FeedState = state_value::decode(&bytes)?;
             let live_epoch = live
                 .get_cf(state, &key)?
-                .and_then(|bytes| serde_json::from_slice::<FeedState>(&bytes).ok())
+                .and_then(|bytes| state_value::decode::<FeedState>(&bytes).ok())
                 .map_or(feed.epoch, |live| live.epoch);
             feed.epoch = Epoch::rebuilt(live_epoch.max(feed.epoch), salt);
-            batch.put_cf(state, &key, serde_json::to_vec(&feed)?);
+            batch.put_cf(state, &key, state_value::encode(&feed)?);
             bumped += 1;
         }
     }
