@@ -227,6 +227,9 @@ impl Handler for ConversationHandler {
         };
         match decided {
             Ok((outcome, events)) => {
+                // Index entries whose counts a receipt changed (the others
+                // stay as stored: see `StoredMessage::record`).
+                let mut counted: Vec<ConvSeq> = Vec::new();
                 for event in &events {
                     match event {
                         ConversationEvent::MessageSent(message) => {
@@ -243,8 +246,9 @@ impl Handler for ConversationHandler {
                             for reference in &advanced.messages {
                                 if let Some(stored) =
                                     covered.iter_mut().find(|stored| stored.conv_seq == reference.conv_seq)
+                                    && stored.record(advanced.status, reference.count)
                                 {
-                                    stored.record(advanced.status, reference.count);
+                                    counted.push(stored.conv_seq);
                                 }
                             }
                         }
@@ -258,10 +262,14 @@ impl Handler for ConversationHandler {
                     }
                     state = conversation::evolve(state, event);
                 }
-                // Receipts and operations change the index entries they touched.
+                // Operations change the index entries they touched; receipts
+                // those whose counts they changed.
                 if !events.is_empty() {
+                    let receipt = matches!(command, ConversationCommand::Receipt(_));
                     for stored in std::mem::take(&mut covered) {
-                        self.set_message(conversation_id, stored);
+                        if !receipt || counted.contains(&stored.conv_seq) {
+                            self.set_message(conversation_id, stored);
+                        }
                     }
                 }
                 let last_seq = state.last_seq;

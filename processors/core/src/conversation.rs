@@ -178,12 +178,22 @@ impl StoredMessage {
         }
     }
 
-    /// Takes the counts a receipt event carries for this message.
-    pub fn record(&mut self, status: ReceiptStatus, count: u32) {
-        match status {
-            ReceiptStatus::Delivered => self.delivered = self.delivered.max(count),
-            ReceiptStatus::Read => self.read = self.read.max(count),
+    /// Takes the counts a receipt event carries for this message; returns
+    /// whether the entry changed. A message with one recipient (1:1, or a
+    /// group of two) keeps no counts: its recipient's watermarks already
+    /// say everything, and [`decide_receipt`] never counts it past 1, so a
+    /// receipt does not rewrite its index entry.
+    pub fn record(&mut self, status: ReceiptStatus, count: u32) -> bool {
+        if self.recipients <= 1 {
+            return false;
         }
+        let slot = match status {
+            ReceiptStatus::Delivered => &mut self.delivered,
+            ReceiptStatus::Read => &mut self.read,
+        };
+        let changed = count > *slot;
+        *slot = (*slot).max(count);
+        changed
     }
 }
 
@@ -657,6 +667,33 @@ mod tests {
         assert_eq!(receipt_range(&state, marks, &mark), None, "a repeated read changes nothing");
         let delivered = MarkReceipt { status: ReceiptStatus::Delivered, ..mark };
         assert_eq!(decide_receipt(&state, marks, &delivered, &refs, Millis(8)), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_one_recipient_message_keeps_no_counts_and_still_ticks_once_per_status() {
+        let event = sent(&ConversationState::default(), &send(ALICE, BOB, "c0", 10));
+        let ConversationEvent::MessageSent(message) = &event else { panic!("sent") };
+        let state = evolve(ConversationState::default(), &event);
+        let stored = StoredMessage::of(message);
+        let mut kept = stored.clone();
+        let mut marks = Watermarks::default();
+        for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
+            let mark = MarkReceipt {
+                conversation_id: message.conversation_id,
+                by: BOB,
+                status,
+                up_to: ConvSeq(1),
+                notify: true,
+            };
+            // The index entry as the shell keeps it: never rewritten by a receipt.
+            let events = decide_receipt(&state, marks, &mark, std::slice::from_ref(&kept), Millis(7)).expect("ok");
+            let ConversationEvent::ReceiptsAdvanced(advanced) = &events[0] else { panic!("receipt") };
+            assert_eq!((advanced.messages[0].count, advanced.messages[0].of), (1, 1), "{status:?}");
+            assert!(!kept.record(status, advanced.messages[0].count), "nothing to rewrite");
+            marks = evolve_marks(marks, advanced);
+        }
+        assert_eq!(kept, stored);
+        assert_eq!(marks, Watermarks { delivered: ConvSeq(1), read: ConvSeq(1) });
     }
 
     #[test]
