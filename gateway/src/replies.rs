@@ -103,9 +103,11 @@ impl ReplyRouter {
         }
         let Some((partition, start)) = self.position.lock().clone() else { anyhow::bail!("no reply position") };
         let mut consumer = log.consumer(vec![(partition.clone(), start)]).await?;
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let records = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
+                _ = &mut cancelled => return Ok(()),
                 polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
             };
             if let Some(last) = records.last() {

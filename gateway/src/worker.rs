@@ -56,9 +56,11 @@ where
         assignment.push((partition, start));
     }
     let mut consumer = log.consumer(assignment).await?;
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let records = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = &mut cancelled => return Ok(()),
             polled = consumer.poll(tail.batch, Duration::from_millis(500)) => polled?,
         };
         let mut positions: Vec<(TopicPartition, Offset)> = Vec::new();

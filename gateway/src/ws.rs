@@ -426,13 +426,18 @@ async fn serve(
     let idle_timeout = session.deps.idle_timeout;
     let mut idle_check =
         tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
-    let replaced = session.replaced.clone();
+    // Made once, not per turn of the loop: each new one locks the token and
+    // registers a waiter again.
+    let replaced_token = session.replaced.clone();
+    let replaced = replaced_token.cancelled();
+    let revoked = revoked.cancelled();
+    tokio::pin!(replaced, revoked);
     loop {
         tokio::select! {
             // First: a replaced or revoked session must not handle another frame.
             biased;
-            _ = replaced.cancelled() => return Ok(()),
-            _ = revoked.cancelled() => {
+            _ = &mut replaced => return Ok(()),
+            _ = &mut revoked => {
                 let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
                 return Ok(());
             }

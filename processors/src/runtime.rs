@@ -701,9 +701,12 @@ pub async fn run_task(
     let mut mirror: Option<tokio::task::JoinHandle<()>> = None;
     let group = spec.processor.to_string();
     tracing::debug!(task, position = %meta.position, "task started");
+    // Made once: a new one per batch locks the token and registers a waiter.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let records = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             polled = consumer.poll(MAX_BATCH, Duration::from_millis(500)) => polled?,
         };
         if changelog.as_ref().is_some_and(|(job, _)| job.is_finished()) {
