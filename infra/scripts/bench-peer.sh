@@ -8,6 +8,8 @@
 #   infra/scripts/bench-peer.sh RATE [OUT_DIR]
 #
 # Prints peer-bench's table row and one JSON line of per-message figures.
+# The server's store (~700 MB after a run at 5,000 msg/s) is removed at
+# the end unless KEEP_DATA=1 (to run `missive rebuild` on it, say).
 # MISSIVE_BIN picks the server binary (default: the one the README builds);
 # PEER_BENCH the load tool (default: built by its own build script).
 set -euo pipefail
@@ -24,7 +26,7 @@ rm -rf "$OUT/data"
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$OUT/data" --sms-sink "file:$OUT/sms.jsonl" \
   --otp-per-address-per-hour 100000000 --verify-per-address-per-hour 100000000 >"$OUT/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$OUT/data"' EXIT
 for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.1
