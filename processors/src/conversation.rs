@@ -227,9 +227,6 @@ impl Handler for ConversationHandler {
         };
         match decided {
             Ok((outcome, events)) => {
-                // Index entries whose counts a receipt changed (the others
-                // stay as stored: see `StoredMessage::record`).
-                let mut counted: Vec<ConvSeq> = Vec::new();
                 for event in &events {
                     match event {
                         ConversationEvent::MessageSent(message) => {
@@ -248,7 +245,8 @@ impl Handler for ConversationHandler {
                                     covered.iter_mut().find(|stored| stored.conv_seq == reference.conv_seq)
                                     && stored.record(advanced.status, reference.count)
                                 {
-                                    counted.push(stored.conv_seq);
+                                    // Only entries whose counts changed (see `StoredMessage::record`).
+                                    self.set_message(conversation_id, stored.clone());
                                 }
                             }
                         }
@@ -262,14 +260,11 @@ impl Handler for ConversationHandler {
                     }
                     state = conversation::evolve(state, event);
                 }
-                // Operations change the index entries they touched; receipts
-                // those whose counts they changed.
-                if !events.is_empty() {
-                    let receipt = matches!(command, ConversationCommand::Receipt(_));
+                // Operations change the index entries they touched (receipts
+                // wrote theirs above).
+                if !events.is_empty() && !matches!(command, ConversationCommand::Receipt(_)) {
                     for stored in std::mem::take(&mut covered) {
-                        if !receipt || counted.contains(&stored.conv_seq) {
-                            self.set_message(conversation_id, stored);
-                        }
+                        self.set_message(conversation_id, stored);
                     }
                 }
                 let last_seq = state.last_seq;

@@ -15,9 +15,13 @@ use missive_core::users::UserState;
 #[error("reading projections failed: {0}")]
 pub struct QueryError(pub String);
 
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, QueryError> {
+    crate::state_value::decode(bytes).map_err(|error| QueryError(error.to_string()))
+}
+
 fn get_value<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, QueryError> {
     match db.get_cf(family(db, CF_STATE), key).map_err(|error| QueryError(error.to_string()))? {
-        Some(bytes) => crate::state_value::decode(&bytes).map(Some).map_err(|error| QueryError(error.to_string())),
+        Some(bytes) => decode(&bytes).map(Some),
         None => Ok(None),
     }
 }
@@ -43,7 +47,7 @@ pub fn feed_entries(
         }
         let seq =
             FeedSeq(u64::from_be_bytes(key[key.len() - 8..].try_into().map_err(|_| QueryError("bad key".into()))?));
-        let entry: FeedEntry = crate::state_value::decode(&value).map_err(|error| QueryError(error.to_string()))?;
+        let entry: FeedEntry = decode(&value)?;
         entries.push((seq, entry));
     }
     Ok(entries)
@@ -98,8 +102,7 @@ pub fn history(
         if key.as_ref() < start.as_slice() || messages.len() >= limit {
             break;
         }
-        let message: HistoryMessage =
-            crate::state_value::decode(&value).map_err(|error| QueryError(error.to_string()))?;
+        let message: HistoryMessage = decode(&value)?;
         if !hidden(db, conversation, reader, message.message.conv_seq)? {
             messages.push(message);
         }
@@ -142,9 +145,7 @@ pub fn reached(
     let end = keys::history_watermark(conversation, user, status, ConvSeq(u64::MAX));
     let mut rows = db.iterator_cf(family(db, CF_STATE), IteratorMode::From(&start, Direction::Forward));
     match rows.next() {
-        Some(Ok((key, value))) if key.as_ref() <= end.as_slice() => {
-            crate::state_value::decode(&value).map(Some).map_err(|error| QueryError(error.to_string()))
-        }
+        Some(Ok((key, value))) if key.as_ref() <= end.as_slice() => decode(&value).map(Some),
         Some(Err(error)) => Err(QueryError(error.to_string())),
         _ => Ok(None),
     }
