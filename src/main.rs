@@ -81,7 +81,7 @@ fn init_logging(cap_log_crate: bool) {
     // it to the most verbose level chosen. Not the processes that talk to
     // Kafka: there the cap made a changelog restore hang now and then
     // (e2e_kafka's a_processor_that_lost_its_store_restores_from_the_changelog),
-    // a timing-dependent fault the slower logging hides; see ARCHITECTURE.md.
+    // a timing-dependent fault the slower logging hides; see docs/design/known-gaps.md.
     if cap_log_crate {
         tracing_log::log::set_max_level(tracing_log::AsLog::as_log(&most_verbose.unwrap_or(LevelFilter::TRACE)));
     }

@@ -441,7 +441,7 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
     /// One librdkafka consumer per process with a queue per partition task
-    /// (fewer broker fetches; experimental, see ARCHITECTURE.md).
+    /// (fewer broker fetches; experimental, see docs/design/kafka-mode.md).
     #[arg(long, env = "MISSIVE_KAFKA_SHARED_CONSUMER", default_value_t = false)]
     pub kafka_shared_consumer: bool,
     /// Do not write state changelogs (`changelog.<processor>`): faster, but an

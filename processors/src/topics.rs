@@ -1,6 +1,6 @@
 //! Missive's topics: names, partition counts, retention. Partition counts
 //! are fixed at creation (changing one re-routes keys), so they are chosen
-//! for growth; see ARCHITECTURE.md.
+//! for growth; see docs/design/decisions.md.
 
 use missive_infra::{Retention, TopicSpec};
 
