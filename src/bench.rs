@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use missive_gateway::client::{Account, Api, code_from_sink_file};
+use missive_replay::progress::Progress;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
@@ -353,7 +354,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let progress = report_progress(delivered.clone(), expected, "messages delivered");
+    let progress = Progress::start("bench", "messages delivered", Some(expected), delivered.clone());
     let mut failures = 0;
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(600), task).await {
@@ -365,7 +366,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             _ => failures += 1,
         }
     }
-    progress.abort();
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = own_cpu().saturating_sub(cpu_before);
     let mut samples = latencies.take();
@@ -510,23 +511,13 @@ async fn group_member(
     Ok(())
 }
 
-/// Prints `done` of `expected` every 2 s until the returned task is aborted.
-fn report_progress(done: Arc<AtomicU64>, expected: u64, what: &'static str) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            eprintln!("bench: {} of {expected} {what}", done.load(Ordering::Relaxed));
-        }
-    })
-}
-
 /// `--profiles`: every user changes its `about` `--messages` times, one
 /// request at a time.
 async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> anyhow::Result<()> {
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(samples::Latencies::default());
-    let progress = report_progress(done.clone(), expected, "profile changes");
+    let progress = Progress::start("bench", "profile changes", Some(expected), done.clone());
     let started = Instant::now();
     let changes = accounts.iter().map(|account| {
         let (api, done, latencies) = (api.clone(), done.clone(), latencies.clone());
@@ -555,7 +546,7 @@ async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> a
         }
     });
     let results = futures::future::join_all(changes).await;
-    progress.abort();
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     let mut samples = latencies.take();
@@ -585,7 +576,7 @@ async fn media_uploads(args: &BenchArgs, api: &Api, accounts: &[Account]) -> any
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let [starts, puts, completes, totals] = std::array::from_fn(|_| Arc::new(samples::Latencies::default()));
-    let progress = report_progress(done.clone(), expected, "uploads");
+    let progress = Progress::start("bench", "uploads", Some(expected), done.clone());
     let started = Instant::now();
     let uploads = accounts.iter().map(|account| {
         let (api, done, payload, sha256) = (api.clone(), done.clone(), payload.clone(), sha256.clone());
@@ -628,7 +619,7 @@ async fn media_uploads(args: &BenchArgs, api: &Api, accounts: &[Account]) -> any
         }
     });
     let results = futures::future::join_all(uploads).await;
-    progress.abort();
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     let summary = |latencies: &samples::Latencies| {

@@ -359,8 +359,9 @@ async fn scan(
     let mut consumer = opened.log.consumer(assignment).await?;
     // Partitions still to read up to their end (all of them when following).
     let mut open_partitions: Vec<TopicPartition> = plan.keys().cloned().collect();
-    let started = std::time::Instant::now();
-    let mut reported = started;
+    // Counted for the progress report (not shown when following: there is no end).
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = (!follow).then(|| progress::Progress::start("missive", "records", Some(total), counted.clone()));
     let mut read = 0u64;
     'reading: while !open_partitions.is_empty() {
         for record in consumer.poll(1024, Duration::from_millis(500)).await? {
@@ -369,6 +370,7 @@ async fn scan(
                 continue;
             }
             read += 1;
+            counted.store(read, std::sync::atomic::Ordering::Relaxed);
             if !each(&record)? {
                 break 'reading;
             }
@@ -379,12 +381,9 @@ async fn scan(
             let end = plan.get(partition).and_then(|(_, end)| *end);
             end.is_none_or(|end| consumer.position(partition).is_none_or(|position| position < end))
         });
-        if !follow && reported.elapsed() >= Duration::from_secs(3) {
-            reported = std::time::Instant::now();
-            let rate = read as f64 / started.elapsed().as_secs_f64();
-            let left = total.saturating_sub(read) as f64 / rate.max(1.0);
-            eprintln!("missive: {read} of {total} records, {rate:.0}/s, about {left:.0} s left");
-        }
+    }
+    if let Some(progress) = progress {
+        progress.finish();
     }
     if let Some(refresher) = refresher {
         refresher.abort();
@@ -479,6 +478,7 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
 }
 
 mod dead_letters;
+pub mod progress;
 mod rebuild;
 mod reset;
 mod stats;

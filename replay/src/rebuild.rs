@@ -258,20 +258,6 @@ async fn fold_partition(
     }
 }
 
-/// Reports records/s and time left on stderr every few seconds until aborted.
-fn report_progress(total: u64, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
-    let started = Instant::now();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let done = done.load(Ordering::Relaxed);
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            let left = total.saturating_sub(done) as f64 / rate.max(1.0);
-            eprintln!("rebuild: {done} of {total} records, {rate:.0}/s, about {left:.0} s left");
-        }
-    })
-}
-
 pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let projection = projection(&args.projection)?;
     if args.drop {
@@ -309,7 +295,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let total = targets.iter().map(|(_, until)| until.0).sum();
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
-    let reporter = report_progress(total, done.clone());
+    let progress = crate::progress::Progress::start("rebuild", "records", Some(total), done.clone());
     // Partitions fold in parallel, each with its own handler, as the live tasks do.
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let cores = Arc::new(tokio::sync::Semaphore::new(cores));
@@ -323,7 +309,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     for fold in folds {
         fold.await??;
     }
-    reporter.abort();
+    progress.finish();
     let records = done.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     // Reading both stores whole is blocking work: off the async workers.
