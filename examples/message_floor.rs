@@ -52,14 +52,6 @@ fn main() {
     println!("total: {:.1} µs per message before any WebSocket frame", store_us + codec_us);
 }
 
-/// Process CPU time (user + system, every thread) in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let fields: Vec<&str> = stat.rsplit(')').next().expect("stat fields").split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0
-}
-
 fn store_floor(messages: usize, records: usize, state_keys: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = open_db(dir.path()).expect("open store");
@@ -74,7 +66,7 @@ fn store_floor(messages: usize, records: usize, state_keys: usize) -> (f64, f64)
         rng ^= rng << 17;
         rng
     };
-    let (cpu, started) = (cpu_seconds(), Instant::now());
+    let (cpu, started) = (missive_infra::process_cpu().as_secs_f64(), Instant::now());
     let mut batch = WriteBatch::default();
     for message in 0..messages {
         for _ in 0..records {
@@ -100,13 +92,13 @@ fn store_floor(messages: usize, records: usize, state_keys: usize) -> (f64, f64)
     }
     db.write(batch).expect("write");
     let wall = started.elapsed().as_secs_f64();
-    let written = cpu_seconds() - cpu;
+    let written = missive_infra::process_cpu().as_secs_f64() - cpu;
     // Let flushes and compactions the writes caused finish, and count them.
     db.flush_cf(log).expect("flush");
     db.flush_cf(state).expect("flush");
     db.compact_range_cf(log, None::<&[u8]>, None::<&[u8]>);
     db.compact_range_cf(state, None::<&[u8]>, None::<&[u8]>);
-    let total = cpu_seconds() - cpu;
+    let total = missive_infra::process_cpu().as_secs_f64() - cpu;
     println!(
         "store: writes and the flushes and compactions meanwhile {:.1} µs, the rest compacted afterwards {:.1} µs",
         written * 1e6 / messages as f64,
@@ -137,12 +129,12 @@ fn codec_floor(messages: usize, records: usize) -> f64 {
             attachment: None,
         }),
     };
-    let cpu = cpu_seconds();
+    let cpu = missive_infra::process_cpu().as_secs_f64();
     let mut bytes = 0usize;
     for _ in 0..messages * records {
         let encoded = codec.encode_value(&delivery_to_wire(&delivery)).expect("encode");
         bytes += codec.decode(&encoded).map(|_| encoded.len()).expect("decode");
     }
     assert!(bytes > 0);
-    (cpu_seconds() - cpu) * 1e6 / messages as f64
+    (missive_infra::process_cpu().as_secs_f64() - cpu) * 1e6 / messages as f64
 }

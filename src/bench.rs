@@ -123,17 +123,6 @@ async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
     Ok(Server { base, sms_file, child: Some(child), _dir: Some(dir) })
 }
 
-/// CPU time (user + system) this process has used so far, from
-/// `/proc/self/stat` (in USER_HZ ticks, 100 per second on Linux).
-fn own_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at "state".
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime: fields 14 and 15 of the line, 11 and 12 counted from "state".
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// Writes user `me`'s send frame number `sent` to `partner` into `frame`;
 /// the content is the send time in µs since `epoch`. Ids are digits and
 /// the content a number: nothing to escape.
@@ -264,7 +253,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!("bench: {} connections open; sending {} messages", sockets.len(), expected);
     let started = Instant::now();
-    let cpu_before = own_cpu();
+    let cpu_before = missive_infra::process_cpu();
     let mut tasks = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
         let me = accounts[index].user_id.clone();
@@ -354,7 +343,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let progress = Progress::start("bench", "messages delivered", Some(expected), delivered.clone());
+    let progress = Progress::start("bench", "messages delivered", expected, delivered.clone());
     let mut failures = 0;
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(600), task).await {
@@ -368,7 +357,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = own_cpu().saturating_sub(cpu_before);
+    let cpu = missive_infra::process_cpu().saturating_sub(cpu_before);
     let mut samples = latencies.take();
     samples.sort_unstable();
     let total = delivered.load(Ordering::Relaxed);
@@ -517,7 +506,7 @@ async fn profile_changes(args: &BenchArgs, api: &Api, accounts: &[Account]) -> a
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(samples::Latencies::default());
-    let progress = Progress::start("bench", "profile changes", Some(expected), done.clone());
+    let progress = Progress::start("bench", "profile changes", expected, done.clone());
     let started = Instant::now();
     let changes = accounts.iter().map(|account| {
         let (api, done, latencies) = (api.clone(), done.clone(), latencies.clone());
@@ -576,7 +565,7 @@ async fn media_uploads(args: &BenchArgs, api: &Api, accounts: &[Account]) -> any
     let expected = (accounts.len() * args.messages) as u64;
     let done = Arc::new(AtomicU64::new(0));
     let [starts, puts, completes, totals] = std::array::from_fn(|_| Arc::new(samples::Latencies::default()));
-    let progress = Progress::start("bench", "uploads", Some(expected), done.clone());
+    let progress = Progress::start("bench", "uploads", expected, done.clone());
     let started = Instant::now();
     let uploads = accounts.iter().map(|account| {
         let (api, done, payload, sha256) = (api.clone(), done.clone(), payload.clone(), sha256.clone());

@@ -361,7 +361,7 @@ async fn scan(
     let mut open_partitions: Vec<TopicPartition> = plan.keys().cloned().collect();
     // Counted for the progress report (not shown when following: there is no end).
     let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let progress = (!follow).then(|| progress::Progress::start("missive", "records", Some(total), counted.clone()));
+    let progress = (!follow).then(|| progress::Progress::start("missive", "records", total, counted.clone()));
     let mut read = 0u64;
     'reading: while !open_partitions.is_empty() {
         for record in consumer.poll(1024, Duration::from_millis(500)).await? {

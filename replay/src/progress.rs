@@ -23,9 +23,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts reporting `done` (of `total`, when known) as `what` under the
-    /// tool's name `tool`, e.g. `rebuild: 120000 of 961000 records`.
-    pub fn start(tool: &'static str, what: &'static str, total: Option<u64>, done: Arc<AtomicU64>) -> Progress {
+    /// Starts reporting `done` of `total` as `what` under the tool's name
+    /// `tool`, e.g. `rebuild: 120000 of 961000 records`.
+    pub fn start(tool: &'static str, what: &'static str, total: u64, done: Arc<AtomicU64>) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| bar(tool, what, total));
         let task = match &bar {
             Some(bar) => {
@@ -65,32 +65,21 @@ impl Drop for Progress {
     }
 }
 
-fn bar(tool: &str, what: &str, total: Option<u64>) -> ProgressBar {
-    let (bar, template) = match total {
-        Some(total) => (
-            ProgressBar::new(total),
-            "{prefix}: [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({per_sec}, {eta} left)",
-        ),
-        None => (ProgressBar::no_length(), "{prefix}: [{elapsed_precise}] {human_pos} {msg} ({per_sec})"),
-    };
-    let style = ProgressStyle::with_template(template).expect("the templates above are valid");
-    bar.set_style(style);
+fn bar(tool: &str, what: &str, total: u64) -> ProgressBar {
+    let template = "{prefix}: [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({per_sec}, {eta} left)";
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(template).expect("the template above is valid"));
     bar.set_prefix(tool.to_string());
     bar.set_message(what.to_string());
     bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(5));
     bar
 }
 
-/// The plain progress line: count, rate and, with a total, time left.
-pub fn line(tool: &str, what: &str, total: Option<u64>, done: u64, elapsed: Duration) -> String {
+/// The plain progress line: count, rate and time left.
+pub fn line(tool: &str, what: &str, total: u64, done: u64, elapsed: Duration) -> String {
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
-    match total {
-        Some(total) => {
-            let left = total.saturating_sub(done) as f64 / rate.max(1.0);
-            format!("{tool}: {done} of {total} {what}, {rate:.0}/s, about {left:.0} s left")
-        }
-        None => format!("{tool}: {done} {what}, {rate:.0}/s"),
-    }
+    let left = total.saturating_sub(done) as f64 / rate.max(1.0);
+    format!("{tool}: {done} of {total} {what}, {rate:.0}/s, about {left:.0} s left")
 }
 
 #[cfg(test)]
@@ -99,9 +88,7 @@ mod tests {
 
     #[test]
     fn a_plain_line_gives_count_rate_and_time_left() {
-        let line = line("rebuild", "records", Some(1000), 250, Duration::from_secs(5));
+        let line = line("rebuild", "records", 1000, 250, Duration::from_secs(5));
         assert_eq!(line, "rebuild: 250 of 1000 records, 50/s, about 15 s left");
-        let open = super::line("replay", "records", None, 300, Duration::from_secs(3));
-        assert_eq!(open, "replay: 300 records, 100/s");
     }
 }

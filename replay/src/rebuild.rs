@@ -295,7 +295,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let total = targets.iter().map(|(_, until)| until.0).sum();
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
-    let progress = crate::progress::Progress::start("rebuild", "records", Some(total), done.clone());
+    let progress = crate::progress::Progress::start("rebuild", "records", total, done.clone());
     // Partitions fold in parallel, each with its own handler, as the live tasks do.
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let cores = Arc::new(tokio::sync::Semaphore::new(cores));
