@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
-use missive_gateway::client::{Account, Api, code_from_sink_file};
+use missive_client::{Account, Api, code_from_sink_file};
 use missive_replay::progress::Progress;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -247,7 +247,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.rate == 0 { None } else { Some(Duration::from_secs_f64(args.users as f64 / args.rate as f64)) };
     let mut sockets = Vec::new();
     for account in &accounts {
-        let mut socket = missive_gateway::client::connect_socket(&ws_url, &account.access_token).await?;
+        let mut socket = missive_client::connect_socket(&ws_url, &account.access_token).await?;
         socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
         sockets.push(socket);
     }
@@ -409,7 +409,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// `--backlog`: the time a reconnecting device takes to get a backlog.
 async fn backlog_push(args: &BenchArgs, ws_url: &str, accounts: &[Account]) -> anyhow::Result<()> {
     let (sender, recipient) = (&accounts[0], &accounts[1]);
-    let socket = missive_gateway::client::connect_socket(ws_url, &sender.access_token).await?;
+    let socket = missive_client::connect_socket(ws_url, &sender.access_token).await?;
     let (mut sink, mut stream) = socket.split();
     sink.send(Message::text(json!({"type": "hello", "token": sender.access_token}).to_string())).await?;
     let to = &recipient.user_id;
@@ -433,7 +433,7 @@ async fn backlog_push(args: &BenchArgs, ws_url: &str, accounts: &[Account]) -> a
     }
     eprintln!("bench: {} messages waiting for an offline user; connecting it", args.messages);
     let started = Instant::now();
-    let socket = missive_gateway::client::connect_socket(ws_url, &recipient.access_token).await?;
+    let socket = missive_client::connect_socket(ws_url, &recipient.access_token).await?;
     let (mut sink, mut stream) = socket.split();
     sink.send(Message::text(json!({"type": "hello", "token": recipient.access_token}).to_string())).await?;
     let mut first = None;
@@ -465,7 +465,7 @@ async fn backlog_push(args: &BenchArgs, ws_url: &str, accounts: &[Account]) -> a
 /// A per-connection reader for the group bench: acks its feed, and for
 /// each message from someone else records (message index, arrival).
 async fn group_member(
-    socket: missive_gateway::client::Socket,
+    socket: missive_client::Socket,
     me: String,
     messages: usize,
     epoch: Instant,
@@ -649,7 +649,7 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
     let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut readers = Vec::new();
     for account in members {
-        let mut socket = missive_gateway::client::connect_socket(ws_url, &account.access_token).await?;
+        let mut socket = missive_client::connect_socket(ws_url, &account.access_token).await?;
         socket.send(Message::text(json!({"type": "hello", "token": account.access_token}).to_string())).await?;
         readers.push(tokio::spawn(group_member(
             socket,
@@ -659,7 +659,7 @@ async fn group_fan_out(args: &BenchArgs, api: &Api, ws_url: &str, accounts: &[Ac
             arrivals.clone(),
         )));
     }
-    let mut socket = missive_gateway::client::connect_socket(ws_url, &sender.access_token).await?;
+    let mut socket = missive_client::connect_socket(ws_url, &sender.access_token).await?;
     socket.send(Message::text(json!({"type": "hello", "token": sender.access_token}).to_string())).await?;
     eprintln!("bench: group of {} connected; sending {} messages at {}/s", accounts.len(), args.messages, args.rate);
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
@@ -762,7 +762,7 @@ mod flood {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    use missive_gateway::client::{Api, Connection, code_from_sink_file};
+    use missive_client::{Api, Connection, code_from_sink_file};
     use serde_json::json;
 
     use super::{BenchArgs, percentile, rss_kib};

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Server, WAIT, code_of, messages_from};
+use missive_client::{Account, Connection};
 use missive_gateway::auth::contact_hash;
-use missive_gateway::client::{Account, Connection};
 use serde_json::{Value, json};
 
 /// Waits until `connection` has answered `sent` for `req`; returns the frames seen.
@@ -456,7 +456,7 @@ async fn a_pin_is_required_at_verify_once_set() {
 
     let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("test step");
     assert_eq!(status, 202);
-    let code = missive_gateway::client::code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
+    let code = missive_client::code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("test step");
     let verify = |pin: Option<&str>| {
         let mut body = json!({"phone": phone, "code": code, "device_name": "new"});
         if let Some(pin) = pin {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::{Server, WAIT};
 use futures::{SinkExt, StreamExt};
+use missive_client::{Account, Api, code_from_sink_file};
 use missive_gateway::auth::{AUDIENCE, Claims, DEV_JWT_SECRET, ISSUER};
-use missive_gateway::client::{Account, Api, code_from_sink_file};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -28,7 +28,7 @@ async fn the_environment_configures_the_server_and_flags_win_over_it() {
     .await;
     let (status, _) = server.api.post("/v1/auth/otp", None, &json!({"phone": "+14155558001"})).await.expect("otp");
     assert_eq!(status, 202);
-    let code = missive_gateway::client::code_from_sink_file(&from_flag, "+14155558001", WAIT).await;
+    let code = missive_client::code_from_sink_file(&from_flag, "+14155558001", WAIT).await;
     assert!(code.is_ok(), "the --sms-sink flag wins over MISSIVE_SMS_SINK");
     assert!(!from_env.exists(), "the environment's sink is not used when the flag is given");
     assert!(dir.path().join("data-from-env").join("store").exists(), "MISSIVE_DATA_DIR chooses the data directory");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{Server, WAIT, messages_from};
-use missive_gateway::client::Connection;
+use missive_client::Connection;
 use rand::Rng;
 use serde_json::json;
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Cluster, WAIT};
-use missive_gateway::client::{Account, Api, Connection, code_from_sink_file};
+use missive_client::{Account, Api, Connection, code_from_sink_file};
 use serde_json::{Value, json};
 
 /// One cluster at a time: each is six processes on a two-core machine.

@@ -41,7 +41,7 @@ async fn otp_registration_rules() {
     assert_eq!(status, 202);
     assert!(body["expires_in"].as_i64().unwrap_or(0) > 0);
     let sms = server.sms_file();
-    let code = missive_gateway::client::code_from_sink_file(&sms, "+14155550100", WAIT).await.expect("code");
+    let code = missive_client::code_from_sink_file(&sms, "+14155550100", WAIT).await.expect("code");
     assert_eq!(code.len(), 6);
     let wrong = if code == "000000" { "000001" } else { "000000" };
     for _ in 0..5 {
@@ -101,11 +101,7 @@ async fn a_thousand_messages_each_way_arrive_in_order_with_gap_free_sequences() 
     let mut bob_ws = server.connect(&bob).await;
     const COUNT: usize = 1000;
     const BOTH: usize = COUNT * 2;
-    async fn send_then_collect(
-        connection: &mut missive_gateway::client::Connection,
-        to: &str,
-        tag: &str,
-    ) -> Vec<Value> {
+    async fn send_then_collect(connection: &mut missive_client::Connection, to: &str, tag: &str) -> Vec<Value> {
         let frame_for = |index: usize| {
             json!({"type": "send", "req": format!("{tag}{index}"), "to": {"user": to},
                 "client_msg_id": format!("{tag}-{index}"), "content": format!("{tag} {index}")})

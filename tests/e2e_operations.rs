@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Server, WAIT, code_of, request, send_to_group, send_to_user, until};
-use missive_gateway::client::{Account, Connection};
+use missive_client::{Account, Connection};
 use serde_json::{Value, json};
 
 async fn create_group(server: &Server, admin: &Account, members: &[&Account]) -> String {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, WebhookSink, now_ms, request, send_to_group, send_to_user, until};
-use missive_gateway::client::Connection;
+use missive_client::Connection;
 use serde_json::{Value, json};
 
 fn presence_of<'a>(frames: &'a [Value], user: &str, online: bool) -> Option<&'a Value> {

@@ -185,7 +185,7 @@ fn corrupt(data_dir: &std::path::Path, prefix: &[u8]) -> Vec<u8> {
 }
 
 /// The live store holding `account`'s feed (Kafka mode: its gateway's).
-async fn store_of(server: &Server, account: &missive_gateway::client::Account) -> (String, std::path::PathBuf) {
+async fn store_of(server: &Server, account: &missive_client::Account) -> (String, std::path::PathBuf) {
     let stores = server.live_stores();
     let Some(cluster) = server.cluster() else { return stores[0].clone() };
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

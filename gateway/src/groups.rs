@@ -13,11 +13,12 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 
-use crate::api::{Context, DIRECTORY_WAIT, json_body, ok, parse_id, respond, served, with};
 use crate::auth::Principal;
-use crate::errors::ApiError;
+use crate::media::Media;
+use crate::protocol::ApiError;
 use crate::protocol::group_json;
-use crate::reads::Projection;
+use crate::reads::{DIRECTORY_WAIT, Projection, poll_until};
+use crate::rest::{Context, json_body, ok, parse_id, respond, served, with};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +68,7 @@ fn user_ids(users: &[String]) -> Result<Vec<UserId>, ApiError> {
 
 /// Every user must be registered (behind a read barrier: a user who
 /// registered through another gateway a moment ago counts).
-async fn known_users(context: &Context, users: &[UserId]) -> Result<(), ApiError> {
+async fn known_users(context: &Handles, users: &[UserId]) -> Result<(), ApiError> {
     match context.reads.unregistered(users).await?.first() {
         Some(user) => Err(ApiError::not_found("not_found", format!("no such user {user}"))),
         None => Ok(()),
@@ -84,7 +85,7 @@ struct Adds {
     invited: Vec<UserId>,
 }
 
-async fn sort_adds(context: &Context, by: UserId, users: &[UserId]) -> Result<Adds, ApiError> {
+async fn sort_adds(context: &Handles, by: UserId, users: &[UserId]) -> Result<Adds, ApiError> {
     let mut adds = Adds { direct: Vec::new(), invited: Vec::new() };
     for user in users {
         let state = context.reads.directory(*user).await?;
@@ -107,11 +108,11 @@ async fn sort_adds(context: &Context, by: UserId, users: &[UserId]) -> Result<Ad
 
 /// Runs a group command and returns the group once this gateway's history
 /// projection has folded the change.
-async fn apply(context: &Context, command: GroupCommand) -> Result<GroupChanged, ApiError> {
+async fn apply(context: &Handles, command: GroupCommand) -> Result<GroupChanged, ApiError> {
     let conversation = command.conversation_id;
     let reply = context.bus.group_command(command).await?;
     let reached = ConvSeq(reply.conv_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
-    crate::reads::poll_until(DIRECTORY_WAIT, || async {
+    poll_until(DIRECTORY_WAIT, || async {
         Ok(context.reads.group(conversation).await?.filter(|group| group.conv_seq >= reached))
     })
     .await?
@@ -119,14 +120,14 @@ async fn apply(context: &Context, command: GroupCommand) -> Result<GroupChanged,
 }
 
 /// Runs a group command and answers with the group after it.
-async fn change(context: &Context, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
+async fn change(context: &Handles, command: GroupCommand) -> Result<warp::reply::Response, ApiError> {
     ok(group_json(&apply(context, command).await?))
 }
 
 /// Invites `invited` after the change that added the others (if any), and answers
 /// with the group after both plus who was invited rather than added.
 async fn invite_rest(
-    context: &Context,
+    context: &Handles,
     conversation_id: ConversationId,
     by: UserId,
     after: Option<GroupChanged>,
@@ -147,7 +148,7 @@ async fn invite_rest(
 async fn create(
     principal: Principal,
     request: CreateRequest,
-    context: Context,
+    context: Handles,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
@@ -178,7 +179,7 @@ async fn create(
 }
 
 /// The group, for its members only (others get the same 404 as an unknown id).
-async fn get_group(group: String, principal: Principal, context: Context) -> Result<warp::reply::Response, Infallible> {
+async fn get_group(group: String, principal: Principal, context: Handles) -> Result<warp::reply::Response, Infallible> {
     respond(
         async {
             let conversation: ConversationId = parse_id(&group, "group id")?;
@@ -196,7 +197,7 @@ async fn get_group(group: String, principal: Principal, context: Context) -> Res
 
 /// A change to an existing group, built from the path and body.
 /// A group icon is the caller's own completed `group_icon` upload (or empty: none).
-async fn require_icon(context: &Context, principal: Principal, icon: &str) -> Result<(), ApiError> {
+async fn require_icon(context: &Handles, principal: Principal, icon: &str) -> Result<(), ApiError> {
     if icon.is_empty() {
         return Ok(());
     }
@@ -206,7 +207,7 @@ async fn require_icon(context: &Context, principal: Principal, icon: &str) -> Re
 async fn act(
     group: String,
     principal: Principal,
-    context: Context,
+    context: Handles,
     build: impl FnOnce() -> Result<GroupChange, ApiError>,
 ) -> Result<warp::reply::Response, Infallible> {
     respond(
@@ -236,9 +237,25 @@ async fn act(
     )
 }
 
+/// What the group handlers use: the handles every HTTP feature shares,
+/// and the uploads group icons name.
+#[derive(Clone)]
+struct Handles {
+    shared: Context,
+    media: Media,
+}
+
+impl std::ops::Deref for Handles {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
 /// The group routes, in the order warp tries them.
-pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
-    let served = served(context.clone());
+pub fn routes(shared: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
+    let served = served(shared.clone());
+    let context = Handles { shared, media };
     let ctx = move || with(context.clone());
     vec![
         warp::path!("v1" / "groups")
@@ -259,7 +276,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(served.clone())
             .and(ctx())
             .and(json_body())
-            .and_then(|group: String, principal: Principal, context: Context, request: InfoRequest| {
+            .and_then(|group: String, principal: Principal, context: Handles, request: InfoRequest| {
                 act(group, principal, context, move || {
                     Ok(GroupChange::UpdateInfo {
                         name: request.name,
@@ -274,7 +291,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(served.clone())
             .and(ctx())
             .and(json_body())
-            .and_then(|group: String, principal: Principal, context: Context, request: SettingsRequest| {
+            .and_then(|group: String, principal: Principal, context: Handles, request: SettingsRequest| {
                 act(group, principal, context, move || {
                     Ok(GroupChange::UpdateSettings {
                         only_admins_send: request.only_admins_send,
@@ -289,7 +306,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(served.clone())
             .and(ctx())
             .and(json_body())
-            .and_then(|group: String, principal: Principal, context: Context, request: MembersRequest| {
+            .and_then(|group: String, principal: Principal, context: Handles, request: MembersRequest| {
                 act(group, principal, context, move || Ok(GroupChange::AddMembers { users: user_ids(&request.users)? }))
             })
             .boxed(),
@@ -297,7 +314,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(warp::delete())
             .and(served.clone())
             .and(ctx())
-            .and_then(|group: String, user: String, principal: Principal, context: Context| {
+            .and_then(|group: String, user: String, principal: Principal, context: Handles| {
                 act(group, principal, context, move || {
                     Ok(GroupChange::RemoveMember { user: parse_id(&user, "user id")? })
                 })
@@ -307,7 +324,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(warp::post())
             .and(served.clone())
             .and(ctx())
-            .and_then(|group: String, answer: String, principal: Principal, context: Context| {
+            .and_then(|group: String, answer: String, principal: Principal, context: Handles| {
                 act(group, principal, context, move || match answer.as_str() {
                     "accept" => Ok(GroupChange::AcceptInvite),
                     "decline" => Ok(GroupChange::DeclineInvite),
@@ -322,7 +339,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(warp::post())
             .and(served.clone())
             .and(ctx())
-            .and_then(|group: String, principal: Principal, context: Context| {
+            .and_then(|group: String, principal: Principal, context: Handles| {
                 act(group, principal, context, || Ok(GroupChange::Leave))
             })
             .boxed(),
@@ -330,7 +347,7 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
             .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
             .and(served)
             .and(ctx())
-            .and_then(|group: String, user: String, admin: bool, principal: Principal, context: Context| {
+            .and_then(|group: String, user: String, admin: bool, principal: Principal, context: Handles| {
                 act(group, principal, context, move || {
                     Ok(GroupChange::SetAdmin { user: parse_id(&user, "user id")?, admin })
                 })

@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::CommandBus;
-use crate::errors::ApiError;
+use crate::protocol::ApiError;
 use crate::reads::{Projection, ReadModels};
 use crate::routing::Routing;
-use crate::sessions::Sessions;
+use crate::session::registry::Sessions;
 
 /// How often the table is checked for silent instances.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);

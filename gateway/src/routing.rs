@@ -12,7 +12,7 @@ use std::sync::Arc;
 use missive_core::UserId;
 use missive_infra::log::kafka_partition;
 
-use crate::errors::ApiError;
+use crate::protocol::ApiError;
 
 #[derive(Clone, Debug)]
 pub struct Routing {

@@ -80,3 +80,27 @@ where
         }
     }
 }
+
+/// Runs a background loop until `cancel`, starting it again (after a short
+/// pause) whenever it fails.
+pub fn restart_on_failure<Run, Loop>(
+    what: &'static str,
+    cancel: CancellationToken,
+    mut run: Run,
+) -> tokio::task::JoinHandle<()>
+where
+    Run: FnMut() -> Loop + Send + 'static,
+    Loop: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        while !cancel.is_cancelled() {
+            match run().await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, what, "background loop failed; restarting it");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
+}

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_gateway::client::{Account, Api, Connection, code_from_sink_file};
+use missive_client::{Account, Api, Connection, code_from_sink_file};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

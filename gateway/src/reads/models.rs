@@ -1,185 +1,41 @@
-//! Async wrappers over the read models (RocksDB reads on blocking threads),
-//! and the read barrier that makes their negative answers trustworthy.
-//!
-//! Read models fold the log a moment after a decision, and in Kafka mode
-//! each gateway folds its own copy. A positive answer ("this user exists",
-//! "this user is a member") is final: accounts are never deleted and the
-//! caller holds what it found. A negative answer may only mean "not folded
-//! yet". So every "does X exist" question that names something created
-//! elsewhere goes through a **read barrier** on a miss: take the end offset
-//! of the partition holding X's records, wait (bounded by
-//! [`BARRIER_WAIT`]) until this process's projection has applied the log up
-//! to that offset, and ask again. Anything acknowledged before the request
-//! arrived (a registration is acknowledged only once it is in the log) lies
-//! below that offset, so a miss after the barrier is a real absence. A
-//! barrier that runs out answers `unavailable` (retry), never `not_found`.
+//! The read models a gateway answers from, on blocking threads.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
 use missive_core::conversation::ReceiptStatus;
 use missive_core::users::UserState;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
-use missive_infra::log::kafka_partition;
-use missive_infra::{Log, TopicPartition};
-use missive_processors::history::{DIRECTORY, HISTORY};
-use missive_processors::topics::{EVENTS_CONVERSATION, EVENTS_USER};
-use missive_processors::{UserIndex, partitions_of, queries, runtime};
+use missive_infra::Log;
+use missive_processors::{UserIndex, queries};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::DB;
 
-use crate::errors::ApiError;
+use super::barrier::{EndSlot, Projection, poll_until};
+use crate::protocol::ApiError;
 
 /// Most user ids remembered as existing before the cache starts over.
 const KNOWN_USERS_CAP: usize = 1_000_000;
 
-/// Longest a read barrier waits for this process's projection to reach the
-/// end offset it took; past it the request is answered `unavailable`.
-pub const BARRIER_WAIT: Duration = Duration::from_secs(10);
-
-/// One partition's last looked-up end offset, and when that lookup began.
-type EndSlot = Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>>;
-
-/// A projection a gateway folds itself, which a read barrier can bring up
-/// to date: its processor name (whose stored positions say how far it got)
-/// and the topic it folds, keyed by the ids it answers about.
-#[derive(Clone, Copy, Debug)]
-pub enum Projection {
-    /// Accounts: `events.user`, keyed by user id.
-    Directory,
-    /// Conversations, members and messages: `events.conversation`, keyed by conversation id.
-    History,
-}
-
-impl Projection {
-    fn processor(self) -> &'static str {
-        match self {
-            Projection::Directory => DIRECTORY,
-            Projection::History => HISTORY,
-        }
-    }
-
-    fn topic(self) -> &'static str {
-        match self {
-            Projection::Directory => EVENTS_USER,
-            Projection::History => EVENTS_CONVERSATION,
-        }
-    }
-
-    /// The partition holding the records keyed by `id` (keys are decimal ids).
-    fn partition_of(self, id: u64) -> u32 {
-        kafka_partition(id.to_string().as_bytes(), partitions_of(self.topic()))
-    }
-}
-
-/// Asks `probe` again, with back-off (1 ms doubling to 50 ms), until it
-/// answers `Some` or `wait` has passed (`None`). Read models fold the log a
-/// moment after a decision, and in Kafka mode each gateway folds its own
-/// copy: callers use this to wait for a change they know is coming.
-pub async fn poll_until<T, Probe>(
-    wait: std::time::Duration,
-    mut probe: impl FnMut() -> Probe,
-) -> Result<Option<T>, ApiError>
-where
-    Probe: std::future::Future<Output = Result<Option<T>, ApiError>>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut pause = std::time::Duration::from_millis(1);
-    loop {
-        if let Some(found) = probe().await? {
-            return Ok(Some(found));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(50));
-    }
-}
-
 #[derive(Clone)]
 pub struct ReadModels {
-    db: Arc<DB>,
+    pub(super) db: Arc<DB>,
     /// For read barriers: the end offsets of the folded topics.
-    log: Arc<dyn Log>,
+    pub(super) log: Arc<dyn Log>,
     /// The last end offset read per (topic, partition) and when its lookup began.
-    ends: Arc<Mutex<HashMap<(&'static str, u32), EndSlot>>>,
+    pub(super) ends: Arc<Mutex<HashMap<(&'static str, u32), EndSlot>>>,
     /// Bloom filter of registered users, kept by the directory projection.
-    index: UserIndex,
+    pub(super) index: UserIndex,
     /// Users seen to exist. Accounts are never deleted, so a positive answer
     /// stays true; negatives are not cached (a user may register any time).
-    known_users: Arc<RwLock<HashSet<UserId>>>,
+    pub(super) known_users: Arc<RwLock<HashSet<UserId>>>,
 }
 
 impl ReadModels {
     pub fn new(db: Arc<DB>, log: Arc<dyn Log>, index: UserIndex) -> ReadModels {
         ReadModels { db, log, ends: Arc::default(), index, known_users: Arc::new(RwLock::new(HashSet::new())) }
-    }
-
-    /// The read barrier: waits until this process's `projection` has
-    /// applied every record that the partitions of `ids` held when called.
-    /// `unavailable` if it has not within [`BARRIER_WAIT`].
-    pub async fn barrier(&self, projection: Projection, ids: impl IntoIterator<Item = u64>) -> Result<(), ApiError> {
-        let asked_at = tokio::time::Instant::now();
-        let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
-        let mut targets = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let end = self.end_since(projection.topic(), partition, asked_at).await?;
-            targets.push((TopicPartition::new(projection.topic(), partition), end));
-        }
-        let processor = projection.processor();
-        let reached = poll_until(BARRIER_WAIT, || {
-            let targets = targets.clone();
-            async move {
-                let reached = self
-                    .run(move |db| {
-                        for (input, end) in targets {
-                            if runtime::stored_position(db, processor, input).map_err(queries::QueryError)? < end {
-                                return Ok(false);
-                            }
-                        }
-                        Ok(true)
-                    })
-                    .await?;
-                Ok(reached.then_some(()))
-            }
-        })
-        .await?;
-        reached.ok_or_else(|| {
-            ApiError::unavailable(format!(
-                "this server's {processor} view is more than {} s behind the log; retry shortly",
-                BARRIER_WAIT.as_secs()
-            ))
-        })
-    }
-
-    /// The end offset of a partition as read at or after `asked_at`.
-    /// Concurrent barriers share lookups: one that waited for another's
-    /// lookup, begun after it was asked, takes that answer (in Kafka mode a
-    /// verified end costs a broker round trip or two).
-    async fn end_since(
-        &self,
-        topic: &'static str,
-        partition: u32,
-        asked_at: tokio::time::Instant,
-    ) -> Result<u64, ApiError> {
-        let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
-        let mut last = slot.lock().await;
-        if let Some((taken_at, end)) = *last
-            && taken_at >= asked_at
-        {
-            return Ok(end);
-        }
-        let taken_at = tokio::time::Instant::now();
-        let input = TopicPartition::new(topic, partition);
-        let end = self.log.watermarks(&input).await.map_err(|error| {
-            ApiError::unavailable(format!("cannot read the end of {input} ({error}); retry shortly"))
-        })?;
-        *last = Some((taken_at, end.high.0));
-        Ok(end.high.0)
     }
 
     /// The account as the directory knows it.
@@ -224,7 +80,7 @@ impl ReadModels {
         self.user_exists(user).await
     }
 
-    async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         query: impl FnOnce(&DB) -> Result<T, queries::QueryError> + Send + 'static,
     ) -> Result<T, ApiError> {

@@ -11,16 +11,30 @@ use missive_core::{ConversationId, MessageId, UserId};
 use missive_projections::HistoryMessage;
 use missive_schemas::wire::CommandReply;
 use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::api::require_member;
 use crate::auth::Principal;
-use crate::commands::{self, Target, wait_reply};
-use crate::errors::ApiError;
+use crate::commands::{self, CommandBus, PendingReply, Target, wait_reply};
+use crate::media::Media;
 use crate::protocol::{
-    ContactFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame, MessageLocator, Recipient,
-    error_frame,
+    ApiError, ContactFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame, MessageLocator,
+    Recipient, error_frame, send_error, with_req,
 };
-use crate::ws::{Pending, SessionDeps, send_error};
+use crate::reads::{ReadModels, require_member};
+
+/// What the conversation commands use: the bus they append to, the read
+/// models they check against, and the uploads media messages name.
+#[derive(Clone)]
+pub struct MessagingDeps {
+    pub bus: Arc<CommandBus>,
+    pub reads: ReadModels,
+    pub media: Media,
+}
+
+/// A command's reply frame, once its outcome is known.
+pub type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 /// A message as the client wrote it.
 pub struct Outgoing {
@@ -35,7 +49,7 @@ pub struct Outgoing {
 /// The attachment a send names: at most one of media, location and contact.
 /// Media must be the sender's own completed upload.
 async fn attachment_of(
-    deps: &SessionDeps,
+    deps: &MessagingDeps,
     sender: UserId,
     media: Option<MediaFrame>,
     location: Option<LocationFrame>,
@@ -78,7 +92,7 @@ fn check_client_msg_id(client_msg_id: &str) -> Result<(), ApiError> {
 
 /// Checks a recipient and names the target: a registered user or a group id
 /// (the decider checks group membership).
-async fn resolve_target(deps: &SessionDeps, to: &Recipient) -> Result<Target, ApiError> {
+async fn resolve_target(deps: &MessagingDeps, to: &Recipient) -> Result<Target, ApiError> {
     match (&to.user, &to.group) {
         (Some(user), None) => {
             let user: UserId = parse(user, "to.user")?;
@@ -115,21 +129,14 @@ fn sent_fields(reply: &CommandReply) -> Value {
     })
 }
 
-async fn send_outcome(pending: crate::replies::PendingReply) -> Result<CommandReply, ApiError> {
+async fn send_outcome(pending: PendingReply) -> Result<CommandReply, ApiError> {
     let reply = wait_reply(pending).await?;
     if reply.outcome == "accepted" || reply.outcome == "duplicate" { Ok(reply) } else { Err(send_refusal(&reply)) }
 }
 
-pub(crate) fn with_req(mut frame: Value, req: &Option<String>) -> Value {
-    if let Some(req) = req {
-        frame["req"] = json!(req);
-    }
-    frame
-}
-
 /// Validates a send, appends it, and returns the future of its reply frame.
 pub async fn start_send(
-    deps: &SessionDeps,
+    deps: &MessagingDeps,
     principal: Principal,
     req: Option<String>,
     to: Recipient,
@@ -183,7 +190,7 @@ pub async fn start_send(
 /// withheld from it, not deleted for it, and in a group either there when
 /// it was sent or allowed to read earlier history.
 async fn visible_message(
-    deps: &SessionDeps,
+    deps: &MessagingDeps,
     user: UserId,
     conversation: ConversationId,
     message: MessageId,
@@ -209,7 +216,7 @@ async fn visible_message(
 /// Every target is checked before anything is sent; each send is its own
 /// message with a forward count one above the original's.
 pub async fn start_forward(
-    deps: &SessionDeps,
+    deps: &MessagingDeps,
     principal: Principal,
     req: Option<String>,
     of: MessageLocator,
@@ -276,7 +283,7 @@ pub async fn start_forward(
 /// Edits, deletes or reacts to a message: finds it, appends the operation
 /// and returns the future of the `done` frame (or the refusal).
 pub async fn start_modify(
-    deps: &SessionDeps,
+    deps: &MessagingDeps,
     principal: Principal,
     req: Option<String>,
     conversation_id: &str,

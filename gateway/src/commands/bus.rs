@@ -18,11 +18,11 @@ use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, u
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 
+use super::replies::{PendingReply, ReplyRouter};
+use super::snowflake::Snowflakes;
 use crate::auth::Principal;
-use crate::errors::ApiError;
 use crate::metrics::GatewayMetrics;
-use crate::replies::{PendingReply, ReplyRouter};
-use crate::snowflake::Snowflakes;
+use crate::protocol::ApiError;
 
 /// Whom a message goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::reads::ReadModels;
-use crate::sessions::Sessions;
+use crate::session::registry::Sessions;
 
 /// An indicator lasts this long unless renewed.
 pub const TYPING_TTL_MS: i64 = 5_000;

@@ -100,3 +100,20 @@ impl warp::Reply for ApiError {
         response
     }
 }
+
+impl ApiError {
+    /// The same error under another stable code.
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+}
+
+/// An error as a WebSocket `error` frame, echoing the request's `req`.
+pub fn send_error(req: Option<&str>, error: &ApiError) -> serde_json::Value {
+    let mut frame = super::frames::error_frame(req, error.code, &error.message);
+    if let Some(seconds) = error.retry_after {
+        frame["retry_after"] = serde_json::json!(seconds);
+    }
+    frame
+}

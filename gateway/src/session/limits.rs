@@ -19,7 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use missive_core::UserId;
 
-use crate::errors::ApiError;
+use crate::protocol::ApiError;
 
 /// Sends and forwards per account per second, sustained.
 pub const SENDS_PER_SECOND: u32 = 100;

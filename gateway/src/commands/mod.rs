@@ -1,0 +1,11 @@
+//! The command bus: client intents become commands on the log, and the
+//! deciders' outcomes come back on the `replies` topic to the gateway that
+//! asked (matched by request id).
+
+mod bus;
+mod replies;
+mod snowflake;
+
+pub use bus::*;
+pub use replies::{PendingReply, ReplyRouter};
+pub use snowflake::Snowflakes;
