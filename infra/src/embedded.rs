@@ -22,7 +22,8 @@ use crate::log::{
     AtomicCommit, Header, Log, LogConsumer, LogError, OutRecord, Record, RecordData, Retention, StateWrite,
     TopicPartition, TopicSpec, Watermarks, kafka_partition,
 };
-use crate::{Offset, now_ms};
+use crate::clock::now_ms;
+use crate::log::Offset;
 
 /// Bound of the append queue; producers wait when it is full.
 const APPEND_QUEUE: usize = 4096;

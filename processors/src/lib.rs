@@ -48,6 +48,7 @@ impl ReadSide {
     }
 }
 pub use runtime::{RuntimeError, RuntimeMetrics};
+pub use topics::partitions_of;
 
 /// Creates every topic Missive uses (idempotent); with `changelogs`, also
 /// the state changelogs that Kafka mode restores processors from.
@@ -57,10 +58,6 @@ pub async fn create_topics(log: &dyn Log, changelogs: bool) -> Result<(), LogErr
         log.create_topic(&spec).await?;
     }
     Ok(())
-}
-
-pub fn partitions_of(topic: &str) -> u32 {
-    topics::all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
 }
 
 /// Waits until the `processor` tasks reading `topic` have folded what the

@@ -28,7 +28,7 @@ pub const EVENTS_MEDIA: &str = "events.media";
 /// The `deliveries` partition (the inbox task) a user's records go to: the
 /// partitioner's choice for the record key, the user id in decimal.
 pub fn deliveries_partition(user: missive_core::UserId) -> u32 {
-    missive_infra::log::kafka_partition(user.0.to_string().as_bytes(), crate::partitions_of(DELIVERIES))
+    missive_infra::log::kafka_partition(user.0.to_string().as_bytes(), partitions_of(DELIVERIES))
 }
 
 /// Record headers Missive writes.
@@ -95,4 +95,9 @@ pub fn all_topics() -> Vec<TopicSpec> {
         topic(NOTIFICATIONS, 8, Retention::Millis(DAY_MS)),
         topic(EVENTS_MEDIA, 4, Retention::Forever),
     ]
+}
+
+/// How many partitions `topic` has (1 for a topic this crate does not create).
+pub fn partitions_of(topic: &str) -> u32 {
+    all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
 }

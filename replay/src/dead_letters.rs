@@ -10,7 +10,8 @@ use missive_infra::{EmbeddedLog, Header, Log, Offset, OutRecord, Record, TopicPa
 use missive_processors::topics::{DEAD_LETTERS, headers};
 use serde_json::{Value, json};
 
-use crate::{Range, Source, open, plan, scan};
+use crate::scan::{Range, plan, scan};
+use crate::source::{Opened, Source, open};
 
 /// Names a re-driven record's dead letter (`dead-letters@<offset>`).
 pub const REDRIVEN_FROM: &str = "missive-redriven-from";
@@ -56,7 +57,7 @@ fn origin(record: &Record) -> anyhow::Result<(TopicPartition, u64)> {
     Ok((TopicPartition::new(topic, partition.parse()?), offset.parse()?))
 }
 
-async fn dead_letters(opened: &crate::Opened, only: Option<u64>) -> anyhow::Result<Vec<Record>> {
+async fn dead_letters(opened: &Opened, only: Option<u64>) -> anyhow::Result<Vec<Record>> {
     let range = Range {
         topic: DEAD_LETTERS,
         partition: None,
@@ -136,7 +137,7 @@ pub async fn dead_letters_command(args: DeadLettersArgs) -> anyhow::Result<()> {
 
 async fn redrive(source: &Source, only: Option<u64>) -> anyhow::Result<()> {
     // Read through the same view the writes go to.
-    let (log, scratch_view): (std::sync::Arc<dyn Log>, Option<crate::Opened>) = match &source.brokers {
+    let (log, scratch_view): (std::sync::Arc<dyn Log>, Option<Opened>) = match &source.brokers {
         Some(_) => {
             let opened = open(source).await?;
             (opened.log.clone(), Some(opened))
@@ -152,7 +153,7 @@ async fn redrive(source: &Source, only: Option<u64>) -> anyhow::Result<()> {
             (std::sync::Arc::new(EmbeddedLog::open(db, false)?), None)
         }
     };
-    let opened = scratch_view.unwrap_or(crate::Opened { log: log.clone(), follower: None, scratch: None });
+    let opened = scratch_view.unwrap_or(Opened { log: log.clone(), follower: None, scratch: None });
     let records = dead_letters(&opened, only).await?;
     if records.is_empty() {
         bail!("no dead letters to re-drive");

@@ -28,7 +28,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::Source;
+use crate::source::Source;
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {

@@ -15,7 +15,8 @@ use missive_processors::runtime;
 use missive_processors::{PROCESSORS, history, partitions_of};
 use serde_json::json;
 
-use crate::{Source, parse_time};
+use crate::scan::parse_time;
+use crate::source::Source;
 
 #[derive(clap::Args)]
 pub struct ResetArgs {

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::sweeper::expiry_key;
 use crate::auth::blocking;
 use crate::protocol::ApiError;
 
@@ -238,4 +237,14 @@ pub struct MediaSettings {
     pub abandoned_after: std::time::Duration,
     /// How often the media sweeper runs.
     pub sweep_every: std::time::Duration,
+}
+
+/// Upload slots by expiry (`media/expiry/<ms><id>`, CF_AUTH), for the sweeper.
+pub(super) const EXPIRY_PREFIX: &[u8] = b"media/expiry/";
+
+pub(super) fn expiry_key(expires_ms: i64, media_id: &str) -> Vec<u8> {
+    let mut key = EXPIRY_PREFIX.to_vec();
+    key.extend_from_slice(&expires_ms.max(0).to_be_bytes());
+    key.extend_from_slice(media_id.as_bytes());
+    key
 }

@@ -18,15 +18,6 @@ pub struct Swept {
     pub deleted_media: usize,
 }
 
-/// Upload slots by expiry (`media/expiry/<ms><id>`, CF_AUTH), for the sweeper.
-pub(super) const EXPIRY_PREFIX: &[u8] = b"media/expiry/";
-
-pub(super) fn expiry_key(expires_ms: i64, media_id: &str) -> Vec<u8> {
-    let mut key = EXPIRY_PREFIX.to_vec();
-    key.extend_from_slice(&expires_ms.max(0).to_be_bytes());
-    key.extend_from_slice(media_id.as_bytes());
-    key
-}
 
 /// Where the sweeper got to in the deleted-media queue (CF_AUTH).
 pub(super) const SWEPT_THROUGH: &[u8] = b"media/sweep/gone";
