@@ -254,7 +254,8 @@ fn no_source_file_is_over_the_size_limit() {
         .filter(|file| !is_test_file(file.strip_prefix(&root).unwrap_or(file)))
         .filter_map(|file| {
             let lines = non_test(&read(file)).lines().count();
-            (lines > MOST_LINES).then(|| format!("{} ({lines} lines)", file.strip_prefix(&root).unwrap_or(file).display()))
+            (lines > MOST_LINES)
+                .then(|| format!("{} ({lines} lines)", file.strip_prefix(&root).unwrap_or(file).display()))
         })
         .collect();
     long.sort();
@@ -504,7 +505,9 @@ fn the_module_graph_check_sees_imports() {
         "session::frames",
         "mod inner;\nuse super::connection::{Session, append_ack};\nuse crate::{auth::Principal, reads};\nuse inner::X;\nfn f() { crate::reads::poll_until(); }",
     );
-    for expected in ["session::connection::Session", "auth::Principal", "reads", "session::frames::inner::X", "reads::poll_until"] {
+    for expected in
+        ["session::connection::Session", "auth::Principal", "reads", "session::frames::inner::X", "reads::poll_until"]
+    {
         assert!(paths.iter().any(|path| path == expected), "{expected} not among {paths:?}");
     }
     let cyclic: std::collections::BTreeMap<String, BTreeSet<String>> =

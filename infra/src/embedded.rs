@@ -16,14 +16,14 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::now_ms;
 use crate::codec::{ByteReader, encoded_len, put_field, put_headers};
 use crate::db::{CF_GROUPS, CF_LOG, CF_LOG_TIME, CF_META, CF_STATE, family};
+use crate::log::Offset;
 use crate::log::{
     AtomicCommit, Header, Log, LogConsumer, LogError, OutRecord, Record, RecordData, Retention, StateWrite,
     TopicPartition, TopicSpec, Watermarks, kafka_partition,
 };
-use crate::clock::now_ms;
-use crate::log::Offset;
 
 /// Bound of the append queue; producers wait when it is full.
 const APPEND_QUEUE: usize = 4096;

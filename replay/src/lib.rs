@@ -8,7 +8,6 @@
 //! a RocksDB secondary (a read-only follower of the server's files), and
 //! Kafka is read with a plain assignment, committing nothing.
 
-
 mod dead_letters;
 pub mod progress;
 mod read;

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
 use missive_infra::TopicPartition;
+use serde_json::{Value, json};
 
 use crate::source::{Source, open};
 

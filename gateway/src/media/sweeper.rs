@@ -18,7 +18,6 @@ pub struct Swept {
     pub deleted_media: usize,
 }
 
-
 /// Where the sweeper got to in the deleted-media queue (CF_AUTH).
 pub(super) const SWEPT_THROUGH: &[u8] = b"media/sweep/gone";
 /// Entries of the deleted-media queue handled per pass.

@@ -1,17 +1,14 @@
 //! The read barrier (see the module above): bring this process's
 //! projection up to the log's end for the partitions a question names.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_infra::TopicPartition;
 use missive_infra::log::kafka_partition;
 use missive_processors::history::{DIRECTORY, HISTORY};
+use missive_processors::partitions_of;
 use missive_processors::topics::{EVENTS_CONVERSATION, EVENTS_USER};
-use missive_processors::{partitions_of, queries, runtime};
 
-use super::models::ReadModels;
 use crate::protocol::ApiError;
 
 /// Longest a read barrier waits for this process's projection to reach the
@@ -33,14 +30,14 @@ pub enum Projection {
 }
 
 impl Projection {
-    fn processor(self) -> &'static str {
+    pub(super) fn processor(self) -> &'static str {
         match self {
             Projection::Directory => DIRECTORY,
             Projection::History => HISTORY,
         }
     }
 
-    fn topic(self) -> &'static str {
+    pub(super) fn topic(self) -> &'static str {
         match self {
             Projection::Directory => EVENTS_USER,
             Projection::History => EVENTS_CONVERSATION,
@@ -48,7 +45,7 @@ impl Projection {
     }
 
     /// The partition holding the records keyed by `id` (keys are decimal ids).
-    fn partition_of(self, id: u64) -> u32 {
+    pub(super) fn partition_of(self, id: u64) -> u32 {
         kafka_partition(id.to_string().as_bytes(), partitions_of(self.topic()))
     }
 }
@@ -75,71 +72,6 @@ where
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
-    }
-}
-
-impl ReadModels {
-    /// The read barrier: waits until this process's `projection` has
-    /// applied every record that the partitions of `ids` held when called.
-    /// `unavailable` if it has not within [`BARRIER_WAIT`].
-    pub async fn barrier(&self, projection: Projection, ids: impl IntoIterator<Item = u64>) -> Result<(), ApiError> {
-        let asked_at = tokio::time::Instant::now();
-        let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
-        let mut targets = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let end = self.end_since(projection.topic(), partition, asked_at).await?;
-            targets.push((TopicPartition::new(projection.topic(), partition), end));
-        }
-        let processor = projection.processor();
-        let reached = poll_until(BARRIER_WAIT, || {
-            let targets = targets.clone();
-            async move {
-                let reached = self
-                    .run(move |db| {
-                        for (input, end) in targets {
-                            if runtime::stored_position(db, processor, input).map_err(queries::QueryError)? < end {
-                                return Ok(false);
-                            }
-                        }
-                        Ok(true)
-                    })
-                    .await?;
-                Ok(reached.then_some(()))
-            }
-        })
-        .await?;
-        reached.ok_or_else(|| {
-            ApiError::unavailable(format!(
-                "this server's {processor} view is more than {} s behind the log; retry shortly",
-                BARRIER_WAIT.as_secs()
-            ))
-        })
-    }
-
-    /// The end offset of a partition as read at or after `asked_at`.
-    /// Concurrent barriers share lookups: one that waited for another's
-    /// lookup, begun after it was asked, takes that answer (in Kafka mode a
-    /// verified end costs a broker round trip or two).
-    async fn end_since(
-        &self,
-        topic: &'static str,
-        partition: u32,
-        asked_at: tokio::time::Instant,
-    ) -> Result<u64, ApiError> {
-        let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
-        let mut last = slot.lock().await;
-        if let Some((taken_at, end)) = *last
-            && taken_at >= asked_at
-        {
-            return Ok(end);
-        }
-        let taken_at = tokio::time::Instant::now();
-        let input = TopicPartition::new(topic, partition);
-        let end = self.log.watermarks(&input).await.map_err(|error| {
-            ApiError::unavailable(format!("cannot read the end of {input} ({error}); retry shortly"))
-        })?;
-        *last = Some((taken_at, end.high.0));
-        Ok(end.high.0)
     }
 }
 

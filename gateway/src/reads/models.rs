@@ -1,6 +1,6 @@
 //! The read models a gateway answers from, on blocking threads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -8,12 +8,12 @@ use parking_lot::{Mutex, RwLock};
 use missive_core::conversation::ReceiptStatus;
 use missive_core::users::UserState;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
-use missive_infra::Log;
-use missive_processors::{UserIndex, queries};
+use missive_infra::{Log, TopicPartition};
+use missive_processors::{UserIndex, queries, runtime};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::DB;
 
-use super::barrier::{EndSlot, Projection, poll_until};
+use super::barrier::{BARRIER_WAIT, EndSlot, Projection, poll_until};
 use crate::protocol::ApiError;
 
 /// Most user ids remembered as existing before the cache starts over.
@@ -266,5 +266,70 @@ impl ReadModels {
                 .collect()
         })
         .await
+    }
+}
+
+impl ReadModels {
+    /// The read barrier: waits until this process's `projection` has
+    /// applied every record that the partitions of `ids` held when called.
+    /// `unavailable` if it has not within [`BARRIER_WAIT`].
+    pub async fn barrier(&self, projection: Projection, ids: impl IntoIterator<Item = u64>) -> Result<(), ApiError> {
+        let asked_at = tokio::time::Instant::now();
+        let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
+        let mut targets = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let end = self.end_since(projection.topic(), partition, asked_at).await?;
+            targets.push((TopicPartition::new(projection.topic(), partition), end));
+        }
+        let processor = projection.processor();
+        let reached = poll_until(BARRIER_WAIT, || {
+            let targets = targets.clone();
+            async move {
+                let reached = self
+                    .run(move |db| {
+                        for (input, end) in targets {
+                            if runtime::stored_position(db, processor, input).map_err(queries::QueryError)? < end {
+                                return Ok(false);
+                            }
+                        }
+                        Ok(true)
+                    })
+                    .await?;
+                Ok(reached.then_some(()))
+            }
+        })
+        .await?;
+        reached.ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "this server's {processor} view is more than {} s behind the log; retry shortly",
+                BARRIER_WAIT.as_secs()
+            ))
+        })
+    }
+
+    /// The end offset of a partition as read at or after `asked_at`.
+    /// Concurrent barriers share lookups: one that waited for another's
+    /// lookup, begun after it was asked, takes that answer (in Kafka mode a
+    /// verified end costs a broker round trip or two).
+    async fn end_since(
+        &self,
+        topic: &'static str,
+        partition: u32,
+        asked_at: tokio::time::Instant,
+    ) -> Result<u64, ApiError> {
+        let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
+        let mut last = slot.lock().await;
+        if let Some((taken_at, end)) = *last
+            && taken_at >= asked_at
+        {
+            return Ok(end);
+        }
+        let taken_at = tokio::time::Instant::now();
+        let input = TopicPartition::new(topic, partition);
+        let end = self.log.watermarks(&input).await.map_err(|error| {
+            ApiError::unavailable(format!("cannot read the end of {input} ({error}); retry shortly"))
+        })?;
+        *last = Some((taken_at, end.high.0));
+        Ok(end.high.0)
     }
 }
