@@ -338,7 +338,11 @@ fn referenced_paths(module: &str, text: &str) -> Vec<String> {
             }
             let path: String =
                 text[at..].chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
-            found.extend(absolute(path.trim_end_matches(':')));
+            // `crate::a::{b, c}` is a `use` list, expanded above.
+            if path.ends_with("::") {
+                continue;
+            }
+            found.extend(absolute(&path));
         }
     }
     found
@@ -428,10 +432,7 @@ fn resolve(
         return Some(module);
     }
     let text = non_test(texts.get(module.as_str())?);
-    let defines = ["struct", "enum", "fn", "async fn", "const", "static", "type", "trait", "mod"]
-        .iter()
-        .any(|kind| text.contains(&format!(" {kind} {name}")) || text.starts_with(&format!("{kind} {name}")));
-    if defines {
+    if defines(text, name) {
         return Some(module);
     }
     // Re-exported here: where it comes from. Globs are tried in turn.
@@ -442,7 +443,18 @@ fn resolve(
                 Some((source, alias)) => (source.to_string(), alias.to_string()),
                 None => (exported.clone(), exported.rsplit("::").next().unwrap_or_default().to_string()),
             };
-            let absolute = |source: &str| referenced_paths(&module, &format!("use {source};")).into_iter().next();
+            let absolute = |source: &str| -> Option<String> {
+                let first = source.split("::").next().unwrap_or_default();
+                let child = text.lines().any(|line| {
+                    let line = line.trim().trim_start_matches("pub ").trim_start_matches("pub(crate) ");
+                    line == format!("mod {first};")
+                });
+                if child {
+                    Some(if module.is_empty() { source.to_string() } else { format!("{module}::{source}") })
+                } else {
+                    referenced_paths(&module, &format!("use {source};")).into_iter().next()
+                }
+            };
             if alias == *name {
                 return absolute(&source).and_then(|source| resolve(&source, known, texts, depth + 1));
             }
@@ -450,8 +462,7 @@ fn resolve(
                 let Some(glob) = absolute(source.trim_end_matches("::*")) else { continue };
                 let candidate = format!("{glob}::{name}");
                 if let Some(found) = resolve(&candidate, known, texts, depth + 1)
-                    && found != module
-                    && found != glob.rsplit_once("::").map_or(String::new(), |(parent, _)| parent.to_string())
+                    && texts.get(found.as_str()).is_some_and(|text| defines(non_test(text), name))
                 {
                     return Some(found);
                 }
@@ -459,6 +470,19 @@ fn resolve(
         }
     }
     Some(module)
+}
+
+/// Whether `text` defines an item called `name`.
+fn defines(text: &str, name: &str) -> bool {
+    ["struct", "enum", "fn", "async fn", "const", "static", "type", "trait", "mod", "macro_rules!"].iter().any(|kind| {
+        let item = format!("{kind} {name}");
+        text.match_indices(&item).any(|(at, _)| {
+            let before = text[..at].chars().last();
+            let after = text[at + item.len()..].chars().next();
+            before.is_none_or(|c| c == ' ' || c == '\n')
+                && after.is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+    })
 }
 
 /// One cycle of `graph`, if it has any.

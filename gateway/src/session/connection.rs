@@ -214,3 +214,9 @@ impl Session {
         self.flush().await
     }
 }
+
+/// When a token that expires at `expires_at` (Unix seconds) runs out, on the tokio clock.
+pub(super) fn expiry_instant(expires_at: i64) -> Instant {
+    let left = expires_at.saturating_mul(1000).saturating_sub(missive_infra::now_ms()).max(0);
+    Instant::now() + Duration::from_millis(left as u64)
+}

@@ -4,10 +4,9 @@ use missive_core::operations::Operation;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
 use serde_json::{Value, json};
 
-use super::connection::{Session, SessionDeps, append_ack};
+use super::connection::{Session, SessionDeps, append_ack, expiry_instant};
 use super::live::TYPING_TTL_MS;
 use super::registry::MAX_WATCHED;
-use super::run::expiry_instant;
 use crate::auth::Principal;
 use crate::messaging::{self, Pending};
 use crate::protocol::{ApiError, ClientFrame, error_frame, parse_client_frame, send_error, with_req};

@@ -10,12 +10,11 @@ use missive_core::users::UserCommand;
 use missive_core::{Epoch, FeedSeq, Millis};
 use missive_projections::FeedState;
 use serde_json::json;
-use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::connection::{Acks, Session, SessionDeps, WebSocket, append_ack};
+use super::connection::{Acks, Session, SessionDeps, WebSocket, append_ack, expiry_instant};
 use super::serve::serve;
 use crate::auth::Principal;
 use crate::protocol::{ApiError, ClientFrame, error_frame, parse_client_frame, send_error};
@@ -99,12 +98,6 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<Auth
     // A resume with an unparsable epoch can never prove continuity.
     let resume = resume.map(|resume| (Epoch(resume.epoch.parse().unwrap_or(u64::MAX)), FeedSeq(resume.seq)));
     Some((principal, resume, expires_at))
-}
-
-/// When a token that expires at `expires_at` (Unix seconds) runs out, on the tokio clock.
-pub(super) fn expiry_instant(expires_at: i64) -> Instant {
-    let left = expires_at.saturating_mul(1000).saturating_sub(missive_infra::now_ms()).max(0);
-    Instant::now() + Duration::from_millis(left as u64)
 }
 
 /// Runs one connection to its end.
