@@ -35,7 +35,7 @@ pub fn read_side(db: &rocksdb::DB) -> anyhow::Result<ReadSide> {
     tracing::debug!(loaded, "registered users loaded into the contact-sync filter");
     Ok(read_side)
 }
-use missive_schemas::registry::{Registry, register_remote};
+use missive_registry::{Registry, register_remote};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -409,14 +409,14 @@ pub fn stop_on_signal(cancel: CancellationToken) {
 pub async fn serve_registry(
     address: SocketAddr,
     registry: Arc<Registry>,
-    writers: missive_schemas::registry_http::Writers,
+    writers: missive_registry::http::Writers,
     cancel: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} for the schema registry; is the port taken?"))?;
     let bound = listener.local_addr()?;
-    let service = warp::service(missive_schemas::registry_http::service(registry, writers));
+    let service = warp::service(missive_registry::http::service(registry, writers));
     let limits = missive_gateway::ConnectionLimits::default();
     tokio::spawn(async move { missive_gateway::serve_connections(listener, service, None, limits, &cancel).await });
     Ok(bound)
@@ -515,7 +515,7 @@ pub async fn schema_registry(args: RegistryArgs) -> anyhow::Result<()> {
     if admin_token.is_none() {
         tracing::warn!("no --admin-token-file: the schema registry is read-only (Missive's members cannot register)");
     }
-    let writers = missive_schemas::registry_http::Writers::new(admin_token);
+    let writers = missive_registry::http::Writers::new(admin_token);
     let bound = serve_registry(args.listen, registry, writers, cancel.clone()).await?;
     println!("listening on http://{bound}");
     std::io::stdout().flush()?;

@@ -43,11 +43,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let embedded = EmbeddedLog::open(db.clone(), args.sync_writes)?;
     let log: Arc<dyn Log> = Arc::new(embedded.clone());
     missive_processors::create_topics(log.as_ref(), false).await?;
-    let (schemas, codec) = missive_schemas::registry::register_all(log.clone()).await?;
+    let (schemas, codec) = missive_registry::register_all(log.clone()).await?;
     let codec = Arc::new(codec);
     if let Some(address) = args.schema_registry_listen {
         // Read-only: Missive registers its schemas in the log itself.
-        let writers = missive_schemas::registry_http::Writers::new(None);
+        let writers = missive_registry::http::Writers::new(None);
         roles::serve_registry(address, schemas, writers, cancel.clone()).await?;
     }
     let registry = prometheus::Registry::new();

@@ -345,7 +345,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
                 std::sync::Arc::new(missive_infra::EmbeddedLog::open(db, false).expect("log"))
             }
         };
-        missive_schemas::registry::codec_from_log(opened_log).await.expect("codec")
+        missive_registry::codec_from_log(opened_log).await.expect("codec")
     };
     let send = ConversationCommand::Send(SendMessage {
         conversation_id: conversation,

@@ -86,7 +86,7 @@ pub async fn dead_letters_command(args: DeadLettersArgs) -> anyhow::Result<()> {
     match args.action {
         Action::List | Action::Show { .. } => {
             let opened = open(&args.source).await?;
-            let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
+            let codec = missive_registry::codec_from_log(opened.log.clone()).await?;
             let only = match args.action {
                 Action::Show { offset } => Some(offset),
                 _ => None,

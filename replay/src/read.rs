@@ -148,7 +148,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         follow: args.follow,
     };
     let plan = plan(opened.log.as_ref(), &range).await?;
-    let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
+    let codec = missive_registry::codec_from_log(opened.log.clone()).await?;
     let filter = Filter {
         key: args.key.map(String::into_bytes),
         types: args.types,

@@ -278,7 +278,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         }
         None => Arc::new(EmbeddedLog::open(live.clone(), false)?),
     };
-    let codec = Arc::new(missive_schemas::registry::codec_from_log(log.clone()).await?);
+    let codec = Arc::new(missive_registry::codec_from_log(log.clone()).await?);
     // The positions the live projection had reached, read in the same view as its state.
     let mut targets = Vec::new();
     for partition in 0..missive_processors::partitions_of(projection.topic) {

@@ -153,7 +153,7 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
         follow: false,
     };
     let plan = plan(opened.log.as_ref(), &range).await?;
-    let codec = missive_schemas::registry::codec_from_log(opened.log.clone()).await?;
+    let codec = missive_registry::codec_from_log(opened.log.clone()).await?;
     let mut figures = Figures::default();
     let mut undecodable = 0u64;
     scan(&opened, &plan, false, |record| {

@@ -8,7 +8,7 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-use crate::wire::{RecordType, WireRecord, WireValue, decode_as};
+use crate::wire::{RecordType, WireRecord, WireValue, decode_as, decode_value_as};
 
 pub const MAGIC_BYTE: u8 = 0;
 
@@ -35,11 +35,23 @@ struct Known {
     reader: GenericDatumReader<'static>,
 }
 
+/// A registered version of a record type's subject other than this
+/// build's (older, from before an upgrade; or newer, from a process already
+/// upgraded): its records are read with the schema they were written with
+/// and resolved against this build's schema (Avro schema resolution).
+struct Writer {
+    record_type: RecordType,
+    reader: GenericDatumReader<'static>,
+}
+
 /// Encodes and decodes every Missive record type with registered ids.
+/// Records are encoded with this build's schemas; they are decoded by the
+/// schema id they carry, which may name another version of the subject.
 pub struct Codec {
     by_type: HashMap<RecordType, usize>,
     by_id: HashMap<u32, usize>,
     known: Vec<Known>,
+    writers: HashMap<u32, Writer>,
 }
 
 /// Parses a record type's `.avsc`.
@@ -64,7 +76,8 @@ fn schema_of(record_type: RecordType) -> Result<&'static Schema, CodecError> {
 impl Codec {
     /// Builds a codec from the ids the registry assigned.
     pub fn new(ids: &[(RecordType, u32)]) -> Result<Codec, CodecError> {
-        let mut codec = Codec { by_type: HashMap::new(), by_id: HashMap::new(), known: Vec::new() };
+        let mut codec =
+            Codec { by_type: HashMap::new(), by_id: HashMap::new(), known: Vec::new(), writers: HashMap::new() };
         for (record_type, id) in ids {
             let schema = schema_of(*record_type)?;
             let writer = GenericDatumWriter::builder(schema).human_readable(false).build()?;
@@ -74,6 +87,28 @@ impl Codec {
             codec.known.push(Known { record_type: *record_type, id: *id, writer, reader });
         }
         Ok(codec)
+    }
+
+    /// Also reads records written under `id`, another registered version
+    /// of `record_type`'s subject whose text is `schema`. An id this codec
+    /// already writes with is left as it is.
+    pub fn add_writer(&mut self, record_type: RecordType, id: u32, schema: &str) -> Result<(), CodecError> {
+        if self.by_id.contains_key(&id) || self.writers.contains_key(&id) {
+            return Ok(());
+        }
+        let written = Schema::parse_str(schema).map_err(|source| CodecError::BadSchema {
+            name: format!("{} (schema id {id})", record_type.full_name()),
+            source,
+        })?;
+        // Kept for the life of the process, like this build's own schemas:
+        // a subject has a handful of versions.
+        let written: &'static Schema = Box::leak(Box::new(written));
+        let reader = GenericDatumReader::builder(written)
+            .reader_schema(schema_of(record_type)?)
+            .human_readable(false)
+            .build()?;
+        self.writers.insert(id, Writer { record_type, reader });
+        Ok(())
     }
 
     pub fn schema_id(&self, record_type: RecordType) -> Option<u32> {
@@ -103,25 +138,42 @@ impl Codec {
         Ok(out)
     }
 
-    fn framed<'a>(&self, bytes: &'a [u8]) -> Result<(&Known, &'a [u8]), CodecError> {
+    /// The record type and reader for a framed record's schema id, and its body.
+    fn framed<'a>(&self, bytes: &'a [u8]) -> Result<(Reading<'_>, &'a [u8]), CodecError> {
         if bytes.len() < 5 || bytes[0] != MAGIC_BYTE {
             return Err(CodecError::NotConfluentFraming);
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let index = *self.by_id.get(&id).ok_or(CodecError::UnknownSchemaId(id))?;
-        Ok((&self.known[index], &bytes[5..]))
+        let reading = match (self.by_id.get(&id), self.writers.get(&id)) {
+            (Some(index), _) => Reading::Current(&self.known[*index]),
+            (None, Some(writer)) => Reading::Resolved(writer),
+            (None, None) => return Err(CodecError::UnknownSchemaId(id)),
+        };
+        Ok((reading, &bytes[5..]))
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<WireValue, CodecError> {
-        let (known, mut body) = self.framed(bytes)?;
-        Ok(decode_as(known.record_type, &known.reader, &mut body)?)
+        match self.framed(bytes)? {
+            (Reading::Current(known), mut body) => Ok(decode_as(known.record_type, &known.reader, &mut body)?),
+            (Reading::Resolved(writer), mut body) => {
+                let value = writer.reader.read_value(&mut body)?;
+                Ok(decode_value_as(writer.record_type, &value)?)
+            }
+        }
     }
 
-    /// Decodes to JSON for tools: the record type and its fields.
     pub fn decode_json(&self, bytes: &[u8]) -> Result<(RecordType, serde_json::Value), CodecError> {
-        let (known, mut body) = self.framed(bytes)?;
-        let value = known.reader.read_value(&mut body)?;
-        let json = serde_json::Value::try_from(value)?;
-        Ok((known.record_type, json))
+        let (record_type, value) = match self.framed(bytes)? {
+            (Reading::Current(known), mut body) => (known.record_type, known.reader.read_value(&mut body)?),
+            (Reading::Resolved(writer), mut body) => (writer.record_type, writer.reader.read_value(&mut body)?),
+        };
+        Ok((record_type, serde_json::Value::try_from(value)?))
     }
+}
+
+/// How a record's schema id is read: with this build's schema, or with
+/// the schema it was written with, resolved against this build's.
+enum Reading<'a> {
+    Current(&'a Known),
+    Resolved(&'a Writer),
 }

@@ -1,12 +1,11 @@
 //! Missive's records on the wire: the Avro schemas in `schemas/avro/` (one
 //! record per command or event type, named by Confluent subject), the wire
 //! structs that mirror them, conversions to and from domain types, the
-//! Confluent wire-format codec and the embedded schema registry.
+//! Confluent wire-format codec. The contract between processes: no I/O
+//! here (the schema registry service is `missive-registry`).
 
 pub mod codec;
 pub mod convert;
-pub mod registry;
-pub mod registry_http;
 pub mod wire;
 
 pub use codec::{Codec, CodecError};

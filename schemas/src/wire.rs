@@ -587,6 +587,17 @@ macro_rules! record_types {
                 $(RecordType::$variant => reader.read_deser::<$variant>(body).map(WireValue::$variant)),*
             }
         }
+
+        /// A record read as a generic Avro value (resolved from another
+        /// version of its schema) as the wire struct of its type.
+        pub(crate) fn decode_value_as(
+            record_type: RecordType,
+            value: &apache_avro::types::Value,
+        ) -> Result<WireValue, apache_avro::Error> {
+            match record_type {
+                $(RecordType::$variant => apache_avro::from_value::<$variant>(value).map(WireValue::$variant)),*
+            }
+        }
     };
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use missive_infra::db::open_db;
 use missive_infra::{EmbeddedLog, Log};
-use missive_schemas::registry::{Against, Registry, RegistryError};
+use missive_registry::{Against, Registry, RegistryError};
 
 fn record(name: &str, extra_field: Option<&str>) -> String {
     let extra =

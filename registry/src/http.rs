@@ -11,7 +11,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::registry::{Against, Level, Registry, RegistryError};
+use crate::service::Registry;
+use crate::subjects::{Against, Level, RegistryError, SchemaValue};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const MAX_BODY: u64 = 1 << 20;
@@ -93,7 +94,7 @@ async fn fresh<T>(
     }
 }
 
-fn entry_json(entry: &crate::registry::SchemaValue) -> Value {
+fn entry_json(entry: &SchemaValue) -> Value {
     json!({ "subject": entry.subject, "version": entry.version, "id": entry.id, "schema": entry.schema })
 }
 
