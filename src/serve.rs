@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_gateway::GatewayConfig;
 use missive_gateway::routing::Routing;
 use missive_infra::{EmbeddedLog, Log};
 use missive_processors::RuntimeMetrics;
@@ -89,18 +88,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (listener, address) = roles::listen(args.listen, tls.is_some()).await?;
     tracing::info!(%address, data_dir = %args.data_dir.display(), "missive serving (embedded mode)");
-    let config = GatewayConfig {
-        gateway_id: "embedded".into(),
-        node_id: 0,
-        idle_timeout: args.client.idle_timeout(),
-        routing: Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
-        auth,
-        tls,
-        push_webhook: args.client.push_webhook.clone(),
-        media: args.client.media.settings(&args.data_dir),
-        metrics_listener: args.client.metrics_listener().await?,
-        connection_limits: args.client.connection_limits(),
-    };
+    let config = args
+        .client
+        .gateway_config(
+            &args.data_dir,
+            ("embedded".into(), 0),
+            Routing::single(missive_processors::partitions_of(missive_processors::topics::DELIVERIES)),
+            auth,
+            tls,
+        )
+        .await?;
     let backend = missive_gateway::Backend { log, db, codec, read_side, registry };
     missive_gateway::serve(listener, config, backend, cancel.clone()).await?;
     cancel.cancel();

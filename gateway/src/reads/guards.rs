@@ -29,9 +29,6 @@ pub async fn require_device(reads: &ReadModels, principal: Principal) -> Result<
     Err(ApiError::unauthorized("this device was removed from the account; verify again").with_code("device_removed"))
 }
 
-/// Like `served`, but routed to the gateway owning `owner` (the user a path
-/// names): a profile view is answered from the owner's directory, which
-
 /// Members only; an unknown conversation and a foreign one look the same.
 pub async fn require_member(reads: &ReadModels, user: UserId, conversation: ConversationId) -> Result<(), ApiError> {
     require_members(reads, user, conversation).await.map(|_| ())
