@@ -513,7 +513,7 @@ async fn codes_expire_and_numbers_are_never_stored_in_clear() {
     let (status, body) = server.api.post("/v1/auth/otp", None, &json!({"phone": phone})).await.expect("otp");
     assert_eq!((status, &body["expires_in"]), (202, &json!(1)), "{body}");
     let code = code_from_sink_file(&server.sms_file(), phone, WAIT).await.expect("code");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    common::let_time_pass(std::time::Duration::from_millis(2500), "the code lives 1 s").await;
     let (status, body) =
         server.api.post("/v1/auth/verify", None, &json!({"phone": phone, "code": code})).await.expect("verify");
     assert_eq!((status, code_of(&body)), (401, Some("invalid_code")), "an expired code: {body}");
@@ -699,7 +699,7 @@ async fn a_session_ends_when_its_token_expires_unless_the_client_reauths() {
     assert_eq!(answer["code"], "unauthorized", "{answer}");
 
     // A fresh token of the same device (from the refresh endpoint) extends the session.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    common::let_time_pass(std::time::Duration::from_secs(3), "a fresh token expires later than the current one").await;
     let (status, fresh) = server
         .api
         .post("/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))

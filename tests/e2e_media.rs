@@ -359,7 +359,7 @@ async fn an_expired_upload_url_is_refused_and_stores_nothing() {
     let note = b"expired before it was sent".to_vec();
     let (status, slot) = start_upload(server, &alice.access_token, "document", "text/plain", &note).await;
     assert_eq!(status, 200, "{slot}");
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    common::let_time_pass(Duration::from_millis(2_500), "the upload URL lives 1 s").await;
     let (status, body) = put_bytes(server, slot["upload_url"].as_str().expect("url"), note).await;
     assert_eq!(status, 403, "{body}");
     if !kafka_mode() {
@@ -617,7 +617,7 @@ async fn profile_pictures_get_150_and_400_px_thumbnails_from_the_media_processor
     // Message media is never opened: no thumbnails are made of it.
     let photo = png(300, 300);
     let message_media = upload(server, &alice.access_token, slot("image", "image/png", &photo), &photo).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    common::let_time_pass(Duration::from_secs(2), "the media processor would have made a thumbnail by now").await;
     let refused = fetch(server, &alice.access_token, &format!("/v1/media/{message_media}?size=150")).await;
     assert_eq!(refused.expect_err("no thumbnail").0, 409);
     let refused = fetch(server, &alice.access_token, &format!("/v1/media/{broken_id}?size=150")).await;

@@ -333,7 +333,7 @@ async fn deleting_for_everyone_is_refused_after_the_configured_window() {
     };
     let late = send_to_user(&mut alice_ws, &bob.user_id, "late").await;
     assert_eq!(request(&mut alice_ws, "d1", delete("d1", &late["message_id"])).await["type"], "done");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    common::let_time_pass(Duration::from_millis(1_500), "the 1 s delete window closes").await;
     let answer = request(&mut alice_ws, "d2", delete("d2", &early["message_id"])).await;
     assert_eq!(answer["code"], "too_late", "{answer}");
 }

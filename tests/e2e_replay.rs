@@ -35,9 +35,9 @@ async fn replay_decodes_filters_and_counts_what_was_sent() {
         let sent = send_to_user(&mut alice_ws, &bob.user_id, &format!("to-bob-{index}")).await;
         conversation = sent["conversation_id"].as_str().expect("conversation").to_string();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    common::let_time_pass(Duration::from_millis(50), "records before `between` are older").await;
     let between = now_ms().to_string();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    common::let_time_pass(Duration::from_millis(50), "records after `between` are newer").await;
     for index in 0..3 {
         send_to_user(&mut alice_ws, &carol.user_id, &format!("to-carol-{index}")).await;
     }

@@ -27,6 +27,7 @@ use crate::protocol::ApiError;
 use crate::reads::{Projection, ReadModels};
 use crate::routing::Routing;
 use crate::session::registry::Sessions;
+use crate::worker::poll_decoded;
 
 /// How often the table is checked for silent instances.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
@@ -73,7 +74,7 @@ impl Presence {
         routing: Routing,
     ) -> Presence {
         Presence {
-            instance: format!("{gateway_id}@{}", missive_infra::now_ms()),
+            instance: format!("{gateway_id}@{}", bus.clock().now_ms()),
             table: Mutex::new(PresenceTable::default()),
             announced: tokio::sync::Mutex::new(HashSet::new()),
             log,
@@ -112,7 +113,7 @@ impl Presence {
             instance: self.instance.clone(),
             user,
             online,
-            at: Millis(missive_infra::now_ms()),
+            at: Millis(self.bus.clock().now_ms()),
         };
         match self.append(changed).await {
             Ok(()) if online => {
@@ -132,7 +133,7 @@ impl Presence {
         let heartbeat = PresenceEvent::Heartbeat {
             instance: self.instance.clone(),
             online: online.clone(),
-            at: Millis(missive_infra::now_ms()),
+            at: Millis(self.bus.clock().now_ms()),
         };
         self.append(heartbeat).await?;
         *announced = online.into_iter().collect();
@@ -158,27 +159,20 @@ impl Presence {
     /// silent instances, and tells watchers. Until `cancel`.
     pub async fn run_router(self: Arc<Self>, cancel: CancellationToken) -> anyhow::Result<()> {
         let partition = TopicPartition::new(PRESENCE, 0);
-        let start = self.log.offset_for_time(&partition, missive_infra::now_ms() - LOOKBACK_MS).await?;
+        let start = self.log.offset_for_time(&partition, self.bus.clock().now_ms() - LOOKBACK_MS).await?;
         let mut consumer = self.log.consumer(vec![(partition, start)]).await?;
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             let transitions = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = sweep.tick() => {
-                    let expired = self.table.lock().expire(Millis(missive_infra::now_ms()));
+                    let expired = self.table.lock().expire(Millis(self.bus.clock().now_ms()));
                     self.record_last_seen(&expired).await;
                     expired
                 }
-                polled = consumer.poll(1024, Duration::from_millis(500)) => {
-                    let mut transitions = Vec::new();
-                    for record in polled? {
-                        let event = self.codec.decode(&record.value).ok().and_then(|value| PresenceEvent::try_from(value).ok());
-                        match event {
-                            Some(event) => transitions.extend(self.table.lock().apply(&event)),
-                            None => tracing::debug!(offset = %record.offset.0, "not a presence record; skipped"),
-                        }
-                    }
-                    transitions
+                polled = poll_decoded::<PresenceEvent>(consumer.as_mut(), &self.codec, 1024) => {
+                    let mut table = self.table.lock();
+                    polled?.items.iter().flat_map(|event| table.apply(event)).collect::<Vec<_>>()
                 }
             };
             // Whoever watches these users sees them as their privacy allows

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use missive_core::Millis;
 use missive_core::notifications::{Batcher, OfflineMessage, PushJob};
+use missive_infra::Clock;
 use missive_infra::{Log, OutRecord};
 use missive_processors::topics::NOTIFICATIONS;
 use missive_schemas::Codec;
@@ -25,10 +26,6 @@ use crate::worker::{self, StartAt, Tail};
 const WEBHOOK_GROUP: &str = "push-webhook";
 /// Tries per job before it is given up (logged).
 const WEBHOOK_ATTEMPTS: u32 = 4;
-
-fn now() -> Millis {
-    Millis(missive_infra::now_ms())
-}
 
 async fn emit(log: &dyn Log, codec: &Codec, job: &PushJob) {
     let value = match codec.encode_value(&push_job_to_wire(job)) {
@@ -54,8 +51,10 @@ pub async fn run_notifier(
     mut offline: mpsc::Receiver<OfflineMessage>,
     log: Arc<dyn Log>,
     codec: Arc<Codec>,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
+    let now = || Millis(clock.now_ms());
     let mut batcher = Batcher::default();
     loop {
         let wait = batcher.next_due().map_or(Duration::from_secs(3600), |due| {

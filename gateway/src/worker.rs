@@ -1,12 +1,15 @@
-//! Background workers that take a topic's records in order (push jobs,
-//! thumbnails) and remember how far they got as a consumer group's
-//! committed positions: after a restart a worker resumes there, so a
-//! record is handled at least once. A handler error stops the worker
-//! before it commits past the record; its supervisor restarts it.
+//! How the gateway's background loops read the log. [`poll_decoded`] is
+//! one poll, decoded: every loop reads through it (replies, live signals,
+//! presence, and the workers). [`run`] is a worker that takes a topic's
+//! records in order (push jobs, thumbnails) and remembers how far it got as
+//! a consumer group's committed positions: after a restart it resumes
+//! there, so a record is handled at least once. A handler error stops the
+//! worker before it commits past the record; [`restart_on_failure`]
+//! starts it again.
 
 use std::time::Duration;
 
-use missive_infra::{Log, Offset, TopicPartition};
+use missive_infra::{Log, LogConsumer, LogError, Offset, TopicPartition};
 use missive_schemas::{Codec, WireValue};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +44,7 @@ pub async fn run<T, Handled>(
 ) -> anyhow::Result<()>
 where
     T: TryFrom<WireValue>,
-    T::Error: std::error::Error + Send + Sync + 'static,
+    T::Error: std::fmt::Display,
     Handled: std::future::Future<Output = anyhow::Result<()>>,
 {
     let committed = log.committed_positions(tail.group).await?;
@@ -59,26 +62,53 @@ where
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let records = tokio::select! {
+        let batch = tokio::select! {
             _ = &mut cancelled => return Ok(()),
-            polled = consumer.poll(tail.batch, Duration::from_millis(500)) => polled?,
+            polled = poll_decoded::<T>(consumer.as_mut(), codec, tail.batch) => polled?,
         };
-        let mut positions: Vec<(TopicPartition, Offset)> = Vec::new();
-        for record in records {
-            match codec.decode(&record.value).map_err(anyhow::Error::from).and_then(|value| Ok(T::try_from(value)?)) {
-                Ok(value) => handle(value).await?,
-                Err(error) => {
-                    tracing::warn!(%error, topic = tail.topic, offset = %record.offset.0, "undecodable record; skipped")
-                }
-            }
-            let partition = record.topic_partition();
-            positions.retain(|(known, _)| *known != partition);
-            positions.push((partition, Offset(record.offset.0 + 1)));
+        for item in batch.items {
+            handle(item).await?;
         }
-        if !positions.is_empty() {
-            log.commit_positions(tail.group, &positions).await?;
+        if !batch.positions.is_empty() {
+            log.commit_positions(tail.group, &batch.positions).await?;
         }
     }
+}
+
+/// One poll's records, decoded.
+pub struct Batch<T> {
+    /// The records that are a `T`, in log order.
+    pub items: Vec<T>,
+    /// Where each partition read stands after this poll.
+    pub positions: Vec<(TopicPartition, Offset)>,
+}
+
+/// Polls `consumer` once (waiting up to half a second for records) and
+/// decodes what it read as `T`; records that are not a `T` are logged and
+/// skipped. Every consumer loop of the gateway reads through this.
+pub async fn poll_decoded<T>(consumer: &mut dyn LogConsumer, codec: &Codec, max: usize) -> Result<Batch<T>, LogError>
+where
+    T: TryFrom<WireValue>,
+    T::Error: std::fmt::Display,
+{
+    let records = consumer.poll(max, Duration::from_millis(500)).await?;
+    let mut batch = Batch { items: Vec::with_capacity(records.len()), positions: Vec::new() };
+    for record in records {
+        match codec
+            .decode(&record.value)
+            .map_err(|error| error.to_string())
+            .and_then(|value| T::try_from(value).map_err(|error| error.to_string()))
+        {
+            Ok(item) => batch.items.push(item),
+            Err(error) => {
+                tracing::debug!(%error, offset = %record.offset.0, "a record of another kind, or undecodable; skipped")
+            }
+        }
+        let partition = record.topic_partition();
+        batch.positions.retain(|(known, _)| *known != partition);
+        batch.positions.push((partition, Offset(record.offset.0 + 1)));
+    }
+    Ok(batch)
 }
 
 /// Runs a background loop until `cancel`, starting it again (after a short

@@ -13,8 +13,8 @@ use missive_core::delivery::{message_copies, route_conversation_event};
 use missive_core::operations::{self, OperationWindows};
 use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use missive_infra::Record;
-use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire, message_fanout_to_wire};
+use missive_schemas::{Codec, Outcome};
 
 use crate::common::{Replier, decode, long, output};
 use crate::keys;
@@ -275,18 +275,18 @@ impl Handler for ConversationHandler {
                 self.emit_events(tx, record, &events)?;
                 if let Some(outcome) = outcome {
                     let (name, message_id, conv_seq) = match outcome {
-                        SendOutcome::Accepted { message_id, conv_seq } => ("accepted", message_id, conv_seq),
-                        SendOutcome::Duplicate { message_id, conv_seq } => ("duplicate", message_id, conv_seq),
+                        SendOutcome::Accepted { message_id, conv_seq } => (Outcome::Accepted, message_id, conv_seq),
+                        SendOutcome::Duplicate { message_id, conv_seq } => (Outcome::Duplicate, message_id, conv_seq),
                     };
                     self.replies.answer(tx, record, |reply| {
-                        reply.outcome = name.into();
+                        reply.set_outcome(name);
                         reply.conversation_id = Some(long(conversation_id.0));
                         reply.message_id = Some(long(message_id.0));
                         reply.conv_seq = Some(long(conv_seq.0));
                     })?;
                 } else {
                     self.replies.answer(tx, record, |reply| {
-                        reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
+                        reply.set_outcome(if events.is_empty() { Outcome::Duplicate } else { Outcome::Accepted });
                         reply.conversation_id = Some(long(conversation_id.0));
                         // Where the conversation's log stands after the command:
                         // callers wait for read models to reach it.
@@ -296,7 +296,7 @@ impl Handler for ConversationHandler {
             }
             Err(rejection) => {
                 self.replies.answer(tx, record, |reply| {
-                    reply.outcome = rejection.code().into();
+                    reply.set_outcome(Outcome::from(&rejection));
                     reply.detail = rejection.to_string();
                     reply.conversation_id = Some(long(conversation_id.0));
                 })?;

@@ -9,8 +9,8 @@ use missive_core::delivery::route_user_event;
 use missive_core::users::{self, UserCommand, UserEvent, UserState};
 use missive_core::{ConversationId, Millis};
 use missive_infra::{Header, Record};
-use missive_schemas::Codec;
 use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_event_to_wire};
+use missive_schemas::{Codec, Outcome};
 
 use crate::common::{Replier, decode, long, output};
 use crate::keys;
@@ -40,7 +40,7 @@ impl Handler for UsersHandler {
             Ok(events) => events,
             Err(rejection) => {
                 self.replies.answer(tx, record, |reply| {
-                    reply.outcome = rejection.code().into();
+                    reply.set_outcome(Outcome::from(&rejection));
                     reply.detail = rejection.to_string();
                     reply.user_id = Some(long(user_id.0));
                 })?;
@@ -85,7 +85,7 @@ impl Handler for UsersHandler {
             return Ok(());
         }
         self.replies.answer(tx, record, |reply| {
-            reply.outcome = if events.is_empty() { "duplicate" } else { "accepted" }.into();
+            reply.set_outcome(if events.is_empty() { Outcome::Duplicate } else { Outcome::Accepted });
             reply.user_id = Some(long(user_id.0));
             if let UserCommand::RegisterDevice(register) = &command {
                 reply.device_id = Some(long(register.device_id.0));

@@ -6,7 +6,9 @@
 
 pub mod codec;
 pub mod convert;
+pub mod outcome;
 pub mod wire;
 
 pub use codec::{Codec, CodecError};
+pub use outcome::Outcome;
 pub use wire::{RecordType, WireRecord, WireValue};

@@ -187,6 +187,7 @@ impl ClientArgs {
             media: self.media.settings(data_dir),
             metrics_listener: self.metrics_listener().await?,
             connection_limits: self.connection_limits(),
+            clock: missive_infra::Clock::system(),
         })
     }
 

@@ -676,3 +676,24 @@ pub async fn upload(server: &Server, token: &str, slot: Value, bytes: &[u8]) -> 
 pub fn slot(kind: &str, content_type: &str, bytes: &[u8]) -> Value {
     json!({"kind": kind, "content_type": content_type, "size": bytes.len(), "sha256": sha256_hex(bytes)})
 }
+
+/// Lets `duration` pass because passing time is what is tested (a TTL
+/// running out, a window closing, distinct timestamps); `why` says which.
+/// Waiting for something to happen polls with a deadline instead.
+pub async fn let_time_pass(duration: Duration, why: &str) {
+    assert!(!why.is_empty(), "say why the time must pass");
+    tokio::time::sleep(duration).await;
+}
+
+/// Checks that `holds` stays true for `duration` (asked every 50 ms): a
+/// "nothing more happens" assertion that fails as soon as something does.
+pub async fn assert_quiet_for(duration: Duration, what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + duration;
+    loop {
+        assert!(holds(), "{what}: it changed before {duration:?} had passed");
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

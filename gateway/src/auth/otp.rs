@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::config::{OTP_MAX_ATTEMPTS, SmsSink};
 use super::identity::is_e164;
-use super::service::{Auth, address_key, blocking, check, now_seconds, storage};
+use super::service::{Auth, address_key, blocking, check, storage};
 use crate::protocol::ApiError;
 
 /// A number's live codes and the wrong guesses made against them.
@@ -87,7 +87,7 @@ impl Auth {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let fresh = LiveCode {
             code_hash: self.code_hash(phone, &code),
-            expires_at: now_seconds() + self.config.limits.otp_ttl_seconds,
+            expires_at: self.now_seconds() + self.config.limits.otp_ttl_seconds,
         };
         let address = guesser(client);
         self.with_challenge(phone, true, move |challenge| {
@@ -207,7 +207,7 @@ impl Auth {
         update: impl FnOnce(&mut Challenge) -> Result<bool, ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
         let key = self.challenge_key(phone);
-        let (db, lock) = (self.db.clone(), self.challenge_lock.clone());
+        let (db, lock, now) = (self.db.clone(), self.challenge_lock.clone(), self.now_seconds());
         blocking(move || {
             let _held = lock.lock();
             let family = family(&db, CF_AUTH);
@@ -215,7 +215,7 @@ impl Auth {
             let stored = db.get_cf(family, &key).map_err(storage)?;
             let challenge =
                 stored.and_then(|bytes| serde_json::from_slice::<Challenge>(&bytes).ok()).unwrap_or_default();
-            let mut challenge = challenge.live(now_seconds());
+            let mut challenge = challenge.live(now);
             let result =
                 if challenge.codes.is_empty() && !create { Err(invalid_code()) } else { update(&mut challenge) };
             if matches!(result, Ok(true)) || challenge.codes.is_empty() || challenge.wrong_total >= OTP_MAX_WRONG_TOTAL

@@ -6,11 +6,12 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use missive_core::UserId;
+use missive_infra::Clock;
 use parking_lot::Mutex;
 use rocksdb::DB;
 use sha2::Sha256;
@@ -77,14 +78,12 @@ pub struct Auth {
     pub(super) challenge_lock: Arc<Mutex<()>>,
     /// PIN hashes computed at once (each takes ~19 MiB and tens of ms).
     pub(super) pin_work: Arc<tokio::sync::Semaphore>,
+    /// What tokens, codes and refresh records are stamped and checked with.
+    pub(super) clock: Clock,
 }
 
 /// PIN hashes computed at once per gateway.
 pub(super) const PIN_HASHES_AT_ONCE: usize = 2;
-
-pub(super) fn now_seconds() -> i64 {
-    missive_infra::now_ms() / 1000
-}
 
 pub(super) fn storage(error: impl std::fmt::Display) -> ApiError {
     ApiError::internal(error.to_string())
@@ -98,7 +97,12 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 impl Auth {
-    pub fn new(db: Arc<DB>, config: AuthConfig) -> Auth {
+    /// Seconds since the Unix epoch, on this authenticator's clock.
+    pub(super) fn now_seconds(&self) -> i64 {
+        self.clock.now_ms() / 1000
+    }
+
+    pub fn new(db: Arc<DB>, config: AuthConfig, clock: Clock) -> Auth {
         let encoding = EncodingKey::from_secret(&config.jwt_secret);
         let decoding = std::iter::once(&config.jwt_secret)
             .chain(config.previous_jwt_secrets.iter())
@@ -128,6 +132,7 @@ impl Auth {
             refresh_lock: Arc::new(Mutex::new(())),
             challenge_lock: Arc::new(Mutex::new(())),
             pin_work: Arc::new(tokio::sync::Semaphore::new(PIN_HASHES_AT_ONCE)),
+            clock,
         }
     }
 

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use governor::RateLimiter;
 use missive_core::UserId;
+use missive_infra::Clock;
 
 use super::config::*;
 use super::identity::*;
@@ -18,6 +19,10 @@ fn ipv6_clients_are_keyed_by_their_64_prefix() {
 }
 
 fn test_auth(dir: &std::path::Path, limits: AuthLimits, phone_secret: u8) -> Auth {
+    test_auth_at(dir, limits, phone_secret, Clock::system())
+}
+
+fn test_auth_at(dir: &std::path::Path, limits: AuthLimits, phone_secret: u8, clock: Clock) -> Auth {
     let db = missive_infra::db::open_db(dir).expect("db");
     let config = AuthConfig {
         jwt_secret: vec![7; 32],
@@ -26,7 +31,25 @@ fn test_auth(dir: &std::path::Path, limits: AuthLimits, phone_secret: u8) -> Aut
         sms_sink: SmsSink::File(dir.join("sms.jsonl")),
         limits,
     };
-    Auth::new(db, config)
+    Auth::new(db, config, clock)
+}
+
+/// Tokens expire on the authenticator's clock: a token is good until its
+/// lifetime has passed on that clock, then refused as expired.
+#[tokio::test]
+async fn access_tokens_expire_on_the_authenticators_clock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(1_900_000_000_000);
+    let auth = test_auth_at(dir.path(), AuthLimits::default(), 9, clock.clone());
+    let principal = Principal { user: UserId(41), device: missive_core::DeviceId(7) };
+    let (access, _refresh, lifetime) = auth.issue(principal).await.expect("tokens");
+    let (verified, expires_at) = auth.verify_access_until(&access).expect("a fresh token is good");
+    assert_eq!((verified, expires_at), (principal, 1_900_000_000 + lifetime));
+    clock.advance(Duration::from_secs(u64::try_from(lifetime).expect("positive") - 1));
+    assert!(auth.verify_access(&access).is_ok(), "good until its lifetime has passed");
+    clock.advance(Duration::from_secs(2));
+    let refused = auth.verify_access(&access).expect_err("expired");
+    assert!(refused.message.contains("ExpiredSignature"), "{}", refused.message);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{AUDIENCE, ISSUER, REFRESH_TTL_SECONDS};
 use super::identity::{Claims, Principal};
-use super::service::{Auth, blocking, now_seconds, storage};
+use super::service::{Auth, blocking, storage};
 use crate::protocol::ApiError;
 
 #[derive(Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub enum Refreshed {
 
 impl Auth {
     fn access_token(&self, principal: Principal) -> Result<String, ApiError> {
-        let now = now_seconds();
+        let now = self.now_seconds();
         let claims = Claims {
             sub: principal.user.to_string(),
             dev: principal.device.to_string(),
@@ -60,7 +60,7 @@ impl Auth {
         let record = RefreshRecord {
             user_id: principal.user.0,
             device_id: principal.device.0,
-            expires_at: now_seconds() + REFRESH_TTL_SECONDS,
+            expires_at: self.now_seconds() + REFRESH_TTL_SECONDS,
             used: false,
         };
         Ok((token.clone(), Auth::refresh_key(&token), serde_json::to_vec(&record).map_err(storage)?))
@@ -93,7 +93,7 @@ impl Auth {
             return Err(invalid());
         }
         let key = Auth::refresh_key(token);
-        let (db, lock) = (self.db.clone(), self.refresh_lock.clone());
+        let (db, lock, now) = (self.db.clone(), self.refresh_lock.clone(), self.now_seconds());
         // Spend the token: read and mark it used under the lock, so two
         // concurrent exchanges of one token cannot both succeed.
         let (principal, reused) = blocking(move || {
@@ -102,7 +102,7 @@ impl Auth {
             let Some(bytes) = db.get_cf(family, &key).map_err(storage)? else { return Err(invalid()) };
             let mut record: RefreshRecord = serde_json::from_slice(&bytes).map_err(storage)?;
             let principal = Principal { user: UserId(record.user_id), device: DeviceId(record.device_id) };
-            if record.expires_at < now_seconds() {
+            if record.expires_at < now {
                 return Err(invalid());
             }
             if record.used {
@@ -132,12 +132,27 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
-        validation.validate_nbf = true;
+        // Expiry and not-before are checked below, on this authenticator's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 0;
         let mut last_error = None;
         for key in &self.decoding {
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
+                    let now = self.now_seconds();
+                    let timing = if data.claims.exp < now {
+                        Some("ExpiredSignature")
+                    } else if data.claims.nbf > now {
+                        Some("ImmatureSignature")
+                    } else {
+                        None
+                    };
+                    if let Some(timing) = timing {
+                        return Err(ApiError::unauthorized(format!(
+                            "invalid access token ({timing}); refresh it or verify again"
+                        )));
+                    }
                     let user =
                         data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid access token subject"))?;
                     let device =

@@ -12,12 +12,13 @@ use missive_core::groups::GroupCommand;
 use missive_core::operations::ModifyMessage;
 use missive_core::users::{RegisterDevice, UserCommand};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, UserId};
-use missive_infra::{Header, Log, OutRecord};
+use missive_infra::{Clock, Header, Log, OutRecord};
 use missive_processors::topics::{COMMANDS_CONVERSATION, COMMANDS_USER, DELIVERIES, headers};
 use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_command_to_wire};
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 
+use super::outcomes::{Subject, carried_out};
 use super::replies::{PendingReply, ReplyRouter};
 use super::snowflake::Snowflakes;
 use crate::auth::Principal;
@@ -51,26 +52,13 @@ pub async fn wait_reply(pending: PendingReply) -> Result<CommandReply, ApiError>
         .ok_or_else(|| ApiError::unavailable("no outcome yet; retry with the same client_msg_id"))
 }
 
-/// The client error for a refused message operation.
-pub fn modify_outcome(reply: CommandReply) -> Result<CommandReply, ApiError> {
-    use warp::http::StatusCode;
-    match reply.outcome.as_str() {
-        "accepted" | "duplicate" => Ok(reply),
-        "forbidden" => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reply.detail)),
-        "not_member" | "not_found" => Err(ApiError::not_found("not_found", "no such message among yours")),
-        "too_late" => Err(ApiError::new(StatusCode::CONFLICT, "too_late", reply.detail)),
-        "message_deleted" => Err(ApiError::new(StatusCode::GONE, "message_deleted", reply.detail)),
-        "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
-        _ => Err(ApiError::bad_request("bad_request", reply.detail)),
-    }
-}
-
 pub struct CommandBus {
     log: Arc<dyn Log>,
     codec: Arc<Codec>,
     replies: Arc<ReplyRouter>,
     snowflakes: Snowflakes,
     metrics: GatewayMetrics,
+    clock: Clock,
 }
 
 impl CommandBus {
@@ -80,8 +68,14 @@ impl CommandBus {
         replies: Arc<ReplyRouter>,
         node: u16,
         metrics: GatewayMetrics,
+        clock: Clock,
     ) -> CommandBus {
-        CommandBus { log, codec, replies, snowflakes: Snowflakes::new(node), metrics }
+        CommandBus { log, codec, replies, snowflakes: Snowflakes::new(node, clock.clone()), metrics, clock }
+    }
+
+    /// The gateway's clock: what its commands and ids are stamped with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     async fn append(
@@ -138,17 +132,7 @@ impl CommandBus {
     pub async fn user_command(&self, command: UserCommand) -> Result<CommandReply, ApiError> {
         let key = command.user_id().0;
         let reply = self.command_with_reply(COMMANDS_USER, key, &user_command_to_wire(&command)).await?;
-        match reply.outcome.as_str() {
-            "accepted" | "duplicate" => Ok(reply),
-            "not_found" => Err(ApiError::not_found("not_found", reply.detail)),
-            "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
-            "limit_reached" | "too_many_devices" => Err(ApiError::new(
-                warp::http::StatusCode::CONFLICT,
-                if reply.outcome == "too_many_devices" { "too_many_devices" } else { "limit_reached" },
-                reply.detail,
-            )),
-            _ => Err(ApiError::bad_request("bad_request", reply.detail)),
-        }
+        carried_out(reply, Subject::Account)
     }
 
     /// Appends a users command nobody waits for (last seen).
@@ -172,18 +156,7 @@ impl CommandBus {
         let key = command.conversation_id.0;
         let wire = conversation_command_to_wire(&ConversationCommand::Group(command));
         let reply = self.command_with_reply(COMMANDS_CONVERSATION, key, &wire).await?;
-        use warp::http::StatusCode;
-        match reply.outcome.as_str() {
-            "accepted" | "duplicate" => Ok(reply),
-            "forbidden" => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reply.detail)),
-            "not_member" | "not_found" => Err(ApiError::not_found("not_found", "no such group among yours")),
-            "conflict" => Err(ApiError::new(StatusCode::CONFLICT, "conflict", reply.detail)),
-            "too_many_members" => Err(ApiError::new(StatusCode::CONFLICT, "too_many_members", reply.detail)),
-            "no_invite" => Err(ApiError::not_found("no_invite", reply.detail)),
-            "invite_expired" => Err(ApiError::new(StatusCode::GONE, "invite_expired", reply.detail)),
-            "too_large" => Err(ApiError::bad_request("too_large", reply.detail)),
-            _ => Err(ApiError::bad_request("bad_request", reply.detail)),
-        }
+        carried_out(reply, Subject::Group)
     }
 
     /// Appends a send; the returned reply says `accepted` or `duplicate`
@@ -210,7 +183,7 @@ impl CommandBus {
         self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
     }
 
-    /// Appends an operation on a message; [`modify_outcome`] reads its reply.
+    /// Appends an operation on a message; [`carried_out`] reads its reply.
     pub async fn submit_modify(&self, command: ModifyMessage) -> Result<PendingReply, ApiError> {
         let key = command.conversation_id.0;
         self.submit(COMMANDS_CONVERSATION, key, &conversation_command_to_wire(&ConversationCommand::Modify(command)))

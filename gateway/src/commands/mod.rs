@@ -3,9 +3,11 @@
 //! asked (matched by request id).
 
 mod bus;
+mod outcomes;
 mod replies;
 mod snowflake;
 
 pub use bus::*;
+pub use outcomes::{Subject, carried_out, refusal};
 pub use replies::{PendingReply, ReplyRouter};
 pub use snowflake::Snowflakes;

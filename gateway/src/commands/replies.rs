@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use missive_infra::{Log, Offset, TopicPartition};
+use missive_infra::{Clock, Log, Offset, TopicPartition};
 use missive_processors::topics::REPLIES;
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use crate::worker::poll_decoded;
 
 pub struct ReplyRouter {
     pub gateway_id: String,
@@ -50,10 +52,10 @@ impl Drop for PendingReply {
 }
 
 impl ReplyRouter {
-    pub fn new(gateway_id: String) -> Arc<ReplyRouter> {
+    pub fn new(gateway_id: String, clock: &Clock) -> Arc<ReplyRouter> {
         // Request ids start from the clock so a restarted gateway never
         // reuses an id whose old reply might still be relayed.
-        let start = missive_infra::now_ms() << 16;
+        let start = clock.now_ms() << 16;
         Arc::new(ReplyRouter {
             gateway_id,
             next_request: AtomicI64::new(start),
@@ -106,18 +108,17 @@ impl ReplyRouter {
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
         loop {
-            let records = tokio::select! {
+            let batch = tokio::select! {
                 _ = &mut cancelled => return Ok(()),
-                polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
+                polled = poll_decoded::<WireValue>(consumer.as_mut(), &codec, 1024) => polled?,
             };
-            if let Some(last) = records.last() {
-                *self.position.lock() = Some((partition.clone(), Offset(last.offset.0 + 1)));
+            if let Some((_, next)) = batch.positions.last() {
+                *self.position.lock() = Some((partition.clone(), *next));
             }
-            for record in records {
-                match codec.decode(&record.value) {
-                    Ok(WireValue::CommandReply(reply)) => self.complete(reply),
-                    Ok(other) => tracing::warn!(record_type = ?other.record_type(), "unexpected record on replies"),
-                    Err(error) => tracing::warn!(%error, "undecodable reply"),
+            for value in batch.items {
+                match value {
+                    WireValue::CommandReply(reply) => self.complete(reply),
+                    other => tracing::warn!(record_type = ?other.record_type(), "unexpected record on replies"),
                 }
             }
         }

@@ -2,23 +2,25 @@
 
 use missive_core::MessageId;
 use missive_core::ids::MAX_SEQUENCE;
+use missive_infra::Clock;
 use parking_lot::Mutex;
 
 pub struct Snowflakes {
     node: u16,
+    clock: Clock,
     last: Mutex<(i64, u16)>,
 }
 
 impl Snowflakes {
-    pub fn new(node: u16) -> Snowflakes {
-        Snowflakes { node, last: Mutex::new((0, 0)) }
+    pub fn new(node: u16, clock: Clock) -> Snowflakes {
+        Snowflakes { node, clock, last: Mutex::new((0, 0)) }
     }
 
     /// A new id, strictly greater than every id this generator returned.
     /// Within one millisecond up to 4,096 ids; beyond that it borrows the
     /// next millisecond rather than wait or repeat.
     pub fn next(&self) -> MessageId {
-        let now = missive_infra::now_ms();
+        let now = self.clock.now_ms();
         let mut last = self.last.lock();
         let (mut ms, mut sequence) = *last;
         if now > ms {
@@ -38,10 +40,11 @@ impl Snowflakes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use missive_infra::Clock;
 
     #[test]
     fn ids_are_strictly_increasing_even_in_bursts() {
-        let flakes = Snowflakes::new(3);
+        let flakes = Snowflakes::new(3, Clock::system());
         let mut previous = flakes.next();
         for _ in 0..20_000 {
             let next = flakes.next();

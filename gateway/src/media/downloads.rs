@@ -74,7 +74,7 @@ impl Media {
         key: &str,
         expires_ms: i64,
     ) -> Result<String, ApiError> {
-        match self.objects.presigned_get(key, ttl_until(expires_ms)).await.map_err(storage)? {
+        match self.objects.presigned_get(key, ttl_until(expires_ms, self.clock.now_ms())).await.map_err(storage)? {
             Some(url) => Ok(url),
             None => Ok(self.signed_path(operation, media_id, expires_ms)),
         }
@@ -107,7 +107,7 @@ impl Media {
                 return Err(ApiError::bad_request("bad_request", format!("size must be one of {}", sizes.join(", "))));
             }
         };
-        let expires_ms = missive_infra::now_ms() + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_ms = self.clock.now_ms() + i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX);
         self.download_url(&operation, media_id, &key, expires_ms).await
     }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use missive_core::UserId;
 use missive_core::media::{MediaKind, MediaLimits, Purpose, is_media_id};
-use missive_infra::Log;
 use missive_infra::db::{CF_AUTH, family};
 use missive_infra::objects::{Objects, ObjectsError};
+use missive_infra::{Clock, Log};
 use missive_schemas::Codec;
 use parking_lot::Mutex;
 use rocksdb::DB;
@@ -36,8 +36,8 @@ pub(super) const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
 pub const OPEN_UPLOADS_PER_USER: usize = 16;
 
 /// How long a presigned URL expiring at `expires_ms` stays valid from now (at least a second).
-pub(super) fn ttl_until(expires_ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(expires_ms - missive_infra::now_ms()).unwrap_or(0).max(1000))
+pub(super) fn ttl_until(expires_ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(expires_ms - now_ms).unwrap_or(0).max(1000))
 }
 
 /// An open upload slot: its media id and when its URL expires (ms).
@@ -67,6 +67,8 @@ pub struct Media {
     /// This gateway's base URL among several (Kafka mode): its signed URLs
     /// name it, since the slot they write lives here. Paths alone otherwise.
     pub(super) own_url: Arc<str>,
+    /// What URL expiry, upload days and retention are reckoned with.
+    pub(super) clock: Clock,
 }
 
 /// One upload slot, kept until completed or expired.
@@ -105,11 +107,12 @@ pub(super) type HmacSha256 = Hmac<Sha256>;
 impl Media {
     pub fn new(
         objects: Objects,
-        settings: &crate::MediaSettings,
+        settings: &MediaSettings,
         signing_key: &[u8],
         db: Arc<DB>,
         log: Arc<dyn Log>,
         codec: Arc<Codec>,
+        clock: Clock,
     ) -> Media {
         Media {
             objects,
@@ -126,6 +129,7 @@ impl Media {
             retention: settings.retention,
             abandoned_after: settings.abandoned_after,
             own_url: "".into(),
+            clock,
         }
     }
 
@@ -214,7 +218,7 @@ impl Media {
                 ApiError::forbidden("the URL's signature does not match; ask for a new URL").with_code("bad_signature")
             );
         }
-        if signed.expires < missive_infra::now_ms() {
+        if signed.expires < self.clock.now_ms() {
             return Err(ApiError::forbidden("the URL has expired; ask for a new one").with_code("expired"));
         }
         Ok(())

@@ -29,7 +29,7 @@ impl Media {
     /// thumbnails) of media whose every message was deleted for everyone
     /// more than `retention` ago and that no message carries again.
     pub async fn sweep(&self) -> Result<Swept, ApiError> {
-        let now = missive_infra::now_ms();
+        let now = self.clock.now_ms();
         let mut swept = Swept::default();
         let abandoned_before = now - i64::try_from(self.abandoned_after.as_millis()).unwrap_or(i64::MAX);
         let db = self.db.clone();

@@ -36,7 +36,7 @@ pub(super) fn too_large(upload: &Upload) -> ApiError {
 
 impl Media {
     pub(super) async fn start(&self, principal: Principal, body: UploadBody) -> Result<serde_json::Value, ApiError> {
-        let now = missive_infra::now_ms();
+        let now = self.clock.now_ms();
         let day = now.div_euclid(86_400_000);
         let purpose = match body.purpose.as_deref() {
             None => Purpose::Message,
@@ -105,7 +105,7 @@ impl Media {
         self.open_slots.lock().entry(principal.user).or_default().push((id.clone(), expires_ms));
         let (upload_url, headers) = match self
             .objects
-            .presigned_put(&staging_key, &slot.sha256, ttl_until(expires_ms))
+            .presigned_put(&staging_key, &slot.sha256, ttl_until(expires_ms, self.clock.now_ms()))
             .await
             .map_err(storage)?
         {
@@ -266,7 +266,7 @@ impl Media {
             size: upload.size,
             sha256: upload.sha256.clone(),
             key: upload.key.clone(),
-            at: missive_core::Millis(missive_infra::now_ms()),
+            at: missive_core::Millis(self.clock.now_ms()),
         };
         let value = self
             .codec

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::auth::Principal;
-use crate::commands::{self, CommandBus, PendingReply, Target, wait_reply};
+use crate::commands::{self, CommandBus, PendingReply, Subject, Target, carried_out, wait_reply};
 use crate::media::Media;
 use crate::protocol::{
     ApiError, ContactFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame, MessageLocator,
@@ -107,18 +107,6 @@ async fn resolve_target(deps: &MessagingDeps, to: &Recipient) -> Result<Target, 
     }
 }
 
-/// The client code for a refused send.
-fn send_refusal(reply: &CommandReply) -> ApiError {
-    let code = match reply.outcome.as_str() {
-        "too_large" => "too_large",
-        "not_member" => "not_member",
-        "forbidden" => "forbidden",
-        "wrong_conversation" => "wrong_conversation",
-        _ => "bad_frame",
-    };
-    ApiError::bad_request(code, reply.detail.clone())
-}
-
 /// `sent` fields of an accepted send.
 fn sent_fields(reply: &CommandReply) -> Value {
     json!({
@@ -130,8 +118,7 @@ fn sent_fields(reply: &CommandReply) -> Value {
 }
 
 async fn send_outcome(pending: PendingReply) -> Result<CommandReply, ApiError> {
-    let reply = wait_reply(pending).await?;
-    if reply.outcome == "accepted" || reply.outcome == "duplicate" { Ok(reply) } else { Err(send_refusal(&reply)) }
+    carried_out(wait_reply(pending).await?, Subject::Send)
 }
 
 /// Validates a send, appends it, and returns the future of its reply frame.
@@ -309,7 +296,7 @@ pub async fn start_modify(
     };
     let pending = deps.bus.submit_modify(command).await.map_err(refuse)?;
     Ok(Box::pin(async move {
-        match wait_reply(pending).await.and_then(commands::modify_outcome) {
+        match wait_reply(pending).await.and_then(|reply| carried_out(reply, Subject::Message)) {
             Ok(reply) => with_req(json!({"type": "done", "conv_seq": reply.conv_seq.unwrap_or_default()}), &req),
             Err(error) => send_error(req.as_deref(), &error),
         }

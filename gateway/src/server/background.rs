@@ -27,7 +27,7 @@ pub(super) async fn start(
     push_webhook: Option<String>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let Parts { log, codec, sessions, reads, presence, media, routing, .. } = parts.clone();
+    let Parts { log, codec, sessions, reads, presence, media, routing, clock, .. } = parts.clone();
     let mut tasks = Vec::new();
     // The router is how sends learn their outcome: if it fails (broker
     // trouble), it starts again instead of leaving every send to time out.
@@ -41,22 +41,29 @@ pub(super) async fn start(
     // after a failure, from the end again (what was missed is stale anyway).
     tasks.push({
         let mut first = Some(live::start_positions(log.as_ref()).await?);
-        let (log, codec, cancel) = (log.clone(), codec.clone(), cancel.clone());
+        let (log, codec, clock, cancel) = (log.clone(), codec.clone(), clock.clone(), cancel.clone());
         restart_on_failure("live router", cancel.clone(), move || {
-            let (start, log, codec, sessions, reads, cancel) =
-                (first.take(), log.clone(), codec.clone(), sessions.clone(), reads.clone(), cancel.clone());
+            let (start, log, codec, sessions, reads, clock, cancel) = (
+                first.take(),
+                log.clone(),
+                codec.clone(),
+                sessions.clone(),
+                reads.clone(),
+                clock.clone(),
+                cancel.clone(),
+            );
             async move {
                 let start = match start {
                     Some(start) => start,
                     None => live::start_positions(log.as_ref()).await?,
                 };
-                live::run(log, codec, sessions, reads, start, cancel).await
+                live::run(log, codec, sessions, reads, start, clock, cancel).await
             }
         })
     });
     // Push: messages for users without a session become jobs; a webhook
     // worker (when configured) sends the jobs of this gateway's users.
-    tasks.push(tokio::spawn(push::run_notifier(offline, log.clone(), codec.clone(), cancel.clone())));
+    tasks.push(tokio::spawn(push::run_notifier(offline, log.clone(), codec.clone(), clock.clone(), cancel.clone())));
     let owned = |topic: &str| -> Vec<u32> {
         (0..partitions_of(topic)).filter(|partition| routing.owns_partition(*partition)).collect()
     };

@@ -8,7 +8,7 @@ pub mod tls;
 
 use std::sync::Arc;
 
-use missive_infra::Log;
+use missive_infra::{Clock, Log};
 use missive_processors::ReadSide;
 use missive_schemas::Codec;
 use prometheus::Registry;
@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub metrics_listener: Option<TcpListener>,
     /// Per-address connection cap and header timeout.
     pub connection_limits: ConnectionLimits,
+    /// The wall clock the gateway reads (the system's; a manual one in tests).
+    pub clock: Clock,
 }
 
 /// What a gateway reads and writes: the log, the local store with its read
@@ -77,6 +79,7 @@ pub(crate) struct Parts {
     pub media: Media,
     pub routing: Routing,
     pub metrics: GatewayMetrics,
+    pub clock: Clock,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so it
@@ -89,10 +92,19 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let Backend { log, db, codec, read_side, registry } = backend;
     let objects = missive_infra::objects::Objects::open(&config.media.objects)?;
-    let media = Media::new(objects, &config.media, &media_key(&config.auth), db.clone(), log.clone(), codec.clone())
-        .served_at(config.routing.own_url());
+    let clock = config.clock.clone();
+    let media = Media::new(
+        objects,
+        &config.media,
+        &media_key(&config.auth),
+        db.clone(),
+        log.clone(),
+        codec.clone(),
+        clock.clone(),
+    )
+    .served_at(config.routing.own_url());
     let metrics = GatewayMetrics::new(&registry)?;
-    let replies = ReplyRouter::new(config.gateway_id.clone());
+    let replies = ReplyRouter::new(config.gateway_id.clone(), &clock);
     replies.start_at_end(log.as_ref()).await?;
     // Deciders running in this process (embedded mode) hand outcomes over
     // in memory; the router still reads those of other processes.
@@ -101,9 +113,16 @@ pub async fn serve(
         read_side.replies.attach(&config.gateway_id, move |reply| router.complete(reply));
     }
     let sessions = Sessions::default();
-    let auth = Arc::new(Auth::new(db.clone(), config.auth));
+    let auth = Arc::new(Auth::new(db.clone(), config.auth, clock.clone()));
     let reads = ReadModels::new(db, log.clone(), read_side.users);
-    let bus = Arc::new(CommandBus::new(log.clone(), codec.clone(), replies.clone(), config.node_id, metrics.clone()));
+    let bus = Arc::new(CommandBus::new(
+        log.clone(),
+        codec.clone(),
+        replies.clone(),
+        config.node_id,
+        metrics.clone(),
+        clock.clone(),
+    ));
     // Presence: this instance's heartbeats, and the fold of every gateway's.
     let presence = Arc::new(Presence::new(
         &config.gateway_id,
@@ -114,8 +133,19 @@ pub async fn serve(
         bus.clone(),
         config.routing.clone(),
     ));
-    let parts =
-        Parts { log, codec, auth, bus, reads, sessions, presence, media, routing: config.routing.clone(), metrics };
+    let parts = Parts {
+        log,
+        codec,
+        auth,
+        bus,
+        reads,
+        sessions,
+        presence,
+        media,
+        routing: config.routing.clone(),
+        metrics,
+        clock,
+    };
     let tasks = background::start(
         &parts,
         replies,
@@ -137,6 +167,7 @@ pub async fn serve(
         limits: Arc::new(FrameLimits::default()),
         presence: parts.presence.clone(),
         messaging: MessagingDeps { bus: parts.bus.clone(), reads: parts.reads.clone(), media: parts.media.clone() },
+        clock: parts.clock.clone(),
     };
     let context = Context {
         auth: parts.auth.clone(),

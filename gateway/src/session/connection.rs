@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::{Future, SinkExt};
 use hyper_util::rt::TokioIo;
 use missive_core::FeedSeq;
+use missive_infra::Clock;
 use missive_processors::FeedHub;
 use missive_processors::hub::FeedUpdate;
 use missive_projections::FeedEntry;
@@ -53,6 +54,8 @@ pub struct SessionDeps {
     pub presence: Arc<Presence>,
     /// What sends, forwards and message operations use.
     pub messaging: MessagingDeps,
+    /// What token expiry, typing signals and last seen are reckoned with.
+    pub clock: Clock,
 }
 
 pub(super) struct Session {
@@ -190,7 +193,7 @@ impl Session {
         if let FeedEntry::Message(message) = entry
             && message.from != self.principal.user
         {
-            let waited = (missive_infra::now_ms() - message.sent_at.0).max(0);
+            let waited = (self.deps.clock.now_ms() - message.sent_at.0).max(0);
             self.deps.metrics.send_to_deliver.observe(waited as f64 / 1000.0);
         }
         self.push_text("event", event_frame_text(seq.0, entry)).await?;
@@ -215,8 +218,9 @@ impl Session {
     }
 }
 
-/// When a token that expires at `expires_at` (Unix seconds) runs out, on the tokio clock.
-pub(super) fn expiry_instant(expires_at: i64) -> Instant {
-    let left = expires_at.saturating_mul(1000).saturating_sub(missive_infra::now_ms()).max(0);
+/// When a token that expires at `expires_at` (Unix seconds) runs out, on
+/// the tokio clock, as `clock` reads the time now.
+pub(super) fn expiry_instant(expires_at: i64, clock: &Clock) -> Instant {
+    let left = expires_at.saturating_mul(1000).saturating_sub(clock.now_ms()).max(0);
     Instant::now() + Duration::from_millis(left as u64)
 }

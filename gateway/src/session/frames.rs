@@ -55,7 +55,7 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     if others.is_empty() {
         return Ok(());
     }
-    let expires_at = missive_infra::now_ms() + TYPING_TTL_MS;
+    let expires_at = deps.clock.now_ms() + TYPING_TTL_MS;
     deps.bus.typing(principal, conversation, state, &others, expires_at).await
 }
 
@@ -118,13 +118,13 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
         }
         ClientFrame::Ping => {
             deps.metrics.frames_in.with_label_values(&["ping"]).inc();
-            session.push(json!({"type": "pong", "server_time": missive_infra::now_ms()})).await?;
+            session.push(json!({"type": "pong", "server_time": deps.clock.now_ms()})).await?;
         }
         ClientFrame::Reauth { req, token } => {
             deps.metrics.frames_in.with_label_values(&["reauth"]).inc();
             let answer = match deps.auth.verify_access_until(&token) {
                 Ok((fresh, expires_at)) if fresh == principal => {
-                    session.expires = expiry_instant(expires_at);
+                    session.expires = expiry_instant(expires_at, &deps.clock);
                     with_req(json!({"type": "reauthed", "expires_at": expires_at}), &req)
                 }
                 Ok(_) => {

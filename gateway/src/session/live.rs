@@ -10,10 +10,9 @@
 //! behind).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use missive_core::{ConversationId, UserId};
-use missive_infra::{Log, Offset, TopicPartition};
+use missive_infra::{Clock, Log, Offset, TopicPartition};
 use missive_processors::partitions_of;
 use missive_processors::topics::EPHEMERAL;
 use missive_schemas::wire::Typing;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reads::ReadModels;
 use crate::session::registry::Sessions;
+use crate::worker::poll_decoded;
 
 /// An indicator lasts this long unless renewed.
 pub const TYPING_TTL_MS: i64 = 5_000;
@@ -47,20 +47,18 @@ pub async fn run(
     sessions: Sessions,
     reads: ReadModels,
     positions: Vec<(TopicPartition, Offset)>,
+    clock: Clock,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = log.consumer(positions).await?;
     loop {
-        let records = tokio::select! {
+        let batch = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            polled = consumer.poll(1024, Duration::from_millis(500)) => polled?,
+            polled = poll_decoded::<WireValue>(consumer.as_mut(), &codec, 1024) => polled?,
         };
-        let now = missive_infra::now_ms();
-        for record in records {
-            let Ok(WireValue::Typing(typing)) = codec.decode(&record.value) else {
-                tracing::debug!(offset = %record.offset.0, "not a live signal; skipped");
-                continue;
-            };
+        let now = clock.now_ms();
+        for value in batch.items {
+            let WireValue::Typing(typing) = value else { continue };
             if typing.expires_at <= now || blocked_by_recipient(&reads, &typing).await {
                 continue;
             }

@@ -141,7 +141,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         writer: guard.writer.clone(),
         replaced: guard.replaced.clone(),
         acks: Acks::default(),
-        expires: expiry_instant(expires_at),
+        expires: expiry_instant(expires_at, &deps.clock),
     };
     let welcome = json!({
         "type": "welcome",
@@ -167,7 +167,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     deps.presence.sessions_changed(principal.user).await;
     deps.metrics.connections.dec();
     // Last seen is when the connection ended; the privacy settings decide who may see it.
-    let seen = UserCommand::RecordLastSeen { user_id: principal.user, at: Millis(missive_infra::now_ms()) };
+    let seen = UserCommand::RecordLastSeen { user_id: principal.user, at: Millis(deps.clock.now_ms()) };
     close(&mut session.socket).await;
     if let Err(error) = deps.bus.record_user_command(seen).await {
         tracing::debug!(%error.message, "recording last seen failed");

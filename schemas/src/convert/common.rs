@@ -136,3 +136,41 @@ pub(super) fn users_to_wire(users: &[UserId]) -> Vec<i64> {
 pub(super) fn users_from_wire(users: Vec<i64>, field: &'static str) -> Result<Vec<UserId>, ConvertError> {
     users.into_iter().map(|user| id(user, field).map(UserId)).collect()
 }
+
+impl From<&missive_core::conversation::Rejection> for crate::Outcome {
+    fn from(rejection: &missive_core::conversation::Rejection) -> crate::Outcome {
+        use crate::Outcome;
+        use missive_core::conversation::Rejection;
+        match rejection {
+            Rejection::WrongConversation => Outcome::WrongConversation,
+            Rejection::NotMember => Outcome::NotMember,
+            Rejection::TooLarge => Outcome::TooLarge,
+            Rejection::BadClientMsgId => Outcome::BadFrame,
+            Rejection::NotAGroup | Rejection::NoSuchMessage => Outcome::NotFound,
+            Rejection::AlreadyExists => Outcome::Conflict,
+            Rejection::Forbidden => Outcome::Forbidden,
+            Rejection::TooManyMembers => Outcome::TooManyMembers,
+            Rejection::BadRequest(_) => Outcome::BadRequest,
+            Rejection::Deleted => Outcome::MessageDeleted,
+            Rejection::TooLate(_) => Outcome::TooLate,
+            Rejection::NoInvite => Outcome::NoInvite,
+            Rejection::InviteExpired => Outcome::InviteExpired,
+        }
+    }
+}
+
+impl From<&missive_core::users::UserRejection> for crate::Outcome {
+    fn from(rejection: &missive_core::users::UserRejection) -> crate::Outcome {
+        use crate::Outcome;
+        use missive_core::users::UserRejection;
+        match rejection {
+            UserRejection::UnknownAccount | UserRejection::UnknownDevice => Outcome::NotFound,
+            UserRejection::TooManyDevices => Outcome::TooManyDevices,
+            UserRejection::TooManyBlocks | UserRejection::TooManyContacts => Outcome::LimitReached,
+            UserRejection::BlockSelf | UserRejection::UnsafeCharacters => Outcome::BadRequest,
+            UserRejection::AboutTooLong | UserRejection::NameTooLong | UserRejection::PictureTooLong => {
+                Outcome::TooLarge
+            }
+        }
+    }
+}
