@@ -101,3 +101,21 @@ pub fn all_topics() -> Vec<TopicSpec> {
 pub fn partitions_of(topic: &str) -> u32 {
     all_topics().into_iter().find(|spec| spec.name == topic).map_or(1, |spec| spec.partitions)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The wire table names each record type's topic as a literal (its
+    /// schema file is found by it at compile time): every one must be a
+    /// topic the platform creates.
+    #[test]
+    fn every_record_type_lives_on_a_topic_the_platform_creates() {
+        let created: Vec<String> = super::all_topics().into_iter().map(|spec| spec.name).collect();
+        for record_type in missive_schemas::RecordType::ALL {
+            assert!(
+                created.iter().any(|name| name == record_type.topic()),
+                "{record_type:?} is on {}, which no topic constant names",
+                record_type.topic()
+            );
+        }
+    }
+}
