@@ -179,51 +179,44 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
             return started(session, started_forward).await;
         }
         ClientFrame::Edit { req, conversation_id, message_id, content } => {
-            deps.metrics.frames_in.with_label_values(&["edit"]).inc();
-            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
-                session.push(send_error(req.as_deref(), &error)).await?;
-                return Ok(None);
-            }
             let operation = Ok(Operation::Edit { content });
-            let permit = session.writer().await?;
-            let modify =
-                messaging::start_modify(&deps.messaging, principal, req, &conversation_id, &message_id, operation)
-                    .await;
-            drop(permit);
-            return started(session, modify).await;
+            return modify(session, "edit", req, &conversation_id, &message_id, operation).await;
         }
         ClientFrame::Delete { req, conversation_id, message_id, scope } => {
-            deps.metrics.frames_in.with_label_values(&["delete"]).inc();
-            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
-                session.push(send_error(req.as_deref(), &error)).await?;
-                return Ok(None);
-            }
             let operation = match scope.as_str() {
                 "everyone" => Ok(Operation::DeleteForEveryone),
                 "me" => Ok(Operation::DeleteForMe),
                 _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
             };
-            let permit = session.writer().await?;
-            let modify =
-                messaging::start_modify(&deps.messaging, principal, req, &conversation_id, &message_id, operation)
-                    .await;
-            drop(permit);
-            return started(session, modify).await;
+            return modify(session, "delete", req, &conversation_id, &message_id, operation).await;
         }
         ClientFrame::React { req, conversation_id, message_id, emoji } => {
-            deps.metrics.frames_in.with_label_values(&["react"]).inc();
-            if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
-                session.push(send_error(req.as_deref(), &error)).await?;
-                return Ok(None);
-            }
             let operation = Ok(Operation::React { emoji });
-            let permit = session.writer().await?;
-            let modify =
-                messaging::start_modify(&deps.messaging, principal, req, &conversation_id, &message_id, operation)
-                    .await;
-            drop(permit);
-            return started(session, modify).await;
+            return modify(session, "react", req, &conversation_id, &message_id, operation).await;
         }
     }
     Ok(None)
+}
+
+/// An operation on a message (`kind`: edit, delete or react): counted
+/// against the account's allowance, appended under the device's writer
+/// lock, answered once decided.
+async fn modify(
+    session: &mut Session,
+    kind: &str,
+    req: Option<String>,
+    conversation_id: &str,
+    message_id: &str,
+    operation: Result<Operation, ApiError>,
+) -> Result<Option<Pending>, ()> {
+    let (deps, principal) = (session.deps.clone(), session.principal);
+    deps.metrics.frames_in.with_label_values(&[kind]).inc();
+    if let Err(error) = deps.limits.write(principal.user, "edits, deletes and reactions") {
+        session.push(send_error(req.as_deref(), &error)).await?;
+        return Ok(None);
+    }
+    let permit = session.writer().await?;
+    let modify = messaging::start_modify(&deps.messaging, principal, req, conversation_id, message_id, operation).await;
+    drop(permit);
+    started(session, modify).await
 }
