@@ -27,7 +27,7 @@ use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
 use missive_infra::db::{CF_LOG, CF_STATE, family, open_db};
 use missive_schemas::Codec;
-use missive_schemas::convert::delivery_to_wire;
+use missive_schemas::WireValue;
 use missive_schemas::wire::RecordType;
 use rocksdb::WriteBatch;
 
@@ -132,7 +132,7 @@ fn codec_floor(messages: usize, records: usize) -> f64 {
     let cpu = missive_infra::process_cpu().as_secs_f64();
     let mut bytes = 0usize;
     for _ in 0..messages * records {
-        let encoded = codec.encode_value(&delivery_to_wire(&delivery)).expect("encode");
+        let encoded = codec.encode_value(&WireValue::from(&delivery)).expect("encode");
         bytes += codec.decode(&encoded).map(|_| encoded.len()).expect("decode");
     }
     assert!(bytes > 0);

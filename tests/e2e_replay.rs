@@ -359,7 +359,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
         forward_count: 0,
         attachment: None,
     });
-    let value = codec.encode_value(&missive_schemas::convert::conversation_command_to_wire(&send)).expect("encode");
+    let value = codec.encode_value(&missive_schemas::WireValue::from(&send)).expect("encode");
     let key = conversation.0.to_string().into_bytes();
     let origin_partition =
         missive_infra::log::kafka_partition(&key, missive_processors::partitions_of("commands.conversation"));

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use missive_core::groups::{GroupChange, GroupChanged, GroupCommand, GroupInfo, GroupSettings};
 use missive_core::users;
-use missive_core::{ConvSeq, ConversationId, UserId};
+use missive_core::{ConversationId, UserId};
 use serde::Deserialize;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -111,7 +111,7 @@ async fn sort_adds(context: &Handles, by: UserId, users: &[UserId]) -> Result<Ad
 async fn apply(context: &Handles, command: GroupCommand) -> Result<GroupChanged, ApiError> {
     let conversation = command.conversation_id;
     let reply = context.bus.group_command(command).await?;
-    let reached = ConvSeq(reply.conv_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
+    let reached = reply.conv_seq.unwrap_or_default();
     poll_until(DIRECTORY_WAIT, || async {
         Ok(context.reads.group(conversation).await?.filter(|group| group.conv_seq >= reached))
     })

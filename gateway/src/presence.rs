@@ -17,7 +17,7 @@ use missive_core::{Millis, UserId};
 use missive_infra::{Log, OutRecord, TopicPartition};
 use missive_processors::topics::PRESENCE;
 use missive_schemas::Codec;
-use missive_schemas::convert::presence_event_to_wire;
+use missive_schemas::WireValue;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -87,10 +87,8 @@ impl Presence {
     }
 
     async fn append(&self, event: PresenceEvent) -> Result<(), ApiError> {
-        let bytes = self
-            .codec
-            .encode_value(&presence_event_to_wire(&event))
-            .map_err(|error| ApiError::internal(error.to_string()))?;
+        let bytes =
+            self.codec.encode_value(&WireValue::from(&event)).map_err(|error| ApiError::internal(error.to_string()))?;
         let record = OutRecord {
             topic: PRESENCE.into(),
             partition: Some(0),

@@ -15,7 +15,7 @@ use missive_infra::Clock;
 use missive_infra::{Log, OutRecord};
 use missive_processors::topics::NOTIFICATIONS;
 use missive_schemas::Codec;
-use missive_schemas::convert::push_job_to_wire;
+use missive_schemas::WireValue;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ const WEBHOOK_GROUP: &str = "push-webhook";
 const WEBHOOK_ATTEMPTS: u32 = 4;
 
 async fn emit(log: &dyn Log, codec: &Codec, job: &PushJob) {
-    let value = match codec.encode_value(&push_job_to_wire(job)) {
+    let value = match codec.encode_value(&WireValue::from(job)) {
         Ok(value) => value,
         Err(error) => return tracing::warn!(%error, "encoding a push job failed"),
     };

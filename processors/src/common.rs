@@ -107,7 +107,7 @@ impl Replier {
             conversation_id: None,
             message_id: None,
             conv_seq: None,
-            at: cause.timestamp,
+            at: missive_core::Millis(cause.timestamp),
         };
         fill(&mut reply);
         if let Some(deliver) = self.local.local(&reply.gateway) {
@@ -133,8 +133,4 @@ impl Replier {
             deliver(reply);
         }
     }
-}
-
-pub fn long(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -13,10 +13,10 @@ use missive_core::delivery::{message_copies, route_conversation_event};
 use missive_core::operations::{self, OperationWindows};
 use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use missive_infra::Record;
-use missive_schemas::convert::{conversation_event_to_wire, delivery_to_wire, message_fanout_to_wire};
-use missive_schemas::{Codec, Outcome};
+use missive_schemas::convert::message_fanout_to_wire;
+use missive_schemas::{Codec, Outcome, WireValue};
 
-use crate::common::{Replier, decode, long, output};
+use crate::common::{Replier, decode, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::{DELIVERIES, EVENTS_CONVERSATION, deliveries_partition};
@@ -66,16 +66,14 @@ impl ConversationHandler {
     fn emit_events(&self, tx: &mut Tx<'_>, cause: &Record, events: &[ConversationEvent]) -> Result<(), HandleError> {
         for event in events {
             let conversation_id = event.conversation_id();
-            let record =
-                output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &conversation_event_to_wire(event))?;
+            let record = output(&self.codec, cause, EVENTS_CONVERSATION, conversation_id.0, &WireValue::from(event))?;
             tx.emit(record);
             if let ConversationEvent::MessageSent(message) = event {
                 self.emit_message_fanout(tx, cause, message)?;
                 continue;
             }
             for delivery in route_conversation_event(event) {
-                let record =
-                    output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?;
+                let record = output(&self.codec, cause, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?;
                 tx.emit(record);
             }
         }
@@ -280,17 +278,17 @@ impl Handler for ConversationHandler {
                     };
                     self.replies.answer(tx, record, |reply| {
                         reply.set_outcome(name);
-                        reply.conversation_id = Some(long(conversation_id.0));
-                        reply.message_id = Some(long(message_id.0));
-                        reply.conv_seq = Some(long(conv_seq.0));
+                        reply.conversation_id = Some(conversation_id);
+                        reply.message_id = Some(message_id);
+                        reply.conv_seq = Some(conv_seq);
                     })?;
                 } else {
                     self.replies.answer(tx, record, |reply| {
                         reply.set_outcome(if events.is_empty() { Outcome::Duplicate } else { Outcome::Accepted });
-                        reply.conversation_id = Some(long(conversation_id.0));
+                        reply.conversation_id = Some(conversation_id);
                         // Where the conversation's log stands after the command:
                         // callers wait for read models to reach it.
-                        reply.conv_seq = Some(long(last_seq.0));
+                        reply.conv_seq = Some(last_seq);
                     })?;
                 }
             }
@@ -298,7 +296,7 @@ impl Handler for ConversationHandler {
                 self.replies.answer(tx, record, |reply| {
                     reply.set_outcome(Outcome::from(&rejection));
                     reply.detail = rejection.to_string();
-                    reply.conversation_id = Some(long(conversation_id.0));
+                    reply.conversation_id = Some(conversation_id);
                 })?;
             }
         }

@@ -13,7 +13,8 @@ use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
 use missive_infra::Record;
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, MessageMark};
 use missive_schemas::Codec;
-use missive_schemas::convert::{conversation_command_to_wire, deliveries_from_wire};
+use missive_schemas::WireValue;
+use missive_schemas::convert::deliveries_from_wire;
 
 use crate::common::{decode, output};
 use crate::hub::{FeedHub, FeedUpdate};
@@ -171,7 +172,7 @@ impl InboxHandler {
                 let effects = feed.ack(user, device_id, seq, &newly);
                 for mark in effects.delivered {
                     let conversation_id = mark.conversation_id;
-                    let command = conversation_command_to_wire(&ConversationCommand::Receipt(mark));
+                    let command = WireValue::from(&ConversationCommand::Receipt(mark));
                     tx.emit(output(&self.codec, record, COMMANDS_CONVERSATION, conversation_id.0, &command)?);
                 }
                 if let Some(through) = effects.trim_through {

@@ -9,10 +9,9 @@ use missive_core::delivery::route_user_event;
 use missive_core::users::{self, UserCommand, UserEvent, UserState};
 use missive_core::{ConversationId, Millis};
 use missive_infra::{Header, Record};
-use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_event_to_wire};
-use missive_schemas::{Codec, Outcome};
+use missive_schemas::{Codec, Outcome, WireValue};
 
-use crate::common::{Replier, decode, long, output};
+use crate::common::{Replier, decode, output};
 use crate::keys;
 use crate::runtime::{HandleError, Handler};
 use crate::topics::{COMMANDS_CONVERSATION, DELIVERIES, EVENTS_USER, headers};
@@ -42,7 +41,7 @@ impl Handler for UsersHandler {
                 self.replies.answer(tx, record, |reply| {
                     reply.set_outcome(Outcome::from(&rejection));
                     reply.detail = rejection.to_string();
-                    reply.user_id = Some(long(user_id.0));
+                    reply.user_id = Some(user_id);
                 })?;
                 return Ok(());
             }
@@ -52,9 +51,9 @@ impl Handler for UsersHandler {
         let mut answered_downstream = false;
         for event in &events {
             state = users::evolve(state, event);
-            tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &user_event_to_wire(event))?);
+            tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &WireValue::from(event))?);
             for delivery in route_user_event(event) {
-                tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &delivery_to_wire(&delivery))?);
+                tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?);
             }
             if let UserEvent::BlockChanged { user_id, target, blocked, .. } = event {
                 let conversation_id = ConversationId::direct(*user_id, *target);
@@ -64,13 +63,8 @@ impl Handler for UsersHandler {
                     target: *target,
                     blocked: *blocked,
                 });
-                let mut out = output(
-                    &self.codec,
-                    record,
-                    COMMANDS_CONVERSATION,
-                    conversation_id.0,
-                    &conversation_command_to_wire(&command),
-                )?;
+                let mut out =
+                    output(&self.codec, record, COMMANDS_CONVERSATION, conversation_id.0, &WireValue::from(&command))?;
                 if let Some(address) = record.header(headers::REPLY_TO) {
                     out.headers.push(Header { key: headers::REPLY_TO.into(), value: address.to_vec() });
                     answered_downstream = true;
@@ -86,9 +80,9 @@ impl Handler for UsersHandler {
         }
         self.replies.answer(tx, record, |reply| {
             reply.set_outcome(if events.is_empty() { Outcome::Duplicate } else { Outcome::Accepted });
-            reply.user_id = Some(long(user_id.0));
+            reply.user_id = Some(user_id);
             if let UserCommand::RegisterDevice(register) = &command {
-                reply.device_id = Some(long(register.device_id.0));
+                reply.device_id = Some(register.device_id);
             }
         })?;
         Ok(())

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
+use missive_core::{ConvSeq, ConversationId, UserId};
 use missive_infra::db::open_db;
 use missive_infra::{EmbeddedLog, Log};
 use missive_registry::{Registry, codec_from_log, register_all};
@@ -66,7 +67,13 @@ async fn a_record_written_under_an_earlier_version_decodes_with_the_new_fields_d
     let (_, codec) = register_all(log.clone()).await.expect("this build's schemas register (backward compatible)");
     let current = codec.schema_id(RecordType::MarkReceipt).expect("MarkReceipt is registered");
     assert_ne!(current, v1.id, "this build's schema is a new version with its own id");
-    let expected = MarkReceipt { conversation_id: 7, by: 3, status: ReceiptStatus::Read, up_to: 42, notify: true };
+    let expected = MarkReceipt {
+        conversation_id: ConversationId(7),
+        by: UserId(3),
+        status: ReceiptStatus::Read,
+        up_to: ConvSeq(42),
+        notify: true,
+    };
     match codec.decode(&old_record).expect("the old record decodes by its writer's schema") {
         WireValue::MarkReceipt(decoded) => assert_eq!(decoded, expected, "`notify` takes its default"),
         other => panic!("decoded as another type: {other:?}"),
@@ -115,7 +122,13 @@ async fn a_record_written_under_a_later_version_decodes_without_the_fields_this_
     match codec.decode(&new_record).expect("the newer record decodes by its writer's schema") {
         WireValue::MarkReceipt(decoded) => assert_eq!(
             decoded,
-            MarkReceipt { conversation_id: 7, by: 3, status: ReceiptStatus::Read, up_to: 42, notify: false }
+            MarkReceipt {
+                conversation_id: ConversationId(7),
+                by: UserId(3),
+                status: ReceiptStatus::Read,
+                up_to: ConvSeq(42),
+                notify: false
+            }
         ),
         other => panic!("decoded as another type: {other:?}"),
     }

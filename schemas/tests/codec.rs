@@ -133,7 +133,7 @@ fn every_domain_value_round_trips_through_its_schema() {
         }),
     ];
     for command in commands {
-        let bytes = codec.encode_value(&conversation_command_to_wire(&command)).expect("encode");
+        let bytes = codec.encode_value(&WireValue::from(&command)).expect("encode");
         assert_eq!(bytes[0], 0, "magic byte");
         let back = ConversationCommand::try_from(codec.decode(&bytes).expect("decode")).expect("convert");
         assert_eq!(back, command);
@@ -175,7 +175,7 @@ fn every_domain_value_round_trips_through_its_schema() {
         }),
     ];
     for event in events {
-        let bytes = codec.encode_value(&conversation_event_to_wire(&event)).expect("encode");
+        let bytes = codec.encode_value(&WireValue::from(&event)).expect("encode");
         assert_eq!(ConversationEvent::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), event);
     }
     let command = UserCommand::RegisterDevice(RegisterDevice {
@@ -183,7 +183,7 @@ fn every_domain_value_round_trips_through_its_schema() {
         device_id: DeviceId(2),
         device_name: "phone".into(),
     });
-    let bytes = codec.encode_value(&user_command_to_wire(&command)).expect("encode");
+    let bytes = codec.encode_value(&WireValue::from(&command)).expect("encode");
     assert_eq!(UserCommand::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), command);
     let event = UserEvent::DeviceRegistered(DeviceRegistered {
         user_id: UserId(1),
@@ -192,7 +192,7 @@ fn every_domain_value_round_trips_through_its_schema() {
         new_account: true,
         at: Millis(4),
     });
-    let bytes = codec.encode_value(&user_event_to_wire(&event)).expect("encode");
+    let bytes = codec.encode_value(&WireValue::from(&event)).expect("encode");
     assert_eq!(UserEvent::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), event);
     let items = [
         DeliveryItem::Message(message()),
@@ -213,7 +213,7 @@ fn every_domain_value_round_trips_through_its_schema() {
     ];
     for item in items {
         let delivery = Delivery { recipient: UserId(42), item };
-        let bytes = codec.encode_value(&delivery_to_wire(&delivery)).expect("encode");
+        let bytes = codec.encode_value(&WireValue::from(&delivery)).expect("encode");
         assert_eq!(Delivery::try_from(codec.decode(&bytes).expect("decode")).expect("convert"), delivery);
     }
     let reply = CommandReply {
@@ -223,10 +223,10 @@ fn every_domain_value_round_trips_through_its_schema() {
         detail: String::new(),
         user_id: None,
         device_id: None,
-        conversation_id: Some(3),
-        message_id: Some(4),
+        conversation_id: Some(ConversationId(3)),
+        message_id: Some(MessageId(4)),
         conv_seq: None,
-        at: 5,
+        at: Millis(5),
     };
     let bytes = codec.encode(&reply).expect("encode");
     assert_eq!(codec.decode(&bytes).expect("decode"), WireValue::CommandReply(reply));
@@ -245,7 +245,7 @@ fn one_message_record_stands_for_every_recipient_it_names() {
     assert_eq!(deliveries, expected);
     // A record of one recipient (and any written before the field) is one delivery.
     let single = Delivery { recipient: UserId(42), item: DeliveryItem::Message(message()) };
-    let bytes = codec.encode_value(&delivery_to_wire(&single)).expect("encode");
+    let bytes = codec.encode_value(&WireValue::from(&single)).expect("encode");
     assert_eq!(deliveries_from_wire(codec.decode(&bytes).expect("decode")).expect("convert"), vec![single]);
 }
 
@@ -256,20 +256,38 @@ fn framing_errors_are_reported_not_guessed() {
     assert!(codec.decode(&[0, 0, 0]).is_err(), "too short");
     assert!(codec.decode(&[0, 0, 0, 0, 9, 0]).is_err(), "unknown schema id");
     let (record_type, json) = codec
-        .decode_json(
-            &codec
-                .encode_value(&conversation_event_to_wire(&ConversationEvent::MessageSent(message())))
-                .expect("encode"),
-        )
+        .decode_json(&codec.encode_value(&WireValue::from(&ConversationEvent::MessageSent(message()))).expect("encode"))
         .expect("decode json");
     assert_eq!(record_type, RecordType::MessageSent);
     assert_eq!(json["content"], "héllo ✓");
 }
 
+/// A `ReadSync` record as another writer could frame it, ids as raw longs.
+fn framed_read_sync(codec_id: u32, recipient: i64) -> Vec<u8> {
+    use apache_avro::types::Value;
+    let schema = apache_avro::Schema::parse_str(RecordType::ReadSync.schema_text()).expect("schema");
+    let record = Value::Record(vec![
+        ("recipient".into(), Value::Long(recipient)),
+        ("conversation_id".into(), Value::Long(1)),
+        ("up_to".into(), Value::Long(1)),
+    ]);
+    let mut bytes = vec![0];
+    bytes.extend(codec_id.to_be_bytes());
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().expect("writer");
+    bytes.extend(writer.write_value_to_vec(record).expect("encode"));
+    bytes
+}
+
 #[test]
-fn negative_ids_on_the_wire_are_refused() {
-    let wire = missive_schemas::wire::ReadSync { recipient: -1, conversation_id: 1, up_to: 1 };
-    assert!(Delivery::try_from(WireValue::ReadSync(wire)).is_err());
+fn negative_ids_on_the_wire_are_refused_when_decoding() {
+    let codec = codec();
+    let index = RecordType::ALL.iter().position(|t| *t == RecordType::ReadSync).expect("listed");
+    let id = 100 + index as u32;
+    let valid = codec.decode(&framed_read_sync(id, 5)).expect("a valid record decodes");
+    let WireValue::ReadSync(sync) = valid else { panic!("a ReadSync, got {valid:?}") };
+    assert_eq!((sync.recipient, sync.conversation_id, sync.up_to), (UserId(5), ConversationId(1), ConvSeq(1)));
+    let error = codec.decode(&framed_read_sync(id, -1)).expect_err("a negative id is refused");
+    assert!(error.to_string().contains("an id"), "the error names what was expected: {error}");
 }
 
 #[test]

@@ -11,10 +11,9 @@ use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::groups::GroupCommand;
 use missive_core::operations::ModifyMessage;
 use missive_core::users::{RegisterDevice, UserCommand};
-use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, UserId};
+use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
 use missive_infra::{Clock, Header, Log, OutRecord};
 use missive_processors::topics::{COMMANDS_CONVERSATION, COMMANDS_USER, DELIVERIES, headers};
-use missive_schemas::convert::{conversation_command_to_wire, delivery_to_wire, user_command_to_wire};
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 
@@ -131,14 +130,14 @@ impl CommandBus {
     /// the matching client error.
     pub async fn user_command(&self, command: UserCommand) -> Result<CommandReply, ApiError> {
         let key = command.user_id().0;
-        let reply = self.command_with_reply(COMMANDS_USER, key, &user_command_to_wire(&command)).await?;
+        let reply = self.command_with_reply(COMMANDS_USER, key, &WireValue::from(&command)).await?;
         carried_out(reply, Subject::Account)
     }
 
     /// Appends a users command nobody waits for (last seen).
     pub async fn record_user_command(&self, command: UserCommand) -> Result<(), ApiError> {
         let key = command.user_id().0;
-        self.append(COMMANDS_USER, key, &user_command_to_wire(&command), None).await
+        self.append(COMMANDS_USER, key, &WireValue::from(&command), None).await
     }
 
     /// A fresh device id (Snowflake, like message ids).
@@ -154,7 +153,7 @@ impl CommandBus {
     /// Appends a group change and waits for the conversation processor's decision.
     pub async fn group_command(&self, command: GroupCommand) -> Result<CommandReply, ApiError> {
         let key = command.conversation_id.0;
-        let wire = conversation_command_to_wire(&ConversationCommand::Group(command));
+        let wire = WireValue::from(&ConversationCommand::Group(command));
         let reply = self.command_with_reply(COMMANDS_CONVERSATION, key, &wire).await?;
         carried_out(reply, Subject::Group)
     }
@@ -180,14 +179,13 @@ impl CommandBus {
             forward_count: outgoing.forward_count,
             attachment: outgoing.attachment,
         });
-        self.submit(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command)).await
+        self.submit(COMMANDS_CONVERSATION, conversation_id.0, &WireValue::from(&command)).await
     }
 
     /// Appends an operation on a message; [`carried_out`] reads its reply.
     pub async fn submit_modify(&self, command: ModifyMessage) -> Result<PendingReply, ApiError> {
         let key = command.conversation_id.0;
-        self.submit(COMMANDS_CONVERSATION, key, &conversation_command_to_wire(&ConversationCommand::Modify(command)))
-            .await
+        self.submit(COMMANDS_CONVERSATION, key, &WireValue::from(&ConversationCommand::Modify(command))).await
     }
 
     /// Appends a live typing signal for the other members (not awaited by anyone).
@@ -197,14 +195,14 @@ impl CommandBus {
         conversation_id: ConversationId,
         state: missive_schemas::wire::TypingState,
         recipients: &[UserId],
-        expires_at: i64,
+        expires_at: Millis,
     ) -> Result<(), ApiError> {
         let typing = missive_schemas::wire::Typing {
-            conversation_id: i64::try_from(conversation_id.0).unwrap_or(i64::MAX),
-            from: i64::try_from(by.user.0).unwrap_or(i64::MAX),
-            from_device: i64::try_from(by.device.0).unwrap_or(i64::MAX),
+            conversation_id,
+            from: by.user,
+            from_device: by.device,
             state,
-            recipients: recipients.iter().map(|user| i64::try_from(user.0).unwrap_or(i64::MAX)).collect(),
+            recipients: recipients.to_vec(),
             expires_at,
         };
         self.append(missive_processors::topics::EPHEMERAL, conversation_id.0, &WireValue::Typing(typing), None).await
@@ -212,7 +210,7 @@ impl CommandBus {
 
     pub async fn ack(&self, by: Principal, seq: FeedSeq) -> Result<(), ApiError> {
         let delivery = Delivery { recipient: by.user, item: DeliveryItem::DeviceAcked { device_id: by.device, seq } };
-        self.append(DELIVERIES, by.user.0, &delivery_to_wire(&delivery), None).await
+        self.append(DELIVERIES, by.user.0, &WireValue::from(&delivery), None).await
     }
 
     /// A read mark; `notify` false when read receipts are off for the chat.
@@ -230,6 +228,6 @@ impl CommandBus {
             up_to,
             notify,
         });
-        self.append(COMMANDS_CONVERSATION, conversation_id.0, &conversation_command_to_wire(&command), None).await
+        self.append(COMMANDS_CONVERSATION, conversation_id.0, &WireValue::from(&command), None).await
     }
 }

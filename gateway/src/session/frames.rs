@@ -1,7 +1,7 @@
 //! What each client frame does once the session is authenticated.
 
 use missive_core::operations::Operation;
-use missive_core::{ConvSeq, ConversationId, FeedSeq, UserId};
+use missive_core::{ConvSeq, ConversationId, FeedSeq, Millis, UserId};
 use serde_json::{Value, json};
 
 use super::connection::{Session, SessionDeps, append_ack, expiry_instant};
@@ -55,7 +55,7 @@ async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, st
     if others.is_empty() {
         return Ok(());
     }
-    let expires_at = deps.clock.now_ms() + TYPING_TTL_MS;
+    let expires_at = Millis(deps.clock.now_ms() + TYPING_TTL_MS);
     deps.bus.typing(principal, conversation, state, &others, expires_at).await
 }
 

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use missive_core::{ConversationId, UserId};
+use missive_core::ConversationId;
 use missive_infra::{Clock, Log, Offset, TopicPartition};
 use missive_processors::partitions_of;
 use missive_processors::topics::EPHEMERAL;
@@ -59,7 +59,7 @@ pub async fn run(
         let now = clock.now_ms();
         for value in batch.items {
             let WireValue::Typing(typing) = value else { continue };
-            if typing.expires_at <= now || blocked_by_recipient(&reads, &typing).await {
+            if typing.expires_at.0 <= now || blocked_by_recipient(&reads, &typing).await {
                 continue;
             }
             deliver(&sessions, &typing);
@@ -69,11 +69,9 @@ pub async fn run(
 
 /// Whether `typing` is a 1:1 chat's signal to someone who blocked its sender.
 async fn blocked_by_recipient(reads: &ReadModels, typing: &Typing) -> bool {
-    let ids = |id: i64| u64::try_from(id).ok().map(UserId);
-    let (Some(from), [recipient]) = (ids(typing.from), typing.recipients.as_slice()) else { return false };
-    let Some(recipient) = ids(*recipient) else { return false };
-    let direct = u64::try_from(typing.conversation_id)
-        .is_ok_and(|id| ConversationId(id) == ConversationId::direct(from, recipient));
+    let [recipient] = typing.recipients.as_slice() else { return false };
+    let (from, recipient) = (typing.from, *recipient);
+    let direct = typing.conversation_id == ConversationId::direct(from, recipient);
     // A directory that cannot be read drops the signal: it is only a hint.
     direct && reads.has_blocked(recipient, from).await.unwrap_or(true)
 }
@@ -84,11 +82,9 @@ fn deliver(sessions: &Sessions, typing: &Typing) {
         "conversation_id": typing.conversation_id.to_string(),
         "from": typing.from.to_string(),
         "state": typing.state.as_str(),
-        "expires_at": typing.expires_at,
+        "expires_at": typing.expires_at.0,
     }));
     for recipient in &typing.recipients {
-        if let Ok(user) = u64::try_from(*recipient) {
-            sessions.push_live(UserId(user), &frame);
-        }
+        sessions.push_live(*recipient, &frame);
     }
 }

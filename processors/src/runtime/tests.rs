@@ -8,7 +8,7 @@ use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus
 use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, UserId};
 use missive_infra::db::{CF_STATE, family, open_db};
 use missive_infra::{Offset, OutRecord, Record, TopicPartition};
-use missive_schemas::convert::conversation_command_to_wire;
+use missive_schemas::WireValue;
 use missive_schemas::{Codec, RecordType};
 use prometheus::Registry;
 use proptest::prelude::*;
@@ -118,13 +118,7 @@ fn records(codec: &Codec, ops: &[Op]) -> Vec<Record> {
                     notify: true,
                 }),
             };
-            input_record(
-                "commands.conversation",
-                index,
-                conversation_id.0,
-                &conversation_command_to_wire(&command),
-                codec,
-            )
+            input_record("commands.conversation", index, conversation_id.0, &WireValue::from(&command), codec)
         })
         .collect()
 }
@@ -214,7 +208,7 @@ fn inbox_records(codec: &Codec, ops: &[InboxOp]) -> Vec<Record> {
     use missive_core::Millis;
     use missive_core::conversation::MessageSent;
     use missive_core::delivery::{Delivery, DeliveryItem, Receipt};
-    use missive_schemas::convert::delivery_to_wire;
+
     let (alice, bob) = (UserId(11), UserId(22));
     let conversation_id = ConversationId::direct(alice, bob);
     ops.iter()
@@ -259,7 +253,7 @@ fn inbox_records(codec: &Codec, ops: &[InboxOp]) -> Vec<Record> {
                 InboxOp::AddDevice { device } => (bob, DeliveryItem::DeviceAdded { device_id: DeviceId(*device) }),
             };
             let delivery = Delivery { recipient, item };
-            input_record("deliveries", index, recipient.0, &delivery_to_wire(&delivery), codec)
+            input_record("deliveries", index, recipient.0, &WireValue::from(&delivery), codec)
         })
         .collect()
 }

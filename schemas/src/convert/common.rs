@@ -1,7 +1,6 @@
-//! What every conversion shares: its error, ids and counts, receipt
-//! statuses, audiences, user lists and attachments.
+//! What every conversion shares: its error, sizes and counts, receipt
+//! statuses, audiences and attachments.
 
-use missive_core::UserId;
 use missive_core::conversation::ReceiptStatus;
 use missive_core::media::{Attachment, MediaKind, MediaRef};
 use missive_core::users::Audience;
@@ -10,8 +9,8 @@ use crate::wire::{self, RecordType};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConvertError {
-    #[error("field {0} holds a negative id")]
-    NegativeId(&'static str),
+    #[error("field {0} holds a negative number")]
+    Negative(&'static str),
     #[error("a {found:?} record is not a {expected}")]
     WrongType { expected: &'static str, found: RecordType },
     #[error("field {0} is required for this kind")]
@@ -20,103 +19,117 @@ pub enum ConvertError {
     AttachmentKind(String),
 }
 
-pub(super) fn attachment_to_wire(attachment: &Attachment) -> wire::Attachment {
-    let mut wire = wire::Attachment {
-        kind: attachment.kind().to_string(),
-        media_id: None,
-        size: None,
-        content_type: None,
-        sha256: None,
-        key: None,
-        caption: None,
-        thumbnail: None,
-        latitude: None,
-        longitude: None,
-        name: None,
-        vcard: None,
-    };
-    match attachment {
-        Attachment::Media(media) => {
-            use base64::Engine as _;
-            wire.media_id = Some(media.media_id.clone());
-            wire.size = Some(i64::try_from(media.size).unwrap_or(i64::MAX));
-            wire.content_type = Some(media.content_type.clone());
-            wire.sha256 = Some(media.sha256.clone());
-            wire.key = Some(media.key.clone());
-            wire.caption = media.caption.clone();
-            // Thumbnails were checked as base64 when the send was accepted.
-            wire.thumbnail =
-                media.thumbnail.as_ref().and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
+impl From<&Attachment> for wire::Attachment {
+    fn from(attachment: &Attachment) -> wire::Attachment {
+        let mut wire = wire::Attachment {
+            kind: attachment.kind().to_string(),
+            media_id: None,
+            size: None,
+            content_type: None,
+            sha256: None,
+            key: None,
+            caption: None,
+            thumbnail: None,
+            latitude: None,
+            longitude: None,
+            name: None,
+            vcard: None,
+        };
+        match attachment {
+            Attachment::Media(media) => {
+                use base64::Engine as _;
+                wire.media_id = Some(media.media_id.clone());
+                wire.size = Some(size_to_wire(media.size));
+                wire.content_type = Some(media.content_type.clone());
+                wire.sha256 = Some(media.sha256.clone());
+                wire.key = Some(media.key.clone());
+                wire.caption = media.caption.clone();
+                // Thumbnails were checked as base64 when the send was accepted.
+                wire.thumbnail = media
+                    .thumbnail
+                    .as_ref()
+                    .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
+            }
+            Attachment::Location { latitude, longitude, name } => {
+                wire.latitude = Some(*latitude);
+                wire.longitude = Some(*longitude);
+                wire.name = name.clone();
+            }
+            Attachment::Contact { vcard } => wire.vcard = Some(vcard.clone()),
         }
-        Attachment::Location { latitude, longitude, name } => {
-            wire.latitude = Some(*latitude);
-            wire.longitude = Some(*longitude);
-            wire.name = name.clone();
+        wire
+    }
+}
+
+impl TryFrom<wire::Attachment> for Attachment {
+    type Error = ConvertError;
+    fn try_from(wire: wire::Attachment) -> Result<Attachment, ConvertError> {
+        use base64::Engine as _;
+        Ok(match wire.kind.as_str() {
+            "location" => Attachment::Location {
+                latitude: wire.latitude.ok_or(ConvertError::Missing("attachment.latitude"))?,
+                longitude: wire.longitude.ok_or(ConvertError::Missing("attachment.longitude"))?,
+                name: wire.name,
+            },
+            "contact" => Attachment::Contact { vcard: wire.vcard.ok_or(ConvertError::Missing("attachment.vcard"))? },
+            kind => Attachment::Media(MediaRef {
+                media_kind: MediaKind::parse(kind).ok_or_else(|| ConvertError::AttachmentKind(kind.to_string()))?,
+                media_id: wire.media_id.ok_or(ConvertError::Missing("attachment.media_id"))?,
+                size: size_from_wire(wire.size.ok_or(ConvertError::Missing("attachment.size"))?, "attachment.size")?,
+                content_type: wire.content_type.ok_or(ConvertError::Missing("attachment.content_type"))?,
+                sha256: wire.sha256.ok_or(ConvertError::Missing("attachment.sha256"))?,
+                key: wire.key.ok_or(ConvertError::Missing("attachment.key"))?,
+                caption: wire.caption,
+                thumbnail: wire.thumbnail.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            }),
+        })
+    }
+}
+
+/// A byte size or limit: never negative on the wire.
+pub(super) fn size_from_wire<T: TryFrom<i64>>(value: i64, field: &'static str) -> Result<T, ConvertError> {
+    T::try_from(value).map_err(|_| ConvertError::Negative(field))
+}
+
+pub(super) fn size_to_wire(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+impl From<ReceiptStatus> for wire::ReceiptStatus {
+    fn from(status: ReceiptStatus) -> wire::ReceiptStatus {
+        match status {
+            ReceiptStatus::Delivered => wire::ReceiptStatus::Delivered,
+            ReceiptStatus::Read => wire::ReceiptStatus::Read,
         }
-        Attachment::Contact { vcard } => wire.vcard = Some(vcard.clone()),
-    }
-    wire
-}
-
-pub(super) fn attachment_from_wire(wire: wire::Attachment) -> Result<Attachment, ConvertError> {
-    use base64::Engine as _;
-    Ok(match wire.kind.as_str() {
-        "location" => Attachment::Location {
-            latitude: wire.latitude.ok_or(ConvertError::Missing("attachment.latitude"))?,
-            longitude: wire.longitude.ok_or(ConvertError::Missing("attachment.longitude"))?,
-            name: wire.name,
-        },
-        "contact" => Attachment::Contact { vcard: wire.vcard.ok_or(ConvertError::Missing("attachment.vcard"))? },
-        kind => Attachment::Media(MediaRef {
-            media_kind: MediaKind::parse(kind).ok_or_else(|| ConvertError::AttachmentKind(kind.to_string()))?,
-            media_id: wire.media_id.ok_or(ConvertError::Missing("attachment.media_id"))?,
-            size: u64::try_from(wire.size.ok_or(ConvertError::Missing("attachment.size"))?)
-                .map_err(|_| ConvertError::NegativeId("attachment.size"))?,
-            content_type: wire.content_type.ok_or(ConvertError::Missing("attachment.content_type"))?,
-            sha256: wire.sha256.ok_or(ConvertError::Missing("attachment.sha256"))?,
-            key: wire.key.ok_or(ConvertError::Missing("attachment.key"))?,
-            caption: wire.caption,
-            thumbnail: wire.thumbnail.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
-        }),
-    })
-}
-
-pub(super) fn id(value: i64, field: &'static str) -> Result<u64, ConvertError> {
-    u64::try_from(value).map_err(|_| ConvertError::NegativeId(field))
-}
-
-pub(super) fn long(value: u64) -> i64 {
-    // Ids are minted below 2^63; saturate rather than wrap if one is not.
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(super) fn status_to_wire(status: ReceiptStatus) -> wire::ReceiptStatus {
-    match status {
-        ReceiptStatus::Delivered => wire::ReceiptStatus::Delivered,
-        ReceiptStatus::Read => wire::ReceiptStatus::Read,
     }
 }
 
-pub(super) fn status_from_wire(status: wire::ReceiptStatus) -> ReceiptStatus {
-    match status {
-        wire::ReceiptStatus::Delivered => ReceiptStatus::Delivered,
-        wire::ReceiptStatus::Read => ReceiptStatus::Read,
+impl From<wire::ReceiptStatus> for ReceiptStatus {
+    fn from(status: wire::ReceiptStatus) -> ReceiptStatus {
+        match status {
+            wire::ReceiptStatus::Delivered => ReceiptStatus::Delivered,
+            wire::ReceiptStatus::Read => ReceiptStatus::Read,
+        }
     }
 }
 
-pub(super) fn audience_to_wire(audience: Audience) -> wire::Audience {
-    match audience {
-        Audience::Everyone => wire::Audience::Everyone,
-        Audience::Contacts => wire::Audience::Contacts,
-        Audience::Nobody => wire::Audience::Nobody,
+impl From<Audience> for wire::Audience {
+    fn from(audience: Audience) -> wire::Audience {
+        match audience {
+            Audience::Everyone => wire::Audience::Everyone,
+            Audience::Contacts => wire::Audience::Contacts,
+            Audience::Nobody => wire::Audience::Nobody,
+        }
     }
 }
 
-pub(super) fn audience_from_wire(audience: wire::Audience) -> Audience {
-    match audience {
-        wire::Audience::Everyone => Audience::Everyone,
-        wire::Audience::Contacts => Audience::Contacts,
-        wire::Audience::Nobody => Audience::Nobody,
+impl From<wire::Audience> for Audience {
+    fn from(audience: wire::Audience) -> Audience {
+        match audience {
+            wire::Audience::Everyone => Audience::Everyone,
+            wire::Audience::Contacts => Audience::Contacts,
+            wire::Audience::Nobody => Audience::Nobody,
+        }
     }
 }
 
@@ -127,14 +140,6 @@ pub(super) fn count_to_wire(count: u32) -> i32 {
 /// Counts are never negative; an old record without the field reads 0.
 pub(super) fn count_from_wire(count: i32) -> u32 {
     u32::try_from(count).unwrap_or(0)
-}
-
-pub(super) fn users_to_wire(users: &[UserId]) -> Vec<i64> {
-    users.iter().map(|user| long(user.0)).collect()
-}
-
-pub(super) fn users_from_wire(users: Vec<i64>, field: &'static str) -> Result<Vec<UserId>, ConvertError> {
-    users.into_iter().map(|user| id(user, field).map(UserId)).collect()
 }
 
 impl From<&missive_core::conversation::Rejection> for crate::Outcome {

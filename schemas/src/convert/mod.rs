@@ -1,5 +1,7 @@
-//! Domain <-> wire conversions. Domain ids are unsigned and below 2^63; on
-//! the wire they are Avro longs. A negative id on the wire is refused.
+//! Domain <-> wire conversions: one `From`/`TryFrom` pair per record type
+//! (and `WireValue` from each domain command, event and delivery). Ids are
+//! the domain's newtypes on both sides; `wire::ids` carries them as Avro
+//! longs and refuses a negative one when decoding.
 //!
 //! `common` holds what every conversion shares; the others go by subject.
 
@@ -10,7 +12,4 @@ mod groups;
 mod users;
 
 pub use common::ConvertError;
-pub use conversation::*;
-pub use delivery::*;
-pub use groups::*;
-pub use users::*;
+pub use delivery::{deliveries_from_wire, message_fanout_to_wire};

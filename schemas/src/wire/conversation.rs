@@ -1,6 +1,9 @@
 //! Conversation commands and events, and message operations.
 
+use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
 use serde::{Deserialize, Serialize};
+
+use super::ids;
 
 use super::media::Attachment;
 
@@ -14,14 +17,20 @@ pub enum ReceiptStatus {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SendMessage {
-    pub conversation_id: i64,
-    pub message_id: i64,
-    pub from: i64,
-    pub from_device: i64,
-    pub to: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub message_id: MessageId,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
+    #[serde(with = "ids::one")]
+    pub from_device: DeviceId,
+    #[serde(with = "ids::one")]
+    pub to: UserId,
     pub client_msg_id: String,
     pub content: String,
-    pub reply_to: Option<i64>,
+    #[serde(with = "ids::maybe")]
+    pub reply_to: Option<MessageId>,
     #[serde(default)]
     pub forward_count: i32,
     #[serde(default)]
@@ -30,10 +39,13 @@ pub struct SendMessage {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MarkReceipt {
-    pub conversation_id: i64,
-    pub by: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
     pub status: ReceiptStatus,
-    pub up_to: i64,
+    #[serde(with = "ids::one")]
+    pub up_to: ConvSeq,
     #[serde(default = "yes")]
     pub notify: bool,
 }
@@ -44,26 +56,36 @@ fn yes() -> bool {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApplyBlock {
-    pub conversation_id: i64,
-    pub blocker: i64,
-    pub target: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub blocker: UserId,
+    #[serde(with = "ids::one")]
+    pub target: UserId,
     pub blocked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageSent {
-    pub conversation_id: i64,
-    pub conv_seq: i64,
-    pub message_id: i64,
-    pub from: i64,
-    pub from_device: i64,
-    pub members: Vec<i64>,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub conv_seq: ConvSeq,
+    #[serde(with = "ids::one")]
+    pub message_id: MessageId,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
+    #[serde(with = "ids::one")]
+    pub from_device: DeviceId,
+    #[serde(with = "ids::many")]
+    pub members: Vec<UserId>,
     pub client_msg_id: String,
     pub content: String,
-    pub reply_to: Option<i64>,
-    pub sent_at: i64,
-    #[serde(default)]
-    pub withheld_from: Vec<i64>,
+    #[serde(with = "ids::maybe")]
+    pub reply_to: Option<MessageId>,
+    pub sent_at: Millis,
+    #[serde(default, with = "ids::many")]
+    pub withheld_from: Vec<UserId>,
     #[serde(default)]
     pub forward_count: i32,
     #[serde(default)]
@@ -72,9 +94,12 @@ pub struct MessageSent {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageRef {
-    pub message_id: i64,
-    pub conv_seq: i64,
-    pub from: i64,
+    #[serde(with = "ids::one")]
+    pub message_id: MessageId,
+    #[serde(with = "ids::one")]
+    pub conv_seq: ConvSeq,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
     #[serde(default)]
     pub count: i32,
     #[serde(default)]
@@ -83,11 +108,14 @@ pub struct MessageRef {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReceiptsAdvanced {
-    pub conversation_id: i64,
-    pub by: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
     pub status: ReceiptStatus,
-    pub up_to: i64,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub up_to: ConvSeq,
+    pub at: Millis,
     pub messages: Vec<MessageRef>,
 }
 
@@ -102,11 +130,16 @@ pub enum OperationKind {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModifyMessage {
-    pub conversation_id: i64,
-    pub by: i64,
-    pub by_device: i64,
-    pub message_id: i64,
-    pub target_seq: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
+    #[serde(with = "ids::one")]
+    pub by_device: DeviceId,
+    #[serde(with = "ids::one")]
+    pub message_id: MessageId,
+    #[serde(with = "ids::one")]
+    pub target_seq: ConvSeq,
     pub kind: OperationKind,
     #[serde(default)]
     pub text: String,
@@ -114,15 +147,22 @@ pub struct ModifyMessage {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageModified {
-    pub conversation_id: i64,
-    pub conv_seq: i64,
-    pub message_id: i64,
-    pub target_seq: i64,
-    pub by: i64,
-    pub by_device: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub conv_seq: ConvSeq,
+    #[serde(with = "ids::one")]
+    pub message_id: MessageId,
+    #[serde(with = "ids::one")]
+    pub target_seq: ConvSeq,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
+    #[serde(with = "ids::one")]
+    pub by_device: DeviceId,
     pub kind: OperationKind,
     #[serde(default)]
     pub text: String,
-    pub audience: Vec<i64>,
-    pub at: i64,
+    #[serde(with = "ids::many")]
+    pub audience: Vec<UserId>,
+    pub at: Millis,
 }

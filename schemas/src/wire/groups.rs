@@ -1,6 +1,9 @@
 //! Group commands, changes and their deliveries.
 
+use missive_core::{ConvSeq, ConversationId, Millis, UserId};
 use serde::{Deserialize, Serialize};
+
+use super::ids;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -34,10 +37,13 @@ pub enum GroupChangeKind {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeGroup {
-    pub conversation_id: i64,
-    pub by: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
     pub kind: GroupCommandKind,
-    pub users: Vec<i64>,
+    #[serde(with = "ids::many")]
+    pub users: Vec<UserId>,
     pub admin: Option<bool>,
     pub name: Option<String>,
     pub description: Option<String>,
@@ -50,13 +56,19 @@ pub struct ChangeGroup {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupChanged {
-    pub conversation_id: i64,
-    pub conv_seq: i64,
-    pub by: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub conv_seq: ConvSeq,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
     pub kind: GroupChangeKind,
-    pub subjects: Vec<i64>,
-    pub members: Vec<i64>,
-    pub admins: Vec<i64>,
+    #[serde(with = "ids::many")]
+    pub subjects: Vec<UserId>,
+    #[serde(with = "ids::many")]
+    pub members: Vec<UserId>,
+    #[serde(with = "ids::many")]
+    pub admins: Vec<UserId>,
     pub name: String,
     pub description: String,
     pub icon: String,
@@ -64,21 +76,25 @@ pub struct GroupChanged {
     pub only_admins_edit_info: bool,
     pub history_for_new_members: bool,
     pub max_members: i32,
-    pub created_by: i64,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub created_by: UserId,
+    pub at: Millis,
     #[serde(default)]
     pub invites: Vec<GroupInvite>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupInvite {
-    pub user: i64,
-    pub by: i64,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub user: UserId,
+    #[serde(with = "ids::one")]
+    pub by: UserId,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliverGroupChange {
-    pub recipient: i64,
+    #[serde(with = "ids::one")]
+    pub recipient: UserId,
     pub change: GroupChanged,
 }

@@ -1,5 +1,6 @@
 //! Attachments and completed uploads.
 
+use missive_core::{Millis, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A media reference, location or contact card: one flat record whose
@@ -34,7 +35,8 @@ pub struct Attachment {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MediaUploaded {
     pub media_id: String,
-    pub owner: i64,
+    #[serde(with = "super::ids::one")]
+    pub owner: UserId,
     pub kind: String,
     #[serde(default = "message_purpose")]
     pub purpose: String,
@@ -42,7 +44,7 @@ pub struct MediaUploaded {
     pub size: i64,
     pub sha256: String,
     pub key: String,
-    pub at: i64,
+    pub at: Millis,
 }
 
 fn message_purpose() -> String {

@@ -9,6 +9,7 @@ use serde::Serialize;
 mod conversation;
 mod delivery;
 mod groups;
+pub mod ids;
 mod media;
 mod signals;
 mod users;

@@ -1,6 +1,9 @@
 //! Replies, typing, presence and push jobs.
 
+use missive_core::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
 use serde::{Deserialize, Serialize};
+
+use super::ids;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -32,12 +35,16 @@ impl TypingState {
 /// A live indicator on the `ephemeral` topic (no domain twin: nothing folds it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Typing {
-    pub conversation_id: i64,
-    pub from: i64,
-    pub from_device: i64,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
+    #[serde(with = "ids::one")]
+    pub from_device: DeviceId,
     pub state: TypingState,
-    pub recipients: Vec<i64>,
-    pub expires_at: i64,
+    #[serde(with = "ids::many")]
+    pub recipients: Vec<UserId>,
+    pub expires_at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,37 +53,48 @@ pub struct CommandReply {
     pub request: i64,
     pub outcome: String,
     pub detail: String,
-    pub user_id: Option<i64>,
-    pub device_id: Option<i64>,
-    pub conversation_id: Option<i64>,
-    pub message_id: Option<i64>,
-    pub conv_seq: Option<i64>,
-    pub at: i64,
+    #[serde(with = "ids::maybe")]
+    pub user_id: Option<UserId>,
+    #[serde(with = "ids::maybe")]
+    pub device_id: Option<DeviceId>,
+    #[serde(with = "ids::maybe")]
+    pub conversation_id: Option<ConversationId>,
+    #[serde(with = "ids::maybe")]
+    pub message_id: Option<MessageId>,
+    #[serde(with = "ids::maybe")]
+    pub conv_seq: Option<ConvSeq>,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PresenceHeartbeat {
     pub instance: String,
-    pub online: Vec<i64>,
-    pub at: i64,
+    #[serde(with = "ids::many")]
+    pub online: Vec<UserId>,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PresenceChanged {
     pub instance: String,
-    pub user: i64,
+    #[serde(with = "ids::one")]
+    pub user: UserId,
     pub online: bool,
-    pub at: i64,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushJob {
-    pub user: i64,
-    pub conversation_id: i64,
+    #[serde(with = "ids::one")]
+    pub user: UserId,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
     pub group: bool,
     pub count: i32,
-    pub message_ids: Vec<i64>,
-    pub senders: Vec<i64>,
-    pub first_at: i64,
-    pub at: i64,
+    #[serde(with = "ids::many")]
+    pub message_ids: Vec<MessageId>,
+    #[serde(with = "ids::many")]
+    pub senders: Vec<UserId>,
+    pub first_at: Millis,
+    pub at: Millis,
 }

@@ -1,6 +1,9 @@
 //! The users decider's commands and events.
 
+use missive_core::{DeviceId, Millis, UserId};
 use serde::{Deserialize, Serialize};
+
+use super::ids;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Audience {
@@ -14,14 +17,17 @@ pub enum Audience {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoveDevice {
-    pub user_id: i64,
-    pub device_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
     pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateProfile {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub display_name: Option<String>,
     pub about: Option<String>,
     pub picture: Option<String>,
@@ -29,7 +35,8 @@ pub struct UpdateProfile {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetPrivacy {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub last_seen: Option<Audience>,
     pub photo: Option<Audience>,
     pub about: Option<Audience>,
@@ -40,57 +47,68 @@ pub struct SetPrivacy {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockUser {
-    pub user_id: i64,
-    pub target: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub target: UserId,
     pub blocked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContacts {
-    pub user_id: i64,
-    pub added: Vec<i64>,
-    pub removed: Vec<i64>,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::many")]
+    pub added: Vec<UserId>,
+    #[serde(with = "ids::many")]
+    pub removed: Vec<UserId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetPin {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub pin_hash: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordLastSeen {
-    pub user_id: i64,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRemoved {
-    pub user_id: i64,
-    pub device_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
     pub reason: String,
-    pub at: i64,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProfileUpdated {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub display_name: String,
     pub about: String,
     pub picture: String,
-    pub at: i64,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyChanged {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub last_seen: Audience,
     pub photo: Audience,
     pub about: Audience,
     pub read_receipts: bool,
     #[serde(default = "everyone")]
     pub groups: Audience,
-    pub at: i64,
+    pub at: Millis,
 }
 
 fn everyone() -> Audience {
@@ -99,51 +117,64 @@ fn everyone() -> Audience {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockChanged {
-    pub user_id: i64,
-    pub target: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub target: UserId,
     pub blocked: bool,
-    pub at: i64,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContactsChanged {
-    pub user_id: i64,
-    pub added: Vec<i64>,
-    pub removed: Vec<i64>,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::many")]
+    pub added: Vec<UserId>,
+    #[serde(with = "ids::many")]
+    pub removed: Vec<UserId>,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PinChanged {
-    pub user_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
     pub pin_hash: Option<String>,
-    pub at: i64,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LastSeen {
-    pub user_id: i64,
-    pub at: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    pub at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceDropped {
-    pub recipient: i64,
-    pub device_id: i64,
+    #[serde(with = "ids::one")]
+    pub recipient: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDevice {
-    pub user_id: i64,
-    pub device_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
     pub device_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRegistered {
-    pub user_id: i64,
-    pub device_id: i64,
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
     pub device_name: String,
     pub new_account: bool,
-    pub at: i64,
+    pub at: Millis,
 }
