@@ -924,7 +924,8 @@ async fn tokens_never_reach_the_logs_even_at_trace_level() {
     let (status, _) = server.api.post("/v1/auth/logout", Some(&alice.access_token), &json!({})).await.expect("logout");
     assert_eq!(status, 200);
     drop(connection);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let logged = "the server logs the closed connection before it stops";
+    common::let_time_pass(std::time::Duration::from_millis(500), logged).await;
     drop(server);
 
     let text = std::fs::read_to_string(&log).expect("log");

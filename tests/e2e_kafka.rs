@@ -233,6 +233,8 @@ struct RecipientLog {
 
 /// Connects, retrying while the owning gateway restarts.
 async fn connect_retrying(url: &str, account: &Account, resume: Option<(&str, u64)>) -> Connection {
+    // A loop, not `common::eventually`: this runs in spawned tasks, and an
+    // async closure borrowing its arguments is not `Send` there.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         match Connection::open(url, &account.access_token, resume).await {
@@ -352,14 +354,15 @@ async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
             let log = std::mem::take(&mut recipient_logs[pair]);
             receiving.push(tokio::spawn(recipient_cycle(url.clone(), recipients[pair].clone(), log, stop.clone())));
         }
-        tokio::time::sleep(Duration::from_millis(300 + (cycle as u64 * 97) % 500)).await;
+        let load_for = Duration::from_millis(300 + (cycle as u64 * 97) % 500);
+        common::let_time_pass(load_for, "the faults land at varied moments of the load").await;
         let victims = [format!("process-{}", cycle % 2), format!("gateway-{}", (cycle / 2) % 2)];
         if cycle < CYCLES {
             for victim in &victims {
                 fixture.cluster.kill9(victim).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        common::let_time_pass(Duration::from_millis(200), "the clients keep working through the kill").await;
         stop.store(true, Ordering::Relaxed);
         for (pair, task) in sending.into_iter().enumerate() {
             sender_logs[pair] = task.await.expect("sender task");
@@ -385,7 +388,7 @@ async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
             let log = std::mem::take(&mut sender_logs[pair]);
             let to = recipients[pair].user_id.clone();
             let task = tokio::spawn(sender_cycle(url.clone(), senders[pair].clone(), to, log, stop.clone()));
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            common::let_time_pass(Duration::from_secs(1), "the sender retries its unconfirmed sends").await;
             stop.store(true, Ordering::Relaxed);
             sender_logs[pair] = task.await.expect("sender");
         }
@@ -400,7 +403,7 @@ async fn killing_processors_and_gateways_loses_and_duplicates_nothing() {
             let stop = Arc::new(AtomicBool::new(false));
             let log = std::mem::take(&mut recipient_logs[pair]);
             let task = tokio::spawn(recipient_cycle(url.clone(), recipients[pair].clone(), log, stop.clone()));
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            common::let_time_pass(Duration::from_secs(1), "the recipient drains its backlog").await;
             stop.store(true, Ordering::Relaxed);
             recipient_logs[pair] = task.await.expect("recipient");
         }
@@ -467,11 +470,12 @@ async fn a_processor_that_lost_its_store_restores_from_the_changelog() {
             })
             .sum()
     };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while restored() == 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(restored() > 0, "the wiped instances restored from their changelogs (not by replaying their inputs)");
+    common::eventually(
+        "the wiped instances restored from their changelogs (not by replaying their inputs)",
+        WAIT,
+        async || if restored() > 0 { Ok(()) } else { Err("no \"state restored\" line in their logs") },
+    )
+    .await;
 
     let mut alice_ws = Connection::open(&fixture.ws_url(), &alice.access_token, None).await.expect("alice again");
     let retried = send_all(&mut alice_ws, 5..6).await;
@@ -537,18 +541,16 @@ async fn a_killed_gateways_users_show_offline_to_watchers_within_70_seconds() {
     let killed_at = tokio::time::Instant::now();
     fixture.cluster.kill9(&format!("gateway-{victim}")).await;
     // Watch (pinging, so the watcher's own connection stays open) until the watched user goes offline.
-    let offline = loop {
-        assert!(killed_at.elapsed() < Duration::from_secs(75), "still online 75 s after its gateway died");
-        watcher_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
-        let frames = watcher_ws.collect_until(Duration::from_secs(10), |frames| {
-            frames.iter().any(|frame| is_presence(frame, false) || frame["type"] == "pong")
-        });
-        let frames = frames.await.expect("the watcher's gateway is alive");
-        if let Some(frame) = frames.iter().find(|frame| is_presence(frame, false)) {
-            break frame.clone();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let offline =
+        common::eventually("the watched user offline after its gateway died", Duration::from_secs(75), async || {
+            watcher_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
+            let frames = watcher_ws.collect_until(Duration::from_secs(10), |frames| {
+                frames.iter().any(|frame| is_presence(frame, false) || frame["type"] == "pong")
+            });
+            let frames = frames.await.expect("the watcher's gateway is alive");
+            frames.iter().find(|frame| is_presence(frame, false)).cloned().ok_or(frames)
+        })
+        .await;
     let elapsed = killed_at.elapsed();
     eprintln!("presence: offline {:.1} s after kill -9 of gateway-{victim}: {offline}", elapsed.as_secs_f64());
     assert!(elapsed <= Duration::from_secs(70), "offline only after {elapsed:?}");
@@ -586,7 +588,7 @@ async fn background_load(fixture: &Fixture, stop: Arc<AtomicBool>) -> tokio::tas
             let about = json!({"about": format!("busy {next}")});
             let (status, body) = api.put("/v1/profile", Some(&profiler.access_token), &about).await.expect("profile");
             assert_eq!(status, 200, "background profile change: {body}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            common::let_time_pass(Duration::from_millis(5), "the background load is paced").await;
         }
         confirmed
     })

@@ -67,13 +67,9 @@ async fn start_s3() -> (tokio::process::Child, tempfile::TempDir, String) {
         .expect("start `weed mini` (SeaweedFS): run ./infra/scripts/install-deps.sh");
     let endpoint = format!("http://127.0.0.1:{s3_port}");
     let objects = s3_objects(&endpoint);
-    for _ in 0..120 {
-        if objects.list("").await.is_ok() {
-            return (child, dir, endpoint);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("SeaweedFS did not serve S3 at {endpoint} within 30 s");
+    let serving = format!("SeaweedFS serves S3 at {endpoint}");
+    common::eventually(&serving, Duration::from_secs(30), async || objects.list("").await.map(|_| ())).await;
+    (child, dir, endpoint)
 }
 
 fn s3_objects(endpoint: &str) -> Objects {
@@ -398,15 +394,11 @@ async fn fetch_until(
     what: &str,
     ready: impl Fn(&Result<Vec<u8>, (u16, Value)>) -> bool,
 ) -> Result<Vec<u8>, (u16, Value)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    common::eventually(what, Duration::from_secs(20), async || {
         let outcome = fetch(server, token, path).await;
-        if ready(&outcome) {
-            return outcome;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: last answer {:?}", outcome.err());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if ready(&outcome) { Ok(outcome) } else { Err(outcome.err()) }
+    })
+    .await
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -672,18 +664,14 @@ async fn the_sweeper_removes_abandoned_uploads_and_media_deleted_for_everyone() 
         "message_id": sent["message_id"], "scope": "everyone"});
     assert_eq!(request(&mut alice_ws, "d1", delete).await["type"], "done");
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let gone = format!(
+        "every object removed after retention (abandoned {abandoned_id}, sent {media_id}, reused PUT after {reused_at:?})"
+    );
+    common::eventually(&gone, Duration::from_secs(30), async || {
         let stored = media.stored().await;
-        if stored.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still stored after retention: {stored:?} (abandoned {abandoned_id}, sent {media_id}, reused PUT after {reused_at:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if stored.is_empty() { Ok(()) } else { Err(stored) }
+    })
+    .await;
     // The abandoned slot is gone with its object: completing it finds nothing.
     let complete = format!("/v1/media/uploads/{abandoned_id}/complete");
     let (status, body) = server.api.post(&complete, Some(&alice.access_token), &json!({})).await.expect("complete");

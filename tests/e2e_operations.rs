@@ -407,7 +407,8 @@ async fn a_blocked_user_reaches_the_blocker_by_no_other_path() {
 
     // Typing: Bob's signal is dropped; Carol's, sent after it, is the marker.
     bob_ws.send_json(&json!({"type": "typing", "conversation_id": chat, "state": "typing"})).await.expect("typing");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head_start = "bob's signal, were it delivered, would reach alice before carol's marker";
+    common::let_time_pass(Duration::from_millis(300), head_start).await;
     carol_ws
         .send_json(&json!({"type": "typing", "conversation_id": carol_chat, "state": "typing"}))
         .await

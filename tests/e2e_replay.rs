@@ -139,17 +139,12 @@ async fn stats_count_messages_shares_and_delivery_latency_from_the_log() {
     let frames = common::until(&mut bob_ws, "group-1", |frame| frame["event"]["content"] == "group-1").await;
     let last = frames.iter().filter_map(|frame| frame["seq"].as_u64()).max().expect("a seq");
     bob_ws.ack(last).await.expect("ack");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let report = loop {
-        let output = server.tool(&["stats"]).await;
-        assert!(output.success, "stats failed: {}", output.stderr);
-        let report = output.lines.into_iter().next().expect("one JSON object");
-        if report["delivery_latency_ms"]["deliveries"] == 6 {
-            break report;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "bob's six deliveries: {report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let report = server
+        .tool_until(&["stats"], "bob's six deliveries", |lines| {
+            lines.first().is_some_and(|report| report["delivery_latency_ms"]["deliveries"] == 6)
+        })
+        .await
+        .remove(0);
     assert_eq!(report["messages"], 6, "{report}");
     assert!((report["group_share"].as_f64().expect("share") - 2.0 / 6.0).abs() < 1e-9, "{report}");
     let latency = &report["delivery_latency_ms"];
@@ -213,7 +208,8 @@ async fn rebuilt_projections_equal_the_live_ones_and_a_swap_keeps_every_message(
     let third =
         frames.iter().find(|frame| frame["event"]["content"] == "m2").and_then(|f| f["seq"].as_u64()).expect("seq");
     bob_ws.ack(third).await.expect("ack");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acks = ["replay", "deliveries", "--type", "DeviceAcked", "--key", &bob.user_id];
+    server.tool_until(&acks, "bob's ack is in the log", |lines| !lines.is_empty()).await;
     drop(bob_ws);
     for index in 5..7 {
         send_to_user(&mut alice_ws, &bob.user_id, &format!("m{index}")).await;
@@ -227,7 +223,8 @@ async fn rebuilt_projections_equal_the_live_ones_and_a_swap_keeps_every_message(
         &picture,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let uploads = ["replay", "events.media", "--type", "MediaUploaded"];
+    server.tool_until(&uploads, "the upload is in the log", |lines| !lines.is_empty()).await;
 
     // Every projection of every live store rebuilds equal, while serving.
     let tool = server.rebuild_tool();
@@ -389,16 +386,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
     ];
     let server = inject(server, records).await;
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let listed = loop {
-        let output = server.tool(&["dead-letters", "list"]).await;
-        assert!(output.success, "{}", output.stderr);
-        if output.lines.len() == 2 {
-            break output.lines;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "two dead letters: {:?}", output.lines);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let listed = server.tool_until(&["dead-letters", "list"], "two dead letters", |lines| lines.len() == 2).await;
     let poison = listed.iter().find(|line| line["type"] == "undecodable").expect("the poison record");
     assert!(poison["error"].as_str().is_some_and(|error| !error.is_empty()), "{poison}");
     assert!(poison["origin"].as_str().is_some_and(|origin| origin.starts_with("commands.conversation/")), "{poison}");
@@ -440,17 +428,14 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
     };
     let mut bob_ws = server.connect(&bob).await;
     common::until(&mut bob_ws, "the re-driven send", |frame| frame["event"]["content"] == "redriven").await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let lines = server.tool(&["dead-letters", "list"]).await.lines;
-        if let Some(again) = lines.iter().find(|line| line["redriven_from"].is_string()) {
-            assert_eq!(again["redriven_from"], format!("dead-letters@{poison_offset}"), "{again}");
-            assert_eq!(lines.len(), 3, "the fixed send was processed, not dead-lettered again: {lines:?}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the poison record dead-lettered again: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let lines = server
+        .tool_until(&["dead-letters", "list"], "the poison record dead-lettered again", |lines| {
+            lines.iter().any(|line| line["redriven_from"].is_string())
+        })
+        .await;
+    let again = lines.iter().find(|line| line["redriven_from"].is_string()).expect("found above");
+    assert_eq!(again["redriven_from"], format!("dead-letters@{poison_offset}"), "{again}");
+    assert_eq!(lines.len(), 3, "the fixed send was processed, not dead-lettered again: {lines:?}");
 }
 
 fn hex_of(bytes: &[u8]) -> String {

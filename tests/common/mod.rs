@@ -306,16 +306,12 @@ impl Server {
     /// GETs `path` (as `token`) until `ready` accepts the 200 body; fails
     /// with `what` and the last body at the deadline.
     pub async fn get_until(&self, path: &str, token: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(what, WAIT, async || {
             let (status, body) = self.api.get(path, Some(token)).await.expect("GET");
             assert_eq!(status, 200, "GET {path}: {body}");
-            if ready(&body) {
-                return body;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if ready(&body) { Ok(body) } else { Err(body) }
+        })
+        .await
     }
 }
 
@@ -374,15 +370,11 @@ impl Server {
 
     /// GETs `path` until it answers `status` (read models of other gateways lag).
     pub async fn wait_status(&self, path: &str, token: &str, status: u16) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(&format!("GET {path} answers {status}"), WAIT, async || {
             let (got, body) = self.api.get(path, Some(token)).await.expect("GET");
-            if got == status {
-                return body;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "GET {path}: wanted {status}, last {got} {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if got == status { Ok(body) } else { Err((got, body)) }
+        })
+        .await
     }
 }
 
@@ -502,15 +494,11 @@ impl WebhookSink {
 
     /// Waits until `ready` accepts what was received; fails with `what` at the deadline.
     pub async fn wait_for(&self, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(what, WAIT, async || {
             let received = self.received();
-            if ready(&received) {
-                return received;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: received {received:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if ready(&received) { Ok(received) } else { Err(received) }
+        })
+        .await
     }
 }
 
@@ -539,16 +527,12 @@ impl Server {
     /// Runs a tool until its lines satisfy `ready` (the log may still be
     /// catching up); panics naming `what` after [`WAIT`].
     pub async fn tool_until(&self, args: &[&str], what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(what, WAIT, async || {
             let output = self.tool(args).await;
             assert!(output.success, "missive {args:?} failed: {}", output.stderr);
-            if ready(&output.lines) {
-                return output.lines;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: {:?}\n{}", output.lines, output.stderr);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if ready(&output.lines) { Ok(output.lines) } else { Err((output.lines, output.stderr)) }
+        })
+        .await
     }
 }
 
@@ -695,5 +679,28 @@ pub async fn assert_quiet_for(duration: Duration, what: &str, mut holds: impl Fn
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `probe` until it answers `Ok`, and returns that answer; fails
+/// after `within` with `what` and the last `Err` it gave (what was seen
+/// instead). The named wait for "until this happens": it asks again after
+/// 20 ms, then less often, up to every 200 ms.
+pub async fn eventually<T, Seen: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, Seen>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match probe().await {
+            Ok(answer) => return answer,
+            Err(seen) => {
+                assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}; last seen {seen:?}")
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
