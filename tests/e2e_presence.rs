@@ -1,7 +1,7 @@
 //! Presence over WebSocket: watchers see online, then offline with last
 //! seen, for the users the owner's privacy lets them see; push
 //! notification jobs for users with no connected device, POSTed to a
-//! webhook. Runs in both modes (the gateway-crash case is in e2e_kafka.rs).
+//! webhook. Runs in both modes (the gateway-crash case is in e2e_kafka/).
 
 mod common;
 
