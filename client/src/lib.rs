@@ -2,6 +2,8 @@
 //! HTTP calls and a WebSocket connection. Used by the end-to-end tests and
 //! by `missive bench`.
 
+pub mod keys;
+
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};

@@ -12,6 +12,7 @@ pub mod account;
 pub mod auth;
 pub mod commands;
 pub mod groups;
+pub mod keys;
 pub mod media;
 pub mod messaging;
 pub mod metrics;

@@ -107,6 +107,7 @@ impl Replier {
             conversation_id: None,
             message_id: None,
             conv_seq: None,
+            claimed_key: None,
             at: missive_core::Millis(cause.timestamp),
         };
         fill(&mut reply);

@@ -33,6 +33,11 @@ pub fn user(user: UserId) -> Vec<u8> {
     key(&[b"user/", &user.to_be_bytes()])
 }
 
+/// A device's public keys (end-to-end encryption), kept by the users processor.
+pub fn device_keys(user: UserId, device: DeviceId) -> Vec<u8> {
+    key(&[b"devkeys/", &user.to_be_bytes(), &device.to_be_bytes()])
+}
+
 pub fn feed_header(user: UserId) -> Vec<u8> {
     key(&[b"inbox/", &user.to_be_bytes(), b"/h"])
 }

@@ -23,6 +23,8 @@ pub enum Outcome {
     InviteExpired,
     LimitReached,
     TooManyDevices,
+    /// A public key or its signature that is malformed or does not verify.
+    InvalidKey,
     /// A send whose client message id is malformed.
     BadFrame,
     /// Any other refusal: the command itself is invalid.
@@ -30,7 +32,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 18] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::NotFound,
@@ -46,6 +48,7 @@ impl Outcome {
         Outcome::InviteExpired,
         Outcome::LimitReached,
         Outcome::TooManyDevices,
+        Outcome::InvalidKey,
         Outcome::BadFrame,
         Outcome::BadRequest,
     ];
@@ -68,6 +71,7 @@ impl Outcome {
             Outcome::InviteExpired => "invite_expired",
             Outcome::LimitReached => "limit_reached",
             Outcome::TooManyDevices => "too_many_devices",
+            Outcome::InvalidKey => "invalid_key",
             Outcome::BadFrame => "bad_frame",
             Outcome::BadRequest => "bad_request",
         }

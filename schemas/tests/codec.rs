@@ -226,6 +226,7 @@ fn every_domain_value_round_trips_through_its_schema() {
         conversation_id: Some(ConversationId(3)),
         message_id: Some(MessageId(4)),
         conv_seq: None,
+        claimed_key: None,
         at: Millis(5),
     };
     let bytes = codec.encode(&reply).expect("encode");

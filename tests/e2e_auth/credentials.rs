@@ -89,6 +89,9 @@ async fn every_endpoint_and_frame_refuses_bad_credentials_and_persists_nothing()
         ("DELETE", format!("/v1/contacts/{}", friend.user_id), None),
         ("GET", "/v1/conversations".into(), None),
         ("GET", format!("/v1/conversations/{conversation}/messages"), None),
+        ("PUT", "/v1/keys".into(), Some(json!({"identity_keys": {"curve25519": "x", "ed25519": "y"}}))),
+        ("POST", "/v1/keys/claim".into(), Some(json!({"user_id": friend.user_id, "device_id": "1"}))),
+        ("GET", format!("/v1/users/{}/devices", friend.user_id), None),
         ("POST", "/v1/auth/logout".into(), Some(json!({}))),
     ];
     for (method, path, body) in &endpoints {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus, SendMessage};
 use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::groups::GroupCommand;
+use missive_core::keys::KeysCommand;
 use missive_core::operations::ModifyMessage;
 use missive_core::users::{RegisterDevice, UserCommand};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
@@ -131,6 +132,13 @@ impl CommandBus {
     pub async fn user_command(&self, command: UserCommand) -> Result<CommandReply, ApiError> {
         let key = command.user_id().0;
         let reply = self.command_with_reply(COMMANDS_USER, key, &WireValue::from(&command)).await?;
+        carried_out(reply, Subject::Account)
+    }
+
+    /// Appends a key upload or claim (keyed by the keys' owner) and waits
+    /// for its outcome; a claim's reply carries the key.
+    pub async fn keys_command(&self, command: &KeysCommand) -> Result<CommandReply, ApiError> {
+        let reply = self.command_with_reply(COMMANDS_USER, command.user_id().0, &WireValue::from(command)).await?;
         carried_out(reply, Subject::Account)
     }
 

@@ -53,6 +53,7 @@ pub fn refusal(outcome: Outcome, detail: String, subject: Subject) -> ApiError {
         | Outcome::TooManyDevices => ApiError::new(StatusCode::CONFLICT, outcome.code(), detail),
         Outcome::MessageDeleted | Outcome::InviteExpired => ApiError::new(StatusCode::GONE, outcome.code(), detail),
         Outcome::TooLarge => ApiError::bad_request("too_large", detail),
+        Outcome::InvalidKey => ApiError::bad_request("invalid_key", detail),
         Outcome::Accepted
         | Outcome::Duplicate
         | Outcome::WrongConversation

@@ -9,7 +9,7 @@ use warp::{Filter, Reply};
 use crate::media::Media;
 use crate::rest::{Context, handle_rejection, path_and_query};
 use crate::session::{self, SessionDeps};
-use crate::{account, groups, media, messaging, protocol};
+use crate::{account, groups, keys, media, messaging, protocol};
 
 /// A set of routes answering every request.
 pub(super) type Service = BoxedFilter<(warp::reply::Response,)>;
@@ -21,6 +21,7 @@ pub(super) fn public(context: Context, session: SessionDeps, media: Media, metri
     routes.extend(media::routes(context.clone(), media.clone()));
     routes.extend(account::routes(context.clone(), media.clone()));
     routes.extend(messaging::routes(context.clone()));
+    routes.extend(keys::routes(context.clone()));
     routes.extend(groups::routes(context, media));
     let routes = routes.into_iter().reduce(|routes, route| routes.or(route).unify().boxed()).expect("routes");
     routes.recover(handle_rejection).unify().with(warp::trace::request()).map(Reply::into_response).boxed()

@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod delivery;
 pub mod groups;
 pub mod ids;
+pub mod keys;
 pub mod media;
 pub mod notifications;
 pub mod operations;

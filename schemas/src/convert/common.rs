@@ -179,3 +179,16 @@ impl From<&missive_core::users::UserRejection> for crate::Outcome {
         }
     }
 }
+
+impl From<&missive_core::keys::KeyRejection> for crate::Outcome {
+    fn from(rejection: &missive_core::keys::KeyRejection) -> crate::Outcome {
+        use crate::Outcome;
+        use missive_core::keys::KeyRejection;
+        match rejection {
+            KeyRejection::UnknownDevice | KeyRejection::NoKeys => Outcome::NotFound,
+            KeyRejection::IdentityChanged => Outcome::Conflict,
+            KeyRejection::TooManyKeys => Outcome::LimitReached,
+            KeyRejection::InvalidKey => Outcome::InvalidKey,
+        }
+    }
+}

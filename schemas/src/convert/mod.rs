@@ -9,6 +9,7 @@ mod common;
 mod conversation;
 mod delivery;
 mod groups;
+mod keys;
 mod users;
 
 pub use common::ConvertError;

@@ -152,6 +152,8 @@ impl From<&UserEvent> for WireValue {
                 WireValue::PinChanged(wire::PinChanged { user_id: *user_id, pin_hash: pin_hash.clone(), at: *at })
             }
             UserEvent::LastSeen { user_id, at } => WireValue::LastSeen(wire::LastSeen { user_id: *user_id, at: *at }),
+            UserEvent::KeysUploaded(uploaded) => WireValue::KeysUploaded(uploaded.into()),
+            UserEvent::KeyClaimed(claimed) => WireValue::KeyClaimed(claimed.into()),
         }
     }
 }
@@ -205,6 +207,8 @@ impl TryFrom<WireValue> for UserEvent {
                 UserEvent::PinChanged { user_id: changed.user_id, pin_hash: changed.pin_hash, at: changed.at }
             }
             WireValue::LastSeen(seen) => UserEvent::LastSeen { user_id: seen.user_id, at: seen.at },
+            WireValue::KeysUploaded(uploaded) => UserEvent::KeysUploaded(uploaded.into()),
+            WireValue::KeyClaimed(claimed) => UserEvent::KeyClaimed(claimed.into()),
             other => return Err(ConvertError::WrongType { expected: "user event", found: other.record_type() }),
         })
     }

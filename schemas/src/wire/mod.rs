@@ -10,6 +10,7 @@ mod conversation;
 mod delivery;
 mod groups;
 pub mod ids;
+mod keys;
 mod media;
 mod signals;
 mod users;
@@ -17,6 +18,7 @@ mod users;
 pub use conversation::*;
 pub use delivery::*;
 pub use groups::*;
+pub use keys::*;
 pub use media::*;
 pub use signals::*;
 pub use users::*;
@@ -53,6 +55,11 @@ macro_rules! record_types {
         impl WireValue {
             pub fn record_type(&self) -> RecordType {
                 match self { $(WireValue::$variant(_) => RecordType::$variant),* }
+            }
+
+            /// The record as serde writes it (field names as in its schema).
+            pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self { $(WireValue::$variant(record) => serde_json::to_value(record)),* }
             }
 
             pub(crate) fn write_with(&self, writer: &apache_avro::writer::datum::GenericDatumWriter<'_>) -> Result<Vec<u8>, apache_avro::Error> {
@@ -114,6 +121,8 @@ record_types! {
     UpdateContacts => "commands.user",
     SetPin => "commands.user",
     RecordLastSeen => "commands.user",
+    UploadKeys => "commands.user",
+    ClaimKey => "commands.user",
     DeviceRegistered => "events.user",
     DeviceRemoved => "events.user",
     ProfileUpdated => "events.user",
@@ -122,6 +131,8 @@ record_types! {
     ContactsChanged => "events.user",
     PinChanged => "events.user",
     LastSeen => "events.user",
+    KeysUploaded => "events.user",
+    KeyClaimed => "events.user",
     DeliverMessage => "deliveries",
     DeliverReceipt => "deliveries",
     ReadSync => "deliveries",

@@ -64,6 +64,8 @@ pub struct CommandReply {
     #[serde(with = "ids::maybe")]
     pub conv_seq: Option<ConvSeq>,
     pub at: Millis,
+    #[serde(default)]
+    pub claimed_key: Option<super::ClaimedKey>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

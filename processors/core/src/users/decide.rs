@@ -160,6 +160,7 @@ pub fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
                     device_id: registered.device_id,
                     name: registered.device_name.clone(),
                     added_at: registered.at,
+                    identity: None,
                 });
             }
         }
@@ -189,6 +190,12 @@ pub fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
         }
         UserEvent::PinChanged { pin_hash, .. } => state.pin_hash = pin_hash.clone(),
         UserEvent::LastSeen { at, .. } => state.last_seen = Some(state.last_seen.map_or(*at, |seen| seen.max(*at))),
+        UserEvent::KeysUploaded(uploaded) => {
+            if let Some(device) = state.devices.iter_mut().find(|info| info.device_id == uploaded.device_id) {
+                device.identity = Some(uploaded.identity.clone());
+            }
+        }
+        UserEvent::KeyClaimed(_) => {}
     }
     state
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::ids::{DeviceId, Millis, UserId};
+use crate::keys::{IdentityKeys, KeyClaimed, KeysEvent, KeysUploaded};
 
 pub const MAX_DEVICE_NAME_BYTES: usize = 64;
 /// WhatsApp's limit for "about", in characters.
@@ -83,6 +84,9 @@ pub struct DeviceInfo {
     pub device_id: DeviceId,
     pub name: String,
     pub added_at: Millis,
+    /// Its public identity keys, once uploaded (end-to-end encryption).
+    #[serde(default)]
+    pub identity: Option<IdentityKeys>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -215,6 +219,10 @@ pub enum UserEvent {
         user_id: UserId,
         at: Millis,
     },
+    /// Public keys stored for a device (`keys::decide`).
+    KeysUploaded(KeysUploaded),
+    /// A device's one-time (or fallback) key handed to another device.
+    KeyClaimed(KeyClaimed),
 }
 
 impl UserEvent {
@@ -228,6 +236,17 @@ impl UserEvent {
             | UserEvent::ContactsChanged { user_id, .. }
             | UserEvent::PinChanged { user_id, .. }
             | UserEvent::LastSeen { user_id, .. } => *user_id,
+            UserEvent::KeysUploaded(uploaded) => uploaded.user_id,
+            UserEvent::KeyClaimed(claimed) => claimed.user_id,
+        }
+    }
+}
+
+impl From<KeysEvent> for UserEvent {
+    fn from(event: KeysEvent) -> UserEvent {
+        match event {
+            KeysEvent::Uploaded(uploaded) => UserEvent::KeysUploaded(uploaded),
+            KeysEvent::Claimed(claimed) => UserEvent::KeyClaimed(claimed),
         }
     }
 }
