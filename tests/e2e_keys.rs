@@ -87,6 +87,17 @@ async fn uploaded_keys_are_listed_and_each_one_time_key_is_claimed_once_then_the
         );
     }
 
+    // The owner heard twice: when fewer than ten were left, and when none were.
+    let mut owner_ws = server.connect(&owner).await;
+    let frames = common::until(&mut owner_ws, "the low-key notices", |frame| {
+        frame["event"]["kind"] == "keys_low" && frame["event"]["remaining"] == 0
+    })
+    .await;
+    let notices: Vec<&Value> = frames.iter().filter(|frame| frame["event"]["kind"] == "keys_low").collect();
+    let remaining: Vec<Option<u64>> = notices.iter().map(|frame| frame["event"]["remaining"].as_u64()).collect();
+    assert_eq!(remaining, vec![Some(9), Some(0)], "{notices:?}");
+    assert!(notices.iter().all(|frame| frame["event"]["device_id"] == owner.device_id.as_str()), "{notices:?}");
+
     // The same device past its allowance is refused, and nothing is claimed.
     let (status, refused) = claim(&server.api, &claimers[0], &owner).await;
     assert_eq!((status, code_of(&refused)), (429, Some("rate_limited")), "{refused}");

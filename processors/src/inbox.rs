@@ -153,6 +153,9 @@ impl InboxHandler {
             DeliveryItem::Modified(modified) => {
                 self.append_entry(tx, user, feed, FeedEntry::Modified(modified))?;
             }
+            DeliveryItem::KeysLow { device_id, remaining } => {
+                self.append_entry(tx, user, feed, FeedEntry::KeysLow { device_id, remaining })?;
+            }
             DeliveryItem::ReadSync { conversation_id, up_to } => {
                 apply_read(tx, &mut self.summaries, user, conversation_id, up_to)?
             }

@@ -133,6 +133,9 @@ impl UsersHandler {
             tx.put_value(store_key, &device_keys::evolve(stored, event))?;
             let event = UserEvent::from(event.clone());
             tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &WireValue::from(&event))?);
+            for delivery in route_user_event(&event) {
+                tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?);
+            }
         }
         let decided = event.is_some();
         self.replies.answer(tx, record, |reply| {

@@ -22,6 +22,11 @@ pub enum FeedEntry {
     Group(GroupChanged),
     /// A message was edited, deleted, reacted to (or hidden on this account's devices).
     Modified(MessageModified),
+    /// One of the account's devices should upload more one-time keys.
+    KeysLow {
+        device_id: DeviceId,
+        remaining: u32,
+    },
 }
 
 /// What an ack needs to know of a message entry: who sent it, where.

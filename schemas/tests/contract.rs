@@ -262,6 +262,9 @@ fn sample(record_type: RecordType) -> WireValue {
         }),
         RecordType::ReadSync => WireValue::ReadSync(ReadSync { recipient: U, conversation_id: C, up_to: S }),
         RecordType::DeviceAdded => WireValue::DeviceAdded(DeviceAdded { recipient: U, device_id: D }),
+        RecordType::DeliverKeysLow => {
+            WireValue::DeliverKeysLow(DeliverKeysLow { recipient: U, device_id: D, remaining: 9 })
+        }
         RecordType::DeviceAcked => WireValue::DeviceAcked(DeviceAcked { recipient: U, device_id: D, seq: FeedSeq(6) }),
         RecordType::DeviceDropped => WireValue::DeviceDropped(DeviceDropped { recipient: U, device_id: D }),
         RecordType::DeliverGroupChange => {

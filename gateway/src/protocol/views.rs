@@ -180,6 +180,9 @@ pub fn entry_json(entry: &FeedEntry) -> Value {
         FeedEntry::Receipt(receipt) => receipt_json(receipt),
         FeedEntry::Group(changed) => group_json(changed),
         FeedEntry::Modified(modified) => modified_json(modified),
+        FeedEntry::KeysLow { device_id, remaining } => {
+            json!({"kind": "keys_low", "device_id": device_id.to_string(), "remaining": remaining})
+        }
     }
 }
 

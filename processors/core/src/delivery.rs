@@ -47,6 +47,9 @@ pub enum DeliveryItem {
     GroupChanged(GroupChanged),
     /// A message was edited, deleted, reacted to or hidden.
     Modified(MessageModified),
+    /// One of the user's devices is running out of one-time keys: it
+    /// should upload more (`remaining` are left).
+    KeysLow { device_id: DeviceId, remaining: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -150,6 +153,10 @@ pub fn route_user_event(event: &UserEvent) -> Vec<Delivery> {
         UserEvent::DeviceRemoved { user_id, device_id, .. } => {
             vec![Delivery { recipient: *user_id, item: DeliveryItem::DeviceRemoved { device_id: *device_id } }]
         }
+        UserEvent::KeyClaimed(claimed) if crate::keys::notice_due(claimed) => vec![Delivery {
+            recipient: claimed.user_id,
+            item: DeliveryItem::KeysLow { device_id: claimed.device_id, remaining: claimed.remaining },
+        }],
         _ => Vec::new(),
     }
 }

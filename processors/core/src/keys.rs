@@ -248,6 +248,13 @@ pub fn runs_low(claimed: &KeyClaimed) -> bool {
     (claimed.remaining as usize) < LOW_KEYS
 }
 
+/// Whether the owner is told of a claim: when its one-time keys drop below
+/// [`LOW_KEYS`] and when the last one goes; two notices per batch at most,
+/// however many claims follow (fallback claims tell nothing new).
+pub fn notice_due(claimed: &KeyClaimed) -> bool {
+    !claimed.fallback && (claimed.remaining as usize + 1 == LOW_KEYS || claimed.remaining == 0)
+}
+
 /// The message a device signs for each of its one-time and fallback keys:
 /// it binds the key to the device, so a key cannot be replayed as another's.
 pub fn signed_message(user: UserId, device: DeviceId, key: &SignedKey) -> String {

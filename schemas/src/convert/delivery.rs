@@ -65,6 +65,11 @@ impl From<&Delivery> for WireValue {
             DeliveryItem::Modified(modified) => {
                 WireValue::DeliverModification(wire::DeliverModification { recipient, modified: modified.into() })
             }
+            DeliveryItem::KeysLow { device_id, remaining } => WireValue::DeliverKeysLow(wire::DeliverKeysLow {
+                recipient,
+                device_id: *device_id,
+                remaining: count_to_wire(*remaining),
+            }),
         }
     }
 }
@@ -118,6 +123,10 @@ impl TryFrom<WireValue> for Delivery {
             WireValue::DeliverModification(deliver) => {
                 (deliver.recipient, DeliveryItem::Modified(deliver.modified.into()))
             }
+            WireValue::DeliverKeysLow(low) => (
+                low.recipient,
+                DeliveryItem::KeysLow { device_id: low.device_id, remaining: count_from_wire(low.remaining) },
+            ),
             other => return Err(ConvertError::WrongType { expected: "delivery", found: other.record_type() }),
         };
         Ok(Delivery { recipient, item })

@@ -46,6 +46,15 @@ pub struct DeliverModification {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliverKeysLow {
+    #[serde(with = "ids::one")]
+    pub recipient: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
+    pub remaining: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadSync {
     #[serde(with = "ids::one")]
     pub recipient: UserId,

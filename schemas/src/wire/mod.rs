@@ -141,6 +141,7 @@ record_types! {
     DeviceDropped => "deliveries",
     DeliverGroupChange => "deliveries",
     DeliverModification => "deliveries",
+    DeliverKeysLow => "deliveries",
     CommandReply => "replies",
     Typing => "ephemeral",
     PresenceHeartbeat => "presence",

@@ -55,7 +55,9 @@ fn each_one_time_key_is_handed_out_once_then_the_fallback_key() {
     assert!(claims.iter().filter(|claim| claim.fallback).all(|claim| claim.key == key(999)));
     assert_eq!(claims[0].remaining, 19);
     assert_eq!(claims[19].remaining, 0);
-    assert!(!runs_low(&claims[9]) && runs_low(&claims[10]), "the owner hears below {LOW_KEYS} left");
+    assert!(!runs_low(&claims[9]) && runs_low(&claims[10]), "below {LOW_KEYS} left");
+    let notices: Vec<u32> = claims.iter().filter(|claim| notice_due(claim)).map(|claim| claim.remaining).collect();
+    assert_eq!(notices, vec![LOW_KEYS as u32 - 1, 0], "the owner hears when it runs low and when it runs out");
     assert!(keys.one_time.is_empty() && keys.fallback == Some(key(999)), "the fallback key stays");
 }
 
