@@ -49,6 +49,11 @@ async fn authorization_matrix_every_endpoint_and_frame_by_caller() {
     let (status, _) =
         common::put_bytes(&server, pending["upload_url"].as_str().expect("url"), b"second".to_vec()).await;
     assert_eq!(status, 200);
+    // The owner's keys: claimable by anyone signed in; an upload signed for
+    // the owner's device verifies for no other.
+    let owner_keys = missive_client::keys::DeviceKeys::new().upload_body(&owner.user_id, &owner.device_id, 10);
+    let (status, answer) = api.put("/v1/keys", Some(&owner.access_token), &owner_keys).await.expect("keys");
+    assert_eq!(status, 200, "{answer}");
     let new_group = || async {
         let members = json!([member.user_id, blocked.user_id, third.user_id]);
         let (status, group) = api
@@ -87,6 +92,15 @@ async fn authorization_matrix_every_endpoint_and_frame_by_caller() {
         // Someone else's: a device of the owner, a profile.
         ("DELETE", format!("/v1/devices/{}", tablet.device_id), None, owners_only),
         ("GET", format!("/v1/users/{}/profile", owner.user_id), None, own),
+        // Keys: the owner's devices and one-time keys are public; uploads are for one's own device.
+        ("GET", format!("/v1/users/{}/devices", owner.user_id), None, own),
+        ("POST", "/v1/keys/claim".into(), Some(json!({"user_id": owner.user_id, "device_id": owner.device_id})), own),
+        (
+            "PUT",
+            "/v1/keys".into(),
+            Some(owner_keys.clone()),
+            ["400 invalid_key", "400 invalid_key", "400 invalid_key", "200"],
+        ),
         // The owner's 1:1 chat and media.
         ("GET", format!("/v1/conversations/{chat}/messages"), None, owners_only),
         ("GET", format!("/v1/conversations/{chat}/messages/{message}/receipts"), None, owners_only),
