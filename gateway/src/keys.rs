@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use missive_core::keys::{
     ClaimKey, IdentityKeys, KeysCommand, MAX_KEY_ID_BYTES, MAX_KEYS_PER_UPLOAD, SignedKey, UploadKeys, signed_message,
@@ -28,6 +27,7 @@ use crate::auth::Principal;
 use crate::protocol::ApiError;
 use crate::reads::DIRECTORY_WAIT;
 use crate::rest::{Context, json_body, ok, parse_id, respond, with};
+use crate::session::limits::{quota, refused, take};
 
 /// Claims one device may make of another device's keys at once ...
 pub const CLAIM_BURST: u32 = 10;
@@ -67,23 +67,17 @@ pub struct ClaimLimits(Arc<DefaultKeyedRateLimiter<(UserId, DeviceId, UserId, De
 
 impl Default for ClaimLimits {
     fn default() -> ClaimLimits {
-        let burst = NonZeroU32::new(CLAIM_BURST).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(Duration::from_secs(CLAIM_REFILL_SECONDS))
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
+            .unwrap_or_else(|| quota(1, 1))
+            .allow_burst(NonZeroU32::new(CLAIM_BURST).unwrap_or(NonZeroU32::MIN));
         ClaimLimits(Arc::new(RateLimiter::keyed(quota)))
     }
 }
 
 impl ClaimLimits {
     fn check(&self, by: Principal, user: UserId, device: DeviceId) -> Result<(), ApiError> {
-        if self.0.len() > 100_000 {
-            self.0.retain_recent();
-        }
-        self.0.check_key(&(by.user, by.device, user, device)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::rate_limited("key claims of this device", wait.as_secs().max(1))
-        })
+        let wait = take(&self.0, (by.user, by.device, user, device));
+        if wait.is_zero() { Ok(()) } else { Err(refused("key claims of this device", wait)) }
     }
 }
 

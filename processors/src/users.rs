@@ -53,10 +53,7 @@ impl Handler for UsersHandler {
         let mut answered_downstream = false;
         for event in &events {
             state = users::evolve(state, event);
-            tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &WireValue::from(event))?);
-            for delivery in route_user_event(event) {
-                tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?);
-            }
+            self.emit_event(tx, record, event)?;
             if let UserEvent::DeviceRemoved { device_id, .. } = event {
                 tx.delete(keys::device_keys(user_id, *device_id));
             }
@@ -95,6 +92,15 @@ impl Handler for UsersHandler {
 }
 
 impl UsersHandler {
+    /// Writes a decided event to `events.user` and its deliveries to the inboxes it reaches.
+    fn emit_event(&self, tx: &mut Tx<'_>, record: &Record, event: &UserEvent) -> Result<(), HandleError> {
+        tx.emit(output(&self.codec, record, EVENTS_USER, event.user_id().0, &WireValue::from(event))?);
+        for delivery in route_user_event(event) {
+            tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?);
+        }
+        Ok(())
+    }
+
     fn refuse(
         &mut self,
         tx: &mut Tx<'_>,
@@ -131,11 +137,7 @@ impl UsersHandler {
         };
         if let Some(event) = &event {
             tx.put_value(store_key, &device_keys::evolve(stored, event))?;
-            let event = UserEvent::from(event.clone());
-            tx.emit(output(&self.codec, record, EVENTS_USER, user_id.0, &WireValue::from(&event))?);
-            for delivery in route_user_event(&event) {
-                tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(&delivery))?);
-            }
+            self.emit_event(tx, record, &UserEvent::from(event.clone()))?;
         }
         let decided = event.is_some();
         self.replies.answer(tx, record, |reply| {

@@ -39,23 +39,24 @@ pub struct FrameLimits {
     typing: DefaultKeyedRateLimiter<UserId>,
 }
 
-fn quota(per_second: u32, burst: u32) -> Quota {
+pub(crate) fn quota(per_second: u32, burst: u32) -> Quota {
     let nonzero = |count: u32| NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN);
     Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst))
 }
 
-/// How long until `limiter` has a token for `user` (zero when it took one now).
-fn take(limiter: &DefaultKeyedRateLimiter<UserId>, user: UserId) -> Duration {
+/// How long until `limiter` has a token for `key` (zero when it took one
+/// now). Past [`TRACKED_MAX`] keys, those whose buckets are full again go.
+pub(crate) fn take<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: K) -> Duration {
     if limiter.len() > TRACKED_MAX {
         limiter.retain_recent();
     }
-    match limiter.check_key(&user) {
+    match limiter.check_key(&key) {
         Ok(()) => Duration::ZERO,
         Err(not_until) => not_until.wait_time_from(DefaultClock::default().now()).max(Duration::from_millis(1)),
     }
 }
 
-fn refused(what: &str, wait: Duration) -> ApiError {
+pub(crate) fn refused(what: &str, wait: Duration) -> ApiError {
     ApiError::rate_limited(what, wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
