@@ -127,6 +127,7 @@ fn codec_floor(messages: usize, records: usize) -> f64 {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         }),
     };
     let cpu = missive_infra::process_cpu().as_secs_f64();

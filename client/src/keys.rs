@@ -14,7 +14,7 @@ pub fn signed_message(user_id: &str, device_id: &str, key_id: &str, key: &str) -
 
 /// A device's Olm account.
 pub struct DeviceKeys {
-    account: OlmAccount,
+    pub(crate) account: OlmAccount,
 }
 
 impl Default for DeviceKeys {

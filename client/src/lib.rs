@@ -2,7 +2,17 @@
 //! HTTP calls and a WebSocket connection. Used by the end-to-end tests and
 //! by `missive bench`.
 
+pub mod crypto;
 pub mod keys;
+pub mod secure;
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 use std::time::Duration;
 

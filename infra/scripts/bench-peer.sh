@@ -24,7 +24,7 @@ PB=${PEER_BENCH:-$("$MISSIVE_ROOT/../shared/tools/peer-bench/scripts/build.sh")}
 mkdir -p "$OUT"
 rm -rf "$OUT/data"
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$OUT/data" --sms-sink "file:$OUT/sms.jsonl" \
-  --otp-per-address-per-hour 100000000 --verify-per-address-per-hour 100000000 >"$OUT/server.log" 2>&1 &
+  --otp-per-address-per-hour 100000000 --verify-per-address-per-hour 100000000 --allow-plaintext >"$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$OUT/data"' EXIT
 for _ in $(seq 1 300); do

@@ -156,6 +156,9 @@ impl InboxHandler {
             DeliveryItem::KeysLow { device_id, remaining } => {
                 self.append_entry(tx, user, feed, FeedEntry::KeysLow { device_id, remaining })?;
             }
+            DeliveryItem::ToDevice(entry) => {
+                self.append_entry(tx, user, feed, FeedEntry::ToDevice(entry))?;
+            }
             DeliveryItem::ReadSync { conversation_id, up_to } => {
                 apply_read(tx, &mut self.summaries, user, conversation_id, up_to)?
             }

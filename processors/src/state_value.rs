@@ -92,6 +92,7 @@ mod tests {
             withheld_from: withheld.into_iter().map(UserId).collect(),
             forward_count: 1,
             attachment,
+            session_id: None,
         }
     }
 

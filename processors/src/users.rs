@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use missive_core::conversation::{ConversationCommand, SetBlock};
 use missive_core::delivery::route_user_event;
+use missive_core::keys::share::{ShareKeys, decide_share};
 use missive_core::keys::{self as device_keys, DeviceKeys, KeysCommand, KeysEvent};
 use missive_core::users::{self, UserCommand, UserEvent, UserState};
 use missive_core::{ConversationId, Millis};
@@ -37,6 +38,10 @@ impl Handler for UsersHandler {
         if matches!(value.record_type(), RecordType::UploadKeys | RecordType::ClaimKey) {
             let command = KeysCommand::try_from(value).map_err(|error| HandleError::Poison(error.to_string()))?;
             return self.handle_keys(tx, record, &command);
+        }
+        if value.record_type() == RecordType::ShareKeys {
+            let share = ShareKeys::try_from(value).map_err(|error| HandleError::Poison(error.to_string()))?;
+            return self.handle_share(tx, record, &share);
         }
         let command = UserCommand::try_from(value).map_err(|error| HandleError::Poison(error.to_string()))?;
         let user_id = command.user_id();
@@ -113,6 +118,20 @@ impl UsersHandler {
             reply.set_outcome(outcome);
             reply.detail = detail;
             reply.user_id = Some(user_id);
+        })
+    }
+
+    /// Olm messages for some devices of one user: one delivery each to the
+    /// devices the account has (none if it blocked the sender).
+    fn handle_share(&mut self, tx: &mut Tx<'_>, record: &Record, share: &ShareKeys) -> Result<(), HandleError> {
+        let account: UserState = tx.get_value(&keys::user(share.user_id))?.unwrap_or_default();
+        let shared = decide_share(&account, share, Millis(tx.timestamp));
+        for delivery in &shared.deliveries {
+            tx.emit(output(&self.codec, record, DELIVERIES, delivery.recipient.0, &WireValue::from(delivery))?);
+        }
+        self.replies.answer(tx, record, |reply| {
+            reply.set_outcome(Outcome::Accepted);
+            reply.user_id = Some(share.user_id);
         })
     }
 

@@ -88,6 +88,7 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         };
         let first = make(peer, 1);
         let mut summary = ConversationSummary::new(me, &first);

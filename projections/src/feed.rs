@@ -27,6 +27,9 @@ pub enum FeedEntry {
         device_id: DeviceId,
         remaining: u32,
     },
+    /// An Olm message for one device of the account: shown in full to that
+    /// device only; the others see that the seq is taken, not the body.
+    ToDevice(missive_core::keys::share::ToDevice),
 }
 
 /// What an ack needs to know of a message entry: who sent it, where.
@@ -200,6 +203,7 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         })
     }
 

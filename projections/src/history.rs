@@ -19,6 +19,9 @@ pub struct HistoryMessage {
     pub deleted_at: Option<Millis>,
     #[serde(default)]
     pub reactions: BTreeMap<UserId, String>,
+    /// The Megolm session of each encrypted reaction (its text is then ciphertext).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reaction_sessions: BTreeMap<UserId, String>,
     /// The content (and edit time) as a chat member who blocked the author
     /// last got it: the author's later edits never reached them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -35,6 +38,7 @@ impl HistoryMessage {
             edited_at: None,
             deleted_at: None,
             reactions: BTreeMap::new(),
+            reaction_sessions: BTreeMap::new(),
             unedited_for: BTreeMap::new(),
             reaction_withheld_from: BTreeMap::new(),
         }
@@ -85,12 +89,15 @@ impl HistoryMessage {
                 // Unblocked since: this edit reached them.
                 self.unedited_for.retain(|member, _| !modified.audience.contains(member));
                 self.message.content = content.clone();
+                self.message.session_id = modified.session_id.clone();
                 self.edited_at = Some(modified.at);
             }
             Operation::DeleteForEveryone => {
                 self.message.content.clear();
+                self.message.session_id = None;
                 self.message.attachment = None;
                 self.reactions.clear();
+                self.reaction_sessions.clear();
                 self.unedited_for.clear();
                 self.reaction_withheld_from.clear();
                 self.deleted_at = Some(modified.at);
@@ -107,6 +114,12 @@ impl HistoryMessage {
                 } else {
                     self.reactions.insert(modified.by, emoji.clone());
                 }
+                match &modified.session_id {
+                    Some(session_id) if !emoji.is_empty() => {
+                        self.reaction_sessions.insert(modified.by, session_id.clone())
+                    }
+                    _ => self.reaction_sessions.remove(&modified.by),
+                };
             }
             _ => {}
         }
@@ -129,6 +142,7 @@ mod tests {
             operation,
             audience: Vec::new(),
             at: Millis(at),
+            session_id: None,
         }
     }
 
@@ -148,6 +162,7 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         }
     }
 

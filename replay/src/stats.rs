@@ -191,6 +191,7 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         })
     }
 

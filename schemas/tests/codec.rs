@@ -47,6 +47,7 @@ fn message() -> MessageSent {
             caption: Some("sunset".into()),
             thumbnail: Some("AAEC/w==".into()),
         })),
+        session_id: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn modified() -> MessageModified {
         operation: Operation::Edit { content: "fixed".into() },
         audience: vec![UserId(1), UserId(2)],
         at: Millis(12),
+        session_id: None,
     }
 }
 
@@ -79,6 +81,7 @@ fn every_domain_value_round_trips_through_its_schema() {
             reply_to: None,
             forward_count: 1,
             attachment: Some(Attachment::Location { latitude: 48.8584, longitude: -2.2945, name: Some("here".into()) }),
+            session_id: None,
         }),
         ConversationCommand::Send(SendMessage {
             conversation_id: ConversationId(5),
@@ -91,6 +94,7 @@ fn every_domain_value_round_trips_through_its_schema() {
             reply_to: None,
             forward_count: 0,
             attachment: Some(Attachment::Contact { vcard: "BEGIN:VCARD\nFN:Ann\nEND:VCARD".into() }),
+            session_id: None,
         }),
         ConversationCommand::Modify(ModifyMessage {
             conversation_id: ConversationId(5),
@@ -99,6 +103,7 @@ fn every_domain_value_round_trips_through_its_schema() {
             message_id: MessageId(6),
             target_seq: ConvSeq(1),
             operation: Operation::React { emoji: "👍".into() },
+            session_id: None,
         }),
         ConversationCommand::Receipt(MarkReceipt {
             conversation_id: ConversationId(5),

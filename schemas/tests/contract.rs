@@ -48,6 +48,7 @@ fn message_sent() -> MessageSent {
         withheld_from: vec![UserId(9)],
         forward_count: 1,
         attachment: Some(attachment()),
+        session_id: Some("megolm-session".into()),
     }
 }
 
@@ -63,6 +64,7 @@ fn message_modified() -> MessageModified {
         text: "t".into(),
         audience: vec![U],
         at: AT,
+        session_id: Some("megolm-session".into()),
     }
 }
 
@@ -106,6 +108,7 @@ fn sample(record_type: RecordType) -> WireValue {
             reply_to: Some(MessageId(8)),
             forward_count: 2,
             attachment: Some(attachment()),
+            session_id: Some("megolm-session".into()),
         }),
         RecordType::MarkReceipt => WireValue::MarkReceipt(MarkReceipt {
             conversation_id: C,
@@ -139,6 +142,7 @@ fn sample(record_type: RecordType) -> WireValue {
             target_seq: S,
             kind: OperationKind::React,
             text: "👍".into(),
+            session_id: Some("megolm-session".into()),
         }),
         RecordType::MessageSent => WireValue::MessageSent(message_sent()),
         RecordType::ReceiptsAdvanced => WireValue::ReceiptsAdvanced(ReceiptsAdvanced {
@@ -234,6 +238,21 @@ fn sample(record_type: RecordType) -> WireValue {
         RecordType::ClaimKey => {
             WireValue::ClaimKey(ClaimKey { user_id: U, device_id: D, by: UserId(9), by_device: DeviceId(8) })
         }
+        RecordType::ShareKeys => WireValue::ShareKeys(ShareKeys {
+            user_id: U,
+            from: UserId(9),
+            from_device: DeviceId(8),
+            messages: vec![DeviceMessage { device_id: D, olm_type: 0, body: "b2xt".into() }],
+        }),
+        RecordType::DeliverToDevice => WireValue::DeliverToDevice(DeliverToDevice {
+            recipient: U,
+            device_id: D,
+            from: UserId(9),
+            from_device: DeviceId(8),
+            olm_type: 1,
+            body: "b2xt".into(),
+            sent_at: AT,
+        }),
         RecordType::KeyClaimed => WireValue::KeyClaimed(KeyClaimed {
             user_id: U,
             device_id: D,

@@ -38,6 +38,8 @@ pub(super) async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
         .arg("--sms-sink")
         .arg(format!("file:{}", sms_file.display()))
         .args(lifted)
+        // The load is plaintext frames (its cost is what it measures).
+        .arg("--allow-plaintext")
         .env("MISSIVE_LOG", "warn,warp=error")
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -65,6 +65,12 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_ACCESS_TTL_SECONDS", default_value_t = AuthLimits::default().access_ttl_seconds,
           value_parser = clap::value_parser!(i64).range(5..=86_400))]
     pub access_ttl_seconds: i64,
+    /// Accept plaintext messages (`content`, captions, places, contact cards,
+    /// emoji reactions). Off by default: clients send end-to-end encrypted
+    /// bodies and the server refuses plaintext with `plaintext_not_allowed`.
+    /// For bots, load tests and development.
+    #[arg(long, env = "MISSIVE_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
     /// POST push notification jobs (users with no connected device) to this URL.
     /// Without it jobs are still recorded on the `notifications` topic.
     #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
@@ -184,6 +190,7 @@ impl ClientArgs {
             auth,
             tls,
             push_webhook: self.push_webhook.clone(),
+            allow_plaintext: self.allow_plaintext,
             media: self.media.settings(data_dir),
             metrics_listener: self.metrics_listener().await?,
             connection_limits: self.connection_limits(),

@@ -17,6 +17,7 @@ impl Cluster {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
         command
             .env("MISSIVE_CLUSTER_DIR", dir)
+            .env("MISSIVE_ALLOW_PLAINTEXT", "true")
             .env("MISSIVE_LOG", "warn,warp=error,librdkafka=error,missive_processors::runtime=info");
         command
     }

@@ -66,6 +66,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin()
         reply_to: None,
         forward_count: 0,
         attachment: None,
+        session_id: None,
     });
     let value = codec.encode_value(&missive_schemas::WireValue::from(&send)).expect("encode");
     let key = conversation.0.to_string().into_bytes();

@@ -10,6 +10,7 @@ use missive_core::conversation::{ConversationCommand, MarkReceipt, ReceiptStatus
 use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::groups::GroupCommand;
 use missive_core::keys::KeysCommand;
+use missive_core::keys::share::ShareKeys;
 use missive_core::operations::ModifyMessage;
 use missive_core::users::{RegisterDevice, UserCommand};
 use missive_core::{ConvSeq, ConversationId, DeviceId, FeedSeq, MessageId, Millis, UserId};
@@ -39,6 +40,8 @@ pub struct Outgoing {
     pub reply_to: Option<MessageId>,
     pub forward_count: u32,
     pub attachment: Option<missive_core::media::Attachment>,
+    /// The Megolm session of an encrypted `content`.
+    pub session_id: Option<String>,
 }
 
 /// How long a client waits for a command's outcome before being told to retry.
@@ -142,6 +145,12 @@ impl CommandBus {
         carried_out(reply, Subject::Account)
     }
 
+    /// Appends Olm messages for some devices of one user (keyed by that
+    /// user); the reply says they are in the recipient's inbox.
+    pub async fn submit_share(&self, share: &ShareKeys) -> Result<PendingReply, ApiError> {
+        self.submit(COMMANDS_USER, share.user_id.0, &WireValue::from(share)).await
+    }
+
     /// Appends a users command nobody waits for (last seen).
     pub async fn record_user_command(&self, command: UserCommand) -> Result<(), ApiError> {
         let key = command.user_id().0;
@@ -186,6 +195,7 @@ impl CommandBus {
             reply_to: outgoing.reply_to,
             forward_count: outgoing.forward_count,
             attachment: outgoing.attachment,
+            session_id: outgoing.session_id,
         });
         self.submit(COMMANDS_CONVERSATION, conversation_id.0, &WireValue::from(&command)).await
     }

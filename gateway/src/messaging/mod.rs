@@ -4,6 +4,10 @@
 
 mod history;
 mod operations;
+pub mod sealed;
+mod shares;
+
+pub use shares::start_share;
 
 pub use history::routes;
 pub use operations::*;

@@ -4,9 +4,9 @@
 //! message exists and is the caller's), appended in the order the client
 //! sent it, and answered once the conversation decider has decided.
 
-use missive_core::conversation::{MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES};
+use missive_core::conversation::{MAX_CIPHERTEXT_BYTES, MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES, body_limit};
 use missive_core::media::{Attachment, check_attachment};
-use missive_core::operations::{ModifyMessage, Operation};
+use missive_core::operations::{MAX_ENCRYPTED_REACTION_BYTES, ModifyMessage, Operation};
 use missive_core::{ConversationId, MessageId, UserId};
 use missive_projections::HistoryMessage;
 use missive_schemas::wire::CommandReply;
@@ -19,10 +19,14 @@ use crate::auth::Principal;
 use crate::commands::{self, CommandBus, PendingReply, Subject, Target, carried_out, wait_reply};
 use crate::media::Media;
 use crate::protocol::{
-    ApiError, ContactFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame, MessageLocator,
-    Recipient, error_frame, send_error, with_req,
+    ApiError, ContactFrame, EncryptedFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame,
+    MessageLocator, Recipient, error_frame, send_error, with_req,
 };
 use crate::reads::{ReadModels, require_member};
+
+use super::sealed::{Body, check_devices, named_devices, plaintext_not_allowed, sealed};
+
+type NamedDevices = std::collections::BTreeMap<UserId, std::collections::BTreeSet<missive_core::DeviceId>>;
 
 /// What the conversation commands use: the bus they append to, the read
 /// models they check against, and the uploads media messages name.
@@ -31,6 +35,8 @@ pub struct MessagingDeps {
     pub bus: Arc<CommandBus>,
     pub reads: ReadModels,
     pub media: Media,
+    /// Whether plaintext bodies are accepted (`--allow-plaintext`).
+    pub allow_plaintext: bool,
 }
 
 /// A command's reply frame, once its outcome is known.
@@ -44,6 +50,30 @@ pub struct Outgoing {
     pub media: Option<MediaFrame>,
     pub location: Option<LocationFrame>,
     pub contact: Option<ContactFrame>,
+    pub encrypted: Option<EncryptedFrame>,
+    /// The message this one forwards (re-sealed by the client for this chat).
+    pub forward_of: Option<MessageLocator>,
+}
+
+/// The body of a send: checked plaintext (where allowed), or ciphertext
+/// whose device set is checked once the target is known. Captions, places
+/// and contact cards are plaintext: an encrypting client seals them.
+fn send_body(deps: &MessagingDeps, outgoing: &Outgoing) -> Result<(Body, Option<NamedDevices>), ApiError> {
+    let Some(frame) = &outgoing.encrypted else {
+        if !deps.allow_plaintext {
+            return Err(plaintext_not_allowed("the message"));
+        }
+        check_content(&outgoing.content)?;
+        return Ok((Body { text: outgoing.content.clone(), session_id: None }, None));
+    };
+    if !outgoing.content.is_empty() {
+        return Err(bad_frame("give content or encrypted, not both"));
+    }
+    let captioned = outgoing.media.as_ref().is_some_and(|media| media.caption.is_some() || media.thumbnail.is_some());
+    if !deps.allow_plaintext && (captioned || outgoing.location.is_some() || outgoing.contact.is_some()) {
+        return Err(plaintext_not_allowed("captions, thumbnails, places and contact cards"));
+    }
+    Ok((sealed(frame, MAX_CIPHERTEXT_BYTES)?, Some(named_devices(frame)?)))
 }
 
 /// The attachment a send names: at most one of media, location and contact.
@@ -130,7 +160,7 @@ pub async fn start_send(
     outgoing: Outgoing,
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
-    check_content(&outgoing.content).map_err(refuse)?;
+    let (body, named) = send_body(deps, &outgoing).map_err(refuse)?;
     check_client_msg_id(&outgoing.client_msg_id).map_err(refuse)?;
     let reply_to = match outgoing.reply_to.as_deref() {
         None => None,
@@ -140,8 +170,18 @@ pub async fn start_send(
     let attachment = attachment_of(deps, principal.user, outgoing.media, outgoing.location, outgoing.contact)
         .await
         .map_err(refuse)?;
-    if attachment.is_none() && outgoing.content.is_empty() {
+    let (forward_count, attachment) = match &outgoing.forward_of {
+        None => (0, attachment),
+        Some(of) => {
+            let original = forwarded(deps, principal.user, of).await.map_err(refuse)?;
+            (original.message.forward_count.saturating_add(1), attachment.or(original.message.attachment))
+        }
+    };
+    if attachment.is_none() && body.text.is_empty() {
         return Err(refuse(bad_frame("a message needs content or an attachment")));
+    }
+    if let Some(named) = &named {
+        check_devices(&deps.reads, principal, target, named).await.map_err(refuse)?;
     }
     // A reply quotes a message the sender can see in the same chat.
     if let Some(quoted) = reply_to {
@@ -155,10 +195,11 @@ pub async fn start_send(
     }
     let outgoing = commands::Outgoing {
         client_msg_id: outgoing.client_msg_id,
-        content: outgoing.content,
+        content: body.text,
         reply_to,
-        forward_count: 0,
+        forward_count,
         attachment,
+        session_id: body.session_id,
     };
     let pending = deps.bus.submit_send(principal, target, outgoing).await.map_err(refuse)?;
     Ok(Box::pin(async move {
@@ -199,6 +240,21 @@ async fn visible_message(
     Ok(found.seen_by(user))
 }
 
+/// The message a forward names, if the caller may see it and it was not deleted.
+async fn forwarded(deps: &MessagingDeps, user: UserId, of: &MessageLocator) -> Result<HistoryMessage, ApiError> {
+    let conversation: ConversationId = parse(&of.conversation_id, "forward_of.conversation_id")?;
+    let message_id: MessageId = parse(&of.message_id, "forward_of.message_id")?;
+    let original = visible_message(deps, user, conversation, message_id).await?;
+    if original.deleted_at.is_some() {
+        return Err(ApiError::new(
+            warp::http::StatusCode::GONE,
+            "message_deleted",
+            "that message was deleted for everyone",
+        ));
+    }
+    Ok(original)
+}
+
 /// Forwards a message to 1..=5 chats (1 when it was forwarded many times).
 /// Every target is checked before anything is sent; each send is its own
 /// message with a forward count one above the original's.
@@ -212,17 +268,13 @@ pub async fn start_forward(
     content: Option<String>,
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
-    check_client_msg_id(&client_msg_id).map_err(refuse)?;
-    let conversation: ConversationId = parse(&of.conversation_id, "of.conversation_id").map_err(refuse)?;
-    let message_id: MessageId = parse(&of.message_id, "of.message_id").map_err(refuse)?;
-    let original = visible_message(deps, principal.user, conversation, message_id).await.map_err(refuse)?;
-    if original.deleted_at.is_some() {
-        return Err(refuse(ApiError::new(
-            warp::http::StatusCode::GONE,
-            "message_deleted",
-            "that message was deleted for everyone",
-        )));
+    if !deps.allow_plaintext {
+        // Each chat has its own sessions: an encrypting client re-seals the
+        // message and sends it to each chat with `forward_of`.
+        return Err(refuse(plaintext_not_allowed("a forward as a `send` with `forward_of`; it")));
     }
+    check_client_msg_id(&client_msg_id).map_err(refuse)?;
+    let original = forwarded(deps, principal.user, &of).await.map_err(refuse)?;
     let limit = if original.message.forward_count >= FORWARDED_MANY_TIMES { 1 } else { MAX_FORWARD_TARGETS };
     if to.is_empty() || to.len() > limit {
         let why = if limit == 1 {
@@ -231,6 +283,9 @@ pub async fn start_forward(
             format!("forward to 1..{MAX_FORWARD_TARGETS} chats at once")
         };
         return Err(error_frame(req.as_deref(), "too_many_targets", &why));
+    }
+    if content.is_none() && original.message.session_id.is_some() {
+        return Err(refuse(bad_frame("an encrypted message is forwarded re-sealed: a `send` with `forward_of`")));
     }
     let content = content.unwrap_or_else(|| original.message.content.clone());
     check_content(&content).map_err(refuse)?;
@@ -252,6 +307,7 @@ pub async fn start_forward(
             reply_to: None,
             forward_count,
             attachment: original.message.attachment.clone(),
+            session_id: None,
         };
         pending.push(deps.bus.submit_send(principal, target, outgoing).await.map_err(refuse)?);
     }
@@ -267,6 +323,19 @@ pub async fn start_forward(
     }))
 }
 
+/// An edit's or a reaction's body: plaintext where allowed, or encrypted.
+pub fn operation_body(
+    deps: &MessagingDeps,
+    text: Option<String>,
+    encrypted: Option<EncryptedFrame>,
+    what: &str,
+    build: impl FnOnce(String) -> Operation,
+) -> Result<(Operation, Option<String>), ApiError> {
+    let limit = if what == "emoji" { MAX_ENCRYPTED_REACTION_BYTES } else { MAX_CIPHERTEXT_BYTES };
+    let body = super::sealed::body_of(text, encrypted.as_ref(), deps.allow_plaintext, limit, what)?;
+    Ok((build(body.text), body.session_id))
+}
+
 /// Edits, deletes or reacts to a message: finds it, appends the operation
 /// and returns the future of the `done` frame (or the refusal).
 pub async fn start_modify(
@@ -275,12 +344,14 @@ pub async fn start_modify(
     req: Option<String>,
     conversation_id: &str,
     message_id: &str,
-    operation: Result<Operation, ApiError>,
+    operation: Result<(Operation, Option<String>), ApiError>,
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
-    let operation = operation.map_err(refuse)?;
-    if let Operation::Edit { content } = &operation {
-        check_content(content).map_err(refuse)?;
+    let (operation, session_id) = operation.map_err(refuse)?;
+    if let Operation::Edit { content } = &operation
+        && content.len() > body_limit(session_id.is_some())
+    {
+        return Err(refuse(ApiError::bad_request("too_large", "the edit is over the size limit of a message")));
     }
     let conversation: ConversationId = parse(conversation_id, "conversation_id").map_err(refuse)?;
     let message: MessageId = parse(message_id, "message_id").map_err(refuse)?;
@@ -293,6 +364,7 @@ pub async fn start_modify(
         message_id: message,
         target_seq: found.message.conv_seq,
         operation,
+        session_id,
     };
     let pending = deps.bus.submit_modify(command).await.map_err(refuse)?;
     Ok(Box::pin(async move {

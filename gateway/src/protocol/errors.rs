@@ -14,11 +14,21 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Answered before the request body was read: the connection is closed after it.
     pub body_unread: bool,
+    /// Further fields of the error object (`device_mismatch`: `missing`, `stale`).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), location: None, retry_after: None, body_unread: false }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            location: None,
+            retry_after: None,
+            body_unread: false,
+            details: None,
+        }
     }
     /// `429 Too Many Requests` with the seconds to wait.
     pub fn rate_limited(what: &str, retry_after: u64) -> ApiError {
@@ -41,6 +51,7 @@ impl ApiError {
             location: Some(location),
             retry_after: None,
             body_unread: true,
+            details: None,
         }
     }
     /// Marks an answer given before the request body was read.
@@ -73,6 +84,9 @@ impl ApiError {
         }
         if let Some(retry_after) = self.retry_after {
             body["error"]["retry_after"] = serde_json::json!(retry_after);
+        }
+        for (field, value) in self.details.iter().flatten() {
+            body["error"][field] = value.clone();
         }
         body
     }
@@ -114,6 +128,9 @@ pub fn send_error(req: Option<&str>, error: &ApiError) -> serde_json::Value {
     let mut frame = super::frames::error_frame(req, error.code, &error.message);
     if let Some(seconds) = error.retry_after {
         frame["retry_after"] = serde_json::json!(seconds);
+    }
+    for (field, value) in error.details.iter().flatten() {
+        frame[field] = value.clone();
     }
     frame
 }

@@ -1,6 +1,8 @@
 //! Frames a client sends, parsed and checked for shape, and the frames
 //! every exchange shares (errors, the `req` echo).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,6 +59,48 @@ pub struct ContactFrame {
     pub vcard: String,
 }
 
+/// An end-to-end encrypted body: Megolm ciphertext (unpadded base64) of
+/// the sending device's outbound session `session_id`. The server stores
+/// and relays it and never reads it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedFrame {
+    pub session_id: String,
+    pub ciphertext: String,
+    /// Sends only: the devices the session's key was shared with, by user
+    /// (every current device of every member but the sending one).
+    pub devices: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// One Olm message for one device (`olm_type` 0: pre-key, 1: normal).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareEntry {
+    pub user: String,
+    pub device: String,
+    pub olm_type: u8,
+    pub body: String,
+}
+
+/// A message: plaintext `content` or an `encrypted` body, and at most one
+/// of `media` (a completed upload), `location` or `contact`.
+#[derive(Debug, Deserialize)]
+pub struct SendFrame {
+    pub req: Option<String>,
+    pub to: Recipient,
+    pub client_msg_id: String,
+    #[serde(default)]
+    pub content: String,
+    pub reply_to: Option<String>,
+    pub media: Option<MediaFrame>,
+    pub location: Option<LocationFrame>,
+    pub contact: Option<ContactFrame>,
+    /// Instead of `content`: the encrypted body (which also carries any caption, place or card).
+    pub encrypted: Option<EncryptedFrame>,
+    /// Forwards this message (an encrypted forward: re-sealed for this chat).
+    pub forward_of: Option<MessageLocator>,
+}
+
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,19 +109,8 @@ pub enum ClientFrame {
         token: String,
         resume: Option<Resume>,
     },
-    /// A message: text (`content`, ciphertext in encrypted chats) and at
-    /// most one of `media` (a completed upload), `location` or `contact`.
-    Send {
-        req: Option<String>,
-        to: Recipient,
-        client_msg_id: String,
-        #[serde(default)]
-        content: String,
-        reply_to: Option<String>,
-        media: Option<MediaFrame>,
-        location: Option<LocationFrame>,
-        contact: Option<ContactFrame>,
-    },
+    /// A message (boxed: it is by far the largest frame).
+    Send(Box<SendFrame>),
     Ack {
         seq: u64,
     },
@@ -95,12 +128,13 @@ pub enum ClientFrame {
         client_msg_id: String,
         content: Option<String>,
     },
-    /// New content for one's own message, within 15 minutes.
+    /// New content (or, encrypted, new ciphertext) for one's own message, within 15 minutes.
     Edit {
         req: Option<String>,
         conversation_id: String,
         message_id: String,
-        content: String,
+        content: Option<String>,
+        encrypted: Option<EncryptedFrame>,
     },
     /// `scope`: `everyone` (a tombstone for all, within the delete window) or `me`.
     Delete {
@@ -109,12 +143,20 @@ pub enum ClientFrame {
         message_id: String,
         scope: String,
     },
-    /// One reaction per member and message; an empty `emoji` removes it.
+    /// One reaction per member and message (`emoji`, or encrypted); an
+    /// empty `emoji` removes it.
     React {
         req: Option<String>,
         conversation_id: String,
         message_id: String,
-        emoji: String,
+        emoji: Option<String>,
+        encrypted: Option<EncryptedFrame>,
+    },
+    /// Olm messages (Megolm session keys) for other devices: each is shown
+    /// to the addressed device only.
+    ShareKeys {
+        req: Option<String>,
+        messages: Vec<ShareEntry>,
     },
     /// Watch these users' presence (online, offline with last seen) for
     /// as long as the connection lasts; what privacy hides stays silent.
@@ -143,9 +185,10 @@ pub struct FrameError {
     pub message: String,
 }
 
-pub const KNOWN_TYPES: [&str; 12] = [
+pub const KNOWN_TYPES: [&str; 13] = [
     "hello",
     "send",
+    "share_keys",
     "forward",
     "edit",
     "delete",

@@ -24,6 +24,7 @@ fn event_frames_carry_the_message_object() {
         withheld_from: Vec::new(),
         forward_count: 0,
         attachment: None,
+        session_id: None,
     };
     let rich = MessageSent {
         reply_to: Some(MessageId(9)),
@@ -32,12 +33,13 @@ fn event_frames_carry_the_message_object() {
         ..plain.clone()
     };
     for message in [plain, rich.clone()] {
-        let text = event_frame_text(42, &FeedEntry::Message(message.clone()));
+        let text = event_frame_text(42, &FeedEntry::Message(message.clone()), DeviceId(1));
         let parsed: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(parsed, json!({"type": "event", "seq": 42, "event": message_json(&message)}));
         assert_eq!(parsed["event"]["message_id"], "11", "ids are strings");
     }
-    let rich = serde_json::from_str::<Value>(&event_frame_text(1, &FeedEntry::Message(rich))).expect("JSON");
+    let rich =
+        serde_json::from_str::<Value>(&event_frame_text(1, &FeedEntry::Message(rich), DeviceId(1))).expect("JSON");
     assert_eq!(
         rich["event"],
         json!({

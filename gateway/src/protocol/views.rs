@@ -1,6 +1,7 @@
 //! Builders for what the server sends: domain values as the JSON objects
 //! of docs/PROTOCOL.md. 64-bit ids travel as strings.
 
+use missive_core::DeviceId;
 use missive_core::conversation::MessageSent;
 use missive_core::delivery::Receipt;
 use missive_core::groups::GroupChanged;
@@ -20,6 +21,22 @@ pub fn message_json(message: &MessageSent) -> Value {
 /// are allocations on the path of every message).
 struct MessageView<'a>(&'a MessageSent);
 
+/// An end-to-end encrypted body as clients see it (and send it).
+#[derive(Serialize)]
+struct Sealed<'a> {
+    ciphertext: &'a str,
+    session_id: &'a str,
+}
+
+/// `text` as a body: plaintext under `field`, or `encrypted` when it is
+/// ciphertext of `session_id`.
+fn set_body(value: &mut Value, field: &str, text: &str, session_id: Option<&str>) {
+    match session_id {
+        Some(session_id) => value["encrypted"] = json!(Sealed { ciphertext: text, session_id }),
+        None => value[field] = json!(text),
+    }
+}
+
 /// A value written as a JSON string through its `Display` (ids), without
 /// an intermediate `String`.
 struct AsStr<T>(T);
@@ -37,9 +54,14 @@ impl Serialize for MessageView<'_> {
         if let Some(attachment) = &message.attachment {
             map.serialize_entry("attachment", &attachment_json(attachment))?;
         }
-        map.serialize_entry("content", &message.content)?;
+        if message.session_id.is_none() {
+            map.serialize_entry("content", &message.content)?;
+        }
         map.serialize_entry("conv_seq", &message.conv_seq.0)?;
         map.serialize_entry("conversation_id", &AsStr(message.conversation_id))?;
+        if let Some(session_id) = &message.session_id {
+            map.serialize_entry("encrypted", &Sealed { ciphertext: &message.content, session_id })?;
+        }
         if message.forward_count > 0 {
             map.serialize_entry("forward_count", &message.forward_count)?;
             map.serialize_entry("forwarded", &true)?;
@@ -59,7 +81,7 @@ impl Serialize for MessageView<'_> {
 
 /// The text of the frame that pushes feed entry `seq`: `{"type": "event",
 /// "seq", "event"}`, a message written without a `Value` tree.
-pub fn event_frame_text(seq: u64, entry: &FeedEntry) -> String {
+pub fn event_frame_text(seq: u64, entry: &FeedEntry, viewer: DeviceId) -> String {
     enum Event<'a> {
         Message(MessageView<'a>),
         Other(Value),
@@ -81,7 +103,7 @@ pub fn event_frame_text(seq: u64, entry: &FeedEntry) -> String {
     }
     let event = match entry {
         FeedEntry::Message(message) => Event::Message(MessageView(message)),
-        other => Event::Other(entry_json(other)),
+        other => Event::Other(entry_json(other, viewer)),
     };
     serde_json::to_string(&Frame { event, seq, kind: "event" }).expect("an event serializes")
 }
@@ -133,8 +155,17 @@ pub fn history_json(entry: &HistoryMessage) -> Value {
         value["deleted_at"] = json!(at.0);
     }
     if !entry.reactions.is_empty() {
-        let reactions: serde_json::Map<String, Value> =
-            entry.reactions.iter().map(|(user, emoji)| (user.to_string(), json!(emoji))).collect();
+        let reactions: serde_json::Map<String, Value> = entry
+            .reactions
+            .iter()
+            .map(|(user, emoji)| {
+                let reaction = match entry.reaction_sessions.get(user) {
+                    Some(session_id) => json!(Sealed { ciphertext: emoji, session_id }),
+                    None => json!(emoji),
+                };
+                (user.to_string(), reaction)
+            })
+            .collect();
         value["reactions"] = Value::Object(reactions);
     }
     value
@@ -153,8 +184,8 @@ pub fn modified_json(modified: &MessageModified) -> Value {
         "at": modified.at.0,
     });
     match &modified.operation {
-        Operation::Edit { content } => value["content"] = json!(content),
-        Operation::React { emoji } => value["emoji"] = json!(emoji),
+        Operation::Edit { content } => set_body(&mut value, "content", content, modified.session_id.as_deref()),
+        Operation::React { emoji } => set_body(&mut value, "emoji", emoji, modified.session_id.as_deref()),
         Operation::DeleteForEveryone | Operation::DeleteForMe => {}
     }
     value
@@ -174,7 +205,8 @@ pub fn receipt_json(receipt: &Receipt) -> Value {
     })
 }
 
-pub fn entry_json(entry: &FeedEntry) -> Value {
+/// A feed entry as device `viewer` is shown it.
+pub fn entry_json(entry: &FeedEntry, viewer: DeviceId) -> Value {
     match entry {
         FeedEntry::Message(message) => message_json(message),
         FeedEntry::Receipt(receipt) => receipt_json(receipt),
@@ -183,6 +215,20 @@ pub fn entry_json(entry: &FeedEntry) -> Value {
         FeedEntry::KeysLow { device_id, remaining } => {
             json!({"kind": "keys_low", "device_id": device_id.to_string(), "remaining": remaining})
         }
+        // Another device's entry: its seq is taken (the feed stays gap-free
+        // for every device), its body is not this device's to see.
+        FeedEntry::ToDevice(entry) if entry.device_id != viewer => {
+            json!({"kind": "to_device", "device_id": entry.device_id.to_string()})
+        }
+        FeedEntry::ToDevice(entry) => json!({
+            "kind": "to_device",
+            "device_id": entry.device_id.to_string(),
+            "from": entry.from.to_string(),
+            "from_device": entry.from_device.to_string(),
+            "olm_type": entry.olm_type,
+            "body": entry.body,
+            "sent_at": entry.sent_at.0,
+        }),
     }
 }
 

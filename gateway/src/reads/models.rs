@@ -71,6 +71,27 @@ impl ReadModels {
         .ok_or_else(|| ApiError::unavailable("the change is recorded but not yet visible here; read again shortly"))
     }
 
+    /// The end-to-end devices (those with published identity keys) of each
+    /// of `users`, as the directory has them, read in one go.
+    pub async fn device_sets(
+        &self,
+        users: Vec<UserId>,
+    ) -> Result<std::collections::BTreeMap<UserId, BTreeSet<missive_core::DeviceId>>, ApiError> {
+        self.run(move |db| {
+            let mut sets = std::collections::BTreeMap::new();
+            for user in users {
+                let devices = queries::directory(db, user)?
+                    .map(|state| {
+                        state.devices.iter().filter(|info| info.identity.is_some()).map(|info| info.device_id).collect()
+                    })
+                    .unwrap_or_default();
+                sets.insert(user, devices);
+            }
+            Ok(sets)
+        })
+        .await
+    }
+
     /// Whether a contact-sync candidate is registered: the Bloom filter
     /// answers most misses without touching the store.
     pub async fn registered(&self, user: UserId) -> Result<bool, ApiError> {

@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where push notification jobs are POSTed (`--push-webhook`).
     pub push_webhook: Option<String>,
+    /// Accept plaintext message bodies (`--allow-plaintext`); otherwise only
+    /// end-to-end encrypted ones.
+    pub allow_plaintext: bool,
     /// Media storage and upload limits.
     pub media: MediaSettings,
     /// Serve `/metrics` here instead of on the public listener (`--metrics-listen`).
@@ -166,7 +169,12 @@ pub async fn serve(
         sessions: parts.sessions.clone(),
         limits: Arc::new(FrameLimits::default()),
         presence: parts.presence.clone(),
-        messaging: MessagingDeps { bus: parts.bus.clone(), reads: parts.reads.clone(), media: parts.media.clone() },
+        messaging: MessagingDeps {
+            bus: parts.bus.clone(),
+            reads: parts.reads.clone(),
+            media: parts.media.clone(),
+            allow_plaintext: config.allow_plaintext,
+        },
         clock: parts.clock.clone(),
     };
     let context = Context {

@@ -196,7 +196,7 @@ impl Session {
             let waited = (self.deps.clock.now_ms() - message.sent_at.0).max(0);
             self.deps.metrics.send_to_deliver.observe(waited as f64 / 1000.0);
         }
-        self.push_text("event", event_frame_text(seq.0, entry)).await?;
+        self.push_text("event", event_frame_text(seq.0, entry, self.principal.device)).await?;
         self.sent_through = seq;
         Ok(())
     }

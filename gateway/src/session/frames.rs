@@ -9,7 +9,7 @@ use super::live::TYPING_TTL_MS;
 use super::registry::MAX_WATCHED;
 use crate::auth::Principal;
 use crate::messaging::{self, Pending};
-use crate::protocol::{ApiError, ClientFrame, error_frame, parse_client_frame, send_error, with_req};
+use crate::protocol::{ApiError, ClientFrame, SendFrame, error_frame, parse_client_frame, send_error, with_req};
 use crate::reads::{require_member, require_members};
 
 /// Watches the presence of `users` (ids as strings); returns who is watched
@@ -160,12 +160,41 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
                 session.push(send_error(None, &error)).await?;
             }
         }
-        ClientFrame::Send { req, to, client_msg_id, content, reply_to, media, location, contact } => {
+        ClientFrame::Send(frame) => {
             deps.metrics.frames_in.with_label_values(&["send"]).inc();
-            let outgoing = messaging::Outgoing { client_msg_id, content, reply_to, media, location, contact };
+            let SendFrame {
+                req,
+                to,
+                client_msg_id,
+                content,
+                reply_to,
+                media,
+                location,
+                contact,
+                encrypted,
+                forward_of,
+            } = *frame;
+            let outgoing = messaging::Outgoing {
+                client_msg_id,
+                content,
+                reply_to,
+                media,
+                location,
+                contact,
+                encrypted,
+                forward_of,
+            };
             deps.limits.pace_send(principal.user).await;
             let permit = session.writer().await?;
             let result = messaging::start_send(&deps.messaging, principal, req, to, outgoing).await;
+            drop(permit);
+            return started(session, result).await;
+        }
+        ClientFrame::ShareKeys { req, messages } => {
+            deps.metrics.frames_in.with_label_values(&["share_keys"]).inc();
+            deps.limits.pace_send(principal.user).await;
+            let permit = session.writer().await?;
+            let result = messaging::start_share(&deps.messaging, principal, req, messages).await;
             drop(permit);
             return started(session, result).await;
         }
@@ -178,20 +207,24 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
             drop(permit);
             return started(session, started_forward).await;
         }
-        ClientFrame::Edit { req, conversation_id, message_id, content } => {
-            let operation = Ok(Operation::Edit { content });
+        ClientFrame::Edit { req, conversation_id, message_id, content, encrypted } => {
+            let operation = messaging::operation_body(&deps.messaging, content, encrypted, "content", |content| {
+                Operation::Edit { content }
+            });
             return modify(session, "edit", req, &conversation_id, &message_id, operation).await;
         }
         ClientFrame::Delete { req, conversation_id, message_id, scope } => {
             let operation = match scope.as_str() {
-                "everyone" => Ok(Operation::DeleteForEveryone),
-                "me" => Ok(Operation::DeleteForMe),
+                "everyone" => Ok((Operation::DeleteForEveryone, None)),
+                "me" => Ok((Operation::DeleteForMe, None)),
                 _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
             };
             return modify(session, "delete", req, &conversation_id, &message_id, operation).await;
         }
-        ClientFrame::React { req, conversation_id, message_id, emoji } => {
-            let operation = Ok(Operation::React { emoji });
+        ClientFrame::React { req, conversation_id, message_id, emoji, encrypted } => {
+            let operation = messaging::operation_body(&deps.messaging, emoji, encrypted, "emoji", |emoji| {
+                Operation::React { emoji }
+            });
             return modify(session, "react", req, &conversation_id, &message_id, operation).await;
         }
     }
@@ -207,7 +240,7 @@ async fn modify(
     req: Option<String>,
     conversation_id: &str,
     message_id: &str,
-    operation: Result<Operation, ApiError>,
+    operation: Result<(Operation, Option<String>), ApiError>,
 ) -> Result<Option<Pending>, ()> {
     let (deps, principal) = (session.deps.clone(), session.principal);
     deps.metrics.frames_in.with_label_values(&[kind]).inc();

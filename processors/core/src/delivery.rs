@@ -50,6 +50,9 @@ pub enum DeliveryItem {
     /// One of the user's devices is running out of one-time keys: it
     /// should upload more (`remaining` are left).
     KeysLow { device_id: DeviceId, remaining: u32 },
+    /// An Olm message for one of the user's devices (a session key); only
+    /// that device is shown it.
+    ToDevice(crate::keys::share::ToDevice),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -184,6 +187,7 @@ mod tests {
             withheld_from: Vec::new(),
             forward_count: 0,
             attachment: None,
+            session_id: None,
         };
         let recipients: Vec<UserId> = route_conversation_event(&ConversationEvent::MessageSent(message))
             .into_iter()

@@ -261,5 +261,7 @@ pub fn signed_message(user: UserId, device: DeviceId, key: &SignedKey) -> String
     format!("missive/key/v1\n{user}\n{device}\n{}\n{}", key.key_id, key.key)
 }
 
+pub mod share;
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //! members' feeds in order after the message it changes — offline members
 //! get it on reconnect, history folds it into the message.
 
-use crate::conversation::{ConversationEvent, ConversationState, MAX_CONTENT_BYTES, Rejection, StoredMessage};
+use crate::conversation::{ConversationEvent, ConversationState, Rejection, StoredMessage, body_limit};
 use crate::ids::{ConvSeq, ConversationId, DeviceId, MessageId, Millis, UserId};
 
 /// How long after sending a message its sender may edit it.
@@ -13,6 +13,8 @@ pub const EDIT_WINDOW_MS: i64 = 15 * 60 * 1000;
 pub const DELETE_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Longest reaction (one emoji, possibly a multi-code-point sequence).
 pub const MAX_REACTION_BYTES: usize = 64;
+/// Largest encrypted reaction: the Megolm ciphertext of one emoji, in base64.
+pub const MAX_ENCRYPTED_REACTION_BYTES: usize = 1024;
 
 /// The time limits of operations; the delete window is configurable per deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct ModifyMessage {
     pub message_id: MessageId,
     pub target_seq: ConvSeq,
     pub operation: Operation,
+    /// Set when the edit's content or the reaction is ciphertext of this Megolm session.
+    pub session_id: Option<String>,
 }
 
 /// A recorded operation: its own position, the message it changes, and who hears of it.
@@ -76,6 +80,8 @@ pub struct MessageModified {
     /// (only the actor for delete-for-me).
     pub audience: Vec<UserId>,
     pub at: Millis,
+    /// Set when the edit's content or the reaction is ciphertext of this Megolm session.
+    pub session_id: Option<String>,
 }
 
 /// Decides an operation. `target` is the message the shell found at
@@ -109,7 +115,7 @@ pub fn decide_modify(
             if age > windows.edit_ms {
                 return Err(Rejection::TooLate("messages can be edited for 15 minutes"));
             }
-            if content.len() > MAX_CONTENT_BYTES {
+            if content.len() > body_limit(command.session_id.is_some()) {
                 return Err(Rejection::TooLarge);
             }
             if content.is_empty() {
@@ -123,6 +129,11 @@ pub fn decide_modify(
             }
             if age > windows.delete_ms {
                 return Err(Rejection::TooLate("the window for deleting for everyone has passed"));
+            }
+        }
+        Operation::React { emoji } if command.session_id.is_some() => {
+            if emoji.len() > MAX_ENCRYPTED_REACTION_BYTES {
+                return Err(Rejection::BadRequest("an encrypted reaction is at most 1024 bytes of ciphertext"));
             }
         }
         Operation::React { emoji } => {
@@ -163,6 +174,7 @@ pub fn decide_modify(
         operation: command.operation.clone(),
         audience,
         at: now,
+        session_id: command.session_id.clone(),
     })])
 }
 
@@ -209,6 +221,7 @@ mod tests {
             reply_to: None,
             forward_count: 0,
             attachment: None,
+            session_id: None,
         };
         let (_, events) = conversation::decide_send(&state, &send, None, Millis(1_000)).expect("sent");
         let ConversationEvent::MessageSent(message) = &events[0] else { panic!("a message") };
@@ -224,6 +237,7 @@ mod tests {
             message_id: MessageId(9),
             target_seq: ConvSeq(2),
             operation,
+            session_id: None,
         }
     }
 
@@ -298,6 +312,7 @@ mod tests {
             reply_to: None,
             forward_count: 0,
             attachment: None,
+            session_id: None,
         };
         let (_, events) =
             conversation::decide_send(&ConversationState::default(), &send, None, Millis(1_000)).expect("sent");

@@ -108,6 +108,7 @@ fn records(codec: &Codec, ops: &[Op]) -> Vec<Record> {
                         reply_to: None,
                         forward_count: 0,
                         attachment: None,
+                        session_id: None,
                     })
                 }
                 Op::Read { by_alice, up_to } => ConversationCommand::Receipt(MarkReceipt {
@@ -231,6 +232,7 @@ fn inbox_records(codec: &Codec, ops: &[InboxOp]) -> Vec<Record> {
                         withheld_from: Vec::new(),
                         forward_count: 0,
                         attachment: None,
+                        session_id: None,
                     }),
                 ),
                 InboxOp::Receipt => (

@@ -44,6 +44,7 @@ impl From<&MessageModified> for wire::MessageModified {
             text,
             audience: modified.audience.clone(),
             at: modified.at,
+            session_id: modified.session_id.clone(),
         }
     }
 }
@@ -60,6 +61,7 @@ impl From<wire::MessageModified> for MessageModified {
             operation: operation_from_wire(modified.kind, modified.text),
             audience: modified.audience,
             at: modified.at,
+            session_id: modified.session_id,
         }
     }
 }
@@ -75,6 +77,7 @@ impl From<&ModifyMessage> for wire::ModifyMessage {
             target_seq: modify.target_seq,
             kind,
             text,
+            session_id: modify.session_id.clone(),
         }
     }
 }
@@ -88,6 +91,7 @@ impl From<wire::ModifyMessage> for ModifyMessage {
             message_id: modify.message_id,
             target_seq: modify.target_seq,
             operation: operation_from_wire(modify.kind, modify.text),
+            session_id: modify.session_id,
         }
     }
 }
@@ -108,6 +112,7 @@ impl From<&MessageSent> for wire::MessageSent {
             withheld_from: message.withheld_from.clone(),
             forward_count: count_to_wire(message.forward_count),
             attachment: message.attachment.as_ref().map(wire::Attachment::from),
+            session_id: message.session_id.clone(),
         }
     }
 }
@@ -129,6 +134,7 @@ impl TryFrom<wire::MessageSent> for MessageSent {
             withheld_from: message.withheld_from,
             forward_count: count_from_wire(message.forward_count),
             attachment: message.attachment.map(TryFrom::try_from).transpose()?,
+            session_id: message.session_id,
         })
     }
 }
@@ -146,6 +152,7 @@ impl From<&SendMessage> for wire::SendMessage {
             reply_to: send.reply_to,
             forward_count: count_to_wire(send.forward_count),
             attachment: send.attachment.as_ref().map(wire::Attachment::from),
+            session_id: send.session_id.clone(),
         }
     }
 }
@@ -164,6 +171,7 @@ impl TryFrom<wire::SendMessage> for SendMessage {
             reply_to: send.reply_to,
             forward_count: count_from_wire(send.forward_count),
             attachment: send.attachment.map(TryFrom::try_from).transpose()?,
+            session_id: send.session_id,
         })
     }
 }

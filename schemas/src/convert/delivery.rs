@@ -70,6 +70,9 @@ impl From<&Delivery> for WireValue {
                 device_id: *device_id,
                 remaining: count_to_wire(*remaining),
             }),
+            DeliveryItem::ToDevice(entry) => {
+                WireValue::DeliverToDevice(super::keys::to_device_to_wire(recipient, entry))
+            }
         }
     }
 }
@@ -127,6 +130,10 @@ impl TryFrom<WireValue> for Delivery {
                 low.recipient,
                 DeliveryItem::KeysLow { device_id: low.device_id, remaining: count_from_wire(low.remaining) },
             ),
+            WireValue::DeliverToDevice(deliver) => {
+                let (recipient, entry) = super::keys::to_device_from_wire(deliver);
+                (recipient, DeliveryItem::ToDevice(entry))
+            }
             other => return Err(ConvertError::WrongType { expected: "delivery", found: other.record_type() }),
         };
         Ok(Delivery { recipient, item })

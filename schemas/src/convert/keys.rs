@@ -1,5 +1,7 @@
 //! The key directory on the wire: uploads and claims, and their events.
 
+use missive_core::UserId;
+use missive_core::keys::share::{DeviceMessage, ShareKeys, ToDevice};
 use missive_core::keys::{ClaimKey, IdentityKeys, KeyClaimed, KeysCommand, KeysUploaded, SignedKey, UploadKeys};
 
 use crate::wire::{self, WireValue};
@@ -141,4 +143,87 @@ impl TryFrom<WireValue> for KeysCommand {
             other => Err(ConvertError::WrongType { expected: "keys command", found: other.record_type() }),
         }
     }
+}
+
+fn olm_type_from_wire(olm_type: i32) -> u8 {
+    u8::try_from(olm_type).unwrap_or(u8::MAX)
+}
+
+impl From<&ShareKeys> for wire::ShareKeys {
+    fn from(share: &ShareKeys) -> wire::ShareKeys {
+        wire::ShareKeys {
+            user_id: share.user_id,
+            from: share.from,
+            from_device: share.from_device,
+            messages: share
+                .messages
+                .iter()
+                .map(|message| wire::DeviceMessage {
+                    device_id: message.device_id,
+                    olm_type: i32::from(message.olm_type),
+                    body: message.body.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<wire::ShareKeys> for ShareKeys {
+    fn from(share: wire::ShareKeys) -> ShareKeys {
+        ShareKeys {
+            user_id: share.user_id,
+            from: share.from,
+            from_device: share.from_device,
+            messages: share
+                .messages
+                .into_iter()
+                .map(|message| DeviceMessage {
+                    device_id: message.device_id,
+                    olm_type: olm_type_from_wire(message.olm_type),
+                    body: message.body,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&ShareKeys> for WireValue {
+    fn from(share: &ShareKeys) -> WireValue {
+        WireValue::ShareKeys(share.into())
+    }
+}
+
+impl TryFrom<WireValue> for ShareKeys {
+    type Error = ConvertError;
+    fn try_from(value: WireValue) -> Result<Self, ConvertError> {
+        match value {
+            WireValue::ShareKeys(share) => Ok(share.into()),
+            other => Err(ConvertError::WrongType { expected: "key share", found: other.record_type() }),
+        }
+    }
+}
+
+/// A device-addressed entry and its recipient, to and from the wire.
+pub(super) fn to_device_to_wire(recipient: UserId, entry: &ToDevice) -> wire::DeliverToDevice {
+    wire::DeliverToDevice {
+        recipient,
+        device_id: entry.device_id,
+        from: entry.from,
+        from_device: entry.from_device,
+        olm_type: i32::from(entry.olm_type),
+        body: entry.body.clone(),
+        sent_at: entry.sent_at,
+    }
+}
+
+pub(super) fn to_device_from_wire(deliver: wire::DeliverToDevice) -> (UserId, ToDevice) {
+    let entry = ToDevice {
+        device_id: deliver.device_id,
+        from: deliver.from,
+        from_device: deliver.from_device,
+        olm_type: olm_type_from_wire(deliver.olm_type),
+        body: deliver.body,
+        sent_at: deliver.sent_at,
+    };
+    (deliver.recipient, entry)
 }

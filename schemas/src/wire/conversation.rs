@@ -35,6 +35,8 @@ pub struct SendMessage {
     pub forward_count: i32,
     #[serde(default)]
     pub attachment: Option<Attachment>,
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +92,8 @@ pub struct MessageSent {
     pub forward_count: i32,
     #[serde(default)]
     pub attachment: Option<Attachment>,
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,6 +147,8 @@ pub struct ModifyMessage {
     pub kind: OperationKind,
     #[serde(default)]
     pub text: String,
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,4 +171,6 @@ pub struct MessageModified {
     #[serde(with = "ids::many")]
     pub audience: Vec<UserId>,
     pub at: Millis,
+    #[serde(default)]
+    pub session_id: Option<String>,
 }

@@ -68,6 +68,40 @@ pub struct KeyClaimed {
     pub at: Millis,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMessage {
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
+    pub olm_type: i32,
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareKeys {
+    #[serde(with = "ids::one")]
+    pub user_id: UserId,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
+    #[serde(with = "ids::one")]
+    pub from_device: DeviceId,
+    pub messages: Vec<DeviceMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliverToDevice {
+    #[serde(with = "ids::one")]
+    pub recipient: UserId,
+    #[serde(with = "ids::one")]
+    pub device_id: DeviceId,
+    #[serde(with = "ids::one")]
+    pub from: UserId,
+    #[serde(with = "ids::one")]
+    pub from_device: DeviceId,
+    pub olm_type: i32,
+    pub body: String,
+    pub sent_at: Millis,
+}
+
 /// The key a `ClaimKey` command handed out, in its reply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedKey {

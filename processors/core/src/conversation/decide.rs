@@ -13,7 +13,7 @@ pub fn decide_send(
     prior: Option<PriorSend>,
     now: Millis,
 ) -> Result<(SendOutcome, Vec<ConversationEvent>), Rejection> {
-    if send.content.len() > MAX_CONTENT_BYTES {
+    if send.content.len() > body_limit(send.session_id.is_some()) {
         return Err(Rejection::TooLarge);
     }
     if send.client_msg_id.is_empty() || send.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
@@ -63,6 +63,7 @@ pub fn decide_send(
         withheld_from,
         forward_count: send.forward_count,
         attachment: send.attachment.clone(),
+        session_id: send.session_id.clone(),
     };
     let outcome = SendOutcome::Accepted { message_id: send.message_id, conv_seq };
     Ok((outcome, vec![ConversationEvent::MessageSent(event)]))

@@ -10,6 +10,14 @@ use crate::operations::{MessageModified, ModifyMessage};
 
 /// Largest message body, in bytes of UTF-8.
 pub const MAX_CONTENT_BYTES: usize = 65_536;
+/// Largest end-to-end encrypted body: the Megolm ciphertext of the largest
+/// plaintext, in base64, with room for what a client seals with it.
+pub const MAX_CIPHERTEXT_BYTES: usize = 98_304;
+
+/// How long a body may be: plaintext, or ciphertext of a session.
+pub fn body_limit(encrypted: bool) -> usize {
+    if encrypted { MAX_CIPHERTEXT_BYTES } else { MAX_CONTENT_BYTES }
+}
 /// Longest accepted `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
 /// How long `(device, client_msg_id)` is remembered for deduplication.
@@ -29,6 +37,9 @@ pub struct SendMessage {
     pub forward_count: u32,
     /// Media reference, location or contact card.
     pub attachment: Option<Attachment>,
+    /// Set for an end-to-end encrypted message: the Megolm session whose
+    /// ciphertext `content` is. The server never reads either.
+    pub session_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -110,6 +121,9 @@ pub struct MessageSent {
     pub forward_count: u32,
     /// Media reference, location or contact card.
     pub attachment: Option<Attachment>,
+    /// Set for an end-to-end encrypted message: the Megolm session whose
+    /// ciphertext `content` is. The server never reads either.
+    pub session_id: Option<String>,
 }
 
 impl MessageSent {

@@ -19,6 +19,7 @@ fn send(from: UserId, to: UserId, client_msg_id: &str, message_id: u64) -> SendM
         reply_to: None,
         forward_count: 0,
         attachment: None,
+        session_id: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn send(from: u64, id: u64) -> SendMessage {
         reply_to: None,
         forward_count: 0,
         attachment: None,
+        session_id: None,
     }
 }
 

@@ -1,0 +1,89 @@
+//! `share_keys`: a device's Olm messages for other devices (the Megolm
+//! session keys of its encrypted chats). Checked for shape, grouped by
+//! recipient, appended as one `ShareKeys` command per recipient (decided
+//! by the users processor against the recipient's account), answered
+//! `shared` once every recipient's inbox has them.
+
+use std::collections::BTreeMap;
+
+use missive_core::keys::share::{DeviceMessage, MAX_SHARE_BODY_BYTES, MAX_SHARE_ENTRIES, ShareKeys};
+use missive_core::{DeviceId, UserId};
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::commands::{Subject, carried_out, wait_reply};
+use crate::protocol::{ApiError, ShareEntry, send_error, with_req};
+use crate::reads::Projection;
+
+use super::{MessagingDeps, Pending};
+
+fn bad_frame(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("bad_frame", message)
+}
+
+/// The entries by recipient, checked for shape.
+fn by_recipient(entries: Vec<ShareEntry>) -> Result<BTreeMap<UserId, Vec<DeviceMessage>>, ApiError> {
+    if entries.is_empty() || entries.len() > MAX_SHARE_ENTRIES {
+        return Err(bad_frame(format!("share_keys carries 1..{MAX_SHARE_ENTRIES} messages")));
+    }
+    let id = |text: &str| text.parse::<u64>().map_err(|_| bad_frame("user and device are decimal id strings"));
+    let mut grouped: BTreeMap<UserId, Vec<DeviceMessage>> = BTreeMap::new();
+    for entry in entries {
+        if entry.olm_type > 1 {
+            return Err(bad_frame("olm_type is 0 (pre-key message) or 1"));
+        }
+        if entry.body.is_empty()
+            || !entry.body.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+/=".contains(&byte))
+        {
+            return Err(bad_frame("body must be an Olm message in base64"));
+        }
+        if entry.body.len() > MAX_SHARE_BODY_BYTES {
+            return Err(ApiError::bad_request(
+                "too_large",
+                format!("a body is limited to {MAX_SHARE_BODY_BYTES} bytes"),
+            ));
+        }
+        let message =
+            DeviceMessage { device_id: DeviceId(id(&entry.device)?), olm_type: entry.olm_type, body: entry.body };
+        grouped.entry(UserId(id(&entry.user)?)).or_default().push(message);
+    }
+    Ok(grouped)
+}
+
+/// Appends a `share_keys` frame's messages and returns the future of its
+/// `shared` frame: `stale` lists addressed devices the recipients do not
+/// have (any more), which got nothing.
+pub async fn start_share(
+    deps: &MessagingDeps,
+    principal: Principal,
+    req: Option<String>,
+    entries: Vec<ShareEntry>,
+) -> Result<Pending, Value> {
+    let refuse = |error: ApiError| send_error(req.as_deref(), &error);
+    let grouped = by_recipient(entries).map_err(refuse)?;
+    deps.reads.barrier(Projection::Directory, grouped.keys().map(|user| user.0)).await.map_err(refuse)?;
+    let current = deps.reads.device_sets(grouped.keys().copied().collect()).await.map_err(refuse)?;
+    let mut stale = serde_json::Map::new();
+    let mut pending = Vec::with_capacity(grouped.len());
+    for (user, messages) in grouped {
+        let devices = current.get(&user);
+        let (kept, gone): (Vec<DeviceMessage>, Vec<DeviceMessage>) =
+            messages.into_iter().partition(|message| devices.is_some_and(|set| set.contains(&message.device_id)));
+        if !gone.is_empty() {
+            stale.insert(user.to_string(), json!(gone.iter().map(|m| m.device_id.to_string()).collect::<Vec<_>>()));
+        }
+        if kept.is_empty() {
+            continue;
+        }
+        let share = ShareKeys { user_id: user, from: principal.user, from_device: principal.device, messages: kept };
+        pending.push(deps.bus.submit_share(&share).await.map_err(refuse)?);
+    }
+    Ok(Box::pin(async move {
+        for submitted in pending {
+            if let Err(error) = wait_reply(submitted).await.and_then(|reply| carried_out(reply, Subject::Account)) {
+                return send_error(req.as_deref(), &error);
+            }
+        }
+        with_req(json!({"type": "shared", "stale": stale}), &req)
+    }))
+}
