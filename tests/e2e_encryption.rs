@@ -49,6 +49,34 @@ async fn reads(device: &mut SecureDevice, expected: &str) -> Value {
         .expect("found above")
 }
 
+/// A 1 MB picture (what it shows does not matter to the server, which never opens it).
+fn picture() -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    (0..1_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// Sends the picture sealed, and checks each reader downloads and opens exactly it.
+async fn picture_reaches(sender: &mut SecureDevice, to: &To, caption: &str, readers: Vec<&mut SecureDevice>) {
+    let image = picture();
+    let sent = sender.send_media(to, caption, &image, ("image", "image/png"), caption).await.expect("send media");
+    assert_eq!(sent["type"], "sent", "{sent}");
+    for reader in readers {
+        let entry = reads(reader, caption).await;
+        assert!(entry["attachment"]["caption"].is_null(), "the caption travels sealed: {entry}");
+        let opened =
+            reader.crypto.open(entry["conversation_id"].as_str().expect("id"), &entry["encrypted"]).expect("opens");
+        let downloaded = reader.download(&opened.payload).await.expect("download and open");
+        assert!(downloaded == image, "device {} got other bytes", reader.account.device_id);
+    }
+}
+
 async fn send(device: &mut SecureDevice, to: &To, id: &str, message: &str) -> Value {
     let sent = device.send(to, id, &json!({"text": message}), json!({})).await.expect("send");
     assert_eq!(sent["type"], "sent", "{sent}");
@@ -74,6 +102,7 @@ async fn a_chat_is_relayed_sealed_and_read_on_every_device_and_plaintext_is_refu
     send(&mut bob_phone, &to_alice, "r1", "hi alice").await;
     reads(&mut alice, "hi alice").await;
     reads(&mut bob_tablet, "hi alice").await;
+    picture_reaches(&mut alice, &bob, "a picture for bob", vec![&mut bob_phone, &mut bob_tablet]).await;
 
     // Edits and reactions are sealed too.
     let conversation = sent["conversation_id"].as_str().expect("id").to_string();
@@ -140,6 +169,8 @@ async fn a_group_on_five_devices_catches_a_new_device_and_shuts_out_a_removed_me
     for reader in [&mut alice, &mut alice_laptop, &mut bob_tablet, &mut carol] {
         reads(reader, "bob answers").await;
     }
+    let readers = vec![&mut alice, &mut alice_laptop, &mut bob, &mut bob_tablet];
+    picture_reaches(&mut carol, &to_group, "a picture for the group", readers).await;
 
     // Carol adds a device: alice's send names the old set, is refused with
     // device_mismatch (nothing delivered), shares with it and goes through.
@@ -149,6 +180,11 @@ async fn a_group_on_five_devices_catches_a_new_device_and_shuts_out_a_removed_me
     assert_eq!(mismatch["missing"][&carol.account.user_id], json!([carol_laptop.account.device_id]), "{mismatch}");
     for reader in [&mut carol_laptop, &mut carol, &mut bob] {
         reads(reader, "welcome, new laptop").await;
+    }
+    // Everyone sharing a conversation with carol hears her devices changed.
+    for member in [&mut bob, &mut bob_tablet, &mut alice_laptop] {
+        let change = member.device_change_of(&carol.account.user_id, WAIT).await.expect("devices_changed");
+        assert_eq!(change["conversation_id"], group_id.as_str(), "{change}");
     }
 
     // Carol is removed: the next message is sealed with a new session she never gets.

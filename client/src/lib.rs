@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod keys;
+pub mod media;
 pub mod secure;
 
 /// Milliseconds since the Unix epoch, by this machine's clock.

@@ -14,7 +14,12 @@ pub fn now_ms() -> i64 {
 /// `/proc/self/stat` (USER_HZ ticks, 100 per second on Linux); zero where
 /// that file is missing. For tools that print their own cost.
 pub fn process_cpu() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("self")
+}
+
+/// CPU time used so far by process `pid` (`"self"` or a number), from `/proc`.
+pub fn cpu_of(pid: &str) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at "state".
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);

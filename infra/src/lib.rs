@@ -12,7 +12,7 @@ pub mod kafka;
 pub mod log;
 pub mod objects;
 
-pub use clock::{Clock, now_ms, process_cpu};
+pub use clock::{Clock, cpu_of, now_ms, process_cpu};
 pub use embedded::{EmbeddedLog, LogStatsSnapshot};
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{

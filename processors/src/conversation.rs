@@ -212,6 +212,18 @@ impl Handler for ConversationHandler {
             ConversationCommand::Group(group) => {
                 missive_core::groups::decide_group(&state, group, now).map(|events| (None, events))
             }
+            ConversationCommand::AnnounceDevices(announce) => {
+                for delivery in conversation::announce_devices(&state, announce) {
+                    tx.emit(output(
+                        &self.codec,
+                        record,
+                        DELIVERIES,
+                        delivery.recipient.0,
+                        &WireValue::from(&delivery),
+                    )?);
+                }
+                Ok((None, Vec::new()))
+            }
             ConversationCommand::Block(block) => match conversation::decide_block(&state, block) {
                 Ok(changed) => {
                     if let Some(next) = changed {

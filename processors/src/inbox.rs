@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use missive_core::conversation::ConversationCommand;
+use missive_core::conversation::{AnnounceDevices, ConversationCommand};
 use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::notifications::OfflineMessage;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
@@ -43,6 +43,8 @@ pub struct InboxHandler {
 
 /// How many appended entries [`InboxHandler`] remembers for acks.
 const RECENT_MAX: usize = 1 << 18;
+/// Most conversations one device change is announced in.
+const MAX_ANNOUNCED: usize = 10_000;
 
 type Summaries = StateCache<(UserId, ConversationId), ConversationSummary>;
 
@@ -57,6 +59,31 @@ impl InboxHandler {
             summaries: StateCache::default(),
             recent: HashMap::new(),
         }
+    }
+
+    /// `user`'s devices changed: each conversation it has messages in tells
+    /// its other members (through the conversation's decider, which knows them).
+    fn announce_devices(&mut self, tx: &mut Tx<'_>, record: &Record, user: UserId) -> Result<(), HandleError> {
+        // Summaries made earlier in this batch are in the cache: write them
+        // into the batch so the scan sees them (however the log was chunked).
+        self.summaries.flush(tx)?;
+        let (start, end) = keys::summaries(user);
+        for (key, _) in tx.scan(&start, &end, MAX_ANNOUNCED)? {
+            let Some(id) = key.get(key.len().saturating_sub(8)..).and_then(|tail| <[u8; 8]>::try_from(tail).ok())
+            else {
+                continue;
+            };
+            let conversation_id = ConversationId(u64::from_be_bytes(id));
+            let announce = ConversationCommand::AnnounceDevices(AnnounceDevices { conversation_id, user });
+            tx.emit(output(
+                &self.codec,
+                record,
+                COMMANDS_CONVERSATION,
+                conversation_id.0,
+                &WireValue::from(&announce),
+            )?);
+        }
+        Ok(())
     }
 
     /// Appends an entry to a user's feed and remembers it for publication.
@@ -159,15 +186,23 @@ impl InboxHandler {
             DeliveryItem::ToDevice(entry) => {
                 self.append_entry(tx, user, feed, FeedEntry::ToDevice(entry))?;
             }
+            DeliveryItem::DevicesChanged { conversation_id, user: changed } => {
+                let entry = FeedEntry::DevicesChanged { conversation_id, user: changed };
+                self.append_entry(tx, user, feed, entry)?;
+            }
             DeliveryItem::ReadSync { conversation_id, up_to } => {
                 apply_read(tx, &mut self.summaries, user, conversation_id, up_to)?
             }
-            DeliveryItem::DeviceAdded { device_id } => feed.add_device(device_id),
+            DeliveryItem::DeviceAdded { device_id } => {
+                feed.add_device(device_id);
+                self.announce_devices(tx, record, user)?;
+            }
             DeliveryItem::DeviceRemoved { device_id } => {
                 let floor_before = feed.floor;
                 if let Some(through) = feed.remove_device(device_id) {
                     delete_entries(tx, user, floor_before, through)?;
                 }
+                self.announce_devices(tx, record, user)?;
             }
             DeliveryItem::DeviceAcked { device_id, seq } => {
                 let newly = match feed.newly_delivered_range(seq) {

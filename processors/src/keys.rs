@@ -50,6 +50,11 @@ pub fn summary(user: UserId, conversation: ConversationId) -> Vec<u8> {
     key(&[b"inbox/", &user.to_be_bytes(), b"/c/", &conversation.to_be_bytes()])
 }
 
+/// The key range of `user`'s conversation summaries (one per conversation it has messages in).
+pub fn summaries(user: UserId) -> (Vec<u8>, Vec<u8>) {
+    (key(&[b"inbox/", &user.to_be_bytes(), b"/c/"]), key(&[b"inbox/", &user.to_be_bytes(), b"/c0"]))
+}
+
 pub fn unread_marker(user: UserId, conversation: ConversationId, seq: ConvSeq) -> Vec<u8> {
     key(&[b"inbox/", &user.to_be_bytes(), b"/u/", &conversation.to_be_bytes(), &seq.to_be_bytes()])
 }

@@ -30,6 +30,11 @@ pub enum FeedEntry {
     /// An Olm message for one device of the account: shown in full to that
     /// device only; the others see that the seq is taken, not the body.
     ToDevice(missive_core::keys::share::ToDevice),
+    /// `user`, in `conversation_id`, has a different set of devices now.
+    DevicesChanged {
+        conversation_id: ConversationId,
+        user: UserId,
+    },
 }
 
 /// What an ack needs to know of a message entry: who sent it, where.

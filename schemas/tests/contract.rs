@@ -238,6 +238,12 @@ fn sample(record_type: RecordType) -> WireValue {
         RecordType::ClaimKey => {
             WireValue::ClaimKey(ClaimKey { user_id: U, device_id: D, by: UserId(9), by_device: DeviceId(8) })
         }
+        RecordType::AnnounceDevices => WireValue::AnnounceDevices(AnnounceDevices { conversation_id: C, user: U }),
+        RecordType::DeliverDevicesChanged => WireValue::DeliverDevicesChanged(DeliverDevicesChanged {
+            recipient: UserId(9),
+            conversation_id: C,
+            user: U,
+        }),
         RecordType::ShareKeys => WireValue::ShareKeys(ShareKeys {
             user_id: U,
             from: UserId(9),

@@ -49,6 +49,16 @@ pub struct BenchArgs {
     /// bench reports the time from its hello to the last backlog entry.
     #[arg(long, default_value_t = false, conflicts_with_all = ["profiles", "group", "media"])]
     pub backlog: bool,
+    /// 1:1 sends carry an end-to-end encrypted body (`encrypted` with a
+    /// session id and the partner's device) instead of `content`: the
+    /// server's cost of a sealed message. The bench does not encrypt (the
+    /// server cannot tell); every user publishes identity keys first.
+    #[arg(long, default_value_t = false, conflicts_with_all = ["profiles", "group", "media", "backlog"])]
+    pub sealed: bool,
+    /// Pad each 1:1 body (content or ciphertext) to this many bytes, to
+    /// compare plaintext and sealed sends of one size.
+    #[arg(long, default_value_t = 0)]
+    pub body_bytes: usize,
     /// Size of each `--media` upload.
     #[arg(long, default_value_t = 5_000_000)]
     pub media_bytes: usize,

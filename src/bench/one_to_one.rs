@@ -44,6 +44,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return backlog_push(&args, &ws_url, &accounts).await;
     }
 
+    if args.sealed {
+        publish_keys(&api, &accounts).await?;
+    }
     let epoch = Instant::now();
     let expected = (args.users * args.messages) as u64;
     let delivered = Arc::new(AtomicU64::new(0));
@@ -59,10 +62,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("bench: {} connections open; sending {} messages", sockets.len(), expected);
     let started = Instant::now();
     let cpu_before = missive_infra::process_cpu();
+    let server_pid = server.child.as_ref().and_then(|child| child.id()).map(|pid| pid.to_string());
+    let server_cpu_before = server_pid.as_deref().map(missive_infra::cpu_of);
     let mut tasks = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
         let me = accounts[index].user_id.clone();
-        let partner = accounts[(index + 1) % accounts.len()].user_id.clone();
+        let partner_account = &accounts[(index + 1) % accounts.len()];
+        let partner = partner_account.user_id.clone();
+        let body =
+            BodyShape { sealed_for: args.sealed.then(|| partner_account.device_id.clone()), pad: args.body_bytes };
         let delivered = delivered.clone();
         let latencies = latencies.clone();
         let messages = args.messages;
@@ -86,7 +94,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let ack_timer = tokio::time::sleep_until(next_send);
             tokio::pin!(send_timer, ack_timer);
             let mut ack_pending = false;
-            let mut frame = String::with_capacity(160);
+            let mut frame = String::with_capacity(256 + body.pad);
             loop {
                 if confirmed >= messages && received >= messages {
                     return Ok::<(), anyhow::Error>(());
@@ -94,7 +102,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 // Saturation: fill the window in one write.
                 if per_user_interval.is_none() && sent < messages && sent - confirmed < window {
                     while sent < messages && sent - confirmed < window {
-                        send_frame(&mut frame, sent, &partner, &me, epoch);
+                        send_frame(&mut frame, sent, (&partner, &me), &body, epoch);
                         sink.feed(Message::text(frame.as_str())).await.map_err(|_| anyhow::anyhow!("send failed"))?;
                         sent += 1;
                     }
@@ -103,7 +111,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let timed_send = per_user_interval.is_some() && sent < messages && sent - confirmed < window;
                 tokio::select! {
                     _ = &mut send_timer, if timed_send => {
-                        send_frame(&mut frame, sent, &partner, &me, epoch);
+                        send_frame(&mut frame, sent, (&partner, &me), &body, epoch);
                         sink.send(Message::text(frame.as_str())).await.map_err(|_| anyhow::anyhow!("send failed"))?;
                         sent += 1;
                         if let Some(interval) = per_user_interval {
@@ -133,7 +141,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                                     && event.kind == "message"
                                     && event.from.as_deref() != Some(me.as_str())
                                 {
-                                    if let Some(stamp) = event.content.and_then(|c| c.parse::<u64>().ok()) {
+                                    let text = event.content.or(event.encrypted.map(|sealed| sealed.ciphertext));
+                                    if let Some(stamp) = text.as_deref().and_then(stamp_of) {
                                         latencies.record(epoch.elapsed().as_micros() as u64 - stamp);
                                     }
                                     received += 1;
@@ -163,6 +172,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = missive_infra::process_cpu().saturating_sub(cpu_before);
+    let server_cpu = server_pid.as_deref().zip(server_cpu_before).map(|(pid, before)| {
+        let used = missive_infra::cpu_of(pid).saturating_sub(before);
+        ((used.as_secs_f64() * 1e6 / delivered.load(Ordering::Relaxed).max(1) as f64) * 10.0).round() / 10.0
+    });
     let mut samples = latencies.take();
     samples.sort_unstable();
     let total = delivered.load(Ordering::Relaxed);
@@ -173,6 +186,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "delivered": total, "expected": expected, "failed_clients": failures,
             // The load generator's own cost: sending, reading and acking, per delivered message.
             "bench_cpu_us_per_message": ((cpu.as_secs_f64() * 1e6 / total.max(1) as f64) * 10.0).round() / 10.0,
+            // The server's cost (its own process; only when the bench started it).
+            "server_cpu_us_per_message": server_cpu,
+            "body": if args.sealed { "sealed" } else { "plaintext" }, "body_bytes": args.body_bytes,
             "seconds": (elapsed * 100.0).round() / 100.0,
             "delivered_per_second": (total as f64 / elapsed).round(),
             "latency_ms": {"p50": percentile(&samples, 0.50), "p99": percentile(&samples, 0.99), "p999": percentile(&samples, 0.999), "max": percentile(&samples, 1.0)},

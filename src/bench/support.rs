@@ -56,17 +56,55 @@ pub(super) async fn start_server(args: &BenchArgs) -> anyhow::Result<Server> {
     Ok(Server { base, sms_file, child: Some(child), _dir: Some(dir) })
 }
 
+/// What a 1:1 send carries: plaintext `content`, or a sealed body naming
+/// the partner's device; both padded to `pad` bytes.
+#[derive(Clone)]
+pub(super) struct BodyShape {
+    /// `Some(partner's device id)`: an `encrypted` body.
+    pub(super) sealed_for: Option<String>,
+    pub(super) pad: usize,
+}
+
 /// Writes user `me`'s send frame number `sent` to `partner` into `frame`;
-/// the content is the send time in µs since `epoch`. Ids are digits and
-/// the content a number: nothing to escape.
-pub(super) fn send_frame(frame: &mut String, sent: usize, partner: &str, me: &str, epoch: Instant) {
+/// the body starts with the send time in µs since `epoch` (digits, which
+/// are base64 too), padded with `A`s. Ids are digits: nothing to escape.
+pub(super) fn send_frame(
+    frame: &mut String,
+    sent: usize,
+    (partner, me): (&str, &str),
+    body: &BodyShape,
+    epoch: Instant,
+) {
     use std::fmt::Write;
     let stamp = epoch.elapsed().as_micros() as u64;
     frame.clear();
-    let _ = write!(
-        frame,
-        r#"{{"type":"send","req":"{sent}","to":{{"user":"{partner}"}},"client_msg_id":"{me}-{sent}","content":"{stamp}"}}"#
-    );
+    let _ =
+        write!(frame, r#"{{"type":"send","req":"{sent}","to":{{"user":"{partner}"}},"client_msg_id":"{me}-{sent}","#);
+    let text_at = match &body.sealed_for {
+        Some(_) => {
+            frame.push_str(r#""encrypted":{"session_id":"benchsessionbenchsessionbenchsessionbench","ciphertext":""#);
+            frame.len()
+        }
+        None => {
+            frame.push_str(r#""content":""#);
+            frame.len()
+        }
+    };
+    let _ = write!(frame, "{stamp}");
+    let written = frame.len() - text_at;
+    frame.extend(std::iter::repeat_n('A', body.pad.saturating_sub(written)));
+    match &body.sealed_for {
+        Some(device) => {
+            let _ = write!(frame, r#"","devices":{{"{partner}":["{device}"]}}}}}}"#);
+        }
+        None => frame.push_str(r#""}"#),
+    }
+}
+
+/// The send time a body starts with (see [`send_frame`]).
+pub(super) fn stamp_of(body: &str) -> Option<u64> {
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    body[..digits].parse().ok()
 }
 
 /// What a client reads of a server frame: borrowed views, no JSON tree.
@@ -88,6 +126,24 @@ pub(super) struct IncomingEvent<'a> {
     pub(super) from: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
     pub(super) content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(super) encrypted: Option<IncomingSealed<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct IncomingSealed<'a> {
+    #[serde(borrow)]
+    pub(super) ciphertext: std::borrow::Cow<'a, str>,
+}
+
+/// Publishes identity keys for each account (a sealed send names devices that have them).
+pub(super) async fn publish_keys(api: &Api, accounts: &[Account]) -> anyhow::Result<()> {
+    for account in accounts {
+        let body = missive_client::keys::DeviceKeys::new().upload_body(&account.user_id, &account.device_id, 1);
+        let (status, answer) = api.put("/v1/keys", Some(&account.access_token), &body).await?;
+        anyhow::ensure!(status == 200, "key upload answered {status}: {answer}");
+    }
+    Ok(())
 }
 
 /// The server's count of appended log records (`/metrics`, refreshed

@@ -94,9 +94,16 @@ impl Server {
 
     /// An embedded server logging at `level` (`MISSIVE_LOG`) into `log`.
     pub async fn start_embedded_logging(level: &str, log: &std::path::Path) -> Server {
+        Server::start_embedded_logging_with(level, log, &[]).await
+    }
+
+    /// [`Server::start_embedded_logging`] with extra environment (`MISSIVE_*` settings).
+    pub async fn start_embedded_logging_with(level: &str, log: &std::path::Path, env: &[(&str, String)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
         command.stderr(std::fs::File::create(log).expect("log file"));
-        Server::start_embedded_command_env(command, &[], &[("MISSIVE_LOG", level.to_string())]).await
+        let mut all = vec![("MISSIVE_LOG", level.to_string())];
+        all.extend(env.iter().cloned());
+        Server::start_embedded_command_env(command, &[], &all).await
     }
 
     /// An embedded server in a fresh directory with its SMS sink there, plus `flags`.

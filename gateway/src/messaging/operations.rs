@@ -58,13 +58,13 @@ pub struct Outgoing {
 /// The body of a send: checked plaintext (where allowed), or ciphertext
 /// whose device set is checked once the target is known. Captions, places
 /// and contact cards are plaintext: an encrypting client seals them.
-fn send_body(deps: &MessagingDeps, outgoing: &Outgoing) -> Result<(Body, Option<NamedDevices>), ApiError> {
-    let Some(frame) = &outgoing.encrypted else {
+fn send_body(deps: &MessagingDeps, outgoing: &mut Outgoing) -> Result<(Body, Option<NamedDevices>), ApiError> {
+    let Some(mut frame) = outgoing.encrypted.take() else {
         if !deps.allow_plaintext {
             return Err(plaintext_not_allowed("the message"));
         }
         check_content(&outgoing.content)?;
-        return Ok((Body { text: outgoing.content.clone(), session_id: None }, None));
+        return Ok((Body { text: std::mem::take(&mut outgoing.content), session_id: None }, None));
     };
     if !outgoing.content.is_empty() {
         return Err(bad_frame("give content or encrypted, not both"));
@@ -73,7 +73,8 @@ fn send_body(deps: &MessagingDeps, outgoing: &Outgoing) -> Result<(Body, Option<
     if !deps.allow_plaintext && (captioned || outgoing.location.is_some() || outgoing.contact.is_some()) {
         return Err(plaintext_not_allowed("captions, thumbnails, places and contact cards"));
     }
-    Ok((sealed(frame, MAX_CIPHERTEXT_BYTES)?, Some(named_devices(frame)?)))
+    let named = named_devices(&mut frame)?;
+    Ok((sealed(frame, MAX_CIPHERTEXT_BYTES)?, Some(named)))
 }
 
 /// The attachment a send names: at most one of media, location and contact.
@@ -160,7 +161,8 @@ pub async fn start_send(
     outgoing: Outgoing,
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
-    let (body, named) = send_body(deps, &outgoing).map_err(refuse)?;
+    let mut outgoing = outgoing;
+    let (body, named) = send_body(deps, &mut outgoing).map_err(refuse)?;
     check_client_msg_id(&outgoing.client_msg_id).map_err(refuse)?;
     let reply_to = match outgoing.reply_to.as_deref() {
         None => None,
@@ -332,7 +334,7 @@ pub fn operation_body(
     build: impl FnOnce(String) -> Operation,
 ) -> Result<(Operation, Option<String>), ApiError> {
     let limit = if what == "emoji" { MAX_ENCRYPTED_REACTION_BYTES } else { MAX_CIPHERTEXT_BYTES };
-    let body = super::sealed::body_of(text, encrypted.as_ref(), deps.allow_plaintext, limit, what)?;
+    let body = super::sealed::body_of(text, encrypted, deps.allow_plaintext, limit, what)?;
     Ok((build(body.text), body.session_id))
 }
 

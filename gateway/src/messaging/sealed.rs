@@ -47,7 +47,7 @@ fn base64_text(text: &str) -> bool {
 }
 
 /// Checks an encrypted body's shape; `limit` bounds the ciphertext.
-pub fn sealed(frame: &EncryptedFrame, limit: usize) -> Result<Body, ApiError> {
+pub fn sealed(frame: EncryptedFrame, limit: usize) -> Result<Body, ApiError> {
     if frame.session_id.len() > MAX_SESSION_ID_BYTES || !base64_text(&frame.session_id) {
         return Err(bad_frame(format!("encrypted.session_id must be 1..{MAX_SESSION_ID_BYTES} bytes of base64")));
     }
@@ -57,14 +57,14 @@ pub fn sealed(frame: &EncryptedFrame, limit: usize) -> Result<Body, ApiError> {
     if frame.ciphertext.len() > limit {
         return Err(ApiError::bad_request("too_large", format!("encrypted.ciphertext is limited to {limit} bytes")));
     }
-    Ok(Body { text: frame.ciphertext.clone(), session_id: Some(frame.session_id.clone()) })
+    Ok(Body { text: frame.ciphertext, session_id: Some(frame.session_id) })
 }
 
 /// The body of an edit or a reaction: plaintext `text` (if allowed) or the
 /// encrypted one, not both.
 pub fn body_of(
     text: Option<String>,
-    encrypted: Option<&EncryptedFrame>,
+    encrypted: Option<EncryptedFrame>,
     allow_plaintext: bool,
     limit: usize,
     what: &str,
@@ -80,8 +80,8 @@ pub fn body_of(
 }
 
 /// The devices an encrypted send names, parsed.
-pub fn named_devices(frame: &EncryptedFrame) -> Result<BTreeMap<UserId, BTreeSet<DeviceId>>, ApiError> {
-    let named = frame.devices.as_ref().ok_or_else(|| {
+pub fn named_devices(frame: &mut EncryptedFrame) -> Result<BTreeMap<UserId, BTreeSet<DeviceId>>, ApiError> {
+    let named = frame.devices.take().ok_or_else(|| {
         bad_frame("an encrypted send names encrypted.devices: the devices its session was shared with")
     })?;
     if named.values().map(Vec::len).sum::<usize>() > MAX_NAMED_DEVICES {
@@ -89,9 +89,11 @@ pub fn named_devices(frame: &EncryptedFrame) -> Result<BTreeMap<UserId, BTreeSet
     }
     let id = |text: &str| text.parse::<u64>().map_err(|_| bad_frame("encrypted.devices: ids are decimal strings"));
     let mut devices = BTreeMap::new();
-    for (user, list) in named {
+    for (user, list) in &named {
         let set = list.iter().map(|device| id(device).map(DeviceId)).collect::<Result<BTreeSet<_>, _>>()?;
-        devices.insert(UserId(id(user)?), set);
+        if !set.is_empty() {
+            devices.insert(UserId(id(user)?), set);
+        }
     }
     Ok(devices)
 }
@@ -124,10 +126,13 @@ pub async fn check_devices(
     named: &BTreeMap<UserId, BTreeSet<DeviceId>>,
 ) -> Result<(), ApiError> {
     let members = members_of(reads, sender.user, target).await?;
-    reads.barrier(Projection::Directory, members.iter().map(|user| user.0)).await?;
     let mut current = reads.device_sets(members).await?;
     if let Some(own) = current.get_mut(&sender.user) {
         own.remove(&sender.device);
+    }
+    current.retain(|_, devices| !devices.is_empty());
+    if current == *named {
+        return Ok(());
     }
     let differences = |from: &BTreeMap<UserId, BTreeSet<DeviceId>>, without: &BTreeMap<UserId, BTreeSet<DeviceId>>| {
         let mut out = serde_json::Map::new();

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::commands::{Subject, carried_out, wait_reply};
 use crate::protocol::{ApiError, ShareEntry, send_error, with_req};
-use crate::reads::Projection;
 
 use super::{MessagingDeps, Pending};
 
@@ -61,7 +60,6 @@ pub async fn start_share(
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
     let grouped = by_recipient(entries).map_err(refuse)?;
-    deps.reads.barrier(Projection::Directory, grouped.keys().map(|user| user.0)).await.map_err(refuse)?;
     let current = deps.reads.device_sets(grouped.keys().copied().collect()).await.map_err(refuse)?;
     let mut stale = serde_json::Map::new();
     let mut pending = Vec::with_capacity(grouped.len());

@@ -220,6 +220,11 @@ pub fn entry_json(entry: &FeedEntry, viewer: DeviceId) -> Value {
         FeedEntry::ToDevice(entry) if entry.device_id != viewer => {
             json!({"kind": "to_device", "device_id": entry.device_id.to_string()})
         }
+        FeedEntry::DevicesChanged { conversation_id, user } => json!({
+            "kind": "devices_changed",
+            "conversation_id": conversation_id.to_string(),
+            "user": user.to_string(),
+        }),
         FeedEntry::ToDevice(entry) => json!({
             "kind": "to_device",
             "device_id": entry.device_id.to_string(),

@@ -15,6 +15,7 @@
 //! barrier that runs out answers `unavailable` (retry), never `not_found`.
 
 mod barrier;
+mod fresh;
 mod guards;
 mod models;
 

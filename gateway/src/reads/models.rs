@@ -8,16 +8,24 @@ use parking_lot::{Mutex, RwLock};
 use missive_core::conversation::ReceiptStatus;
 use missive_core::users::UserState;
 use missive_core::{ConvSeq, ConversationId, FeedSeq, MessageId, Millis, UserId};
-use missive_infra::{Log, TopicPartition};
-use missive_processors::{UserIndex, queries, runtime};
+use missive_infra::Log;
+use missive_processors::{UserIndex, queries};
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, HistoryMessage};
 use rocksdb::DB;
 
-use super::barrier::{BARRIER_WAIT, EndSlot, Projection, poll_until};
+use super::barrier::{EndSlot, Projection, poll_until};
 use crate::protocol::ApiError;
 
 /// Most user ids remembered as existing before the cache starts over.
 const KNOWN_USERS_CAP: usize = 1_000_000;
+/// Most users whose device sets are remembered before the cache starts over.
+const DEVICE_CACHE_CAP: usize = 100_000;
+
+/// A user's device set and the end offset of its directory partition it was read at.
+type CachedDevices = (u64, BTreeSet<missive_core::DeviceId>);
+
+/// Each user's end-to-end devices.
+pub type DeviceSets = std::collections::BTreeMap<UserId, BTreeSet<missive_core::DeviceId>>;
 
 #[derive(Clone)]
 pub struct ReadModels {
@@ -31,11 +39,21 @@ pub struct ReadModels {
     /// Users seen to exist. Accounts are never deleted, so a positive answer
     /// stays true; negatives are not cached (a user may register any time).
     pub(super) known_users: Arc<RwLock<HashSet<UserId>>>,
+    /// Device sets by user, with the end offset of the user's directory
+    /// partition they were read at: valid while that end has not moved.
+    pub(super) device_cache: Arc<Mutex<HashMap<UserId, CachedDevices>>>,
 }
 
 impl ReadModels {
     pub fn new(db: Arc<DB>, log: Arc<dyn Log>, index: UserIndex) -> ReadModels {
-        ReadModels { db, log, ends: Arc::default(), index, known_users: Arc::new(RwLock::new(HashSet::new())) }
+        ReadModels {
+            db,
+            log,
+            ends: Arc::default(),
+            index,
+            known_users: Arc::new(RwLock::new(HashSet::new())),
+            device_cache: Arc::default(),
+        }
     }
 
     /// The account as the directory knows it.
@@ -72,24 +90,58 @@ impl ReadModels {
     }
 
     /// The end-to-end devices (those with published identity keys) of each
-    /// of `users`, as the directory has them, read in one go.
-    pub async fn device_sets(
-        &self,
-        users: Vec<UserId>,
-    ) -> Result<std::collections::BTreeMap<UserId, BTreeSet<missive_core::DeviceId>>, ApiError> {
-        self.run(move |db| {
-            let mut sets = std::collections::BTreeMap::new();
-            for user in users {
-                let devices = queries::directory(db, user)?
-                    .map(|state| {
-                        state.devices.iter().filter(|info| info.identity.is_some()).map(|info| info.device_id).collect()
-                    })
-                    .unwrap_or_default();
-                sets.insert(user, devices);
+    /// of `users`, behind a read barrier on their directory partitions: any
+    /// change acknowledged before the call is seen. Answered from memory
+    /// while nothing was appended to those partitions since the sets were
+    /// read (a sealed send asks this for every message).
+    pub async fn device_sets(&self, users: Vec<UserId>) -> Result<DeviceSets, ApiError> {
+        let targets = self.ends(Projection::Directory, users.iter().map(|user| user.0)).await?;
+        let end_of = |user: UserId| {
+            let partition = Projection::Directory.partition_of(user.0);
+            targets.iter().find(|(input, _)| input.partition == partition).map(|(_, end)| *end)
+        };
+        let cached: Option<DeviceSets> = {
+            let cache = self.device_cache.lock();
+            users
+                .iter()
+                .map(|user| {
+                    let (end, set) = cache.get(user)?;
+                    (Some(*end) == end_of(*user)).then(|| (*user, set.clone()))
+                })
+                .collect()
+        };
+        if let Some(sets) = cached {
+            return Ok(sets);
+        }
+        let sets = self
+            .read_at(Projection::Directory, targets.clone(), move |db| {
+                let mut sets = std::collections::BTreeMap::new();
+                for user in &users {
+                    let devices: BTreeSet<missive_core::DeviceId> = queries::directory(db, *user)?
+                        .map(|state| {
+                            state
+                                .devices
+                                .iter()
+                                .filter(|info| info.identity.is_some())
+                                .map(|info| info.device_id)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    sets.insert(*user, devices);
+                }
+                Ok(sets)
+            })
+            .await?;
+        let mut cache = self.device_cache.lock();
+        if cache.len() >= DEVICE_CACHE_CAP {
+            cache.clear();
+        }
+        for (user, set) in &sets {
+            if let Some(end) = end_of(*user) {
+                cache.insert(*user, (end, set.clone()));
             }
-            Ok(sets)
-        })
-        .await
+        }
+        Ok(sets)
     }
 
     /// Whether a contact-sync candidate is registered: the Bloom filter
@@ -287,70 +339,5 @@ impl ReadModels {
                 .collect()
         })
         .await
-    }
-}
-
-impl ReadModels {
-    /// The read barrier: waits until this process's `projection` has
-    /// applied every record that the partitions of `ids` held when called.
-    /// `unavailable` if it has not within [`BARRIER_WAIT`].
-    pub async fn barrier(&self, projection: Projection, ids: impl IntoIterator<Item = u64>) -> Result<(), ApiError> {
-        let asked_at = tokio::time::Instant::now();
-        let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
-        let mut targets = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let end = self.end_since(projection.topic(), partition, asked_at).await?;
-            targets.push((TopicPartition::new(projection.topic(), partition), end));
-        }
-        let processor = projection.processor();
-        let reached = poll_until(BARRIER_WAIT, || {
-            let targets = targets.clone();
-            async move {
-                let reached = self
-                    .run(move |db| {
-                        for (input, end) in targets {
-                            if runtime::stored_position(db, processor, input).map_err(queries::QueryError)? < end {
-                                return Ok(false);
-                            }
-                        }
-                        Ok(true)
-                    })
-                    .await?;
-                Ok(reached.then_some(()))
-            }
-        })
-        .await?;
-        reached.ok_or_else(|| {
-            ApiError::unavailable(format!(
-                "this server's {processor} view is more than {} s behind the log; retry shortly",
-                BARRIER_WAIT.as_secs()
-            ))
-        })
-    }
-
-    /// The end offset of a partition as read at or after `asked_at`.
-    /// Concurrent barriers share lookups: one that waited for another's
-    /// lookup, begun after it was asked, takes that answer (in Kafka mode a
-    /// verified end costs a broker round trip or two).
-    async fn end_since(
-        &self,
-        topic: &'static str,
-        partition: u32,
-        asked_at: tokio::time::Instant,
-    ) -> Result<u64, ApiError> {
-        let slot = self.ends.lock().entry((topic, partition)).or_default().clone();
-        let mut last = slot.lock().await;
-        if let Some((taken_at, end)) = *last
-            && taken_at >= asked_at
-        {
-            return Ok(end);
-        }
-        let taken_at = tokio::time::Instant::now();
-        let input = TopicPartition::new(topic, partition);
-        let end = self.log.watermarks(&input).await.map_err(|error| {
-            ApiError::unavailable(format!("cannot read the end of {input} ({error}); retry shortly"))
-        })?;
-        *last = Some((taken_at, end.high.0));
-        Ok(end.high.0)
     }
 }

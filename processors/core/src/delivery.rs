@@ -53,6 +53,9 @@ pub enum DeliveryItem {
     /// An Olm message for one of the user's devices (a session key); only
     /// that device is shown it.
     ToDevice(crate::keys::share::ToDevice),
+    /// `user`, who shares `conversation_id` with the recipient, has a
+    /// different set of devices now.
+    DevicesChanged { conversation_id: ConversationId, user: UserId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

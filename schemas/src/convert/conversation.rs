@@ -3,8 +3,8 @@
 //! record; ids are the same newtypes on both sides.
 
 use missive_core::conversation::{
-    ConversationCommand, ConversationEvent, MarkReceipt, MessageRef, MessageSent, ReceiptsAdvanced, SendMessage,
-    SetBlock,
+    AnnounceDevices, ConversationCommand, ConversationEvent, MarkReceipt, MessageRef, MessageSent, ReceiptsAdvanced,
+    SendMessage, SetBlock,
 };
 use missive_core::operations::{MessageModified, ModifyMessage, Operation};
 
@@ -280,6 +280,10 @@ impl From<&ConversationCommand> for WireValue {
             ConversationCommand::Group(command) => WireValue::ChangeGroup(command.into()),
             ConversationCommand::Block(block) => WireValue::ApplyBlock(block.into()),
             ConversationCommand::Modify(modify) => WireValue::ModifyMessage(modify.into()),
+            ConversationCommand::AnnounceDevices(announce) => WireValue::AnnounceDevices(wire::AnnounceDevices {
+                conversation_id: announce.conversation_id,
+                user: announce.user,
+            }),
         }
     }
 }
@@ -293,6 +297,10 @@ impl TryFrom<WireValue> for ConversationCommand {
             WireValue::ChangeGroup(change) => ConversationCommand::Group(change.try_into()?),
             WireValue::ApplyBlock(block) => ConversationCommand::Block(block.into()),
             WireValue::ModifyMessage(modify) => ConversationCommand::Modify(modify.into()),
+            WireValue::AnnounceDevices(announce) => ConversationCommand::AnnounceDevices(AnnounceDevices {
+                conversation_id: announce.conversation_id,
+                user: announce.user,
+            }),
             other => {
                 return Err(ConvertError::WrongType { expected: "conversation command", found: other.record_type() });
             }

@@ -70,6 +70,13 @@ impl From<&Delivery> for WireValue {
                 device_id: *device_id,
                 remaining: count_to_wire(*remaining),
             }),
+            DeliveryItem::DevicesChanged { conversation_id, user } => {
+                WireValue::DeliverDevicesChanged(wire::DeliverDevicesChanged {
+                    recipient,
+                    conversation_id: *conversation_id,
+                    user: *user,
+                })
+            }
             DeliveryItem::ToDevice(entry) => {
                 WireValue::DeliverToDevice(super::keys::to_device_to_wire(recipient, entry))
             }
@@ -129,6 +136,10 @@ impl TryFrom<WireValue> for Delivery {
             WireValue::DeliverKeysLow(low) => (
                 low.recipient,
                 DeliveryItem::KeysLow { device_id: low.device_id, remaining: count_from_wire(low.remaining) },
+            ),
+            WireValue::DeliverDevicesChanged(changed) => (
+                changed.recipient,
+                DeliveryItem::DevicesChanged { conversation_id: changed.conversation_id, user: changed.user },
             ),
             WireValue::DeliverToDevice(deliver) => {
                 let (recipient, entry) = super::keys::to_device_from_wire(deliver);

@@ -68,6 +68,14 @@ pub struct ApplyBlock {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnounceDevices {
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub user: UserId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageSent {
     #[serde(with = "ids::one")]
     pub conversation_id: ConversationId,

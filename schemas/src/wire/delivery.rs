@@ -46,6 +46,16 @@ pub struct DeliverModification {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliverDevicesChanged {
+    #[serde(with = "ids::one")]
+    pub recipient: UserId,
+    #[serde(with = "ids::one")]
+    pub conversation_id: ConversationId,
+    #[serde(with = "ids::one")]
+    pub user: UserId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliverKeysLow {
     #[serde(with = "ids::one")]
     pub recipient: UserId,

@@ -4,6 +4,7 @@
 use crate::ids::{ConvSeq, ConversationId, Millis, UserId};
 
 use super::model::*;
+use crate::delivery::{Delivery, DeliveryItem};
 
 /// Decides a send. `prior` is the earlier send with the same
 /// `(from_device, client_msg_id)` if the shell found one.
@@ -185,6 +186,21 @@ pub fn decide_block(state: &ConversationState, block: &SetBlock) -> Result<Optio
         next.blocked_by.retain(|user| *user != block.blocker);
     }
     Ok(Some(next))
+}
+
+/// A member's devices changed: one entry for each other member. Nothing
+/// for a user who is no member (any more).
+pub fn announce_devices(state: &ConversationState, announce: &AnnounceDevices) -> Vec<Delivery> {
+    if state.members.binary_search(&announce.user).is_err() {
+        return Vec::new();
+    }
+    let (conversation_id, user) = (announce.conversation_id, announce.user);
+    state
+        .members
+        .iter()
+        .filter(|member| **member != user)
+        .map(|member| Delivery { recipient: *member, item: DeliveryItem::DevicesChanged { conversation_id, user } })
+        .collect()
 }
 
 /// Folds one event into the conversation state.

@@ -87,6 +87,16 @@ pub enum ConversationCommand {
     Block(SetBlock),
     Group(GroupCommand),
     Modify(ModifyMessage),
+    /// A member's set of devices changed: tell the other members.
+    AnnounceDevices(AnnounceDevices),
+}
+
+/// A member's devices changed (one came or went); the other members'
+/// clients show "security code changed" and refresh its device list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AnnounceDevices {
+    pub conversation_id: ConversationId,
+    pub user: UserId,
 }
 
 impl ConversationCommand {
@@ -97,6 +107,7 @@ impl ConversationCommand {
             ConversationCommand::Block(block) => block.conversation_id,
             ConversationCommand::Group(group) => group.conversation_id,
             ConversationCommand::Modify(modify) => modify.conversation_id,
+            ConversationCommand::AnnounceDevices(announce) => announce.conversation_id,
         }
     }
 }

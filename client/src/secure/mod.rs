@@ -8,18 +8,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 use crate::crypto::{Crypto, DeviceSet, Identity, device_ids};
+
+mod attachments;
+mod inbox;
 use crate::{Account, Api, Connection};
 
 /// One-time keys a device publishes at first, and again when told it runs low.
 pub const KEY_BATCH: usize = 50;
-/// How long to wait for a frame the server owes (an answer, an entry).
-const ANSWER_WAIT: Duration = Duration::from_secs(20);
 /// Resends after `device_mismatch` before giving up (each shares with the missing devices).
 const MISMATCH_RETRIES: usize = 3;
 
@@ -55,6 +55,8 @@ pub struct SecureDevice {
     known: HashMap<String, BTreeMap<String, Identity>>,
     /// Every `device_mismatch` answer this device got (what it missed).
     pub mismatches: Vec<Value>,
+    /// Every `devices_changed` entry (a contact's "security code changed").
+    pub device_changes: Vec<Value>,
     /// The last feed seq handled (acked).
     seq: u64,
     /// Entries handled while waiting for an answer, not yet taken by [`SecureDevice::receive_until`].
@@ -93,6 +95,7 @@ impl SecureDevice {
             identities: HashMap::new(),
             known: HashMap::new(),
             mismatches: Vec::new(),
+            device_changes: Vec::new(),
             seq: 0,
             pending: Vec::new(),
         })
@@ -134,6 +137,7 @@ impl SecureDevice {
             identities: HashMap::new(),
             known: HashMap::new(),
             mismatches: Vec::new(),
+            device_changes: Vec::new(),
             seq,
             pending: Vec::new(),
         })
@@ -330,89 +334,5 @@ impl SecureDevice {
         let devices = self.device_set(&members).await?;
         self.share(&conversation, &devices).await?;
         self.crypto.seal(&conversation, payload)
-    }
-
-    /// Waits for the answer to request `req`, handling feed entries that arrive meanwhile.
-    async fn answer(&mut self, req: &str) -> anyhow::Result<Value> {
-        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame = self.connection.next_frame(left).await?.ok_or_else(|| anyhow!("connection closed"))?;
-            if frame["req"] == req {
-                return Ok(frame);
-            }
-            if frame["type"] == "event" {
-                let received = self.handle_event(&frame).await?;
-                self.pending.push(received);
-            }
-        }
-    }
-
-    /// Handles one `event` frame and acks it: a session key for this
-    /// device goes to the key store, sealed bodies (messages, edits,
-    /// reactions) are opened, a low-key notice for this device uploads more.
-    async fn handle_event(&mut self, frame: &Value) -> anyhow::Result<Received> {
-        let seq = frame["seq"].as_u64().unwrap_or_default();
-        let entry = frame["event"].clone();
-        let mine = entry["device_id"] == self.account.device_id.as_str();
-        let received = if entry["kind"] == "to_device" && mine && entry.get("body").is_some() {
-            let (from, from_device) =
-                (entry["from"].as_str().unwrap_or_default(), entry["from_device"].as_str().unwrap_or_default());
-            let opened = match self.identity_of(from, from_device).await {
-                Ok(identity) => self.crypto.receive_to_device(&entry, &identity),
-                Err(error) => Err(error),
-            };
-            match opened {
-                Ok(()) => Received::Other(entry),
-                Err(error) => Received::Unreadable { entry, error: error.to_string() },
-            }
-        } else if let Some(encrypted) = entry.get("encrypted") {
-            let conversation = entry["conversation_id"].as_str().unwrap_or_default();
-            match self.crypto.open(conversation, encrypted) {
-                Ok(opened) => Received::Message { payload: opened.payload, entry },
-                Err(error) => Received::Unreadable { entry, error: error.to_string() },
-            }
-        } else {
-            if entry["kind"] == "keys_low" && mine {
-                let body = self.crypto.upload_body(KEY_BATCH);
-                let (status, answer) = self.api.put("/v1/keys", Some(&self.account.access_token), &body).await?;
-                if status != 200 {
-                    bail!("key upload answered {status}: {answer}");
-                }
-            }
-            Received::Other(entry)
-        };
-        if seq > self.seq {
-            self.seq = seq;
-            self.connection.ack(seq).await?;
-        }
-        self.save()?;
-        Ok(received)
-    }
-
-    /// What arrives until `done` says stop (entries handled while waiting
-    /// for answers come first); an error when `timeout` passes first.
-    pub async fn receive_until(
-        &mut self,
-        timeout: Duration,
-        mut done: impl FnMut(&[Received]) -> bool,
-    ) -> anyhow::Result<Vec<Received>> {
-        let mut got = std::mem::take(&mut self.pending);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done(&got) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                bail!("{} entries in {timeout:?}, not what was awaited: {got:?}", got.len());
-            }
-            let frame = match self.connection.next_frame(left).await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => bail!("the connection closed; received so far: {got:?}"),
-                Err(_) => continue,
-            };
-            if frame["type"] == "event" {
-                got.push(self.handle_event(&frame).await?);
-            }
-        }
-        Ok(got)
     }
 }
