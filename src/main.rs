@@ -1,8 +1,10 @@
 //! `missive`: the command-line entry point. `missive serve` runs the whole
 //! platform in one process (embedded mode); `missive bench` drives a running
-//! server with many WebSocket clients; `missive topics` lists the log.
+//! server with many WebSocket clients; `missive chat` is a terminal client
+//! for people; `missive topics` lists the log.
 
 mod bench;
+mod chat;
 mod cluster;
 mod roles;
 mod serve;
@@ -28,6 +30,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load generator: N WebSocket users sending 1:1 messages to each other.
     Bench(bench::BenchArgs),
+    /// A terminal chat client, end-to-end encrypted: register, chats, send, read, talk, groups, verify.
+    Chat(chat::ChatArgs),
     /// List topics with partitions, offsets and processor positions (embedded data directory or --kafka).
     Topics(missive_replay::TopicsArgs),
     /// Read a topic by offset or time, filter it (key, type, user, conversation), print decoded JSON lines.
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Chat(args) => runtime.block_on(chat::run(args)),
         Command::Topics(args) => runtime.block_on(missive_replay::topics(args)),
         Command::Replay(args) => runtime.block_on(missive_replay::replay(args)),
         Command::Stats(args) => runtime.block_on(missive_replay::stats(args)),

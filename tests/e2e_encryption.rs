@@ -7,15 +7,23 @@
 
 mod common;
 
-use common::Server;
+use common::{S3, Server, kafka_mode};
 use missive_client::secure::{Received, SecureDevice, To};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn encrypting_server() -> Server {
-    Server::start_with_env(&[("MISSIVE_ALLOW_PLAINTEXT", "false".into())]).await
+/// A server that refuses plaintext; in Kafka mode its gateways share an S3
+/// server for media (each gateway's own disk is its alone).
+async fn encrypting_server() -> (Server, Option<S3>) {
+    let mut env = vec![("MISSIVE_ALLOW_PLAINTEXT", "false".to_string())];
+    let s3 = match kafka_mode() {
+        true => Some(S3::start().await),
+        false => None,
+    };
+    env.extend(s3.iter().flat_map(S3::env));
+    (Server::start_with_env(&env).await, s3)
 }
 
 /// A registered device (a new one of the account if `phone` has one) with its keys published.
@@ -85,7 +93,7 @@ async fn send(device: &mut SecureDevice, to: &To, id: &str, message: &str) -> Va
 
 #[tokio::test]
 async fn a_chat_is_relayed_sealed_and_read_on_every_device_and_plaintext_is_refused() {
-    let server = encrypting_server().await;
+    let (server, _s3) = encrypting_server().await;
     let mut alice = device(&server, "+14155556001", "alice").await;
     let mut bob_phone = device(&server, "+14155556002", "phone").await;
     let mut bob_tablet = device(&server, "+14155556002", "tablet").await;
@@ -141,11 +149,37 @@ async fn a_chat_is_relayed_sealed_and_read_on_every_device_and_plaintext_is_refu
     assert_eq!(refused["code"], "plaintext_not_allowed", "{refused}");
     send(&mut alice, &bob, "m2", "still here").await;
     reads(&mut bob_phone, "still here").await;
+
+    // A delete for everyone takes the ciphertext out of the backlog of a device that was away.
+    bob_tablet.connection.socket.close(None).await.expect("close");
+    let gone = send(&mut alice, &bob, "m3", "soon gone").await;
+    let frame = json!({"type": "delete", "req": "d1", "conversation_id": gone["conversation_id"],
+                       "message_id": gone["message_id"], "scope": "everyone"});
+    alice.connection.send_json(&frame).await.expect("delete");
+    let done =
+        alice.connection.collect_until(WAIT, |frames| frames.iter().any(|f| f["req"] == "d1")).await.expect("done");
+    assert!(done.iter().any(|frame| frame["req"] == "d1" && frame["type"] == "done"), "{done:?}");
+    let deleted =
+        |item: &Received| matches!(item, Received::Other(entry) if entry["operation"] == "delete_for_everyone");
+    // Once bob's phone has the delete entry, bob's inbox has applied it.
+    bob_phone.receive_until(WAIT, |got| got.iter().any(deleted)).await.expect("the phone gets the delete");
+    bob_tablet.reconnect().await.expect("the tablet comes back");
+    let got = bob_tablet.receive_until(WAIT, |got| got.iter().any(deleted)).await.expect("the delete entry");
+    let place = got
+        .iter()
+        .find_map(|item| match item {
+            Received::Other(entry) if entry["kind"] == "message" && entry["message_id"] == gone["message_id"] => {
+                Some(entry)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the message keeps its place in the feed: {got:?}"));
+    assert!(place.get("encrypted").is_none() && place.get("attachment").is_none(), "a tombstone: {place}");
 }
 
 #[tokio::test]
 async fn a_group_on_five_devices_catches_a_new_device_and_shuts_out_a_removed_member() {
-    let server = encrypting_server().await;
+    let (server, _s3) = encrypting_server().await;
     let mut alice = device(&server, "+14155556101", "alice").await;
     let mut alice_laptop = device(&server, "+14155556101", "laptop").await;
     let mut bob = device(&server, "+14155556102", "bob").await;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use missive_core::conversation::{AnnounceDevices, ConversationCommand};
 use missive_core::delivery::{Delivery, DeliveryItem};
 use missive_core::notifications::OfflineMessage;
+use missive_core::operations::Operation;
 use missive_core::{ConvSeq, ConversationId, Epoch, FeedSeq, UserId};
 use missive_infra::Record;
 use missive_projections::{ConversationSummary, FeedEntry, FeedState, MessageMark};
@@ -43,6 +44,8 @@ pub struct InboxHandler {
 
 /// How many appended entries [`InboxHandler`] remembers for acks.
 const RECENT_MAX: usize = 1 << 18;
+/// Most backlog entries a delete for everyone looks through.
+const MAX_SCRUBBED: usize = 100_000;
 /// Most conversations one device change is announced in.
 const MAX_ANNOUNCED: usize = 10_000;
 
@@ -178,6 +181,9 @@ impl InboxHandler {
                 self.append_entry(tx, user, feed, FeedEntry::Group(changed))?;
             }
             DeliveryItem::Modified(modified) => {
+                if modified.operation == Operation::DeleteForEveryone {
+                    scrub_backlog(tx, user, feed, &modified)?;
+                }
                 self.append_entry(tx, user, feed, FeedEntry::Modified(modified))?;
             }
             DeliveryItem::KeysLow { device_id, remaining } => {
@@ -223,6 +229,31 @@ impl InboxHandler {
         }
         Ok(())
     }
+}
+
+/// A message deleted for everyone leaves the backlog too: a device that
+/// has not fetched it yet gets a tombstone (no text or ciphertext, no
+/// attachment), then the delete entry.
+fn scrub_backlog(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    feed: &FeedState,
+    modified: &missive_core::operations::MessageModified,
+) -> Result<(), HandleError> {
+    let start = keys::feed_entry(user, FeedSeq(feed.floor.0 + 1));
+    let end = keys::feed_entry(user, FeedSeq(feed.head.0 + 1));
+    for (key, value) in tx.scan(&start, &end, MAX_SCRUBBED)? {
+        if let FeedEntry::Message(mut message) = parse::<FeedEntry>(&value)?
+            && message.conversation_id == modified.conversation_id
+            && message.conv_seq == modified.target_seq
+        {
+            message.content.clear();
+            message.session_id = None;
+            message.attachment = None;
+            tx.put_value(key, &FeedEntry::Message(message))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `message` is `user`'s own, sent from the only device the feed knows.

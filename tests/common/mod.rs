@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 mod cluster;
+mod s3;
 mod tools;
 mod uploads;
 mod waits;
@@ -21,7 +22,7 @@ mod webhook;
 
 // Each suite uses some of these; the re-exports keep `common::name` paths.
 #[allow(unused_imports)]
-pub use {cluster::*, tools::*, uploads::*, waits::*, webhook::*};
+pub use {cluster::*, s3::*, tools::*, uploads::*, waits::*, webhook::*};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 

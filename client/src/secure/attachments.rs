@@ -74,9 +74,10 @@ impl SecureDevice {
             let status = response.status().as_u16();
             let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
             match (status, location) {
-                (307 | 308, Some(location)) => url = self.absolute(&location),
+                // A path is on the gateway that answered, which may not be the first one.
+                (307 | 308, Some(location)) => url = reqwest::Url::parse(&url)?.join(&location)?.to_string(),
                 (302 | 303, Some(location)) => {
-                    signed = Some(self.absolute(&location));
+                    signed = Some(reqwest::Url::parse(&url)?.join(&location)?.to_string());
                     break;
                 }
                 (404, _) => {

@@ -96,6 +96,32 @@ impl SecureDevice {
         }
     }
 
+    /// Handles a frame read from [`SecureDevice::connection`] by the caller
+    /// (which may wait on it beside other input): a feed entry is handled
+    /// and acked; other frames come back as `Other`.
+    pub async fn take_frame(&mut self, frame: Value) -> anyhow::Result<Received> {
+        if frame["type"] == "event" { self.handle_event(&frame).await } else { Ok(Received::Other(frame)) }
+    }
+
+    /// Everything that arrives within `duration` (entries handled while
+    /// waiting for answers first).
+    pub async fn receive_for(&mut self, duration: Duration) -> anyhow::Result<Vec<Received>> {
+        let mut got = std::mem::take(&mut self.pending);
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(got);
+            }
+            match self.connection.next_frame(left).await {
+                Ok(Some(frame)) if frame["type"] == "event" => got.push(self.handle_event(&frame).await?),
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("the connection closed"),
+                Err(_) => return Ok(got),
+            }
+        }
+    }
+
     /// What arrives until `done` says stop (entries handled while waiting
     /// for answers come first); an error when `timeout` passes first.
     pub async fn receive_until(

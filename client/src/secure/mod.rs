@@ -64,7 +64,7 @@ pub struct SecureDevice {
 }
 
 /// Writes `text` to `path` readable by its owner only.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
@@ -85,20 +85,31 @@ impl SecureDevice {
             bail!("key upload answered {status}: {answer}");
         }
         let connection = Connection::open(ws_url, &account.access_token, None).await?;
-        Ok(SecureDevice {
+        Ok(SecureDevice::assemble((api, ws_url), account, crypto, connection, None, 0))
+    }
+
+    fn assemble(
+        (api, ws_url): (Api, &str),
+        account: Account,
+        crypto: Crypto,
+        connection: Connection,
+        profile: Option<PathBuf>,
+        seq: u64,
+    ) -> SecureDevice {
+        SecureDevice {
             api,
             account,
             crypto,
             connection,
             ws_url: ws_url.to_string(),
-            profile: None,
+            profile,
             identities: HashMap::new(),
             known: HashMap::new(),
             mismatches: Vec::new(),
             device_changes: Vec::new(),
-            seq: 0,
+            seq,
             pending: Vec::new(),
-        })
+        }
     }
 
     /// Keeps the device's state in `dir` (created owner-only), written after every change.
@@ -126,24 +137,29 @@ impl SecureDevice {
         let seq = saved["seq"].as_u64().unwrap_or_default();
         let epoch = saved["epoch"].as_str().unwrap_or_default().to_string();
         let resume = (!epoch.is_empty()).then_some((epoch.as_str(), seq));
-        let connection = Connection::open(ws_url, &account.access_token, resume).await?;
-        Ok(SecureDevice {
-            api,
-            account,
-            crypto,
-            connection,
-            ws_url: ws_url.to_string(),
-            profile: Some(dir.to_path_buf()),
-            identities: HashMap::new(),
-            known: HashMap::new(),
-            mismatches: Vec::new(),
-            device_changes: Vec::new(),
-            seq,
-            pending: Vec::new(),
-        })
+        let mut account = account;
+        let connection = match Connection::open(ws_url, &account.access_token, resume).await {
+            Ok(connection) => connection,
+            // The access token expired while the device was away: a fresh pair.
+            Err(_) => {
+                let (status, body) =
+                    api.post("/v1/auth/refresh", None, &json!({"refresh_token": account.refresh_token})).await?;
+                if status != 200 {
+                    bail!("this device's session ended ({status}: {body}); register again");
+                }
+                let token = |name: &str| body[name].as_str().map(str::to_string).context("a token");
+                account.access_token = token("access_token")?;
+                account.refresh_token = token("refresh_token")?;
+                Connection::open(ws_url, &account.access_token, resume).await?
+            }
+        };
+        let device = SecureDevice::assemble((api, ws_url), account, crypto, connection, Some(dir.to_path_buf()), seq);
+        device.save()?;
+        Ok(device)
     }
 
-    fn save(&self) -> anyhow::Result<()> {
+    /// Writes the device's state to its profile directory, if it has one.
+    pub fn save(&self) -> anyhow::Result<()> {
         let Some(dir) = &self.profile else { return Ok(()) };
         let account = &self.account;
         let saved = json!({
