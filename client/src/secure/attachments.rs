@@ -1,8 +1,6 @@
 //! Sealed attachments: upload the ciphertext, send its reference with the
 //! key inside the sealed body; download and open what others sent.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
@@ -64,12 +62,9 @@ impl SecureDevice {
         let media_id = attachment["media_id"].as_str().context("no attachment")?;
         // `/v1/media/{id}` answers 302 to a short-lived signed URL, or 307
         // to the gateway that holds the upload (asked again, signed in).
-        // In Kafka mode the reader's gateway may learn which message carries
-        // the media a moment after the message arrived: a 404 is asked again.
         let mut url = self.absolute(&format!("/v1/media/{media_id}"));
         let mut signed = None;
-        let mut pause = Duration::from_millis(10);
-        for _hop in 0..12 {
+        for _hop in 0..3 {
             let response = self.api.http.get(&url).bearer_auth(&self.account.access_token).send().await?;
             let status = response.status().as_u16();
             let location = response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string);
@@ -79,10 +74,6 @@ impl SecureDevice {
                 (302 | 303, Some(location)) => {
                     signed = Some(reqwest::Url::parse(&url)?.join(&location)?.to_string());
                     break;
-                }
-                (404, _) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
                 }
                 _ => bail!("media {media_id} answered {status}"),
             }

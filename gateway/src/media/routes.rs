@@ -9,10 +9,12 @@ use super::store::*;
 use super::uploads::UploadBody;
 use crate::auth::Principal;
 use crate::protocol::ApiError;
+use crate::reads::{Projection, ReadModels};
 use crate::rest::{Context, json_body, ok, respond, served, with};
 
 /// The media routes.
 pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
+    let reads = context.reads.clone();
     let served = served(context);
     let largest = [media.limits.image, media.limits.video, media.limits.voice, media.limits.document]
         .into_iter()
@@ -62,19 +64,31 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .and(warp::query::<DownloadQuery>())
         .and(served)
         .and(media())
-        .and_then(|media_id: String, query: DownloadQuery, principal: Principal, media: Media| async move {
-            respond(
-                async {
-                    let url = media.download(principal, &media_id, query.size).await?;
-                    let mut response = warp::reply::with_status(warp::reply(), StatusCode::FOUND).into_response();
-                    let location = warp::http::HeaderValue::from_str(&url)
-                        .map_err(|error| ApiError::internal(error.to_string()))?;
-                    response.headers_mut().insert(warp::http::header::LOCATION, location);
-                    Ok(response)
-                }
-                .await,
-            )
-        })
+        .and(with(reads))
+        .and_then(
+            |media_id: String, query: DownloadQuery, principal: Principal, media: Media, reads: ReadModels| async move {
+                respond(
+                    async {
+                        let url = match media.download(principal, &media_id, query.size).await {
+                            // The message that carries it may be in the log but
+                            // not yet folded here (another gateway took it): a
+                            // miss is final only behind a read barrier.
+                            Err(error) if error.code == "not_found" => {
+                                reads.barrier_all(Projection::History).await?;
+                                media.download(principal, &media_id, query.size).await?
+                            }
+                            found => found?,
+                        };
+                        let mut response = warp::reply::with_status(warp::reply(), StatusCode::FOUND).into_response();
+                        let location = warp::http::HeaderValue::from_str(&url)
+                            .map_err(|error| ApiError::internal(error.to_string()))?;
+                        response.headers_mut().insert(warp::http::header::LOCATION, location);
+                        Ok(response)
+                    }
+                    .await,
+                )
+            },
+        )
         .boxed();
     let fetch = warp::path!("v1" / "media" / "blobs" / String / String)
         .and(warp::get())

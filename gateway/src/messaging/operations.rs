@@ -20,7 +20,7 @@ use crate::commands::{self, CommandBus, PendingReply, Subject, Target, carried_o
 use crate::media::Media;
 use crate::protocol::{
     ApiError, ContactFrame, EncryptedFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame,
-    MessageLocator, Recipient, error_frame, send_error, with_req,
+    MessageLocator, Recipient, SendFrame, error_frame, send_error, with_req,
 };
 use crate::reads::{ReadModels, require_member};
 
@@ -42,23 +42,10 @@ pub struct MessagingDeps {
 /// A command's reply frame, once its outcome is known.
 pub type Pending = Pin<Box<dyn Future<Output = Value> + Send>>;
 
-/// A message as the client wrote it.
-pub struct Outgoing {
-    pub client_msg_id: String,
-    pub content: String,
-    pub reply_to: Option<String>,
-    pub media: Option<MediaFrame>,
-    pub location: Option<LocationFrame>,
-    pub contact: Option<ContactFrame>,
-    pub encrypted: Option<EncryptedFrame>,
-    /// The message this one forwards (re-sealed by the client for this chat).
-    pub forward_of: Option<MessageLocator>,
-}
-
 /// The body of a send: checked plaintext (where allowed), or ciphertext
 /// whose device set is checked once the target is known. Captions, places
 /// and contact cards are plaintext: an encrypting client seals them.
-fn send_body(deps: &MessagingDeps, outgoing: &mut Outgoing) -> Result<(Body, Option<NamedDevices>), ApiError> {
+fn send_body(deps: &MessagingDeps, outgoing: &mut SendFrame) -> Result<(Body, Option<NamedDevices>), ApiError> {
     let Some(mut frame) = outgoing.encrypted.take() else {
         if !deps.allow_plaintext {
             return Err(plaintext_not_allowed("the message"));
@@ -67,7 +54,7 @@ fn send_body(deps: &MessagingDeps, outgoing: &mut Outgoing) -> Result<(Body, Opt
         return Ok((Body { text: std::mem::take(&mut outgoing.content), session_id: None }, None));
     };
     if !outgoing.content.is_empty() {
-        return Err(bad_frame("give content or encrypted, not both"));
+        return Err(ApiError::bad_frame("give content or encrypted, not both"));
     }
     let captioned = outgoing.media.as_ref().is_some_and(|media| media.caption.is_some() || media.thumbnail.is_some());
     if !deps.allow_plaintext && (captioned || outgoing.location.is_some() || outgoing.contact.is_some()) {
@@ -93,18 +80,14 @@ async fn attachment_of(
             Attachment::Location { latitude: place.latitude, longitude: place.longitude, name: place.name }
         }
         (None, None, Some(card)) => Attachment::Contact { vcard: card.vcard },
-        _ => return Err(bad_frame("a message carries at most one of media, location and contact")),
+        _ => return Err(ApiError::bad_frame("a message carries at most one of media, location and contact")),
     };
     check_attachment(&attachment).map_err(|refusal| ApiError::bad_request(refusal.code, refusal.message))?;
     Ok(Some(attachment))
 }
 
-fn bad_frame(message: &str) -> ApiError {
-    ApiError::bad_request("bad_frame", message)
-}
-
 fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
-    text.parse().map_err(|_| bad_frame(&format!("{what} must be a decimal id string")))
+    text.parse().map_err(|_| ApiError::bad_frame(format!("{what} must be a decimal id string")))
 }
 
 fn check_content(content: &str) -> Result<(), ApiError> {
@@ -116,7 +99,7 @@ fn check_content(content: &str) -> Result<(), ApiError> {
 
 fn check_client_msg_id(client_msg_id: &str) -> Result<(), ApiError> {
     if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
-        return Err(bad_frame(&format!("client_msg_id must be 1..{MAX_CLIENT_MSG_ID_BYTES} bytes")));
+        return Err(ApiError::bad_frame(format!("client_msg_id must be 1..{MAX_CLIENT_MSG_ID_BYTES} bytes")));
     }
     Ok(())
 }
@@ -134,7 +117,7 @@ async fn resolve_target(deps: &MessagingDeps, to: &Recipient) -> Result<Target, 
             }
         }
         (None, Some(group)) => Ok(Target::Group(parse(group, "to.group")?)),
-        _ => Err(bad_frame("to must name exactly one of user or group")),
+        _ => Err(ApiError::bad_frame("to must name exactly one of user or group")),
     }
 }
 
@@ -153,22 +136,17 @@ async fn send_outcome(pending: PendingReply) -> Result<CommandReply, ApiError> {
 }
 
 /// Validates a send, appends it, and returns the future of its reply frame.
-pub async fn start_send(
-    deps: &MessagingDeps,
-    principal: Principal,
-    req: Option<String>,
-    to: Recipient,
-    outgoing: Outgoing,
-) -> Result<Pending, Value> {
+pub async fn start_send(deps: &MessagingDeps, principal: Principal, frame: SendFrame) -> Result<Pending, Value> {
+    let req = frame.req.clone();
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
-    let mut outgoing = outgoing;
+    let mut outgoing = frame;
     let (body, named) = send_body(deps, &mut outgoing).map_err(refuse)?;
     check_client_msg_id(&outgoing.client_msg_id).map_err(refuse)?;
     let reply_to = match outgoing.reply_to.as_deref() {
         None => None,
         Some(text) => Some(parse::<MessageId>(text, "reply_to").map_err(refuse)?),
     };
-    let target = resolve_target(deps, &to).await.map_err(refuse)?;
+    let target = resolve_target(deps, &outgoing.to).await.map_err(refuse)?;
     let attachment = attachment_of(deps, principal.user, outgoing.media, outgoing.location, outgoing.contact)
         .await
         .map_err(refuse)?;
@@ -180,7 +158,7 @@ pub async fn start_send(
         }
     };
     if attachment.is_none() && body.text.is_empty() {
-        return Err(refuse(bad_frame("a message needs content or an attachment")));
+        return Err(refuse(ApiError::bad_frame("a message needs content or an attachment")));
     }
     if let Some(named) = &named {
         check_devices(&deps.reads, principal, target, named).await.map_err(refuse)?;
@@ -287,7 +265,9 @@ pub async fn start_forward(
         return Err(error_frame(req.as_deref(), "too_many_targets", &why));
     }
     if content.is_none() && original.message.session_id.is_some() {
-        return Err(refuse(bad_frame("an encrypted message is forwarded re-sealed: a `send` with `forward_of`")));
+        return Err(refuse(ApiError::bad_frame(
+            "an encrypted message is forwarded re-sealed: a `send` with `forward_of`",
+        )));
     }
     let content = content.unwrap_or_else(|| original.message.content.clone());
     check_content(&content).map_err(refuse)?;

@@ -31,10 +31,6 @@ pub struct Body {
     pub session_id: Option<String>,
 }
 
-fn bad_frame(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("bad_frame", message)
-}
-
 pub fn plaintext_not_allowed(what: &str) -> ApiError {
     ApiError::bad_request(
         "plaintext_not_allowed",
@@ -42,17 +38,20 @@ pub fn plaintext_not_allowed(what: &str) -> ApiError {
     )
 }
 
-fn base64_text(text: &str) -> bool {
+/// Whether `text` is non-empty base64 (standard or URL-safe alphabet, padded or not).
+pub(super) fn base64_text(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+/=-_".contains(&byte))
 }
 
 /// Checks an encrypted body's shape; `limit` bounds the ciphertext.
 pub fn sealed(frame: EncryptedFrame, limit: usize) -> Result<Body, ApiError> {
     if frame.session_id.len() > MAX_SESSION_ID_BYTES || !base64_text(&frame.session_id) {
-        return Err(bad_frame(format!("encrypted.session_id must be 1..{MAX_SESSION_ID_BYTES} bytes of base64")));
+        return Err(ApiError::bad_frame(format!(
+            "encrypted.session_id must be 1..{MAX_SESSION_ID_BYTES} bytes of base64"
+        )));
     }
     if !base64_text(&frame.ciphertext) {
-        return Err(bad_frame("encrypted.ciphertext must be base64 (a Megolm message)"));
+        return Err(ApiError::bad_frame("encrypted.ciphertext must be base64 (a Megolm message)"));
     }
     if frame.ciphertext.len() > limit {
         return Err(ApiError::bad_request("too_large", format!("encrypted.ciphertext is limited to {limit} bytes")));
@@ -70,24 +69,25 @@ pub fn body_of(
     what: &str,
 ) -> Result<Body, ApiError> {
     match (text, encrypted) {
-        (Some(_), Some(_)) => Err(bad_frame(format!("give {what} or encrypted, not both"))),
+        (Some(_), Some(_)) => Err(ApiError::bad_frame(format!("give {what} or encrypted, not both"))),
         (None, Some(frame)) => sealed(frame, limit),
         // An empty reaction (a removal) reveals nothing.
         (Some(text), None) if allow_plaintext || text.is_empty() => Ok(Body { text, session_id: None }),
         (Some(_), None) => Err(plaintext_not_allowed(what)),
-        (None, None) => Err(bad_frame(format!("missing {what} (or encrypted)"))),
+        (None, None) => Err(ApiError::bad_frame(format!("missing {what} (or encrypted)"))),
     }
 }
 
 /// The devices an encrypted send names, parsed.
 pub fn named_devices(frame: &mut EncryptedFrame) -> Result<BTreeMap<UserId, BTreeSet<DeviceId>>, ApiError> {
     let named = frame.devices.take().ok_or_else(|| {
-        bad_frame("an encrypted send names encrypted.devices: the devices its session was shared with")
+        ApiError::bad_frame("an encrypted send names encrypted.devices: the devices its session was shared with")
     })?;
     if named.values().map(Vec::len).sum::<usize>() > MAX_NAMED_DEVICES {
         return Err(ApiError::bad_request("too_large", format!("at most {MAX_NAMED_DEVICES} devices per send")));
     }
-    let id = |text: &str| text.parse::<u64>().map_err(|_| bad_frame("encrypted.devices: ids are decimal strings"));
+    let id =
+        |text: &str| text.parse::<u64>().map_err(|_| ApiError::bad_frame("encrypted.devices: ids are decimal strings"));
     let mut devices = BTreeMap::new();
     for (user, list) in &named {
         let set = list.iter().map(|device| id(device).map(DeviceId)).collect::<Result<BTreeSet<_>, _>>()?;

@@ -14,27 +14,23 @@ use crate::auth::Principal;
 use crate::commands::{Subject, carried_out, wait_reply};
 use crate::protocol::{ApiError, ShareEntry, send_error, with_req};
 
+use super::sealed::base64_text;
 use super::{MessagingDeps, Pending};
-
-fn bad_frame(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("bad_frame", message)
-}
 
 /// The entries by recipient, checked for shape.
 fn by_recipient(entries: Vec<ShareEntry>) -> Result<BTreeMap<UserId, Vec<DeviceMessage>>, ApiError> {
     if entries.is_empty() || entries.len() > MAX_SHARE_ENTRIES {
-        return Err(bad_frame(format!("share_keys carries 1..{MAX_SHARE_ENTRIES} messages")));
+        return Err(ApiError::bad_frame(format!("share_keys carries 1..{MAX_SHARE_ENTRIES} messages")));
     }
-    let id = |text: &str| text.parse::<u64>().map_err(|_| bad_frame("user and device are decimal id strings"));
+    let id =
+        |text: &str| text.parse::<u64>().map_err(|_| ApiError::bad_frame("user and device are decimal id strings"));
     let mut grouped: BTreeMap<UserId, Vec<DeviceMessage>> = BTreeMap::new();
     for entry in entries {
         if entry.olm_type > 1 {
-            return Err(bad_frame("olm_type is 0 (pre-key message) or 1"));
+            return Err(ApiError::bad_frame("olm_type is 0 (pre-key message) or 1"));
         }
-        if entry.body.is_empty()
-            || !entry.body.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+/=".contains(&byte))
-        {
-            return Err(bad_frame("body must be an Olm message in base64"));
+        if !base64_text(&entry.body) {
+            return Err(ApiError::bad_frame("body must be an Olm message in base64"));
         }
         if entry.body.len() > MAX_SHARE_BODY_BYTES {
             return Err(ApiError::bad_request(

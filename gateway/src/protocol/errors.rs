@@ -58,6 +58,10 @@ impl ApiError {
     pub fn before_body(self) -> ApiError {
         ApiError { body_unread: true, ..self }
     }
+    /// `400 bad_frame`: a frame or field of the wrong shape.
+    pub fn bad_frame(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_frame", message)
+    }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }

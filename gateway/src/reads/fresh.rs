@@ -39,8 +39,24 @@ impl ReadModels {
         projection: Projection,
         ids: impl IntoIterator<Item = u64>,
     ) -> Result<Vec<(TopicPartition, u64)>, ApiError> {
-        let asked_at = tokio::time::Instant::now();
         let partitions: BTreeSet<u32> = ids.into_iter().map(|id| projection.partition_of(id)).collect();
+        self.partition_ends(projection, partitions).await
+    }
+
+    /// The read barrier over every partition of `projection`'s topic: for
+    /// a miss that names no key (a media object carried by some message).
+    pub async fn barrier_all(&self, projection: Projection) -> Result<(), ApiError> {
+        let partitions = (0..missive_processors::partitions_of(projection.topic())).collect();
+        let targets = self.partition_ends(projection, partitions).await?;
+        self.read_at(projection, targets, |_| Ok(())).await
+    }
+
+    async fn partition_ends(
+        &self,
+        projection: Projection,
+        partitions: BTreeSet<u32>,
+    ) -> Result<Vec<(TopicPartition, u64)>, ApiError> {
+        let asked_at = tokio::time::Instant::now();
         let mut targets = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let end = self.end_since(projection.topic(), partition, asked_at).await?;

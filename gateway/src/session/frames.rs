@@ -9,7 +9,7 @@ use super::live::TYPING_TTL_MS;
 use super::registry::MAX_WATCHED;
 use crate::auth::Principal;
 use crate::messaging::{self, Pending};
-use crate::protocol::{ApiError, ClientFrame, SendFrame, error_frame, parse_client_frame, send_error, with_req};
+use crate::protocol::{ApiError, ClientFrame, error_frame, parse_client_frame, send_error, with_req};
 use crate::reads::{require_member, require_members};
 
 /// Watches the presence of `users` (ids as strings); returns who is watched
@@ -28,7 +28,7 @@ async fn subscribe_presence(
         .iter()
         .map(|user| user.parse::<UserId>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ApiError::bad_request("bad_frame", "users must be decimal user id strings"))?;
+        .map_err(|_| ApiError::bad_frame("users must be decimal user id strings"))?;
     let frames = deps.presence.subscribe(principal.user, session, &ids).await?;
     let watched = deps.sessions.watching(principal.user, session);
     Ok((watched.iter().map(ToString::to_string).collect(), frames))
@@ -36,11 +36,10 @@ async fn subscribe_presence(
 
 /// A typing signal from a member to the conversation's other members.
 async fn typing(deps: &SessionDeps, principal: Principal, conversation: &str, state: &str) -> Result<(), ApiError> {
-    let conversation: ConversationId = conversation
-        .parse()
-        .map_err(|_| ApiError::bad_request("bad_frame", "conversation_id must be a decimal id string"))?;
+    let conversation: ConversationId =
+        conversation.parse().map_err(|_| ApiError::bad_frame("conversation_id must be a decimal id string"))?;
     let state = missive_schemas::wire::TypingState::parse(state)
-        .ok_or_else(|| ApiError::bad_request("bad_frame", "state must be typing, recording or paused"))?;
+        .ok_or_else(|| ApiError::bad_frame("state must be typing, recording or paused"))?;
     let members = require_members(&deps.reads, principal.user, conversation).await?;
     deps.limits.typing(principal.user)?;
     let mut others: Vec<UserId> = members.into_iter().filter(|member| *member != principal.user).collect();
@@ -161,51 +160,15 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
             }
         }
         ClientFrame::Send(frame) => {
-            deps.metrics.frames_in.with_label_values(&["send"]).inc();
-            let SendFrame {
-                req,
-                to,
-                client_msg_id,
-                content,
-                reply_to,
-                media,
-                location,
-                contact,
-                encrypted,
-                forward_of,
-            } = *frame;
-            let outgoing = messaging::Outgoing {
-                client_msg_id,
-                content,
-                reply_to,
-                media,
-                location,
-                contact,
-                encrypted,
-                forward_of,
-            };
-            deps.limits.pace_send(principal.user).await;
-            let permit = session.writer().await?;
-            let result = messaging::start_send(&deps.messaging, principal, req, to, outgoing).await;
-            drop(permit);
-            return started(session, result).await;
+            return paced(session, "send", messaging::start_send(&deps.messaging, principal, *frame)).await;
         }
         ClientFrame::ShareKeys { req, messages } => {
-            deps.metrics.frames_in.with_label_values(&["share_keys"]).inc();
-            deps.limits.pace_send(principal.user).await;
-            let permit = session.writer().await?;
-            let result = messaging::start_share(&deps.messaging, principal, req, messages).await;
-            drop(permit);
-            return started(session, result).await;
+            return paced(session, "share_keys", messaging::start_share(&deps.messaging, principal, req, messages))
+                .await;
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {
-            deps.metrics.frames_in.with_label_values(&["forward"]).inc();
-            deps.limits.pace_send(principal.user).await;
-            let permit = session.writer().await?;
-            let started_forward =
-                messaging::start_forward(&deps.messaging, principal, req, of, to, client_msg_id, content).await;
-            drop(permit);
-            return started(session, started_forward).await;
+            let forward = messaging::start_forward(&deps.messaging, principal, req, of, to, client_msg_id, content);
+            return paced(session, "forward", forward).await;
         }
         ClientFrame::Edit { req, conversation_id, message_id, content, encrypted } => {
             let operation = messaging::operation_body(&deps.messaging, content, encrypted, "content", |content| {
@@ -217,7 +180,7 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
             let operation = match scope.as_str() {
                 "everyone" => Ok((Operation::DeleteForEveryone, None)),
                 "me" => Ok((Operation::DeleteForMe, None)),
-                _ => Err(ApiError::bad_request("bad_frame", "scope must be everyone or me")),
+                _ => Err(ApiError::bad_frame("scope must be everyone or me")),
             };
             return modify(session, "delete", req, &conversation_id, &message_id, operation).await;
         }
@@ -229,6 +192,24 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
         }
     }
     Ok(None)
+}
+
+/// A frame that appends at the pace of sends (`kind`: send, forward,
+/// share_keys): counted, paced by the account's allowance, and started
+/// (`start` runs only once awaited) under the device's writer lock, so
+/// appends keep the order the client sent them in.
+async fn paced(
+    session: &mut Session,
+    kind: &str,
+    start: impl Future<Output = Result<Pending, Value>>,
+) -> Result<Option<Pending>, ()> {
+    let (deps, principal) = (session.deps.clone(), session.principal);
+    deps.metrics.frames_in.with_label_values(&[kind]).inc();
+    deps.limits.pace_send(principal.user).await;
+    let permit = session.writer().await?;
+    let result = start.await;
+    drop(permit);
+    started(session, result).await
 }
 
 /// An operation on a message (`kind`: edit, delete or react): counted
