@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing Missive needs on Debian, idempotently:
-# a C/C++ toolchain, pkg-config, libclang (bindgen for RocksDB) and OpenSSL
-# headers. Packages already present are left alone; nothing is downloaded
+# a C/C++ toolchain, pkg-config, libclang (bindgen for RocksDB), OpenSSL
+# headers, Node.js and npm (the web client's build) and Chromium (the
+# browser tests drive Debian's headless Chromium; no browser download). Packages already present are left alone; nothing is downloaded
 # when everything is installed.
 set -euo pipefail
-needed=(build-essential pkg-config libclang-dev libssl-dev curl)
+needed=(build-essential pkg-config libclang-dev libssl-dev curl chromium fonts-noto-color-emoji)
+# Node.js: the machine's own if it has one (npm >= 10), else Debian's.
+command -v npm >/dev/null 2>&1 || needed+=(nodejs npm)
 missing=()
 for package in "${needed[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

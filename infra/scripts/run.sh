@@ -6,6 +6,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
+"$MISSIVE_ROOT/infra/scripts/build-web.sh"
 cd "$MISSIVE_ROOT"
 cargo build --bin missive
 exec "$CARGO_TARGET_DIR/debug/missive" serve "$@"

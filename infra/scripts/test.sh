@@ -8,6 +8,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
+"$MISSIVE_ROOT/infra/scripts/build-web.sh"
 cd "$MISSIVE_ROOT"
 # No locked crate under a RustSec advisory (an offline snapshot of the
 # advisory database, read by the shared advisory-check tool).

@@ -71,6 +71,11 @@ pub struct ClientArgs {
     /// For bots, load tests and development.
     #[arg(long, env = "MISSIVE_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
+    /// The built web client to serve at `/` (default: `web/dist` under the
+    /// working directory, else `web` beside the binary; built by
+    /// `infra/scripts/build-web.sh`).
+    #[arg(long, env = "MISSIVE_WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
     /// POST push notification jobs (users with no connected device) to this URL.
     /// Without it jobs are still recorded on the `notifications` topic.
     #[arg(long, env = "MISSIVE_PUSH_WEBHOOK")]
@@ -191,6 +196,7 @@ impl ClientArgs {
             tls,
             push_webhook: self.push_webhook.clone(),
             allow_plaintext: self.allow_plaintext,
+            web_dir: missive_gateway::server::web::locate(self.web_dir.as_deref()),
             media: self.media.settings(data_dir),
             metrics_listener: self.metrics_listener().await?,
             connection_limits: self.connection_limits(),

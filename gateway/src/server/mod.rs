@@ -4,6 +4,7 @@
 mod accept;
 mod background;
 mod routes;
+pub mod web;
 pub mod tls;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct GatewayConfig {
     pub allow_plaintext: bool,
     /// Media storage and upload limits.
     pub media: MediaSettings,
+    /// The built web client served at `/` (`--web-dir`; see `web::locate`).
+    pub web_dir: Option<std::path::PathBuf>,
     /// Serve `/metrics` here instead of on the public listener (`--metrics-listen`).
     pub metrics_listener: Option<TcpListener>,
     /// Per-address connection cap and header timeout.
@@ -191,7 +194,7 @@ pub async fn serve(
         tokio::spawn(async move { serve_connections(listener, warp::service(service), None, limits, &cancel).await })
     });
     let public_metrics = metrics_task.is_none().then_some(registry);
-    let service = routes::public(context, session, parts.media.clone(), public_metrics);
+    let service = routes::public(context, session, parts.media.clone(), public_metrics, config.web_dir.clone());
     serve_connections(listener, warp::service(service), config.tls, config.connection_limits, &cancel).await;
     cancel.cancel();
     for task in tasks.into_iter().chain(metrics_task) {

@@ -15,7 +15,13 @@ use crate::{account, groups, keys, media, messaging, protocol};
 pub(super) type Service = BoxedFilter<(warp::reply::Response,)>;
 
 /// The public listener's routes; `/metrics` among them unless it has a listener of its own.
-pub(super) fn public(context: Context, session: SessionDeps, media: Media, metrics: Option<Registry>) -> Service {
+pub(super) fn public(
+    context: Context,
+    session: SessionDeps,
+    media: Media,
+    metrics: Option<Registry>,
+    web_dir: Option<std::path::PathBuf>,
+) -> Service {
     let mut routes = vec![websocket(context.clone(), session), health()];
     routes.extend(metrics.map(metrics_route));
     routes.extend(media::routes(context.clone(), media.clone()));
@@ -23,8 +29,10 @@ pub(super) fn public(context: Context, session: SessionDeps, media: Media, metri
     routes.extend(messaging::routes(context.clone()));
     routes.extend(keys::routes(context.clone()));
     routes.extend(groups::routes(context, media));
+    routes.push(super::web::routes(web_dir));
     let routes = routes.into_iter().reduce(|routes, route| routes.or(route).unify().boxed()).expect("routes");
-    routes.recover(handle_rejection).unify().with(warp::trace::request()).map(Reply::into_response).boxed()
+    let routes = super::web::readable_redirects(routes.recover(handle_rejection).unify().boxed());
+    routes.with(super::web::cors()).with(warp::trace::request()).map(Reply::into_response).boxed()
 }
 
 /// `/metrics` alone, for `--metrics-listen`.
