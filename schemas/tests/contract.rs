@@ -249,6 +249,7 @@ fn sample(record_type: RecordType) -> WireValue {
             from: UserId(9),
             from_device: DeviceId(8),
             messages: vec![DeviceMessage { device_id: D, olm_type: 0, body: "b2xt".into() }],
+            group: Some(C),
         }),
         RecordType::DeliverToDevice => WireValue::DeliverToDevice(DeliverToDevice {
             recipient: U,

@@ -146,7 +146,8 @@ Object.assign(Client.prototype, {
       messages.push(this.crypto.shareEntry(conversationId, user, device, identity));
     }
     await this.save();
-    const answer = await this.request({ type: 'share_keys', messages });
+    // Naming the conversation lets keys for a group reach members who blocked this user.
+    const answer = await this.request({ type: 'share_keys', messages, conversation_id: conversationId });
     if (answer.type !== 'shared') throw new Error(answer.message || 'the keys could not be shared');
   },
 

@@ -106,7 +106,8 @@ await scenario(async (browser) => {
   await bob.page.getByTestId('chat-list').waitFor();
   await bob.screenshot('07-phone-chat-list');
 
+  const base = (person) => person.page.evaluate(() => window.missive.client.api.base);
+  console.log(JSON.stringify({ first_load_ms: Math.round(firstLoad), alice_base: await base(alice), bob_base: await base(bob), artifacts: ARTIFACTS }));
   await alice.close();
   await bob.close();
-  console.log(JSON.stringify({ first_load_ms: Math.round(firstLoad), artifacts: ARTIFACTS }));
 });

@@ -104,6 +104,53 @@ await scenario(async (browser) => {
   check((await bob.message('a message to take back').count()) === 0, 'the deleted text is gone from Bob\'s screen');
   await bob.screenshot('14-group-bob');
 
+  // Forward Carol's 1:1 message into the group: re-sealed for it, labelled.
+  await alice.openChat(carolPhone);
+  await alice.message('hi Alice, from a terminal').hover();
+  await alice.message('hi Alice, from a terminal').getByTestId('message-menu').click();
+  await alice.page.getByRole('menuitem', { name: 'Forward' }).click();
+  await alice.page.getByTestId('dialog-forward').getByLabel('Weekend trip').check();
+  await alice.page.getByRole('button', { name: 'Forward (1)' }).click();
+  const forwarded = bob.message('hi Alice, from a terminal');
+  await forwarded.getByText('Forwarded').waitFor();
+
+  // Rename the group; Bob sees the new name, then leaves; Alice sees him go.
+  await alice.openChat('Weekend trip');
+  await alice.page.getByTestId('group-info').click();
+  await alice.page.getByTestId('dialog-group-info').getByLabel('Name').fill('Weekend trip 🏕');
+  await alice.page.getByRole('button', { name: 'Rename' }).click();
+  await alice.page.getByRole('button', { name: 'Close' }).click();
+  await bob.page.getByTestId('chat-title').getByText('Weekend trip 🏕').waitFor();
+  await bob.page.getByTestId('group-info').click();
+  await bob.page.getByRole('button', { name: 'Leave group' }).click();
+  await bob.page.getByText("You can't send messages to this group").waitFor();
+  await alice.page.getByTestId('messages').getByText('Bob left').waitFor();
+
+  // Block Carol: her next message never shows; unblock in settings.
+  await alice.openChat(carolPhone);
+  await alice.page.getByTestId('security-code').click();
+  await alice.page.getByTestId('block').click();
+  await alice.page.getByText('Blocked: their messages').waitFor();
+  await alice.page.getByRole('button', { name: 'Close' }).click();
+  missiveChat(carol, ['send', alice.user, 'you should not see this']);
+  missiveChat(carol, ['send', `group:${group}`, 'but this, in the group']);
+  await alice.openChat('Weekend trip 🏕');
+  await alice.sees('but this, in the group');
+  await alice.openChat(carolPhone);
+  await alice.sees('hi Alice, from a terminal');
+  check((await alice.message('you should not see this').count()) === 0, 'a blocked user\'s message is not delivered');
+  await alice.page.getByRole('button', { name: 'Settings' }).click();
+  await alice.page.getByTestId('devices').getByText('(this browser)').waitFor();
+  await alice.screenshot('15-settings');
+  await alice.page.getByRole('button', { name: 'Unblock' }).click();
+  await alice.page.getByText('Nobody.').waitFor();
+
+  // Log out: the device is gone, the page is back at registration.
+  await alice.page.getByTestId('logout').click();
+  await alice.page.getByLabel('Your phone number').waitFor();
+  const devices = await bob.page.evaluate((user) => window.missive.client.api.get(`/v1/users/${user}/devices`), alice.user);
+  check(devices.devices.length === 0, `alice's browser device is removed: ${JSON.stringify(devices)}`);
+
   await alice.close();
   await bob.close();
   console.log(JSON.stringify({ group, security_code: code }));

@@ -39,7 +39,7 @@ export async function launch() {
 /** The newest code the SMS sink wrote for `phone` after `after` lines. */
 async function codeFor(phone, after) {
   for (let i = 0; i < 100; i++) {
-    const lines = readFileSync(SMS, 'utf8').split('\n').filter(Boolean).slice(after);
+    const lines = smsText().split('\n').filter(Boolean).slice(after);
     const line = lines.map((l) => JSON.parse(l)).filter((l) => l.to === phone).at(-1);
     if (line) return line.code;
     await new Promise((r) => setTimeout(r, 100));
@@ -47,12 +47,17 @@ async function codeFor(phone, after) {
   throw new Error(`no code was sent to ${phone}`);
 }
 
-function smsLines() {
+/** What the server's SMS sink wrote so far (it creates the file with the first code). */
+function smsText() {
   try {
-    return readFileSync(SMS, 'utf8').split('\n').filter(Boolean).length;
+    return readFileSync(SMS, 'utf8');
   } catch {
-    return 0;
+    return '';
   }
+}
+
+function smsLines() {
+  return smsText().split('\n').filter(Boolean).length;
 }
 
 export class Person {
@@ -73,7 +78,12 @@ export class Person {
       this.errors.push(error.message);
       log(`${this.name} page error:`, error.message);
     });
-    this.page.on('console', (msg) => msg.type() === 'error' && log(`${this.name} console:`, msg.text()));
+    this.page.on('console', (msg) => {
+      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) log(`${this.name} console:`, msg.text());
+    });
+    // 421 (another gateway serves this user) and 404 (a chat not on the server yet) are expected answers.
+    this.page.on('response', (r) => r.status() >= 400 && ![404, 421].includes(r.status()) && log(`${this.name} http ${r.status()} ${r.url()}`));
+    this.page.on('requestfailed', (r) => log(`${this.name} request failed: ${r.url()} ${r.failure()?.errorText}`));
     await this.page.goto(BASE);
     return this;
   }
@@ -115,7 +125,8 @@ export class Person {
   }
 
   async openChat(name) {
-    await this.page.getByTestId('chat-row').filter({ hasText: name }).click();
+    const title = this.page.locator('.chat-name').getByText(name, { exact: true });
+    await this.page.getByTestId('chat-row').filter({ has: title }).click();
     await this.page.getByTestId('conversation').waitFor();
   }
 

@@ -285,7 +285,9 @@ impl SecureDevice {
             messages.push(self.crypto.share_entry(conversation, &user, &device, &identity)?);
         }
         let req = format!("share-{}", crate::now_ms());
-        self.connection.send_json(&json!({"type": "share_keys", "req": req, "messages": messages})).await?;
+        // Naming the conversation lets keys for a group reach members who blocked this user.
+        let frame = json!({"type": "share_keys", "req": req, "messages": messages, "conversation_id": conversation});
+        self.connection.send_json(&frame).await?;
         let answer = self.answer(&req).await?;
         if answer["type"] != "shared" {
             bail!("share_keys answered {answer}");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use missive_core::keys::share::{DeviceMessage, MAX_SHARE_BODY_BYTES, MAX_SHARE_ENTRIES, ShareKeys};
-use missive_core::{DeviceId, UserId};
+use missive_core::{ConversationId, DeviceId, UserId};
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
@@ -53,9 +53,11 @@ pub async fn start_share(
     principal: Principal,
     req: Option<String>,
     entries: Vec<ShareEntry>,
+    conversation: Option<String>,
 ) -> Result<Pending, Value> {
     let refuse = |error: ApiError| send_error(req.as_deref(), &error);
     let grouped = by_recipient(entries).map_err(refuse)?;
+    let group = group_of(deps, principal.user, conversation).await.map_err(refuse)?;
     let current = deps.reads.device_sets(grouped.keys().copied().collect()).await.map_err(refuse)?;
     let mut stale = serde_json::Map::new();
     let mut pending = Vec::with_capacity(grouped.len());
@@ -69,7 +71,9 @@ pub async fn start_share(
         if kept.is_empty() {
             continue;
         }
-        let share = ShareKeys { user_id: user, from: principal.user, from_device: principal.device, messages: kept };
+        let group = group.as_ref().filter(|(_, members)| members.contains(&user)).map(|(id, _)| *id);
+        let share =
+            ShareKeys { user_id: user, from: principal.user, from_device: principal.device, messages: kept, group };
         pending.push(deps.bus.submit_share(&share).await.map_err(refuse)?);
     }
     Ok(Box::pin(async move {
@@ -80,4 +84,20 @@ pub async fn start_share(
         }
         with_req(json!({"type": "shared", "stale": stale}), &req)
     }))
+}
+
+/// The group a share names and its members, when the sender is one of
+/// them (behind a read barrier); `None` for no conversation, a 1:1 chat
+/// (which may not exist yet: the keys come before its first message) or a
+/// conversation the sender is not in (no exemption from blocks then).
+async fn group_of(
+    deps: &MessagingDeps,
+    sender: UserId,
+    conversation: Option<String>,
+) -> Result<Option<(ConversationId, Vec<UserId>)>, ApiError> {
+    let Some(text) = conversation else { return Ok(None) };
+    let id = ConversationId(text.parse().map_err(|_| ApiError::bad_frame("conversation_id must be a decimal id"))?);
+    let Some(members) = deps.reads.members_including(id, sender).await? else { return Ok(None) };
+    let direct = members.len() == 2 && id == ConversationId::direct(members[0], members[1]);
+    Ok((!direct).then_some((id, members)))
 }

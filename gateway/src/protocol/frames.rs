@@ -157,6 +157,10 @@ pub enum ClientFrame {
     ShareKeys {
         req: Option<String>,
         messages: Vec<ShareEntry>,
+        /// The conversation the keys are for: in a group, recipients who
+        /// blocked the sender still get them (they see its group messages).
+        #[serde(default)]
+        conversation_id: Option<String>,
     },
     /// Watch these users' presence (online, offline with last seen) for
     /// as long as the connection lasts; what privacy hides stays silent.

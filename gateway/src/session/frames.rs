@@ -162,9 +162,9 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
         ClientFrame::Send(frame) => {
             return paced(session, "send", messaging::start_send(&deps.messaging, principal, *frame)).await;
         }
-        ClientFrame::ShareKeys { req, messages } => {
-            return paced(session, "share_keys", messaging::start_share(&deps.messaging, principal, req, messages))
-                .await;
+        ClientFrame::ShareKeys { req, messages, conversation_id } => {
+            let share = messaging::start_share(&deps.messaging, principal, req, messages, conversation_id);
+            return paced(session, "share_keys", share).await;
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {
             let forward = messaging::start_forward(&deps.messaging, principal, req, of, to, client_msg_id, content);

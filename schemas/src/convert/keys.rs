@@ -164,6 +164,7 @@ impl From<&ShareKeys> for wire::ShareKeys {
                     body: message.body.clone(),
                 })
                 .collect(),
+            group: share.group,
         }
     }
 }
@@ -183,6 +184,7 @@ impl From<wire::ShareKeys> for ShareKeys {
                     body: message.body,
                 })
                 .collect(),
+            group: share.group,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The key directory's commands and events (end-to-end encryption): public
 //! keys only, as unpadded base64 strings the server never interprets.
 
-use missive_core::{DeviceId, Millis, UserId};
+use missive_core::{ConversationId, DeviceId, Millis, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::ids;
@@ -85,6 +85,8 @@ pub struct ShareKeys {
     #[serde(with = "ids::one")]
     pub from_device: DeviceId,
     pub messages: Vec<DeviceMessage>,
+    #[serde(default, with = "ids::maybe")]
+    pub group: Option<ConversationId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -118,7 +118,7 @@ function Header({ client, chat, openDialog }) {
     </div>
     <div class="bar-actions">
       ${chat.kind === 'direct'
-        ? html`<button title="Security code" aria-label="Security code" data-testid="security-code"
+        ? html`<button title="Contact info and security code" aria-label="Contact info" data-testid="security-code"
             onClick=${() => openDialog({ kind: 'security', chat })}>🔒</button>`
         : html`<button title="Group info" aria-label="Group info" data-testid="group-info"
             onClick=${() => openDialog({ kind: 'group-info', chat })}>ℹ️</button>`}

@@ -104,6 +104,7 @@ function MessageInfo({ client, dialog }) {
     <ul data-testid="read-by">${info.read.map(line)}</ul>`;
 }
 
+/** A 1:1 contact: the security code of the chat, and blocking. */
 function SecurityCode({ client, chat }) {
   const [code, setCode] = useState(null);
   const { error, run } = useAction();
@@ -113,7 +114,20 @@ function SecurityCode({ client, chat }) {
       setCode(await securityCode(client.me, await keysOf(client.me), chat.peer, await keysOf(chat.peer)));
     });
   }, []);
-  return html`<h2>Security code</h2>
+  const [blocked, setBlocked] = useState(null);
+  useEffect(() => {
+    client.api.get('/v1/blocks').then(({ blocked: list }) => setBlocked(list.includes(chat.peer)), () => {});
+  }, []);
+  const toggleBlock = () =>
+    run(async () => {
+      const answer = await client.api.call(blocked ? 'DELETE' : 'PUT', `/v1/blocks/${chat.peer}`);
+      setBlocked(answer.blocked);
+    });
+  return html`<h2>${client.nameOf(chat.peer)}</h2>
+    <h3>Security code</h3>
     <p>Compare these numbers with ${client.nameOf(chat.peer)}, in person or by a call. If they match, nobody stands between you: your messages are end-to-end encrypted.</p>
-    ${code ? html`<p class="code" data-testid="code">${code}</p>` : html`<p>${error || 'Computing…'}</p>`}`;
+    ${code ? html`<p class="code" data-testid="code">${code}</p>` : html`<p>${error || 'Computing…'}</p>`}
+    ${blocked !== null && html`<button class=${blocked ? '' : 'danger'} data-testid="block" onClick=${toggleBlock}>
+      ${blocked ? `Unblock ${client.nameOf(chat.peer)}` : `Block ${client.nameOf(chat.peer)}`}</button>`}
+    ${blocked && html`<p class="muted">Blocked: their messages, calls and typing do not reach you.</p>`}`;
 }

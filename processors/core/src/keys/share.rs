@@ -6,11 +6,12 @@
 //! users processor decides it against the recipient's account: entries for
 //! devices the account no longer has are dropped (their ids come back as
 //! `stale`), and a recipient who blocked the sender gets none (as with
-//! messages, the sender is not told). Each kept entry becomes one delivery
+//! messages, the sender is not told) unless the keys are for a group they
+//! share, whose messages from the sender the recipient still sees. Each kept entry becomes one delivery
 //! to the recipient's inbox, which only the addressed device is shown.
 
 use crate::delivery::{Delivery, DeliveryItem};
-use crate::ids::{DeviceId, Millis, UserId};
+use crate::ids::{ConversationId, DeviceId, Millis, UserId};
 use crate::users::UserState;
 
 /// Entries in one share frame.
@@ -35,6 +36,11 @@ pub struct ShareKeys {
     pub from: UserId,
     pub from_device: DeviceId,
     pub messages: Vec<DeviceMessage>,
+    /// The group these keys are for, when the gateway checked that the
+    /// sender and the recipient are both its members: a recipient who
+    /// blocked the sender still gets them (it still sees the sender's
+    /// messages in a group they share, as in WhatsApp).
+    pub group: Option<ConversationId>,
 }
 
 /// A device-addressed entry as the recipient's inbox keeps it.
@@ -58,7 +64,7 @@ pub struct Shared {
 
 /// Decides a share against the recipient's account.
 pub fn decide_share(recipient: &UserState, share: &ShareKeys, now: Millis) -> Shared {
-    let blocked = recipient.blocked.contains(&share.from);
+    let blocked = recipient.blocked.contains(&share.from) && share.group.is_none();
     let mut shared = Shared { deliveries: Vec::new(), stale: Vec::new() };
     for message in &share.messages {
         if !recipient.has_device(message.device_id) {
@@ -112,6 +118,7 @@ mod tests {
                 .iter()
                 .map(|id| DeviceMessage { device_id: DeviceId(*id), olm_type: 0, body: format!("k{id}") })
                 .collect(),
+            group: None,
         }
     }
 
@@ -135,5 +142,12 @@ mod tests {
         let shared = decide_share(&account(&[20], &[1]), &share(&[20]), Millis(5));
         assert!(shared.deliveries.is_empty());
         assert!(shared.stale.is_empty());
+    }
+
+    #[test]
+    fn keys_for_a_group_both_are_in_reach_a_recipient_who_blocked_the_sender() {
+        let in_group = ShareKeys { group: Some(ConversationId(77)), ..share(&[20]) };
+        let shared = decide_share(&account(&[20], &[1]), &in_group, Millis(5));
+        assert_eq!(shared.deliveries.len(), 1, "group messages of a blocked member stay readable");
     }
 }
