@@ -27,7 +27,11 @@ async fn phone_served(server: &Server, base: &str, by_base: bool, from: u64) -> 
             return phone;
         }
     }
-    panic!("no phone number among 40 is served {} {base} ({} gateways)", if by_base { "by" } else { "away from" }, server.api.base);
+    panic!(
+        "no phone number among 40 is served {} {base} ({} gateways)",
+        if by_base { "by" } else { "away from" },
+        server.api.base
+    );
 }
 
 #[tokio::test]
@@ -47,7 +51,11 @@ async fn two_people_chat_in_two_browsers_offline_and_back_a_picture_and_a_reload
     let first_load = result["first_load_ms"].as_f64().expect("first load time");
     println!("first load to an interactive chat list: {first_load} ms");
     if kafka_mode() {
-        assert_ne!(result["alice_base"], page.as_str(), "Alice's browser moved to the gateway that serves her: {result}");
+        assert_ne!(
+            result["alice_base"],
+            page.as_str(),
+            "Alice's browser moved to the gateway that serves her: {result}"
+        );
     }
     assert_eq!(result["bob_base"], page.as_str(), "{result}");
 }

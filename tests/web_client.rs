@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::browser::{run_scenario, web_dir};
 use common::Server;
+use common::browser::{run_scenario, web_dir};
 use serde_json::json;
 
 #[tokio::test]
@@ -47,7 +47,8 @@ async fn the_gateway_serves_the_web_client_with_its_headers() {
 
 #[tokio::test]
 async fn a_browser_and_missive_chat_converse_and_a_group_of_three_talks_with_receipts() {
-    let server = Server::start_with_env(&[("MISSIVE_ALLOW_PLAINTEXT", "false".into()), ("MISSIVE_WEB_DIR", web_dir())]).await;
+    let server =
+        Server::start_with_env(&[("MISSIVE_ALLOW_PLAINTEXT", "false".into()), ("MISSIVE_WEB_DIR", web_dir())]).await;
     let result = run_scenario(&server, &server.api.base, "group", &[]).await;
     assert_eq!(result["security_code"].as_str().map(str::len), Some(71), "{result}");
 }

@@ -26,7 +26,10 @@ pub fn web_dir() -> String {
 
 /// Runs `node web/tests/<name>.mjs` against `base`, with further environment; its last JSON line.
 pub async fn run_scenario(server: &Server, base: &str, name: &str, env: &[(&str, String)]) -> Value {
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Chromium is missing: run infra/scripts/install-deps.sh");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run infra/scripts/install-deps.sh"
+    );
     let artifacts = root().join("web/test-results").join(name);
     let mut command = std::process::Command::new("node");
     command

@@ -93,7 +93,7 @@ export class Client {
     setTimeout(() => {
       this.notices = this.notices.filter((n) => n !== notice);
       this.changed();
-    }, 6000);
+    }, kind === 'error' ? 6000 : 2500);
     this.changed();
   }
 
@@ -141,6 +141,7 @@ export class Client {
     window.addEventListener('offline', () => this.drop());
     document.addEventListener('visibilitychange', () => this.markOpenChatRead());
     this.refreshChats().catch((error) => this.notice(error.message));
+    this.api.get('/v1/profile').then((profile) => (this.profiles.set(this.me, profile), this.changed()), () => {});
   }
 
   async connect() {
@@ -269,8 +270,10 @@ export class Client {
   onError(frame) {
     if (['unauthorized', 'device_removed'].includes(frame.code)) return this.signedOut(frame);
     if (['session_replaced', 'idle_timeout', 'token_expired', 'unavailable', 'internal', 'wrong_gateway'].includes(frame.code)) return;
-    // Typing signals past the allowance are simply not shown; nothing to tell.
-    if (frame.code === 'rate_limited' && !frame.req) return;
+    // An error without `req` answers a background frame (typing, read): a
+    // typing signal past the allowance or in a chat not started yet. Nothing
+    // the person did failed.
+    if (!frame.req) return console.debug('background frame refused', frame.code);
     this.notice(frame.message || frame.code);
   }
 

@@ -75,7 +75,27 @@ await scenario(async (browser) => {
   check(JSON.stringify(queued) === JSON.stringify(['queued 1', 'queued 2']), `queued sends arrive once, in order: ${queued}`);
 
   // A picture: picked, previewed, uploaded sealed, shown on the other side.
-  const picture = await alice.page.screenshot({ type: 'png', clip: { x: 0, y: 0, width: 320, height: 200 } });
+  // (A small landscape drawn on a canvas: a real PNG made in the browser.)
+  const drawn = await bob.page.evaluate(() => {
+    const canvas = document.createElement('canvas');
+    Object.assign(canvas, { width: 320, height: 200 });
+    const g = canvas.getContext('2d');
+    const sky = g.createLinearGradient(0, 0, 0, 200);
+    sky.addColorStop(0, '#ff9a5a');
+    sky.addColorStop(1, '#ffd9a0');
+    g.fillStyle = sky;
+    g.fillRect(0, 0, 320, 200);
+    g.fillStyle = '#fff3c4';
+    g.beginPath();
+    g.arc(220, 90, 28, 0, Math.PI * 2);
+    g.fill();
+    g.fillStyle = '#3d5a80';
+    g.beginPath();
+    g.moveTo(0, 200); g.lineTo(90, 95); g.lineTo(160, 160); g.lineTo(240, 80); g.lineTo(320, 150); g.lineTo(320, 200);
+    g.fill();
+    return canvas.toDataURL('image/png').split(',')[1];
+  });
+  const picture = Buffer.from(drawn, 'base64');
   await bob.page.getByTestId('file-input').setInputFiles({ name: 'view.png', mimeType: 'image/png', buffer: picture });
   await bob.page.getByTestId('file-preview').waitFor();
   await bob.page.getByTestId('composer').fill('the view from here');
@@ -88,10 +108,15 @@ await scenario(async (browser) => {
   await alice.screenshot('05-picture');
 
   // A reload keeps the session and the keys: history opens, new messages too.
+  // Timed with the HTTP cache off, as a first visit loads it: navigation start
+  // to the chat list rendered from the device kept in IndexedDB.
+  const cdp = await bob.context.newCDPSession(bob.page);
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   await bob.page.reload();
   await bob.online();
   const firstLoad = await bob.page.evaluate(() => window.missive.ready);
-  log(`first load to an interactive chat list: ${firstLoad.toFixed(0)} ms`);
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: false });
+  log(`first load to an interactive chat list (no HTTP cache): ${firstLoad.toFixed(0)} ms`);
   await bob.openChat('Alice');
   await bob.sees('Hello Bob! 👋');
   await bob.sees('queued 2');
@@ -105,6 +130,34 @@ await scenario(async (browser) => {
   await bob.page.getByRole('button', { name: 'Back to chats' }).click();
   await bob.page.getByTestId('chat-list').waitFor();
   await bob.screenshot('07-phone-chat-list');
+
+  // A gap in Bob's feed (the server cannot prove continuity: recovered false):
+  // his client resyncs the list and the open chat without moving what he looks at.
+  await bob.openChat('Alice');
+  await bob.page.setViewportSize({ width: 390, height: 420 });
+  await bob.page.getByTestId('messages').evaluate((el) => (el.scrollTop = Math.floor((el.scrollHeight - el.clientHeight) / 2)));
+  await bob.page.waitForTimeout(100); // the scroll event
+  const firstVisible = () =>
+    bob.page.getByTestId('messages').evaluate((box) => {
+      const row = [...box.querySelectorAll('[data-id]')].find((r) => r.offsetTop + r.offsetHeight > box.scrollTop);
+      return `${row.dataset.id}@${row.offsetTop - box.scrollTop}`;
+    });
+  const looking = await firstVisible();
+  const resyncs = await bob.page.evaluate(() => {
+    const client = window.missive.client;
+    client.resyncs = 0;
+    const resync = client.resync.bind(client);
+    client.resync = async () => (client.resyncs++, resync());
+    client.epoch = '1'; // not the feed's epoch: the next welcome cannot recover
+    client.drop();
+    return client.resyncs;
+  });
+  check(resyncs === 0, 'no resync before reconnecting');
+  await alice.send('sent across the gap');
+  await bob.message('sent across the gap').waitFor({ state: 'attached' });
+  check((await bob.page.evaluate(() => window.missive.client.resyncs)) === 1, 'the gap made the client resync');
+  const after = await firstVisible();
+  check(after === looking, `the reader's place is kept: ${looking}, now ${after}`);
 
   const base = (person) => person.page.evaluate(() => window.missive.client.api.base);
   console.log(JSON.stringify({ first_load_ms: Math.round(firstLoad), alice_base: await base(alice), bob_base: await base(bob), artifacts: ARTIFACTS }));

@@ -155,6 +155,8 @@ export class Person {
   async screenshot(name) {
     mkdirSync(ARTIFACTS, { recursive: true });
     const path = join(ARTIFACTS, `${name}.png`);
+    // Passing notices ("Profile saved") go in 2.5 s; a shot shows the screen itself.
+    if (!name.startsWith('FAILED')) await this.page.locator('.notice.info').first().waitFor({ state: 'detached', timeout: 3000 }).catch(() => {});
     await this.page.screenshot({ path });
     log('screenshot', path);
     return path;

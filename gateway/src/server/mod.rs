@@ -4,8 +4,8 @@
 mod accept;
 mod background;
 mod routes;
-pub mod web;
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -10,11 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::{Filter, Reply};
 
-use super::routes::Service;
 use crate::protocol::ApiError;
+
+/// Routes that answer with a response (as `routes::Service`).
+type Service = BoxedFilter<(warp::reply::Response,)>;
 
 /// Content-Security-Policy of the client's pages: its own scripts (and
 /// WebAssembly, for Olm), media as blobs, calls to any gateway.

@@ -5,7 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 const COLORS = ['#00a884', '#53bdeb', '#a66cff', '#ff7a59', '#ffb020', '#e15f8a', '#2f9e8f'];
 
 export function Avatar({ client, user, group, online }) {
-  const name = group ? group.name || 'Group' : client.nameOf(user || '');
+  const name = group ? group.name || 'Group' : client.profiles.get(user)?.display_name || client.nameOf(user || '');
   const initials = name
     .split(/\s+/)
     .filter(Boolean)

@@ -79,7 +79,8 @@ export function Conversation({ client, chat, openDialog }) {
     ${chat.invited && html`<div class="invite" data-testid="invite">You were invited to this group.
       <button onClick=${() => client.groupCall(chat, 'POST', '/invite/accept', {}).then(() => (chat.invited = false))}>Join</button>
       <button onClick=${() => client.groupCall(chat, 'POST', '/invite/decline', {})}>Decline</button></div>`}
-    <div class="messages" ref=${list} onScroll=${onScroll} data-testid="messages" role="log" aria-live="polite">
+    <div class="messages" ref=${list} onScroll=${onScroll} data-testid="messages" role="log" aria-live="polite"
+      data-stuck=${String(stuck && (!anchor.current || anchor.current.bottom))}>
       ${start === 0 && !chat.hasMore && html`<p class="history-start">🔒 Messages are end-to-end encrypted. No one outside this chat, not even Missive, can read them.</p>`}
       ${start === 0 && chat.hasMore && html`<p class="history-start">Loading earlier messages…</p>`}
       ${shown.map((message, i) => {

@@ -69,6 +69,12 @@ export function Message({ client, chat, message, onReply, onEdit, openDialog }) 
   </div>`;
 }
 
+/** A picture that grew the chat while the reader was at the newest message keeps them there. */
+function keepAtBottom(event) {
+  const box = event.target.closest('.messages');
+  if (box?.dataset.stuck === 'true') box.scrollTop = box.scrollHeight;
+}
+
 function Attachment({ client, attachment }) {
   const [url, setUrl] = useState(client.mediaCache.get(attachment.media_id) || null);
   const [error, setError] = useState(null);
@@ -80,7 +86,8 @@ function Attachment({ client, attachment }) {
   if (image) {
     const src = url || (attachment.thumbnail ? `data:image/jpeg;base64,${attachment.thumbnail}` : null);
     return html`<figure class="picture">
-      ${src ? html`<img src=${src} alt=${attachment.name || 'picture'} data-testid="picture" data-full=${url ? 'true' : 'false'} class=${url ? '' : 'blurred'} />` : html`<div class="placeholder">🖼</div>`}
+      ${src ? html`<img src=${src} alt=${attachment.name || 'picture'} data-testid="picture" data-full=${url ? 'true' : 'false'}
+        class=${url ? '' : 'blurred'} onLoad=${keepAtBottom} />` : html`<div class="placeholder">🖼</div>`}
       ${error && html`<figcaption class="error">${error}</figcaption>`}
     </figure>`;
   }
