@@ -48,9 +48,11 @@ export class Client {
   }
 
   /** Registers this browser as a device of the phone's account and publishes its keys. */
-  static async register(Olm, { phone, code, deviceName }) {
+  static async register(Olm, { phone, code, deviceName, pin }) {
     const api = new Api(null, null);
-    const answer = await api.raw('POST', '/v1/auth/verify', { phone, code, device_name: deviceName });
+    const body = { phone, code, device_name: deviceName };
+    if (pin) body.pin = pin;
+    const answer = await api.raw('POST', '/v1/auth/verify', body);
     const crypto = Crypto.create(Olm, answer.user_id, answer.device_id);
     api.setTokens(answer);
     await api.raw('PUT', '/v1/keys', crypto.uploadBody(KEY_BATCH), api.tokens.access_token);
@@ -83,6 +85,8 @@ export class Client {
     queueMicrotask(() => {
       this.emitting = false;
       this.version = (this.version || 0) + 1;
+      const unread = [...this.chats.values()].reduce((sum, chat) => sum + (chat.unread || 0), 0);
+      document.title = unread ? `(${unread}) Missive` : 'Missive';
       for (const listener of this.listeners) listener(this.version);
     });
   }
@@ -168,6 +172,21 @@ export class Client {
     ws.onerror = () => {};
   }
 
+  /** Refreshes the token a minute before it expires and hands the fresh one to the open session. */
+  scheduleReauth() {
+    clearTimeout(this.reauthTimer);
+    const due = Math.max(5_000, this.api.tokens.expires_at - Date.now() - 60_000);
+    this.reauthTimer = setTimeout(async () => {
+      try {
+        await this.api.refresh();
+        this.sendFrame({ type: 'reauth', token: this.api.tokens.access_token });
+        this.scheduleReauth();
+      } catch (error) {
+        if (error.status === 401) this.signedOut(error);
+      }
+    }, due);
+  }
+
   setStatus(status) {
     this.status = status;
     this.changed();
@@ -212,6 +231,7 @@ export class Client {
       if (Date.now() - this.heardAt > PING_EVERY_MS * 2) return this.drop();
       this.sendFrame({ type: 'ping' });
     }, PING_EVERY_MS);
+    this.scheduleReauth();
     this.saveSoon();
     if (gap) await this.resync();
     this.subscribePresence();
@@ -279,6 +299,7 @@ export class Client {
 
   async signedOut(why) {
     this.stopped = true;
+    clearTimeout(this.reauthTimer);
     this.ws?.close();
     this.status = 'signed_out';
     this.signedOutWhy = why?.message || why?.code || 'signed out';

@@ -57,9 +57,17 @@ Object.assign(Client.prototype, {
         try {
           answer = await this.transmit(item);
         } catch (error) {
-          if (this.status === 'online') this.notice(`Not sent yet: ${error.message}`);
-          return; // kept; tried again on the next connection
+          // Kept at the head of the queue: tried again on the next connection,
+          // or after a growing pause if this one stays up (an `unavailable`).
+          if (this.status === 'online') {
+            this.notice(`Not sent yet: ${error.message}`);
+            this.outboxPause = Math.min((this.outboxPause || 1000) * 2, 30_000);
+            clearTimeout(this.outboxTimer);
+            this.outboxTimer = setTimeout(() => this.flushOutbox(), this.outboxPause);
+          }
+          return;
         }
+        this.outboxPause = 0;
         this.outbox.shift();
         this.settle(item, answer);
         this.save();
@@ -297,7 +305,17 @@ Object.assign(Client.prototype, {
   async thumbnailUrl(mediaId) {
     const key = `thumb:${mediaId}`;
     if (this.mediaCache.has(key)) return this.mediaCache.get(key);
-    const bytes = await this.api.download(`${mediaId}?size=150`);
+    let bytes;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        bytes = await this.api.download(`${mediaId}?size=150`);
+        break;
+      } catch (error) {
+        // The server makes thumbnails a moment after the upload completes.
+        if (error.code !== 'not_ready' || attempt >= 20) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
     const url = URL.createObjectURL(new Blob([bytes], { type: 'image/jpeg' }));
     this.mediaCache.set(key, url);
     return url;

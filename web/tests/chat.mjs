@@ -4,6 +4,8 @@
 // reconnect; a picture is sent and shown; a reload keeps the session and the
 // keys. Saves screenshots of each main screen and reports the first-load
 // time of the chat list.
+import { readFileSync } from 'node:fs';
+
 import { ARTIFACTS, check, log, Person, scenario } from './harness.mjs';
 
 await scenario(async (browser) => {
@@ -106,6 +108,21 @@ await scenario(async (browser) => {
   const size = await shown.evaluate((img) => [img.naturalWidth, img.naturalHeight]);
   check(size[0] === 320 && size[1] === 200, `the picture opens at its size: ${size}`);
   await alice.screenshot('05-picture');
+
+  // A document dropped on the chat: sealed, sent, downloaded intact on the other side.
+  const itinerary = 'Day 1: the lake\nDay 2: the ridge\n'.repeat(300);
+  const dropped = await alice.page.evaluateHandle((text) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], 'itinerary.txt', { type: 'text/plain' }));
+    return transfer;
+  }, itinerary);
+  await alice.page.getByTestId('conversation').dispatchEvent('drop', { dataTransfer: dropped });
+  await alice.page.getByTestId('file-preview').getByText('itinerary.txt').waitFor();
+  await alice.page.getByTestId('send').click();
+  const download = bob.page.getByRole('button', { name: 'Download itinerary.txt' });
+  await download.waitFor();
+  const [saved] = await Promise.all([bob.page.waitForEvent('download'), download.click()]);
+  check(readFileSync(await saved.path(), 'utf8') === itinerary, 'the document arrives intact');
 
   // A reload keeps the session and the keys: history opens, new messages too.
   // Timed with the HTTP cache off, as a first visit loads it: navigation start

@@ -93,6 +93,26 @@ await scenario(async (browser) => {
   carolReads('the edit', (l) => l.edit === 'hello group (edited)' || l.text === 'hello group (edited)');
   await alice.page.getByTestId('group-info').click();
   await alice.page.getByTestId('members').getByText('Bob').waitFor();
+  // An icon (the server makes its thumbnails; members see it), an admin, a member removed and added back.
+  const icon = Buffer.from(await alice.page.evaluate(() => {
+    const canvas = Object.assign(document.createElement('canvas'), { width: 64, height: 64 });
+    const g = canvas.getContext('2d');
+    g.fillStyle = '#2f9e8f';
+    g.fillRect(0, 0, 64, 64);
+    g.fillStyle = '#fff3c4';
+    g.fillRect(16, 16, 32, 32);
+    return canvas.toDataURL('image/png').split(',')[1];
+  }), 'base64');
+  await alice.page.getByTestId('dialog-group-info').getByLabel('Icon').setInputFiles({ name: 'icon.png', mimeType: 'image/png', buffer: icon });
+  await bob.page.locator('.conversation-bar .avatar img').waitFor();
+  const member = (name) => alice.page.getByTestId('members').locator('li').filter({ hasText: name });
+  await member('Bob').getByRole('button', { name: 'Make admin' }).click();
+  await member('Bob').getByText('admin', { exact: true }).waitFor();
+  await member(carolPhone).getByRole('button', { name: 'Remove' }).click();
+  carolReads('her removal', (l) => l.change === 'member_removed');
+  await alice.page.getByTestId('dialog-group-info').getByRole('listitem').filter({ hasText: carolPhone }).getByRole('button', { name: 'Add', exact: true }).click();
+  await member(carolPhone).waitFor();
+  carolReads('her return', (l) => l.change === 'members_added');
   await alice.screenshot('13-group-info');
   await alice.page.getByRole('button', { name: 'Close' }).click();
   await alice.message('Bob here').hover();

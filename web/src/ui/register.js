@@ -8,6 +8,7 @@ export function Register({ Olm, onRegistered }) {
   const [phone, setPhone] = useState('');
   const [code, setCode] = useState('');
   const [deviceName, setDeviceName] = useState(defaultDeviceName());
+  const [pin, setPin] = useState(null); // asked for once the server says the account has one
   const [step, setStep] = useState('phone');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -29,8 +30,13 @@ export function Register({ Olm, onRegistered }) {
     setStep('code');
   });
   const verify = run(async () => {
-    const client = await Client.register(Olm, { phone: phone.trim(), code: code.trim(), deviceName });
-    onRegistered(client);
+    try {
+      const client = await Client.register(Olm, { phone: phone.trim(), code: code.trim(), deviceName, pin });
+      onRegistered(client);
+    } catch (error) {
+      if (error.code === 'pin_required') setPin('');
+      throw error;
+    }
   });
 
   return html`<div class="register">
@@ -48,6 +54,8 @@ export function Register({ Olm, onRegistered }) {
             onInput=${(e) => setCode(e.target.value)} required autofocus autocomplete="one-time-code" /></label>
           <label>Name this device <input name="device" value=${deviceName} maxlength="64"
             onInput=${(e) => setDeviceName(e.target.value)} /></label>
+          ${pin !== null && html`<label>Your PIN <input name="pin" type="password" inputmode="numeric" pattern="[0-9]{6}"
+            value=${pin} onInput=${(e) => setPin(e.target.value)} required autofocus /></label>`}
           <button type="submit" disabled=${busy}>${busy ? 'Creating keys…' : 'Verify'}</button>
           <button type="button" class="link" onClick=${() => setStep('phone')}>Use another number</button>
         </form>`}
@@ -66,7 +74,8 @@ export function explain(error) {
     invalid_phone: 'That is not a phone number in international form (+ and country code).',
     invalid_code: 'That code is wrong or expired. Ask for a new one.',
     rate_limited: 'Too many tries. Wait a little and try again.',
-    pin_required: 'This account has a PIN; register from a device that knows it.',
+    pin_required: 'This account has a PIN: enter it to add this device.',
+    invalid_pin: 'That PIN is wrong.',
     too_many_devices: 'This account has 8 devices already: remove one first.',
   };
   return hints[error.code] || error.message || String(error);
