@@ -15,7 +15,9 @@ async function boot() {
   await Olm.initAsync();
   const client = await Client.load(Olm);
   window.missive = { client, started };
-  render(html`<${App} Olm=${Olm} initial=${client} />`, document.getElementById('app'));
+  const root = document.getElementById('app');
+  root.textContent = ''; // the "Loading…" placeholder
+  render(html`<${App} Olm=${Olm} initial=${client} />`, root);
 }
 
 boot().catch((error) => {

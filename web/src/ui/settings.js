@@ -50,7 +50,7 @@ export function Settings({ client, close, onSignedOut }) {
     </form>
     <section><h3>Privacy</h3>
       ${choice('last_seen', 'Last seen and online')}${choice('photo', 'Profile photo')}${choice('about', 'About')}${choice('groups', 'Who can add me to groups')}
-      <label><input type="checkbox" checked=${privacy.read_receipts} onChange=${(e) => setting('read_receipts', e.target.checked)} /> Read receipts</label>
+      <label class="check"><input type="checkbox" checked=${privacy.read_receipts} onChange=${(e) => setting('read_receipts', e.target.checked)} /> Read receipts</label>
     </section>
     <section><h3>Blocked</h3>
       ${blocked.length ? html`<ul>${blocked.map((user) => html`<li>${client.nameOf(user)} <button onClick=${() => unblock(user)}>Unblock</button></li>`)}</ul>` : html`<p class="muted">Nobody.</p>`}
