@@ -1,6 +1,7 @@
 //! Crash safety: while a client sends, the server is killed with SIGKILL at
 //! random moments and restarted, 20 times. Every message the sender got
-//! `sent` for must reach the recipient exactly once, in send order.
+//! `sent` for must reach the recipient exactly once, in send order; the
+//! history checker (`missive_client::history`) reads the whole run too.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use common::{Server, WAIT, messages_from};
 use missive_client::Connection;
+use missive_client::history::{Op, Recorder, check};
 use rand::Rng;
 use serde_json::json;
 
@@ -16,7 +18,8 @@ const CYCLES: usize = 20;
 const WINDOW: usize = 16;
 
 /// Sends (or re-sends) message `index`; the content is the index.
-async fn send(connection: &mut Connection, to: &str, index: u64) -> anyhow::Result<()> {
+async fn send(connection: &mut Connection, to: &str, index: u64, history: &Recorder) -> anyhow::Result<()> {
+    history.record(Op::Send { device: "alice".into(), req: index.to_string(), content: index.to_string() });
     connection
         .send_json(&json!({"type": "send", "req": index.to_string(), "to": {"user": to},
             "client_msg_id": format!("crash-{index}"), "content": index.to_string()}))
@@ -32,17 +35,19 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
     let mut confirmed: BTreeMap<u64, String> = BTreeMap::new();
     let mut next_index = 0u64;
     let mut rng = rand::rng();
+    let history = Recorder::new();
     for cycle in 0..CYCLES {
         let mut connection = server.connect(&alice).await;
+        history.saw("alice", &connection.welcome);
         // Resend what was never confirmed, in order, before anything new.
         let mut outstanding: BTreeSet<u64> = (0..next_index).filter(|index| !confirmed.contains_key(index)).collect();
         for index in outstanding.clone() {
-            send(&mut connection, &bob.user_id, index).await.expect("resend");
+            send(&mut connection, &bob.user_id, index, &history).await.expect("resend");
         }
         let kill_at = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(20..400));
         while tokio::time::Instant::now() < kill_at {
             if outstanding.len() < WINDOW {
-                send(&mut connection, &bob.user_id, next_index).await.expect("send");
+                send(&mut connection, &bob.user_id, next_index, &history).await.expect("send");
                 outstanding.insert(next_index);
                 next_index += 1;
             }
@@ -50,6 +55,7 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
             if let Ok(Some(frame)) = connection.next_frame(wait).await
                 && frame["type"] == "sent"
             {
+                history.saw("alice", &frame);
                 let index: u64 = frame["req"].as_str().and_then(|req| req.parse().ok()).expect("req echoes the index");
                 let id = frame["message_id"].as_str().expect("message id").to_string();
                 if let Some(previous) = confirmed.insert(index, id.clone()) {
@@ -64,15 +70,17 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
     }
     // Confirm the stragglers after the last restart.
     let mut connection = server.connect(&alice).await;
+    history.saw("alice", &connection.welcome);
     let pending: Vec<u64> = (0..next_index).filter(|index| !confirmed.contains_key(index)).collect();
     for index in &pending {
-        send(&mut connection, &bob.user_id, *index).await.expect("resend");
+        send(&mut connection, &bob.user_id, *index, &history).await.expect("resend");
     }
     let frames = connection
         .collect_until(WAIT, |frames| frames.iter().filter(|frame| frame["type"] == "sent").count() >= pending.len())
         .await
         .expect("stragglers confirmed");
     for frame in frames.iter().filter(|frame| frame["type"] == "sent") {
+        history.saw("alice", frame);
         let index: u64 = frame["req"].as_str().and_then(|req| req.parse().ok()).expect("index");
         confirmed.insert(index, frame["message_id"].as_str().expect("id").to_string());
     }
@@ -115,4 +123,16 @@ async fn kill_minus_nine_at_random_moments_loses_and_duplicates_nothing() {
     bob_ws.send_json(&json!({"type": "ping"})).await.expect("ping");
     let rest = bob_ws.collect_until(WAIT, |frames| frames.iter().any(|f| f["type"] == "pong")).await.expect("pong");
     assert!(messages_from(&rest, &alice.user_id).is_empty(), "no duplicates trail behind");
+
+    // The whole history: nothing lost, duplicated, reordered or invented, no feed gap.
+    history.saw("bob", &bob_ws.welcome);
+    let conversation = frames.iter().find_map(|frame| frame["event"]["conversation_id"].as_str()).expect("a message");
+    history.record(Op::Expect { conversation_id: conversation.to_string(), devices: vec!["bob".into()] });
+    for frame in frames.iter().chain(&rest) {
+        history.saw("bob", frame);
+    }
+    let report = check(&history.ops());
+    eprintln!("{report}");
+    assert!(report.ok(), "the history checker found violations:\n{report}");
+    assert_eq!(report.deliveries as u64, next_index, "{report}");
 }

@@ -3,6 +3,7 @@
 //! by `missive bench`.
 
 pub mod crypto;
+pub mod history;
 pub mod keys;
 pub mod media;
 pub mod secure;
