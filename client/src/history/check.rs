@@ -1,8 +1,8 @@
 //! The checker: reads a whole history and says which promises it breaks.
 //!
 //! - **lost**: an acknowledged message (`sent`) that a device expected to
-//!   get it (an [`Op::Expect`] of its conversation, welcomed after the
-//!   send) never saw;
+//!   get it (an [`Op::Expect`] of its conversation that connected during
+//!   the run; the sending device itself excepted) never saw;
 //! - **duplicated**: a device saw a message id twice, or a feed `seq` again
 //!   after acking it;
 //! - **reordered**: a device saw a conversation's `conv_seq` go down;
@@ -101,7 +101,8 @@ struct Seen {
 pub fn check(history: &[Op]) -> Report {
     let mut violations = Vec::new();
     let mut seen: BTreeMap<Device, Seen> = BTreeMap::new();
-    let mut sent_ids: HashMap<String, (usize, String)> = HashMap::new(); // message id -> (op, conversation)
+    // message id -> (op, conversation, sending device)
+    let mut sent_ids: HashMap<String, (usize, String, Device)> = HashMap::new();
     let mut contents: HashSet<String> = HashSet::new();
     let mut expected: HashMap<String, BTreeSet<Device>> = HashMap::new();
     let mut watermarks: HashMap<(Device, String, String, String), u64> = HashMap::new();
@@ -112,8 +113,8 @@ pub fn check(history: &[Op]) -> Report {
             Op::Send { content, .. } => {
                 contents.insert(content.clone());
             }
-            Op::Sent { message_id, conversation_id, .. } => {
-                sent_ids.entry(message_id.clone()).or_insert((at, conversation_id.clone()));
+            Op::Sent { device, message_id, conversation_id, .. } => {
+                sent_ids.entry(message_id.clone()).or_insert((at, conversation_id.clone(), device.clone()));
             }
             Op::Expect { conversation_id, devices } => {
                 expected.entry(conversation_id.clone()).or_default().extend(devices.iter().cloned());
@@ -174,8 +175,8 @@ pub fn check(history: &[Op]) -> Report {
     // Lost: every acknowledged message reaches every expected device that
     // connected during the run (a device that never came back is not asked).
     let mut lost = Vec::new();
-    for (message_id, (at, conversation)) in &sent_ids {
-        for device in expected.get(conversation).into_iter().flatten() {
+    for (message_id, (at, conversation, sender)) in &sent_ids {
+        for device in expected.get(conversation).into_iter().flatten().filter(|device| *device != sender) {
             let Some(state) = seen.get(device) else { continue };
             if !state.welcomes.is_empty() && !state.messages.contains(message_id) {
                 lost.push(Violation { rule: Rule::Lost, at: *at, what: format!("{device} never got {message_id}") });

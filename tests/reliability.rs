@@ -1,0 +1,202 @@
+//! Many clients under repeated `kill -9` (issue 20's fault runs, embedded):
+//! each user sends to random others with a window of unconfirmed sends,
+//! reads its feed and acks as it goes; at a random moment of every cycle the
+//! server is killed with SIGKILL and restarted; the clients reconnect,
+//! resuming their feeds where they acked, and resend what was never
+//! confirmed, in order. At the end every client drains its feed and the
+//! history checker (`missive_client::history`) reads the whole run: nothing
+//! lost, duplicated, reordered or invented, no feed gap.
+//!
+//! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
+//! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
+//! long run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Server, WAIT};
+use missive_client::history::{Op, Recorder, check};
+use missive_client::{Account, Connection};
+use rand::Rng;
+use serde_json::{Value, json};
+
+const USERS: usize = 4;
+const WINDOW: usize = 8;
+
+struct Client {
+    name: String,
+    account: Account,
+    epoch: Option<String>,
+    /// The feed position this client acked.
+    seq: u64,
+    /// Sends not confirmed yet: index -> recipient user id, in send order.
+    outstanding: BTreeMap<u64, usize>,
+    next: u64,
+    confirmed: u64,
+}
+
+impl Client {
+    fn frame(&self, index: u64, to: &str) -> Value {
+        let content = format!("{}-{index}", self.name);
+        json!({"type": "send", "req": index.to_string(), "to": {"user": to}, "client_msg_id": content, "content": content})
+    }
+}
+
+async fn connect(server: &Server, client: &mut Client, history: &Recorder) -> Connection {
+    let connection = match &client.epoch {
+        Some(epoch) => server.connect_resume(&client.account, epoch, client.seq).await,
+        None => server.connect(&client.account).await,
+    };
+    history.saw(&client.name, &connection.welcome);
+    client.epoch = connection.welcome["epoch"].as_str().map(str::to_string);
+    connection
+}
+
+async fn send(connection: &mut Connection, client: &Client, index: u64, to: &Account, history: &Recorder) {
+    let frame = client.frame(index, &to.user_id);
+    history.record(Op::Send {
+        device: client.name.clone(),
+        req: index.to_string(),
+        content: frame["content"].as_str().unwrap_or_default().to_string(),
+    });
+    // A server killed a moment ago refuses the write; the send stays outstanding.
+    let _ = connection.send_json(&frame).await;
+}
+
+/// A new message to a random other user.
+async fn send_new(
+    connection: &mut Connection,
+    (client, n): (&mut Client, usize),
+    accounts: &[Account],
+    history: &Recorder,
+    rng: &mut impl Rng,
+) {
+    let to = (n + rng.random_range(1..USERS)) % USERS;
+    let index = client.next;
+    client.next += 1;
+    client.outstanding.insert(index, to);
+    send(connection, client, index, &accounts[to], history).await;
+}
+
+/// Every client connects again (resuming its feed) and first resends what
+/// was never confirmed, in order, with the same client_msg_id.
+async fn reconnect_all(
+    server: &Server,
+    clients: &mut [Client],
+    accounts: &[Account],
+    history: &Recorder,
+) -> Vec<Connection> {
+    let mut connections = Vec::new();
+    for client in clients.iter_mut() {
+        let mut connection = connect(server, client, history).await;
+        for (index, to) in client.outstanding.clone() {
+            send(&mut connection, client, index, &accounts[to], history).await;
+        }
+        connections.push(connection);
+    }
+    connections
+}
+
+/// Takes what the server sent this client within `wait`: confirmations and
+/// feed entries (acked as they come). False once the connection is gone.
+async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, history: &Recorder) -> bool {
+    loop {
+        let frame = match connection.next_frame(wait).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return false,
+            Err(_) => return true, // nothing more for now
+        };
+        history.saw(&client.name, &frame);
+        match frame["type"].as_str() {
+            Some("sent") => {
+                let index: u64 = frame["req"].as_str().and_then(|req| req.parse().ok()).expect("req is the index");
+                if let Some(to) = client.outstanding.remove(&index) {
+                    client.confirmed += 1;
+                    let devices = vec![client.name.clone(), format!("u{to}")];
+                    let conversation_id = frame["conversation_id"].as_str().expect("conversation").to_string();
+                    history.record(Op::Expect { conversation_id, devices });
+                }
+            }
+            Some("event") => {
+                let seq = frame["seq"].as_u64().expect("seq");
+                if seq > client.seq {
+                    client.seq = seq;
+                    history.record(Op::Ack { device: client.name.clone(), seq });
+                    if connection.ack(seq).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker() {
+    let cycles: usize = std::env::var("RELIABILITY_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
+    let mut server = Server::start().await;
+    let mut accounts = Vec::new();
+    for n in 0..USERS {
+        accounts.push(server.register(&format!("+1415555780{n}"), "r").await);
+    }
+    let mut clients: Vec<Client> = accounts
+        .iter()
+        .enumerate()
+        .map(|(n, account)| Client {
+            name: format!("u{n}"),
+            account: account.clone(),
+            epoch: None,
+            seq: 0,
+            outstanding: BTreeMap::new(),
+            next: 0,
+            confirmed: 0,
+        })
+        .collect();
+    let history = Recorder::new();
+    let mut rng = rand::rng();
+    for cycle in 0..cycles {
+        let mut connections = reconnect_all(&server, &mut clients, &accounts, &history).await;
+        let kill_at = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(20..400));
+        while tokio::time::Instant::now() < kill_at {
+            for (n, client) in clients.iter_mut().enumerate() {
+                if client.outstanding.len() < WINDOW {
+                    send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
+                }
+                take(&mut connections[n], client, Duration::from_millis(1), &history).await;
+            }
+        }
+        // A last burst, unread: the kill lands while these are in flight.
+        for (n, client) in clients.iter_mut().enumerate() {
+            while client.outstanding.len() < WINDOW {
+                send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
+            }
+        }
+        let dir = server.kill9().await;
+        server = Server::start_in(dir).await;
+        let sent: u64 = clients.iter().map(|client| client.next).sum();
+        let confirmed: u64 = clients.iter().map(|client| client.confirmed).sum();
+        eprintln!("cycle {cycle}: {confirmed} confirmed of {sent} sent");
+    }
+    // Every client comes back, gets its unconfirmed sends confirmed and drains its feed.
+    let mut connections = reconnect_all(&server, &mut clients, &accounts, &history).await;
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    loop {
+        for (n, client) in clients.iter_mut().enumerate() {
+            assert!(take(&mut connections[n], client, Duration::from_millis(200), &history).await, "connection lost");
+        }
+        let delivered =
+            history.ops().iter().filter(|op| matches!(op, Op::Entry { message: Some(_), .. })).count() as u64;
+        let sent: u64 = clients.iter().map(|client| client.next).sum();
+        if clients.iter().all(|client| client.outstanding.is_empty()) && delivered >= sent {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not everything arrived: {delivered} delivered of {sent} sent");
+    }
+    let report = check(&history.ops());
+    eprintln!("{cycles} kill -9 cycles, {USERS} clients\n{report}");
+    assert!(report.ok(), "the history checker found violations:\n{report}");
+    assert!(report.acknowledged >= cycles * 4, "a meaningful amount was sent: {report}");
+}
