@@ -26,33 +26,36 @@ export class Api {
     return path.startsWith('http') ? path : this.base + path;
   }
 
-  async raw(method, path, body, token) {
+  /**
+   * Fetches `path`, repeating it at the gateway a `421` names; that gateway
+   * is kept for later calls unless `stay` (media: the gateway holding an
+   * upload is not the user's).
+   */
+  async follow(path, { method = 'GET', body, token, stay = false } = {}) {
     let url = this.url(path);
     for (let hop = 0; hop < 3; hop++) {
       const headers = { 'Missive-Redirect': 'manual' };
       if (body !== undefined) headers['Content-Type'] = 'application/json';
       if (token) headers.Authorization = `Bearer ${token}`;
-      const response = await fetch(url, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.text();
-      let json = null;
-      try {
-        json = text ? JSON.parse(text) : null;
-      } catch {
-        json = null;
-      }
-      if (response.status === 421 && json?.error?.location) {
-        url = json.error.location;
-        this.base = new URL(url).origin;
-        continue;
-      }
-      if (!response.ok) throw new ApiError(response.status, json);
-      return json;
+      const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      if (response.status !== 421) return response;
+      url = (await response.json()).error.location;
+      if (!stay) this.base = new URL(url).origin;
     }
     throw new Error('too many redirects between gateways');
+  }
+
+  async raw(method, path, body, token) {
+    const response = await this.follow(path, { method, body, token });
+    const text = await response.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, json);
+    return json;
   }
 
   /** A call as this device, refreshing the access token when it expired. */
@@ -133,18 +136,8 @@ export class Api {
   /** Downloads media bytes: `/v1/media/{id}` answers with a short-lived URL to fetch. */
   async download(mediaId) {
     await this.fresh();
-    let url = this.url(`/v1/media/${mediaId}`);
-    for (let hop = 0; hop < 3; hop++) {
-      const response = await fetch(url, {
-        headers: { Authorization: `Bearer ${this.tokens.access_token}`, 'Missive-Redirect': 'manual' },
-      });
-      if (response.status === 421) {
-        url = (await response.json()).error.location;
-        continue;
-      }
-      if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
-      return new Uint8Array(await response.arrayBuffer());
-    }
-    throw new Error('too many redirects fetching media');
+    const response = await this.follow(`/v1/media/${mediaId}`, { token: this.tokens.access_token, stay: true });
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    return new Uint8Array(await response.arrayBuffer());
   }
 }

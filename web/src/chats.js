@@ -134,9 +134,6 @@ Object.assign(Client.prototype, {
     const list = chat.messages;
     const at = list.findIndex((m) => m.id === message.id);
     if (at >= 0) return Object.assign(list[at], message, { pending: false });
-    if (!chat.loaded && list.length === 0) {
-      // Not opened yet: history will bring it; keep only the newest for a quick open.
-    }
     let i = list.length;
     while (i > 0 && (list[i - 1].seq === undefined || list[i - 1].seq > message.seq)) i--;
     list.splice(i, 0, message);

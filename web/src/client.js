@@ -103,8 +103,8 @@ export class Client {
 
   snapshot() {
     return {
-      device: this.deviceId,
-      me: this.me,
+      user_id: this.me,
+      device_id: this.deviceId,
       phone: this.phone,
       base: this.api.base,
       tokens: this.api.tokens,
@@ -118,8 +118,7 @@ export class Client {
   }
 
   save() {
-    const s = this.snapshot();
-    return db.put('device', { ...s, user_id: s.me, device_id: s.device });
+    return db.put('device', this.snapshot());
   }
 
   saveSoon() {

@@ -93,8 +93,8 @@ struct Seen {
     may_jump: bool,
     messages: HashSet<String>,
     conv_seq: HashMap<String, u64>,
-    /// Welcomed at these op indices.
-    welcomes: Vec<usize>,
+    /// Connected during the run (welcomed at least once).
+    connected: bool,
 }
 
 /// Checks a whole history.
@@ -122,7 +122,7 @@ pub fn check(history: &[Op]) -> Report {
             Op::Welcome { device, recovered } => {
                 let state = seen.entry(device.clone()).or_default();
                 state.may_jump |= !recovered;
-                state.welcomes.push(at);
+                state.connected = true;
             }
             Op::Ack { device, seq } => {
                 let state = seen.entry(device.clone()).or_default();
@@ -178,7 +178,7 @@ pub fn check(history: &[Op]) -> Report {
     for (message_id, (at, conversation, sender)) in &sent_ids {
         for device in expected.get(conversation).into_iter().flatten().filter(|device| *device != sender) {
             let Some(state) = seen.get(device) else { continue };
-            if !state.welcomes.is_empty() && !state.messages.contains(message_id) {
+            if state.connected && !state.messages.contains(message_id) {
                 lost.push(Violation { rule: Rule::Lost, at: *at, what: format!("{device} never got {message_id}") });
             }
         }

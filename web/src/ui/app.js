@@ -3,7 +3,6 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 
-import { Client } from '../client.js';
 import { ChatList } from './chatlist.js';
 import { Conversation } from './conversation.js';
 import { Dialogs } from './dialogs.js';
@@ -63,9 +62,8 @@ function Main({ client, onSignedOut }) {
         ? html`<${Conversation} key=${chat.id} client=${client} chat=${chat} openDialog=${setDialog} />`
         : html`<div class="empty-pane"><h2>Missive for the web</h2><p>Messages are end-to-end encrypted: they are sealed in this browser, and the server relays only ciphertext.</p></div>`}
     </main>
-    ${dialog && html`<${Dialogs} client=${client} dialog=${dialog} close=${() => setDialog(null)} openDialog=${setDialog} onSignedOut=${onSignedOut} />`}
+    ${dialog && html`<${Dialogs} client=${client} dialog=${dialog} close=${() => setDialog(null)} onSignedOut=${onSignedOut} />`}
     <${Notices} client=${client} />
   </div>`;
 }
 
-export { Client };

@@ -8,7 +8,7 @@ import { securityCode, timeOfDay } from '../util.js';
 import { GroupInfo, NewGroup } from './group.js';
 import { Settings } from './settings.js';
 
-export function Dialogs({ client, dialog, close, openDialog, onSignedOut }) {
+export function Dialogs({ client, dialog, close, onSignedOut }) {
   const body = {
     'new-chat': () => html`<${NewChat} client=${client} close=${close} />`,
     'new-group': () => html`<${NewGroup} client=${client} close=${close} />`,
@@ -29,7 +29,6 @@ export function Dialogs({ client, dialog, close, openDialog, onSignedOut }) {
       ${body ? body() : null}
     </div>
   </div>`;
-  // openDialog is passed for dialogs that lead to others
 }
 
 /** Runs an async action, showing its error in the dialog. */
