@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, code_of, events, messages_from, send_to_group, until};
+use common::{Server, code_of, events, messages_from, send_to_group, send_to_user, until};
 use serde_json::json;
 
 #[tokio::test]
@@ -301,4 +301,58 @@ async fn new_members_read_earlier_history_only_when_the_group_allows_it() {
     let mut dave_ws = server.connect(&dave).await;
     let frames = until(&mut dave_ws, "after", |frame| frame["event"]["content"] == "after").await;
     assert!(frames.iter().all(|frame| frame["event"]["content"] != "before"), "{frames:?}");
+}
+
+/// A change that changes nothing (an admin made admin again, a member added
+/// again) after messages were sent answers at once with the group (it
+/// waited for a position the group never reaches, then said `unavailable`;
+/// issue 20's bad-input run found it); changes by a stranger, or to a chat
+/// that is no group, are `not_found`.
+#[tokio::test]
+async fn changes_that_change_nothing_answer_at_once_and_strangers_get_not_found() {
+    let server = Server::start().await;
+    let admin = server.register("+14155557301", "a").await;
+    let member = server.register("+14155557302", "b").await;
+    let (status, group) = server
+        .api
+        .post("/v1/groups", Some(&admin.access_token), &json!({"name": "noop", "members": [member.user_id]}))
+        .await
+        .expect("create");
+    assert_eq!(status, 200, "{group}");
+    let id = group["conversation_id"].as_str().expect("id").to_string();
+    let path = format!("/v1/groups/{id}/admins/{}", member.user_id);
+    let (status, made) = server.api.put(&path, Some(&admin.access_token), &json!({})).await.expect("admin");
+    assert_eq!(status, 200, "{made}");
+    // Messages after the last change: the conversation's log is ahead of the group's.
+    let mut ws = server.connect(&admin).await;
+    for index in 0..3 {
+        let sent = send_to_group(&mut ws, &id, &format!("noop-{index}")).await;
+        assert_eq!(sent["type"], "sent", "{sent}");
+    }
+    let started = std::time::Instant::now();
+    let (status, again) = server.api.put(&path, Some(&admin.access_token), &json!({})).await.expect("admin again");
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["admins"], made["admins"], "{again}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered at once: {:?}", started.elapsed());
+    let members = format!("/v1/groups/{id}/members");
+    let body = json!({"users": [member.user_id]});
+    let (status, added) = server.api.post(&members, Some(&admin.access_token), &body).await.expect("add again");
+    assert_eq!(status, 200, "{added}");
+    // Refused by the group (not a member): 404, and the same for a group id that is a 1:1 chat.
+    let stranger = server.register("+14155557303", "c").await;
+    let rename = json!({"name": "taken over"});
+    let (status, refused) = server
+        .api
+        .request("PATCH", &format!("/v1/groups/{id}"), Some(&stranger.access_token), Some(&rename))
+        .await
+        .expect("patch");
+    assert_eq!((status, code_of(&refused)), (404, Some("not_found")), "{refused}");
+    let direct = send_to_user(&mut ws, &member.user_id, "direct").await;
+    let direct = direct["conversation_id"].as_str().expect("direct id");
+    let (status, refused) = server
+        .api
+        .request("PATCH", &format!("/v1/groups/{direct}"), Some(&admin.access_token), Some(&rename))
+        .await
+        .expect("patch");
+    assert_eq!((status, code_of(&refused)), (404, Some("not_found")), "{refused}");
 }

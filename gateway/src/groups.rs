@@ -13,7 +13,12 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 
+use missive_core::Millis;
+use missive_core::conversation::ConversationState;
+use missive_schemas::Outcome;
+
 use crate::auth::Principal;
+use crate::commands::{Subject, refusal};
 use crate::media::Media;
 use crate::protocol::ApiError;
 use crate::protocol::group_json;
@@ -106,11 +111,56 @@ async fn sort_adds(context: &Handles, by: UserId, users: &[UserId]) -> Result<Ad
     Ok(adds)
 }
 
+/// What the group decider would say to `command` against the group as this
+/// gateway's history projection has it (the projection holds the group's
+/// members, admins, settings and invites, which is all the decider reads).
+fn dry_run(group: Option<GroupChanged>, command: &GroupCommand) -> Result<(), ApiError> {
+    let state = match group {
+        Some(known) => ConversationState {
+            members: known.members,
+            last_seq: known.conv_seq,
+            group: Some(known.group),
+            ..ConversationState::default()
+        },
+        None => ConversationState::default(),
+    };
+    let now = Millis(missive_infra::now_ms());
+    match missive_core::groups::decide_group(&state, command, now) {
+        Ok(_) => Ok(()),
+        Err(rejection) => Err(refusal(Outcome::from(&rejection), rejection.to_string(), Subject::Group)),
+    }
+}
+
+/// Refuses, appending nothing, a change the decider would refuse: checked
+/// against this gateway's view, and when that says no, again behind a read
+/// barrier (the view may be behind the log). What passes is still decided
+/// by the conversation processor, which has the last word on races.
+async fn precheck(context: &Handles, command: &GroupCommand) -> Result<(), ApiError> {
+    let conversation = command.conversation_id;
+    if dry_run(context.reads.group(conversation).await?, command).is_ok() {
+        return Ok(());
+    }
+    context.reads.barrier(Projection::History, [conversation.0]).await?;
+    dry_run(context.reads.group(conversation).await?, command)
+}
+
 /// Runs a group command and returns the group once this gateway's history
 /// projection has folded the change.
 async fn apply(context: &Handles, command: GroupCommand) -> Result<GroupChanged, ApiError> {
     let conversation = command.conversation_id;
+    precheck(context, &command).await?;
     let reply = context.bus.group_command(command).await?;
+    if reply.outcome() == Outcome::Duplicate {
+        // Nothing changed (a member added again, an admin made admin):
+        // the group as the log has it now. Its `conv_seq` is the last
+        // change's, which the reply's (the conversation's end) may pass.
+        context.reads.barrier(Projection::History, [conversation.0]).await?;
+        return context
+            .reads
+            .group(conversation)
+            .await?
+            .ok_or_else(|| ApiError::internal("a changed group is missing"));
+    }
     let reached = reply.conv_seq.unwrap_or_default();
     poll_until(DIRECTORY_WAIT, || async {
         Ok(context.reads.group(conversation).await?.filter(|group| group.conv_seq >= reached))

@@ -177,6 +177,15 @@ async fn claim(
             let user: UserId = parse_id(&request.user_id, "user id")?;
             let device: DeviceId = parse_id(&request.device_id, "device id")?;
             limits.check(by, user, device)?;
+            // A device unknown here, or without keys, is refused before
+            // anything is appended; behind a read barrier when this
+            // gateway's directory says no (it may be behind the log).
+            let has_keys = |state: Option<&UserState>| state.is_some_and(|state| identity_of(state, device).is_some());
+            if !has_keys(context.reads.directory(user).await?.as_ref())
+                && !has_keys(context.reads.directory_fresh(user).await?.as_ref())
+            {
+                return Err(ApiError::not_found("not_found", "no such device, or it has uploaded no keys"));
+            }
             let command =
                 KeysCommand::Claim(ClaimKey { user_id: user, device_id: device, by: by.user, by_device: by.device });
             let reply = context.bus.keys_command(&command).await?;

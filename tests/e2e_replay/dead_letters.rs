@@ -4,7 +4,7 @@ use super::*;
 
 /// Appends records to the server's log: straight to Kafka, or (embedded)
 /// to the stopped server's store, which then starts again.
-async fn inject(server: Server, records: Vec<missive_infra::OutRecord>) -> Server {
+pub(super) async fn inject(server: Server, records: Vec<missive_infra::OutRecord>) -> Server {
     use missive_infra::Log;
     match server.cluster() {
         Some(cluster) => {
@@ -27,34 +27,38 @@ async fn inject(server: Server, records: Vec<missive_infra::OutRecord>) -> Serve
     }
 }
 
+/// The server's codec (schemas registered in its log), to write records as it would.
+pub(super) async fn codec_of(server: &Server) -> missive_schemas::Codec {
+    use missive_infra::Log;
+    let opened_log: std::sync::Arc<dyn Log> = match server.cluster() {
+        Some(cluster) => {
+            let log = missive_infra::KafkaLog::connect(missive_infra::KafkaConfig::new(cluster.brokers.clone()))
+                .expect("kafka");
+            log.wait_ready(WAIT).await.expect("ready");
+            std::sync::Arc::new(log)
+        }
+        None => {
+            let scratch = tempfile::tempdir().expect("scratch");
+            let db = missive_infra::db::open_db_secondary(&server.live_stores()[0].1.join("store"), scratch.path())
+                .expect("view");
+            std::sync::Arc::new(missive_infra::EmbeddedLog::open(db, false).expect("log"))
+        }
+    };
+    missive_registry::codec_from_log(opened_log).await.expect("codec")
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_with_their_error_and_redriven_to_their_origin() {
     use missive_core::conversation::{ConversationCommand, SendMessage};
     use missive_core::{ConversationId, DeviceId, MessageId, UserId};
-    use missive_infra::{Header, Log, OutRecord};
+    use missive_infra::{Header, OutRecord};
     let server = Server::start().await;
     let alice = server.register("+14155558401", "a").await;
     let bob = server.register("+14155558402", "b").await;
     let (alice_id, bob_id): (u64, u64) = (alice.user_id.parse().expect("id"), bob.user_id.parse().expect("id"));
     let conversation = ConversationId::direct(UserId(alice_id), UserId(bob_id));
     // A record no processor can decode, and a valid send that "a bug" had dead-lettered.
-    let codec = {
-        let opened_log: std::sync::Arc<dyn Log> = match server.cluster() {
-            Some(cluster) => {
-                let log = missive_infra::KafkaLog::connect(missive_infra::KafkaConfig::new(cluster.brokers.clone()))
-                    .expect("kafka");
-                log.wait_ready(WAIT).await.expect("ready");
-                std::sync::Arc::new(log)
-            }
-            None => {
-                let scratch = tempfile::tempdir().expect("scratch");
-                let db = missive_infra::db::open_db_secondary(&server.live_stores()[0].1.join("store"), scratch.path())
-                    .expect("view");
-                std::sync::Arc::new(missive_infra::EmbeddedLog::open(db, false).expect("log"))
-            }
-        };
-        missive_registry::codec_from_log(opened_log).await.expect("codec")
-    };
+    let codec = codec_of(&server).await;
     let send = ConversationCommand::Send(SendMessage {
         conversation_id: conversation,
         message_id: MessageId(4242),

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod dead_letters;
+mod poison;
 mod rebuild;
 
 use std::time::Duration;

@@ -6,9 +6,10 @@
 
 use missive_core::conversation::{MAX_CIPHERTEXT_BYTES, MAX_CLIENT_MSG_ID_BYTES, MAX_CONTENT_BYTES, body_limit};
 use missive_core::media::{Attachment, check_attachment};
-use missive_core::operations::{MAX_ENCRYPTED_REACTION_BYTES, ModifyMessage, Operation};
+use missive_core::operations::{MAX_ENCRYPTED_REACTION_BYTES, ModifyMessage, Operation, check_operation};
 use missive_core::{ConversationId, MessageId, UserId};
 use missive_projections::HistoryMessage;
+use missive_schemas::Outcome;
 use missive_schemas::wire::CommandReply;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -22,7 +23,7 @@ use crate::protocol::{
     ApiError, ContactFrame, EncryptedFrame, FORWARDED_MANY_TIMES, LocationFrame, MAX_FORWARD_TARGETS, MediaFrame,
     MessageLocator, Recipient, SendFrame, error_frame, send_error, with_req,
 };
-use crate::reads::{ReadModels, require_member};
+use crate::reads::{Projection, ReadModels, require_member};
 
 use super::sealed::{Body, check_devices, named_devices, plaintext_not_allowed, sealed};
 
@@ -220,6 +221,41 @@ async fn visible_message(
     Ok(found.seen_by(user))
 }
 
+/// The message an operation names, if the caller may see it and the
+/// operation passes the decider's own checks of who may and what body
+/// ([`check_operation`]): a refusal then appends nothing. When this
+/// gateway's view refuses, it looks again behind a read barrier (a member
+/// made admin through another gateway a moment ago). The time windows and
+/// races stay the decider's.
+async fn permitted_message(
+    deps: &MessagingDeps,
+    principal: Principal,
+    conversation: ConversationId,
+    message: MessageId,
+    operation: &Operation,
+    encrypted: bool,
+) -> Result<HistoryMessage, ApiError> {
+    let check = async || {
+        let found = visible_message(deps, principal.user, conversation, message).await?;
+        let admin =
+            deps.reads.group(conversation).await?.is_some_and(|group| group.group.admins.contains(&principal.user));
+        let (from, deleted) = (found.message.from, found.deleted_at.is_some());
+        match check_operation(from, deleted, principal.user, admin, operation, encrypted) {
+            Ok(()) => Ok(found),
+            Err(rejection) => {
+                Err(commands::refusal(Outcome::from(&rejection), rejection.to_string(), Subject::Message))
+            }
+        }
+    };
+    match check().await {
+        Err(error) if error.code == "forbidden" => {
+            deps.reads.barrier(Projection::History, [conversation.0]).await?;
+            check().await
+        }
+        result => result,
+    }
+}
+
 /// The message a forward names, if the caller may see it and it was not deleted.
 async fn forwarded(deps: &MessagingDeps, user: UserId, of: &MessageLocator) -> Result<HistoryMessage, ApiError> {
     let conversation: ConversationId = parse(&of.conversation_id, "forward_of.conversation_id")?;
@@ -337,8 +373,9 @@ pub async fn start_modify(
     }
     let conversation: ConversationId = parse(conversation_id, "conversation_id").map_err(refuse)?;
     let message: MessageId = parse(message_id, "message_id").map_err(refuse)?;
-    // Who may do what is the decider's; the gateway only finds the message's place.
-    let found = visible_message(deps, principal.user, conversation, message).await.map_err(refuse)?;
+    let found = permitted_message(deps, principal, conversation, message, &operation, session_id.is_some())
+        .await
+        .map_err(refuse)?;
     let command = ModifyMessage {
         conversation_id: conversation,
         by: principal.user,

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use missive_processors::hub::FeedUpdate;
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::connection::{Session, append_ack};
 use super::frames::handle_frame;
@@ -18,6 +18,22 @@ use crate::messaging::Pending;
 use crate::protocol::{error_frame, send_error};
 
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Tells the client why its connection closes after a WebSocket protocol
+/// violation: a close frame with the RFC 6455 code and a reason that starts
+/// with the protocol's error code (PROTOCOL.md, Errors).
+async fn close_violation(session: &mut Session, error: &tungstenite::Error) {
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::protocol::frame::coding::CloseCode;
+    let (code, reason) = match error {
+        tungstenite::Error::Capacity(_) => (CloseCode::Size, "too_large: a message is at most 1 MiB"),
+        tungstenite::Error::Utf8(_) => (CloseCode::Invalid, "bad_frame: text frames must be UTF-8"),
+        tungstenite::Error::Protocol(_) => (CloseCode::Protocol, "bad_frame: not a valid WebSocket frame"),
+        _ => return,
+    };
+    let close = session.socket.close(Some(CloseFrame { code, reason: reason.into() }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+}
 
 pub(super) async fn serve(
     session: &mut Session,
@@ -62,6 +78,7 @@ pub(super) async fn serve(
             }
             changed = changes.changed() => {
                 if changed.is_err() {
+                    tracing::debug!(user = %session.principal.user, "connection ends: its feed closed");
                     return Ok(());
                 }
                 let update = changes.borrow_and_update().clone();
@@ -78,7 +95,12 @@ pub(super) async fn serve(
                 let message = match incoming {
                     Some(Ok(message)) => message,
                     // Closed, or a protocol violation such as a frame over 1 MiB.
-                    _ => return Ok(()),
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, user = %session.principal.user, "connection ends: a protocol error");
+                        close_violation(session, &error).await;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
                 };
                 last_heard = Instant::now();
                 if message.is_close() {

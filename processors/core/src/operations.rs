@@ -84,6 +84,53 @@ pub struct MessageModified {
     pub session_id: Option<String>,
 }
 
+/// What an operation needs beyond membership, visibility and time: who
+/// may (the sender; for a delete for everyone also a group admin), whether
+/// the message is still there, and what the new body may be. `from` and
+/// `deleted` describe the target message; `encrypted` the operation's body.
+/// Gateways run it before appending (so they refuse at once what the
+/// decider would refuse); [`decide_modify`] runs it too.
+pub fn check_operation(
+    from: UserId,
+    deleted: bool,
+    by: UserId,
+    admin: bool,
+    operation: &Operation,
+    encrypted: bool,
+) -> Result<(), Rejection> {
+    match operation {
+        Operation::DeleteForMe => {}
+        _ if deleted => return Err(Rejection::Deleted),
+        Operation::Edit { content } => {
+            if from != by {
+                return Err(Rejection::Forbidden);
+            }
+            if content.len() > body_limit(encrypted) {
+                return Err(Rejection::TooLarge);
+            }
+            if content.is_empty() {
+                return Err(Rejection::BadRequest("an edit needs content; delete the message instead"));
+            }
+        }
+        Operation::DeleteForEveryone => {
+            if from != by && !admin {
+                return Err(Rejection::Forbidden);
+            }
+        }
+        Operation::React { emoji } if encrypted => {
+            if emoji.len() > MAX_ENCRYPTED_REACTION_BYTES {
+                return Err(Rejection::BadRequest("an encrypted reaction is at most 1024 bytes of ciphertext"));
+            }
+        }
+        Operation::React { emoji } => {
+            if emoji.len() > MAX_REACTION_BYTES || emoji.chars().any(char::is_control) {
+                return Err(Rejection::BadRequest("a reaction is one emoji (at most 64 bytes)"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decides an operation. `target` is the message the shell found at
 /// `command.target_seq`, if any.
 pub fn decide_modify(
@@ -104,43 +151,18 @@ pub fn decide_modify(
     if target.withheld_from.contains(&command.by) || !visible {
         return Err(Rejection::NoSuchMessage);
     }
+    let admin = state.group.as_ref().is_some_and(|group| group.admins.contains(&command.by));
+    let encrypted = command.session_id.is_some();
+    check_operation(target.from, target.deleted, command.by, admin, &command.operation, encrypted)?;
     let age = now.0 - target.sent_at.0;
     match &command.operation {
-        Operation::DeleteForMe => {}
-        _ if target.deleted => return Err(Rejection::Deleted),
-        Operation::Edit { content } => {
-            if target.from != command.by {
-                return Err(Rejection::Forbidden);
-            }
-            if age > windows.edit_ms {
-                return Err(Rejection::TooLate("messages can be edited for 15 minutes"));
-            }
-            if content.len() > body_limit(command.session_id.is_some()) {
-                return Err(Rejection::TooLarge);
-            }
-            if content.is_empty() {
-                return Err(Rejection::BadRequest("an edit needs content; delete the message instead"));
-            }
+        Operation::Edit { .. } if age > windows.edit_ms => {
+            return Err(Rejection::TooLate("messages can be edited for 15 minutes"));
         }
-        Operation::DeleteForEveryone => {
-            let admin = state.group.as_ref().is_some_and(|group| group.admins.contains(&command.by));
-            if target.from != command.by && !admin {
-                return Err(Rejection::Forbidden);
-            }
-            if age > windows.delete_ms {
-                return Err(Rejection::TooLate("the window for deleting for everyone has passed"));
-            }
+        Operation::DeleteForEveryone if age > windows.delete_ms => {
+            return Err(Rejection::TooLate("the window for deleting for everyone has passed"));
         }
-        Operation::React { emoji } if command.session_id.is_some() => {
-            if emoji.len() > MAX_ENCRYPTED_REACTION_BYTES {
-                return Err(Rejection::BadRequest("an encrypted reaction is at most 1024 bytes of ciphertext"));
-            }
-        }
-        Operation::React { emoji } => {
-            if emoji.len() > MAX_REACTION_BYTES || emoji.chars().any(char::is_control) {
-                return Err(Rejection::BadRequest("a reaction is one emoji (at most 64 bytes)"));
-            }
-        }
+        _ => {}
     }
     // In a 1:1 chat, a member who blocked the actor gets none of the actor's
     // reactions and edits (a delete for everyone still removes the content
