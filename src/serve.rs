@@ -82,7 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
     mirror_log_stats(embedded_stats, &registry, cancel.clone())?;
-    let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone());
+    let watchdog = roles::stop_when_any_task_ends(tasks, cancel.clone(), roles::OnTaskFailure::StayUpOnStorageFailure);
     roles::stop_on_signal(cancel.clone());
     roles::directory_ready(log.as_ref(), &db).await?;
 

@@ -405,3 +405,12 @@ pub fn routes(shared: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::Re
             .boxed(),
     ]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<CreateRequest>(bytes);
+    let _ = crate::rest::parse_json::<MembersRequest>(bytes);
+    let _ = crate::rest::parse_json::<InfoRequest>(bytes);
+    let _ = crate::rest::parse_json::<SettingsRequest>(bytes);
+}

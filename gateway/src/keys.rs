@@ -259,3 +259,10 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
         .boxed();
     vec![upload, claim, devices]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<UploadRequest>(bytes);
+    let _ = crate::rest::parse_json::<ClaimRequest>(bytes);
+}

@@ -11,6 +11,8 @@
 pub mod account;
 pub mod auth;
 pub mod commands;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod groups;
 pub mod keys;
 pub mod media;

@@ -47,7 +47,7 @@ impl ReadSide {
         ReadSide { hub: FeedHub::default(), users: UserIndex::new(capacity), replies: LocalReplies::default() }
     }
 }
-pub use runtime::{RuntimeError, RuntimeMetrics};
+pub use runtime::{HandleError, RuntimeError, RuntimeMetrics};
 pub use topics::partitions_of;
 
 /// Creates every topic Missive uses (idempotent); with `changelogs`, also

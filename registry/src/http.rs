@@ -385,3 +385,10 @@ pub fn service(
         })
         .unify()
 }
+
+/// Parses `bytes` as each request body of the API (the `registry_body` fuzz target).
+#[cfg(fuzzing)]
+pub fn fuzz_bodies(bytes: &[u8]) {
+    let _ = schema_body(bytes);
+    let _ = parse_body::<ConfigBody>(bytes);
+}

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use missive_infra::Log;
-use missive_processors::{ReadSide, RuntimeError, history, topics};
+use missive_infra::{Log, LogError};
+use missive_processors::{HandleError, ReadSide, RuntimeError, history, topics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -121,11 +121,32 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", path.display()))
 }
 
-/// Cancels `cancel` when any task ends (fail-stop: a failed partition task
-/// stops the process, and a supervisor or `infra/cluster` restarts it).
+/// What a process does when one of its processor tasks fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnTaskFailure {
+    /// Fail-stop: the process ends, and a supervisor or `infra/cluster`
+    /// restarts it (Kafka mode: another instance may take its partitions).
+    Stop,
+    /// Embedded mode: when the store refuses writes (a full disk), the
+    /// process stays up, serving reads and answering writes `unavailable`,
+    /// until an operator frees space and restarts it; any other failure stops it.
+    StayUpOnStorageFailure,
+}
+
+fn is_storage_failure(error: &RuntimeError) -> bool {
+    matches!(
+        error,
+        RuntimeError::Log(LogError::Storage(_))
+            | RuntimeError::Store { .. }
+            | RuntimeError::Handle { source: HandleError::Storage(_), .. }
+    )
+}
+
+/// Cancels `cancel` when any task ends, as `policy` says.
 pub fn stop_when_any_task_ends(
     tasks: Vec<JoinHandle<Result<(), RuntimeError>>>,
     cancel: CancellationToken,
+    policy: OnTaskFailure,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         if tasks.is_empty() {
@@ -134,6 +155,13 @@ pub fn stop_when_any_task_ends(
         let (result, _, _) = futures::future::select_all(tasks).await;
         match result {
             Ok(Ok(())) => {}
+            Ok(Err(error)) if policy == OnTaskFailure::StayUpOnStorageFailure && is_storage_failure(&error) => {
+                tracing::error!(
+                    %error,
+                    "the store refuses writes: processing has stopped and writes are answered `unavailable`; free space in the data directory, then restart the server (nothing acknowledged is lost)"
+                );
+                return;
+            }
             Ok(Err(error)) => tracing::error!(%error, "a processor task failed; shutting down"),
             Err(error) => tracing::error!(%error, "a processor task panicked; shutting down"),
         }

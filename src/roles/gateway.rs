@@ -75,7 +75,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         cancel.clone(),
         Placement { changelogs: args.kafka.changelogs(), place: &place, windows: Default::default() },
     );
-    let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
+    let watchdog = stop_when_any_task_ends(tasks, cancel.clone(), OnTaskFailure::Stop);
     stop_on_signal(cancel.clone());
     directory_ready(log.as_ref(), &db).await?;
     let (listener, address) = listen(args.listen, tls.is_some()).await?;

@@ -88,7 +88,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<()> {
         Placement { changelogs, place: &place, windows: args.rules.windows() },
     );
     let count = tasks.len();
-    let watchdog = stop_when_any_task_ends(tasks, cancel.clone());
+    let watchdog = stop_when_any_task_ends(tasks, cancel.clone(), OnTaskFailure::Stop);
     stop_on_signal(cancel.clone());
     println!("processing {count} partitions ({}) as instance {instance} of {instances}", args.processors.join(","));
     std::io::stdout().flush()?;

@@ -124,3 +124,9 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
         .boxed();
     vec![contacts_sync, contacts, remove_contact]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<ContactsRequest>(bytes);
+}

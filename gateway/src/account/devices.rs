@@ -258,3 +258,11 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
         .boxed();
     vec![otp, verify, refresh, logout, devices, delete_device]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<OtpRequest>(bytes);
+    let _ = crate::rest::parse_json::<VerifyRequest>(bytes);
+    let _ = crate::rest::parse_json::<RefreshRequest>(bytes);
+}

@@ -21,3 +21,12 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
     routes.extend(contacts::routes(context));
     routes
 }
+
+/// Parses `bytes` as each request body of this feature (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    contacts::fuzz_bodies(bytes);
+    devices::fuzz_bodies(bytes);
+    profile::fuzz_bodies(bytes);
+    security::fuzz_bodies(bytes);
+}

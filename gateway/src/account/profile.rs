@@ -205,3 +205,10 @@ pub fn routes(context: Context, media: Media) -> Vec<BoxedFilter<(warp::reply::R
         .boxed();
     vec![get_profile, put_profile, user_profile, get_privacy, put_privacy]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<ProfileRequest>(bytes);
+    let _ = crate::rest::parse_json::<PrivacyRequest>(bytes);
+}

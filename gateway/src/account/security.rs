@@ -166,3 +166,10 @@ pub fn routes(context: Context) -> Vec<BoxedFilter<(warp::reply::Response,)>> {
         .boxed();
     vec![blocks, block, unblock, set_pin, remove_pin]
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<PinRequest>(bytes);
+    let _ = crate::rest::parse_json::<RemovePinRequest>(bytes);
+}

@@ -21,3 +21,9 @@ mod uploads;
 pub use routes::routes;
 pub use store::{MAX_URL_TTL, Media, MediaSettings, OPEN_UPLOADS_PER_USER, UPLOAD_BODY_IDLE};
 pub use sweeper::{Swept, run_sweeper};
+
+/// Parses `bytes` as each request body of this feature (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    uploads::fuzz_bodies(bytes);
+}

@@ -336,3 +336,9 @@ impl Media {
         })
     }
 }
+
+/// Parses `bytes` as each request body of this module (the `http_body` fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    let _ = crate::rest::parse_json::<UploadBody>(bytes);
+}

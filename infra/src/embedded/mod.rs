@@ -19,5 +19,11 @@ mod writer;
 
 pub use state::{EmbeddedLog, LogStats, LogStatsSnapshot};
 
+/// Decodes `bytes` as a stored log record (the `log_record` fuzz target).
+#[cfg(fuzzing)]
+pub fn fuzz_decode_record(bytes: &[u8]) {
+    let _ = keys::decode_record("fuzz", 0, 0, bytes);
+}
+
 #[cfg(test)]
 mod tests;
