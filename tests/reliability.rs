@@ -3,7 +3,8 @@
 //! reads its feed and acks as it goes; at a random moment of every cycle the
 //! server is killed with SIGKILL and restarted; the clients reconnect,
 //! resuming their feeds where they acked, and resend what was never
-//! confirmed, in order. At the end every client drains its feed and the
+//! confirmed, in order; every third message a client gets is marked read,
+//! so senders get read receipts through the kills. At the end every client drains its feed and the
 //! history checker (`missive_client::history`) reads the whole run: nothing
 //! lost, duplicated, reordered or invented, no feed gap.
 //!
@@ -35,6 +36,8 @@ struct Client {
     outstanding: BTreeMap<u64, usize>,
     next: u64,
     confirmed: u64,
+    /// Messages from others seen (every third is marked read).
+    received: u64,
 }
 
 impl Client {
@@ -120,6 +123,18 @@ async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, 
                 }
             }
             Some("event") => {
+                // Every third message from someone else is read: its
+                // sender's read receipts must never go back, kills or not.
+                let event = &frame["event"];
+                if event["kind"] == "message" && event["from"] != client.account.user_id.as_str() {
+                    client.received += 1;
+                    if client.received % 3 == 0 {
+                        let read = json!({"type": "read", "conversation_id": event["conversation_id"], "up_to": event["conv_seq"]});
+                        if connection.send_json(&read).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
                 let seq = frame["seq"].as_u64().expect("seq");
                 if seq > client.seq {
                     client.seq = seq;
@@ -153,6 +168,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             outstanding: BTreeMap::new(),
             next: 0,
             confirmed: 0,
+            received: 0,
         })
         .collect();
     let history = Recorder::new();

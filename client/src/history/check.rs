@@ -67,8 +67,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} operations, {} acknowledged sends, {} deliveries",
-            self.ops, self.acknowledged, self.deliveries
+            "{} operations, {} acknowledged sends, {} deliveries, {} receipts",
+            self.ops,
+            self.acknowledged,
+            self.deliveries,
+            self.history.iter().filter(|op| matches!(op, Op::Receipt { .. })).count()
         )?;
         writeln!(f, "| rule | violations |\n|---|---|")?;
         for rule in Rule::ALL {
