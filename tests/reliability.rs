@@ -8,6 +8,9 @@
 //! history checker (`missive_client::history`) reads the whole run: nothing
 //! lost, duplicated, reordered or invented, no feed gap.
 //!
+//! In Kafka mode (`MISSIVE_E2E_MODE=kafka`) each cycle kills one or two of
+//! the cluster's gateways and processor instances at once instead.
+//!
 //! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
 //! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
 //! long run.
@@ -17,10 +20,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Server, WAIT};
+use common::{CLUSTER_MEMBERS, Server, WAIT};
 use missive_client::history::{Op, Recorder, check};
 use missive_client::{Account, Connection};
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
 
 const USERS: usize = 4;
@@ -190,8 +194,21 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
             }
         }
-        let dir = server.kill9().await;
-        server = Server::start_in(dir).await;
+        match server.cluster() {
+            // Kafka mode: one or two of the gateways and processor instances at once.
+            Some(cluster) => {
+                let count = rng.random_range(1..=2);
+                let victims: Vec<&str> = CLUSTER_MEMBERS.choose_multiple(&mut rng, count).copied().collect();
+                for victim in &victims {
+                    cluster.kill9(victim).await;
+                }
+                for victim in &victims {
+                    cluster.restart(victim).await;
+                }
+                eprintln!("cycle {cycle}: killed {victims:?}");
+            }
+            None => server = Server::start_in(server.kill9().await).await,
+        }
         let sent: u64 = clients.iter().map(|client| client.next).sum();
         let confirmed: u64 = clients.iter().map(|client| client.confirmed).sum();
         eprintln!("cycle {cycle}: {confirmed} confirmed of {sent} sent");

@@ -27,10 +27,10 @@ python3 "$advisory_check" --lock Cargo.lock || {
 cargo build --workspace --all-targets
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
-echo "test.sh: the messaging, accounts, groups, operations, presence, replay, media, keys, encryption and chat suites and the browser chat test again, in Kafka mode (local cluster per test; media on a local SeaweedFS S3 server)" >&2
+echo "test.sh: the messaging, accounts, groups, operations, presence, replay, media, keys, encryption and chat suites, the browser chat test and the kill -9 reliability run again, in Kafka mode (local cluster per test; media on a local SeaweedFS S3 server)" >&2
 # Each test starts a cluster of six processes plus a broker: at most three
 # at once on a two-core machine (eight at once starved them into reply timeouts).
-MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay --test e2e_media --test e2e_keys --test e2e_encryption --test e2e_chat --test web_chat "$@" -- --test-threads=3 || status=$?
+MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay --test e2e_media --test e2e_keys --test e2e_encryption --test e2e_chat --test web_chat --test reliability "$@" -- --test-threads=3 || status=$?
 echo "test.sh: fuzzing every decoder and parser, 60 s each (infra/scripts/fuzz.sh; the first run builds the instrumented targets)" >&2
 "$MISSIVE_ROOT/infra/scripts/fuzz.sh" --seconds "${MISSIVE_FUZZ_SECONDS:-60}" || status=$?
 exit "$status"
