@@ -36,6 +36,12 @@ pub enum Action {
         /// Number of processor instances.
         #[arg(long, default_value_t = 2)]
         processors: u32,
+        /// Where the broker keeps its log: `memory://tansu/` (gone with
+        /// the broker), or `s3://BUCKET/` (survives a broker restart; the
+        /// endpoint and keys come from `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
+        /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`).
+        #[arg(long, env = "MISSIVE_BROKER_STORAGE", default_value = "memory://tansu/")]
+        broker_storage: String,
     },
     /// Stop every member (the in-memory broker's data goes with it).
     Down,
@@ -55,6 +61,11 @@ struct Member {
     port: Option<u16>,
     ready_line: Option<String>,
     cwd: PathBuf,
+    /// The `MISSIVE_*` and `AWS_*` settings `up` ran with, so that a
+    /// `restart` (another invocation, perhaps without them) starts the
+    /// member as it was.
+    #[serde(default)]
+    env: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +154,7 @@ fn launch(dir: &Path, member: &mut Member) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         Command::new(&member.program)
             .args(&member.args)
+            .envs(member.env.iter().map(|(key, value)| (key, value)))
             .current_dir(&member.cwd)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
@@ -178,7 +190,7 @@ fn launch(dir: &Path, member: &mut Member) -> anyhow::Result<()> {
     }
 }
 
-fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
+fn up(dir: &Path, gateways: usize, processors: u32, broker_storage: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = &dir.canonicalize()?;
     if let Some(mut state) = load(dir)? {
@@ -217,6 +229,8 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
     let gateway_ports: Vec<u16> = (0..gateways).map(|_| free_port()).collect();
     let gateway_urls: Vec<String> = gateway_ports.iter().map(|port| format!("http://127.0.0.1:{port}")).collect();
     let data = dir.join("data");
+    let settings: Vec<(String, String)> =
+        std::env::vars().filter(|(key, _)| key.starts_with("MISSIVE_") || key.starts_with("AWS_")).collect();
     let broker_url = format!("tcp://{brokers}");
     let mut members = vec![Member {
         name: "broker".into(),
@@ -229,13 +243,14 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
             "--advertised-listener-url",
             &broker_url,
             "--storage-engine",
-            "memory://tansu/",
+            broker_storage,
         ]
         .map(String::from)
         .to_vec(),
         port: Some(broker_port),
         ready_line: None,
         cwd: data.join("broker"),
+        env: settings.clone(),
     }];
     let kafka = |args: &mut Vec<String>| args.extend(["--kafka".to_string(), brokers.clone()]);
     // Members register Missive's schemas with the registry's admin token;
@@ -259,6 +274,7 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
         port: Some(registry_port),
         ready_line: None,
         cwd: dir.clone(),
+        env: settings.clone(),
     });
     for instance in 0..processors {
         let mut args = vec!["process".to_string()];
@@ -283,6 +299,7 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
             port: None,
             ready_line: Some("processing".into()),
             cwd: dir.clone(),
+            env: settings.clone(),
         });
     }
     for (index, port) in gateway_ports.iter().enumerate() {
@@ -318,6 +335,7 @@ fn up(dir: &Path, gateways: usize, processors: u32) -> anyhow::Result<()> {
             port: Some(*port),
             ready_line: None,
             cwd: dir.clone(),
+            env: settings.clone(),
         });
     }
     let mut state = State { brokers, schema_registry: registry_url, gateways: gateway_urls, members: Vec::new() };
@@ -364,9 +382,9 @@ fn stop_all(members: &[&Member]) {
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.action {
-        Action::Up { gateways, processors } => {
+        Action::Up { gateways, processors, broker_storage } => {
             anyhow::ensure!(gateways >= 1 && processors >= 1, "a cluster needs at least one gateway and one processor");
-            up(&args.dir, gateways, processors)
+            up(&args.dir, gateways, processors, &broker_storage)
         }
         Action::Down => down(&args.dir),
         Action::Status => match load(&args.dir)? {

@@ -195,7 +195,9 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             }
         }
         match server.cluster() {
-            // Kafka mode: one or two of the gateways and processor instances at once.
+            // Kafka mode: one or two of the gateways and processor instances
+            // at once. (The broker stays: see RELIABILITY.md on a broker
+            // that keeps its log on S3.)
             Some(cluster) => {
                 let count = rng.random_range(1..=2);
                 let victims: Vec<&str> = CLUSTER_MEMBERS.choose_multiple(&mut rng, count).copied().collect();
