@@ -9,7 +9,9 @@
 //! lost, duplicated, reordered or invented, no feed gap.
 //!
 //! In Kafka mode (`MISSIVE_E2E_MODE=kafka`) each cycle kills one or two of
-//! the cluster's gateways and processor instances at once instead.
+//! the cluster's gateways and processor instances at once instead. Every
+//! fourth cycle pauses a process (SIGSTOP for 1 to 5 s, then SIGCONT)
+//! instead of killing it, while the clients go on sending.
 //!
 //! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
 //! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
@@ -132,7 +134,7 @@ async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, 
                 let event = &frame["event"];
                 if event["kind"] == "message" && event["from"] != client.account.user_id.as_str() {
                     client.received += 1;
-                    if client.received % 3 == 0 {
+                    if client.received.is_multiple_of(3) {
                         let read = json!({"type": "read", "conversation_id": event["conversation_id"], "up_to": event["conv_seq"]});
                         if connection.send_json(&read).await.is_err() {
                             return false;
@@ -151,6 +153,12 @@ async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, 
             _ => {}
         }
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,22 +202,47 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
             }
         }
-        match server.cluster() {
-            // Kafka mode: one or two of the gateways and processor instances
-            // at once. (The broker stays: see RELIABILITY.md on a broker
-            // that keeps its log on S3.)
-            Some(cluster) => {
-                let count = rng.random_range(1..=2);
-                let victims: Vec<&str> = CLUSTER_MEMBERS.choose_multiple(&mut rng, count).copied().collect();
-                for victim in &victims {
-                    cluster.kill9(victim).await;
+        if cycle % 4 == 3 {
+            // Every fourth cycle pauses a process instead (SIGSTOP, then
+            // SIGCONT 1 to 5 s later) while the clients go on sending.
+            let (name, pid) = match server.cluster() {
+                Some(cluster) => {
+                    let name = *CLUSTER_MEMBERS.choose(&mut rng).expect("members");
+                    (name.to_string(), cluster.pid(name).await)
                 }
-                for victim in &victims {
-                    cluster.restart(victim).await;
+                None => ("the server".to_string(), server.embedded_pid()),
+            };
+            let pause = Duration::from_millis(rng.random_range(1_000..5_000));
+            signal(pid, "-STOP");
+            let until = tokio::time::Instant::now() + pause;
+            while tokio::time::Instant::now() < until {
+                for (n, client) in clients.iter_mut().enumerate() {
+                    if client.outstanding.len() < WINDOW {
+                        send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
+                    }
+                    take(&mut connections[n], client, Duration::from_millis(5), &history).await;
                 }
-                eprintln!("cycle {cycle}: killed {victims:?}");
             }
-            None => server = Server::start_in(server.kill9().await).await,
+            signal(pid, "-CONT");
+            eprintln!("cycle {cycle}: paused {name} for {pause:?}");
+        } else {
+            match server.cluster() {
+                // Kafka mode: one or two of the gateways and processor
+                // instances at once. (The broker stays: see RELIABILITY.md
+                // on a broker that keeps its log on S3.)
+                Some(cluster) => {
+                    let count = rng.random_range(1..=2);
+                    let victims: Vec<&str> = CLUSTER_MEMBERS.choose_multiple(&mut rng, count).copied().collect();
+                    for victim in &victims {
+                        cluster.kill9(victim).await;
+                    }
+                    for victim in &victims {
+                        cluster.restart(victim).await;
+                    }
+                    eprintln!("cycle {cycle}: killed {victims:?}");
+                }
+                None => server = Server::start_in(server.kill9().await).await,
+            }
         }
         let sent: u64 = clients.iter().map(|client| client.next).sum();
         let confirmed: u64 = clients.iter().map(|client| client.confirmed).sum();

@@ -107,13 +107,13 @@ async fn world(server: &Server) -> (Vec<Attacker>, Foreign, Account) {
     }
     let mut direct = Vec::new();
     let mut grouped = Vec::new();
-    for index in 0..6 {
+    for (index, connection) in connections.iter_mut().enumerate() {
         let peer = index ^ 1;
-        let sent = send_to_user(&mut connections[index], &accounts[peer].user_id, &format!("setup-{index}")).await;
+        let sent = send_to_user(connection, &accounts[peer].user_id, &format!("setup-{index}")).await;
         assert_eq!(sent["type"], "sent", "{sent}");
         direct.push(sent);
         let in_group = if index < 4 {
-            send_to_group(&mut connections[index], &group, &format!("setup-group-{index}")).await
+            send_to_group(connection, &group, &format!("setup-group-{index}")).await
         } else {
             json!({})
         };
