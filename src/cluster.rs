@@ -61,9 +61,7 @@ struct Member {
     port: Option<u16>,
     ready_line: Option<String>,
     cwd: PathBuf,
-    /// The `MISSIVE_*` and `AWS_*` settings `up` ran with, so that a
-    /// `restart` (another invocation, perhaps without them) starts the
-    /// member as it was.
+    /// The `MISSIVE_*` and `AWS_*` settings of `up`, for `restart` to start it as it was.
     #[serde(default)]
     env: Vec<(String, String)>,
 }
