@@ -341,18 +341,14 @@ async fn changes_that_change_nothing_answer_at_once_and_strangers_get_not_found(
     // Refused by the group (not a member): 404, and the same for a group id that is a 1:1 chat.
     let stranger = server.register("+14155557303", "c").await;
     let rename = json!({"name": "taken over"});
-    let (status, refused) = server
-        .api
-        .request("PATCH", &format!("/v1/groups/{id}"), Some(&stranger.access_token), Some(&rename))
-        .await
-        .expect("patch");
-    assert_eq!((status, code_of(&refused)), (404, Some("not_found")), "{refused}");
     let direct = send_to_user(&mut ws, &member.user_id, "direct").await;
-    let direct = direct["conversation_id"].as_str().expect("direct id");
-    let (status, refused) = server
-        .api
-        .request("PATCH", &format!("/v1/groups/{direct}"), Some(&admin.access_token), Some(&rename))
-        .await
-        .expect("patch");
-    assert_eq!((status, code_of(&refused)), (404, Some("not_found")), "{refused}");
+    let direct = direct["conversation_id"].as_str().expect("direct id").to_string();
+    for (group, caller) in [(&id, &stranger), (&direct, &admin)] {
+        let (status, refused) = server
+            .api
+            .request("PATCH", &format!("/v1/groups/{group}"), Some(&caller.access_token), Some(&rename))
+            .await
+            .expect("patch");
+        assert_eq!((status, code_of(&refused)), (404, Some("not_found")), "{refused}");
+    }
 }

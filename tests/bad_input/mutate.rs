@@ -88,11 +88,18 @@ fn at<'a>(value: &'a mut Value, path: &[Step]) -> &'a mut Value {
     })
 }
 
+fn node<'a>(value: &'a Value, path: &[Step]) -> &'a Value {
+    path.iter().fold(value, |node, step| match step {
+        Step::Key(key) => &node[key.as_str()],
+        Step::Index(index) => &node[*index],
+    })
+}
+
 /// A random node's path; `want` filters the nodes (the root may be chosen).
 fn pick(rng: &mut StdRng, value: &Value, want: impl Fn(&Value) -> bool) -> Option<Vec<Step>> {
     let mut all = Vec::new();
     paths(value, &mut Vec::new(), &mut all);
-    let chosen: Vec<Vec<Step>> = all.into_iter().filter(|path| want(at(&mut value.clone(), path))).collect();
+    let chosen: Vec<Vec<Step>> = all.into_iter().filter(|path| want(node(value, path))).collect();
     chosen.choose(rng).cloned()
 }
 
