@@ -174,23 +174,45 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
     }
 }
 
-/// Longest a closing connection waits for the client's close frame.
+/// Longest a closing connection waits for the client to finish closing.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// Ends a connection with the closing handshake: sends a close frame, then
-/// reads (and drops) what the client still sends until its close frame
-/// arrives or [`CLOSE_WAIT`] passes. Dropping a socket whose unread input
+/// Most a closing connection reads and drops (an oversized message still
+/// being written is at most a little over 1 MiB).
+const CLOSE_DRAIN_BYTES: usize = 4 << 20;
+
+/// Ends a connection with the closing handshake: sends a close frame (unless
+/// one went already), reads what the client still sends until its close
+/// frame, then half-closes the TCP stream and reads and drops raw bytes
+/// until the client closes too, [`CLOSE_WAIT`] passes or
+/// [`CLOSE_DRAIN_BYTES`] were dropped. Dropping a socket whose unread input
 /// is still queued makes the kernel reset the connection, and a reset can
 /// discard the last frames sent to the client (`session_replaced`, an
-/// error) before it reads them.
+/// error, the close frame itself) before it reads them. The raw drain also
+/// covers a connection whose WebSocket framing is broken (a frame over
+/// 1 MiB still arriving, bytes that are not a frame).
 async fn close(socket: &mut WebSocket) {
-    if socket.close(None).await.is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(message)) = socket.next().await {
-            if message.is_close() {
-                break;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+    let _ = tokio::time::timeout_at(deadline, async {
+        if socket.close(None).await.is_ok() {
+            while let Some(Ok(message)) = socket.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let io = socket.get_mut();
+    let _ = tokio::time::timeout_at(deadline, async {
+        let _ = io.shutdown().await;
+        let mut dropped = vec![0u8; 16 << 10];
+        let mut total = 0;
+        while total < CLOSE_DRAIN_BYTES {
+            match io.read(&mut dropped).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => total += read,
             }
         }
     })
