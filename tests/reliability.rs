@@ -11,7 +11,13 @@
 //! In Kafka mode (`MISSIVE_E2E_MODE=kafka`) each cycle kills one or two of
 //! the cluster's gateways and processor instances at once instead. Every
 //! fourth cycle pauses a process (SIGSTOP for 1 to 5 s, then SIGCONT)
-//! instead of killing it, while the clients go on sending.
+//! instead of killing it, while the clients go on sending. In Kafka mode
+//! the processes reach the broker through a fault proxy
+//! (`common::proxy`), and every fourth cycle (from the second) injects a
+//! network fault instead: the first cuts a gateway off the broker for
+//! `RELIABILITY_CUT_SECONDS` (30), later ones add 50 to 300 ms of latency
+//! each way for a few seconds, drop every connection, or cut a processor
+//! instance off for 5 s.
 //!
 //! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
 //! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
@@ -22,7 +28,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{CLUSTER_MEMBERS, Server, WAIT};
+use common::proxy::FaultProxy;
+use common::{CLUSTER_MEMBERS, Server, WAIT, kafka_mode};
 use missive_client::history::{Op, Recorder, check};
 use missive_client::{Account, Connection};
 use rand::Rng;
@@ -164,7 +171,23 @@ fn signal(pid: u32, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker() {
     let cycles: usize = std::env::var("RELIABILITY_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
-    let mut server = Server::start().await;
+    // Kafka mode: the processes reach the broker through the fault proxy.
+    let (proxy, env) = if kafka_mode() {
+        let broker_port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("port").port();
+        let proxy = FaultProxy::start(([127, 0, 0, 1], broker_port).into()).await;
+        let env = vec![
+            ("MISSIVE_BROKER_PORT", broker_port.to_string()),
+            ("MISSIVE_BROKER_ADVERTISE", proxy.address.to_string()),
+        ];
+        (Some(proxy), env)
+    } else {
+        (None, Vec::new())
+    };
+    let cut_seconds: u64 =
+        std::env::var("RELIABILITY_CUT_SECONDS").ok().and_then(|text| text.parse().ok()).unwrap_or(30);
+    let mut network_faults = 0;
+    let mut server = Server::start_with_env(&env).await;
     let mut accounts = Vec::new();
     for n in 0..USERS {
         accounts.push(server.register(&format!("+1415555780{n}"), "r").await);
@@ -202,7 +225,43 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
             }
         }
-        if cycle % 4 == 3 {
+        if let Some(proxy) = proxy.as_ref().filter(|_| cycle % 4 == 1) {
+            // A network fault between the processes and the broker while the clients go on.
+            let (what, lasts) = match (network_faults, rng.random_range(0..3)) {
+                (0, _) => {
+                    let gateway = ["missive-gateway-0", "missive-gateway-1"].choose(&mut rng).expect("gateways");
+                    proxy.cut(gateway);
+                    (format!("cut {gateway} off the broker"), Duration::from_secs(cut_seconds))
+                }
+                (_, 0) => {
+                    let latency = Duration::from_millis(rng.random_range(50..300));
+                    proxy.set_latency(latency);
+                    (format!("{latency:?} of latency each way"), Duration::from_secs(3))
+                }
+                (_, 1) => {
+                    proxy.drop_all();
+                    ("dropped every broker connection".to_string(), Duration::from_secs(1))
+                }
+                _ => {
+                    let process = ["missive-process-0", "missive-process-1"].choose(&mut rng).expect("processes");
+                    proxy.cut(process);
+                    (format!("cut {process} off the broker"), Duration::from_secs(5))
+                }
+            };
+            network_faults += 1;
+            let until = tokio::time::Instant::now() + lasts;
+            while tokio::time::Instant::now() < until {
+                for (n, client) in clients.iter_mut().enumerate() {
+                    if client.outstanding.len() < WINDOW {
+                        send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
+                    }
+                    take(&mut connections[n], client, Duration::from_millis(5), &history).await;
+                }
+            }
+            proxy.heal();
+            proxy.set_latency(Duration::ZERO);
+            eprintln!("cycle {cycle}: {what} for {lasts:?} ({} connections closed so far)", proxy.dropped());
+        } else if cycle % 4 == 3 {
             // Every fourth cycle pauses a process instead (SIGSTOP, then
             // SIGCONT 1 to 5 s later) while the clients go on sending.
             let (name, pid) = match server.cluster() {

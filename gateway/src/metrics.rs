@@ -1,6 +1,6 @@
 //! Gateway metrics, exported with the processors' at `GET /metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct GatewayMetrics {
@@ -9,6 +9,8 @@ pub struct GatewayMetrics {
     pub frames_out: IntCounterVec,
     pub append_latency: Histogram,
     pub send_to_deliver: Histogram,
+    /// Sends and forwards refused because the gateway was full (`unavailable`, `retry_after`).
+    pub sends_shed: IntCounter,
 }
 
 impl GatewayMetrics {
@@ -29,11 +31,16 @@ impl GatewayMetrics {
             )
             .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0]),
         )?;
+        let sends_shed = IntCounter::new(
+            "missive_ws_sends_shed_total",
+            "Sends and forwards refused unavailable because the gateway had --max-pending-sends in flight",
+        )?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(frames_in.clone()))?;
         registry.register(Box::new(frames_out.clone()))?;
         registry.register(Box::new(append_latency.clone()))?;
         registry.register(Box::new(send_to_deliver.clone()))?;
-        Ok(GatewayMetrics { connections, frames_in, frames_out, append_latency, send_to_deliver })
+        registry.register(Box::new(sends_shed.clone()))?;
+        Ok(GatewayMetrics { connections, frames_in, frames_out, append_latency, send_to_deliver, sends_shed })
     }
 }

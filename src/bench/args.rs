@@ -69,6 +69,14 @@ pub struct BenchArgs {
     /// server's RSS.
     #[arg(long, default_value_t = 0, conflicts_with_all = ["profiles", "group", "media", "backlog"])]
     pub flood: u64,
+    /// Overload: this many seconds of 1:1 sends offered at 3x the server's
+    /// capacity (measured first, or `--rate`), between 10 s at a third of it
+    /// and 20 s after; probe users time what a normal user sees. Prints
+    /// each second and a JSON summary (refusals, p99 before, during and
+    /// after, recovery time, RSS, exactly-once delivery). Use enough
+    /// `--users` (500) that no account passes its own allowance.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["profiles", "group", "media", "backlog", "flood"])]
+    pub overload: u64,
     /// Code requests per second during `--flood`.
     #[arg(long, default_value_t = 500)]
     pub flood_rate: u64,

@@ -6,12 +6,14 @@
 //!
 //! `args` is what it is asked, `support` what every scenario uses,
 //! `one_to_one` the default run, `scenarios` and `fan_out` the others,
-//! `flood` the OTP flood, `samples` latency samples.
+//! `flood` the OTP flood, `overload` load past capacity, `samples` latency
+//! samples.
 
 mod args;
 mod fan_out;
 mod flood;
 mod one_to_one;
+mod overload;
 mod samples;
 mod scenarios;
 mod support;

@@ -15,7 +15,7 @@ use super::args::BenchArgs;
 use super::fan_out::group_fan_out;
 use super::scenarios::{backlog_push, media_uploads, profile_changes};
 use super::support::*;
-use super::{flood, samples};
+use super::{flood, overload, samples};
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.flood > 0 {
@@ -42,6 +42,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.backlog {
         return backlog_push(&args, &ws_url, &accounts).await;
+    }
+    if args.overload > 0 {
+        return overload::run(&args, &ws_url, &accounts, server.child.as_ref().and_then(|child| child.id())).await;
     }
 
     if args.sealed {

@@ -89,6 +89,16 @@ pub struct ClientArgs {
     #[arg(long, env = "MISSIVE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = missive_gateway::ConnectionLimits::default().per_address as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
+    /// Sends and forwards this gateway holds appended and not yet answered;
+    /// past it new ones are refused `unavailable` with `retry_after` (the
+    /// client sends them again), so overload is refused, not queued.
+    #[arg(long, env = "MISSIVE_MAX_PENDING_SENDS", default_value_t = missive_gateway::session::limits::MAX_PENDING_SENDS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pending_sends: u64,
+    /// Milliseconds a send waits for room among the pending ones before it
+    /// is refused.
+    #[arg(long, env = "MISSIVE_ADMISSION_WAIT_MS", default_value_t = missive_gateway::session::limits::ADMISSION_WAIT.as_millis() as u64)]
+    pub admission_wait_ms: u64,
     /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
     /// names the client for rate limits; from anyone else the header is
     /// ignored.
@@ -200,6 +210,10 @@ impl ClientArgs {
             media: self.media.settings(data_dir),
             metrics_listener: self.metrics_listener().await?,
             connection_limits: self.connection_limits(),
+            send_admission: missive_gateway::session::limits::SendAdmission {
+                max_pending: self.max_pending_sends as usize,
+                wait: Duration::from_millis(self.admission_wait_ms),
+            },
             clock: missive_infra::Clock::system(),
         })
     }

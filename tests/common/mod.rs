@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 
 pub mod browser;
 mod cluster;
+pub mod proxy;
 mod s3;
 mod tools;
 mod uploads;

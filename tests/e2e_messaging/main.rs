@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod delivery;
+mod overload;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod accept;
 mod background;
+pub mod log_watch;
 mod routes;
 pub mod tls;
 pub mod web;
@@ -57,6 +58,10 @@ pub struct GatewayConfig {
     pub metrics_listener: Option<TcpListener>,
     /// Per-address connection cap and header timeout.
     pub connection_limits: ConnectionLimits,
+    /// Sends and forwards appended and unanswered at most, and how long a
+    /// new one waits for room; past it new ones are refused `unavailable`
+    /// with `retry_after` (`session::limits`).
+    pub send_admission: crate::session::limits::SendAdmission,
     /// The wall clock the gateway reads (the system's; a manual one in tests).
     pub clock: Clock,
 }
@@ -152,6 +157,8 @@ pub async fn serve(
         metrics,
         clock,
     };
+    let (log_reachable, reachable) = tokio::sync::watch::channel(true);
+    let watch_task = tokio::spawn(log_watch::run(parts.log.clone(), log_reachable, cancel.clone()));
     let tasks = background::start(
         &parts,
         replies,
@@ -170,7 +177,7 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         routing: parts.routing.clone(),
         sessions: parts.sessions.clone(),
-        limits: Arc::new(FrameLimits::default()),
+        limits: Arc::new(FrameLimits::new(config.send_admission)),
         presence: parts.presence.clone(),
         messaging: MessagingDeps {
             bus: parts.bus.clone(),
@@ -179,6 +186,7 @@ pub async fn serve(
             allow_plaintext: config.allow_plaintext,
         },
         clock: parts.clock.clone(),
+        log_reachable: reachable,
     };
     let context = Context {
         auth: parts.auth.clone(),
@@ -197,7 +205,7 @@ pub async fn serve(
     let service = routes::public(context, session, parts.media.clone(), public_metrics, config.web_dir.clone());
     serve_connections(listener, warp::service(service), config.tls, config.connection_limits, &cancel).await;
     cancel.cancel();
-    for task in tasks.into_iter().chain(metrics_task) {
+    for task in tasks.into_iter().chain(metrics_task).chain([watch_task]) {
         let _ = task.await;
     }
     Ok(())

@@ -56,6 +56,9 @@ pub struct SessionDeps {
     pub messaging: MessagingDeps,
     /// What token expiry, typing signals and last seen are reckoned with.
     pub clock: Clock,
+    /// Whether the gateway reaches the log (`server::log_watch`): while it
+    /// does not, sessions end and new ones are turned away.
+    pub log_reachable: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(super) struct Session {
@@ -71,6 +74,9 @@ pub(super) struct Session {
     /// Fires when the device connected again: this session appends nothing more.
     pub(super) replaced: tokio_util::sync::CancellationToken,
     pub(super) acks: Acks,
+    /// The `client_msg_id` of a send refused for overload: later sends are
+    /// refused the same way until that one comes again, so none overtakes it.
+    pub(super) shed: Option<Box<str>>,
     /// When the session's access token expires: the session ends then
     /// unless a `reauth` frame brings a fresh token.
     pub(super) expires: Instant,

@@ -5,6 +5,7 @@ use missive_core::{ConvSeq, ConversationId, FeedSeq, Millis, UserId};
 use serde_json::{Value, json};
 
 use super::connection::{Session, SessionDeps, append_ack, expiry_instant};
+use super::limits::overloaded;
 use super::live::TYPING_TTL_MS;
 use super::registry::MAX_WATCHED;
 use crate::auth::Principal;
@@ -160,15 +161,17 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
             }
         }
         ClientFrame::Send(frame) => {
-            return paced(session, "send", messaging::start_send(&deps.messaging, principal, *frame)).await;
+            let admission = Admission::Send { req: frame.req.clone(), client_msg_id: frame.client_msg_id.clone() };
+            return paced(session, admission, messaging::start_send(&deps.messaging, principal, *frame)).await;
         }
         ClientFrame::ShareKeys { req, messages, conversation_id } => {
             let share = messaging::start_share(&deps.messaging, principal, req, messages, conversation_id);
-            return paced(session, "share_keys", share).await;
+            return paced(session, Admission::Exempt("share_keys"), share).await;
         }
         ClientFrame::Forward { req, of, to, client_msg_id, content } => {
+            let admission = Admission::Forward { req: req.clone(), client_msg_id: client_msg_id.clone() };
             let forward = messaging::start_forward(&deps.messaging, principal, req, of, to, client_msg_id, content);
-            return paced(session, "forward", forward).await;
+            return paced(session, admission, forward).await;
         }
         ClientFrame::Edit { req, conversation_id, message_id, content, encrypted } => {
             let operation = messaging::operation_body(&deps.messaging, content, encrypted, "content", |content| {
@@ -194,21 +197,76 @@ pub(super) async fn handle_frame(session: &mut Session, text: &str) -> Result<Op
     Ok(None)
 }
 
-/// A frame that appends at the pace of sends (`kind`: send, forward,
-/// share_keys): counted, paced by the account's allowance, and started
-/// (`start` runs only once awaited) under the device's writer lock, so
-/// appends keep the order the client sent them in.
+/// What a frame appending at the pace of sends needs of the gateway's
+/// room for pending sends (`FrameLimits::admit_send`).
+enum Admission {
+    /// A send or forward: admitted while the gateway has room, otherwise
+    /// refused `unavailable` with `retry_after`, it and every later one on
+    /// the connection until the client sends the refused one again.
+    Send {
+        req: Option<String>,
+        client_msg_id: String,
+    },
+    Forward {
+        req: Option<String>,
+        client_msg_id: String,
+    },
+    /// Not held to the gateway's room (`share_keys`: rare, and a refused
+    /// share would leave the next message undecryptable).
+    Exempt(&'static str),
+}
+
+/// A frame that appends at the pace of sends (send, forward, share_keys):
+/// counted, paced by the account's allowance, admitted (see [`Admission`])
+/// and started (`start` runs only once awaited) under the device's writer
+/// lock, so appends keep the order the client sent them in. An admitted
+/// one holds its room until it is answered.
 async fn paced(
     session: &mut Session,
-    kind: &str,
+    admission: Admission,
     start: impl Future<Output = Result<Pending, Value>>,
 ) -> Result<Option<Pending>, ()> {
     let (deps, principal) = (session.deps.clone(), session.principal);
+    let (kind, admitted) = match admission {
+        Admission::Exempt(kind) => (kind, None),
+        Admission::Send { req, client_msg_id } => ("send", Some((req, client_msg_id))),
+        Admission::Forward { req, client_msg_id } => ("forward", Some((req, client_msg_id))),
+    };
     deps.metrics.frames_in.with_label_values(&[kind]).inc();
     deps.limits.pace_send(principal.user).await;
+    let room = match admitted {
+        None => None,
+        Some((req, client_msg_id)) => {
+            let refused_first = session.shed.as_deref();
+            let admitted = match refused_first {
+                Some(first) if first != client_msg_id => Err(overloaded()),
+                _ => deps.limits.admit_send().await,
+            };
+            match admitted {
+                Ok(room) => {
+                    session.shed = None;
+                    Some(room)
+                }
+                Err(error) => {
+                    deps.metrics.sends_shed.inc();
+                    session.shed.get_or_insert_with(|| client_msg_id.into());
+                    session.push(send_error(req.as_deref(), &error)).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    };
     let permit = session.writer().await?;
     let result = start.await;
     drop(permit);
+    let result = result.map(|pending| match room {
+        Some(room) => Box::pin(async move {
+            let reply = pending.await;
+            drop(room);
+            reply
+        }) as Pending,
+        None => pending,
+    });
     started(session, result).await
 }
 

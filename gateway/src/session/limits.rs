@@ -11,6 +11,13 @@
 //! - typing signals: 3 at once, then one a second (`rate_limited`);
 //! - acks need no bucket: a connection has at most one ack append in
 //!   flight and folds the others into the next (`ws::Acks`).
+//!
+//! Past the accounts' allowances the gateway as a whole admits at most
+//! `--max-pending-sends` sends and forwards appended but not yet answered
+//! (`admit_send`). A send that finds no room within `--admission-wait-ms` is
+//! refused `unavailable` with `retry_after` (nothing appended), so overload
+//! turns into prompt refusals the client retries instead of a queue that
+//! grows with the number of connections.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -18,6 +25,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use missive_core::UserId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::protocol::ApiError;
 
@@ -30,6 +38,29 @@ pub const WRITES_PER_SECOND: u32 = 20;
 /// ... and at once.
 pub const WRITE_BURST: u32 = 100;
 
+/// Sends and forwards a gateway holds appended and unanswered, by default
+/// (`--max-pending-sends`): at ~10,000 decided a second, 0.1 s of work.
+pub const MAX_PENDING_SENDS: usize = 1_024;
+/// How long a send waits for room among the pending ones before it is
+/// refused, by default (`--admission-wait-ms`).
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(100);
+
+/// How many sends and forwards a gateway holds in flight, and how long a
+/// new one waits for room before it is refused.
+#[derive(Clone, Copy, Debug)]
+pub struct SendAdmission {
+    pub max_pending: usize,
+    pub wait: Duration,
+}
+
+impl Default for SendAdmission {
+    fn default() -> SendAdmission {
+        SendAdmission { max_pending: MAX_PENDING_SENDS, wait: ADMISSION_WAIT }
+    }
+}
+/// Seconds an overloaded gateway tells a refused sender to wait.
+pub const OVERLOAD_RETRY_AFTER: u64 = 1;
+
 /// Buckets past this many accounts drop those that are full again.
 const TRACKED_MAX: usize = 100_000;
 
@@ -37,6 +68,9 @@ pub struct FrameLimits {
     sends: DefaultKeyedRateLimiter<UserId>,
     writes: DefaultKeyedRateLimiter<UserId>,
     typing: DefaultKeyedRateLimiter<UserId>,
+    /// Room for sends and forwards appended and not yet answered.
+    pending_sends: std::sync::Arc<Semaphore>,
+    admission_wait: Duration,
 }
 
 pub(crate) fn quota(per_second: u32, burst: u32) -> Quota {
@@ -62,15 +96,48 @@ pub(crate) fn refused(what: &str, wait: Duration) -> ApiError {
 
 impl Default for FrameLimits {
     fn default() -> FrameLimits {
-        FrameLimits {
-            sends: RateLimiter::keyed(quota(SENDS_PER_SECOND, SEND_BURST)),
-            writes: RateLimiter::keyed(quota(WRITES_PER_SECOND, WRITE_BURST)),
-            typing: RateLimiter::keyed(quota(1, 3)),
-        }
+        FrameLimits::new(SendAdmission::default())
+    }
+}
+
+/// The refusal of a send the gateway has no room for.
+pub fn overloaded() -> ApiError {
+    ApiError {
+        retry_after: Some(OVERLOAD_RETRY_AFTER),
+        ..ApiError::unavailable(format!(
+            "the server is busy and did not take this message; send it again in {OVERLOAD_RETRY_AFTER} s with \
+             the same client_msg_id (until then this connection refuses later sends the same way, so that \
+             they cannot overtake it)"
+        ))
     }
 }
 
 impl FrameLimits {
+    /// The per-account allowances, and room for `admission.max_pending`
+    /// (at least one) sends and forwards in flight on this gateway.
+    pub fn new(admission: SendAdmission) -> FrameLimits {
+        FrameLimits {
+            sends: RateLimiter::keyed(quota(SENDS_PER_SECOND, SEND_BURST)),
+            writes: RateLimiter::keyed(quota(WRITES_PER_SECOND, WRITE_BURST)),
+            typing: RateLimiter::keyed(quota(1, 3)),
+            pending_sends: std::sync::Arc::new(Semaphore::new(admission.max_pending.max(1))),
+            admission_wait: admission.wait,
+        }
+    }
+
+    /// Room for one more send or forward in flight, held until it is
+    /// answered; waits up to the admission wait (first come, first
+    /// served), then [`overloaded`].
+    pub async fn admit_send(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.pending_sends.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.admission_wait, self.pending_sends.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(overloaded()),
+        }
+    }
+
     /// Waits until `user` may send another message.
     pub async fn pace_send(&self, user: UserId) {
         loop {
@@ -120,5 +187,18 @@ mod tests {
         let waited = started.elapsed();
         let expected = Duration::from_secs(5) / SENDS_PER_SECOND;
         assert!(waited >= expected - Duration::from_millis(5), "5 sends past the burst wait ~{expected:?}: {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_gateway_refuses_sends_with_a_retry_hint_and_admits_once_room_returns() {
+        let limits = FrameLimits::new(SendAdmission { max_pending: 2, wait: ADMISSION_WAIT });
+        let first = limits.admit_send().await.expect("room");
+        let _second = limits.admit_send().await.expect("room");
+        let started = std::time::Instant::now();
+        let refused = limits.admit_send().await.expect_err("full");
+        assert_eq!((refused.code, refused.retry_after), ("unavailable", Some(OVERLOAD_RETRY_AFTER)));
+        assert!(started.elapsed() >= ADMISSION_WAIT, "a send waits a moment for room first");
+        drop(first);
+        limits.admit_send().await.expect("an answered send frees its room");
     }
 }

@@ -102,6 +102,12 @@ async fn authenticate(socket: &mut WebSocket, deps: &SessionDeps) -> Option<Auth
 
 /// Runs one connection to its end.
 pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
+    if !*deps.log_reachable.borrow() {
+        let refusal = send_error(None, &crate::server::log_watch::cut_off());
+        let _ = socket.send(Message::text(refusal.to_string())).await;
+        close(&mut socket).await;
+        return;
+    }
     let Some((principal, resume, expires_at)) = authenticate(&mut socket, &deps).await else {
         close(&mut socket).await;
         return;
@@ -141,6 +147,7 @@ pub async fn run(mut socket: WebSocket, deps: SessionDeps) {
         writer: guard.writer.clone(),
         replaced: guard.replaced.clone(),
         acks: Acks::default(),
+        shed: None,
         expires: expiry_instant(expires_at, &deps.clock),
     };
     let welcome = json!({

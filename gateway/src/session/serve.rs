@@ -51,12 +51,22 @@ pub(super) async fn serve(
     let replaced_token = session.replaced.clone();
     let replaced = replaced_token.cancelled();
     let revoked = revoked.cancelled();
-    tokio::pin!(replaced, revoked);
+    let mut reachable = session.deps.log_reachable.clone();
+    let cut_off = async move {
+        if reachable.wait_for(|reachable| !reachable).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(replaced, revoked, cut_off);
     loop {
         tokio::select! {
             // First: a replaced or revoked session must not handle another frame.
             biased;
             _ = &mut replaced => return Ok(()),
+            () = &mut cut_off => {
+                let _ = session.push(send_error(None, &crate::server::log_watch::cut_off())).await;
+                return Ok(());
+            }
             _ = &mut revoked => {
                 let _ = session.push(error_frame(None, "device_removed", "this device was removed from the account; verify again to use it")).await;
                 return Ok(());

@@ -7,15 +7,14 @@
 //! that died and prints the same addresses; `down` on nothing does nothing.
 //! Every member inherits this process's environment (`MISSIVE_*` included).
 
-use std::fs::OpenOptions;
+mod members;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use members::{Member, State, alive, exiting, launch, load, save, state_path, stop_all};
 use missive_infra::broker::{broker_binary, free_port};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct ClusterArgs {
@@ -42,6 +41,14 @@ pub enum Action {
         /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`).
         #[arg(long, env = "MISSIVE_BROKER_STORAGE", default_value = "memory://tansu/")]
         broker_storage: String,
+        /// The broker's port on 127.0.0.1 (default: a free one).
+        #[arg(long, env = "MISSIVE_BROKER_PORT")]
+        broker_port: Option<u16>,
+        /// Where the others reach the broker, when that is not its own
+        /// port: a proxy forwarding to `--broker-port` (the fault tests'
+        /// network injector). The broker advertises this address too.
+        #[arg(long, env = "MISSIVE_BROKER_ADVERTISE")]
+        broker_advertise: Option<String>,
     },
     /// Stop every member (the in-memory broker's data goes with it).
     Down,
@@ -51,144 +58,14 @@ pub enum Action {
     Restart { name: String },
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-struct Member {
-    name: String,
-    pid: u32,
-    program: PathBuf,
-    args: Vec<String>,
-    /// The member is ready once it accepts TCP connections here (or prints `ready_line`).
+/// Where the broker keeps its log, listens, and is reached.
+struct BrokerSettings {
+    storage: String,
     port: Option<u16>,
-    ready_line: Option<String>,
-    cwd: PathBuf,
-    /// The `MISSIVE_*` and `AWS_*` settings of `up`, for `restart` to start it as it was.
-    #[serde(default)]
-    env: Vec<(String, String)>,
+    advertise: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct State {
-    brokers: String,
-    schema_registry: String,
-    gateways: Vec<String>,
-    members: Vec<Member>,
-}
-
-impl State {
-    fn summary(&self) -> serde_json::Value {
-        let processes: Vec<_> = self
-            .members
-            .iter()
-            .map(|member| json!({"name": member.name, "pid": member.pid, "running": alive(member.pid)}))
-            .collect();
-        json!({
-            "gateways": self.gateways,
-            "schema_registry": self.schema_registry,
-            "brokers": self.brokers,
-            "processes": processes,
-        })
-    }
-}
-
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name; Z is a zombie.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Whether a process is on its way out (the kernel's PF_EXITING flag, the
-/// ninth field of /proc/PID/stat) but not yet gone.
-fn exiting(pid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
-            .is_some_and(|flags| flags & PF_EXITING != 0)
-    })
-}
-
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").args([format!("-{name}"), pid.to_string()]).stderr(Stdio::null()).status();
-}
-
-fn state_path(dir: &Path) -> PathBuf {
-    dir.join("cluster.json")
-}
-
-fn load(dir: &Path) -> anyhow::Result<Option<State>> {
-    match std::fs::read_to_string(state_path(dir)) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is corrupt; stop what runs and delete it", state_path(dir).display()))?,
-        )),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn save(dir: &Path, state: &State) -> anyhow::Result<()> {
-    let temporary = dir.join("cluster.json.tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(state)?)?;
-    std::fs::rename(&temporary, state_path(dir))?;
-    Ok(())
-}
-
-fn log_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join("logs").join(format!("{name}.log"))
-}
-
-/// Starts a member detached (own process group, output to its log) and waits until it is ready.
-fn launch(dir: &Path, member: &mut Member) -> anyhow::Result<()> {
-    let log = log_path(dir, &member.name);
-    std::fs::create_dir_all(log.parent().unwrap_or(dir))?;
-    std::fs::create_dir_all(&member.cwd)?;
-    let start_len = std::fs::metadata(&log).map(|meta| meta.len()).unwrap_or(0);
-    let output = OpenOptions::new().create(true).append(true).open(&log)?;
-    let child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(&member.program)
-            .args(&member.args)
-            .envs(member.env.iter().map(|(key, value)| (key, value)))
-            .current_dir(&member.cwd)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {} ({})", member.name, member.program.display()))?
-    };
-    member.pid = child.id();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let ready = match (&member.port, &member.ready_line) {
-            (_, Some(line)) => std::fs::read(&log)
-                .map(|bytes| {
-                    String::from_utf8_lossy(&bytes[start_len.min(bytes.len() as u64) as usize..])
-                        .contains(line.as_str())
-                })
-                .unwrap_or(false),
-            (Some(port), None) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
-            (None, None) => true,
-        };
-        if ready {
-            eprintln!("cluster: {} ready (pid {})", member.name, member.pid);
-            return Ok(());
-        }
-        if !alive(member.pid) {
-            bail!("{} exited during start-up; see {}", member.name, log.display());
-        }
-        if Instant::now() > deadline {
-            bail!("{} not ready after {READY_TIMEOUT:?}; see {}", member.name, log.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn up(dir: &Path, gateways: usize, processors: u32, broker_storage: &str) -> anyhow::Result<()> {
+fn up(dir: &Path, gateways: usize, processors: u32, broker: &BrokerSettings) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = &dir.canonicalize()?;
     if let Some(mut state) = load(dir)? {
@@ -220,8 +97,8 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker_storage: &str) -> any
         let _ = std::fs::remove_dir_all(dir.join(stale));
     }
     let missive = std::env::current_exe().context("cannot find the missive binary")?;
-    let broker_port = free_port();
-    let brokers = format!("127.0.0.1:{broker_port}");
+    let broker_port = broker.port.unwrap_or_else(free_port);
+    let brokers = broker.advertise.clone().unwrap_or_else(|| format!("127.0.0.1:{broker_port}"));
     let registry_port = free_port();
     let registry_url = format!("http://127.0.0.1:{registry_port}");
     let gateway_ports: Vec<u16> = (0..gateways).map(|_| free_port()).collect();
@@ -229,7 +106,7 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker_storage: &str) -> any
     let data = dir.join("data");
     let settings: Vec<(String, String)> =
         std::env::vars().filter(|(key, _)| key.starts_with("MISSIVE_") || key.starts_with("AWS_")).collect();
-    let broker_url = format!("tcp://{brokers}");
+    let (listener_url, broker_url) = (format!("tcp://127.0.0.1:{broker_port}"), format!("tcp://{brokers}"));
     let mut members = vec![Member {
         name: "broker".into(),
         pid: 0,
@@ -237,11 +114,11 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker_storage: &str) -> any
         args: [
             "broker",
             "--listener-url",
-            &broker_url,
+            &listener_url,
             "--advertised-listener-url",
             &broker_url,
             "--storage-engine",
-            broker_storage,
+            &broker.storage,
         ]
         .map(String::from)
         .to_vec(),
@@ -363,26 +240,12 @@ fn down(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM, up to 10 s of grace, then SIGKILL.
-fn stop_all(members: &[&Member]) {
-    for member in members.iter().filter(|member| alive(member.pid)) {
-        signal(member.pid, "TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while members.iter().any(|member| alive(member.pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for member in members.iter().filter(|member| alive(member.pid)) {
-        eprintln!("cluster: {} did not stop on SIGTERM; killing it", member.name);
-        signal(member.pid, "KILL");
-    }
-}
-
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.action {
-        Action::Up { gateways, processors, broker_storage } => {
+        Action::Up { gateways, processors, broker_storage, broker_port, broker_advertise } => {
             anyhow::ensure!(gateways >= 1 && processors >= 1, "a cluster needs at least one gateway and one processor");
-            up(&args.dir, gateways, processors, &broker_storage)
+            let broker = BrokerSettings { storage: broker_storage, port: broker_port, advertise: broker_advertise };
+            up(&args.dir, gateways, processors, &broker)
         }
         Action::Down => down(&args.dir),
         Action::Status => match load(&args.dir)? {
