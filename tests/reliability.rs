@@ -61,9 +61,19 @@ impl Client {
 }
 
 async fn connect(server: &Server, client: &mut Client, history: &Recorder) -> Connection {
-    let connection = match &client.epoch {
-        Some(epoch) => server.connect_resume(&client.account, epoch, client.seq).await,
-        None => server.connect(&client.account).await,
+    // A gateway that cannot reach the log yet (just after a network fault)
+    // answers `unavailable` with `retry_after`: come back then, as a client does.
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    let connection = loop {
+        let resume = client.epoch.as_deref().map(|epoch| (epoch, client.seq));
+        match Connection::open(&server.ws_url, &client.account.access_token, resume).await {
+            Ok(connection) => break connection,
+            Err(error) if error.to_string().contains("\"unavailable\"") && tokio::time::Instant::now() < deadline => {
+                eprintln!("{}: {error}; connecting again in 1 s", client.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => panic!("{} cannot connect: {error}", client.name),
+        }
     };
     history.saw(&client.name, &connection.welcome);
     client.epoch = connection.welcome["epoch"].as_str().map(str::to_string);
@@ -106,13 +116,18 @@ async fn reconnect_all(
 ) -> Vec<Connection> {
     let mut connections = Vec::new();
     for client in clients.iter_mut() {
-        let mut connection = connect(server, client, history).await;
-        for (index, to) in client.outstanding.clone() {
-            send(&mut connection, client, index, &accounts[to], history).await;
-        }
-        connections.push(connection);
+        connections.push(reconnect(server, client, accounts, history).await);
     }
     connections
+}
+
+/// One client connects again and resends what was never confirmed, in order.
+async fn reconnect(server: &Server, client: &mut Client, accounts: &[Account], history: &Recorder) -> Connection {
+    let mut connection = connect(server, client, history).await;
+    for (index, to) in client.outstanding.clone() {
+        send(&mut connection, client, index, &accounts[to], history).await;
+    }
+    connection
 }
 
 /// Takes what the server sent this client within `wait`: confirmations and
@@ -125,6 +140,9 @@ async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, 
             Err(_) => return true, // nothing more for now
         };
         history.saw(&client.name, &frame);
+        if frame["type"] == "error" {
+            eprintln!("{}: {frame}", client.name);
+        }
         match frame["type"].as_str() {
             Some("sent") => {
                 let index: u64 = frame["req"].as_str().and_then(|req| req.parse().ok()).expect("req is the index");
@@ -308,11 +326,16 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
         eprintln!("cycle {cycle}: {confirmed} confirmed of {sent} sent");
     }
     // Every client comes back, gets its unconfirmed sends confirmed and drains its feed.
+    // A connection the server closes now (a gateway whose log came back a
+    // moment ago may still refuse an append) is opened again, as a client does.
     let mut connections = reconnect_all(&server, &mut clients, &accounts, &history).await;
     let deadline = tokio::time::Instant::now() + WAIT * 6;
     loop {
         for (n, client) in clients.iter_mut().enumerate() {
-            assert!(take(&mut connections[n], client, Duration::from_millis(200), &history).await, "connection lost");
+            if !take(&mut connections[n], client, Duration::from_millis(200), &history).await {
+                eprintln!("{}: the connection closed while draining; connecting again", client.name);
+                connections[n] = reconnect(&server, client, &accounts, &history).await;
+            }
         }
         let delivered =
             history.ops().iter().filter(|op| matches!(op, Op::Entry { message: Some(_), .. })).count() as u64;

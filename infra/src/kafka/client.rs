@@ -7,6 +7,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
@@ -23,7 +24,8 @@ pub struct KafkaLog {
 
 pub(super) struct Inner {
     pub(super) config: KafkaConfig,
-    pub(super) producer: FutureProducer<TracingContext>,
+    /// Replaced when librdkafka reports it failed for good ([`Inner::producer_failed`]).
+    pub(super) producer: RwLock<Arc<FutureProducer<TracingContext>>>,
     pub(super) admin: AdminClient<TracingContext>,
     /// A group-less consumer for metadata, watermarks and offset lookups.
     pub(super) meta: Arc<BaseConsumer<TracingContext>>,
@@ -69,17 +71,7 @@ pub(super) fn partition_list(positions: &[(TopicPartition, Offset)]) -> Result<T
 impl KafkaLog {
     /// Connects (lazily: librdkafka dials on first use) to the brokers.
     pub fn connect(config: KafkaConfig) -> Result<KafkaLog, LogError> {
-        let mut producer_config = config.base("producer");
-        producer_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", config.linger_ms.to_string())
-            .set("message.timeout.ms", "30000")
-            .set("compression.type", "lz4");
-        for (key, value) in &config.extra {
-            producer_config.set(key, value);
-        }
-        let producer = producer_config.create_with_context(TracingContext).map_err(unavailable)?;
+        let producer = new_producer(&config)?;
         let admin = config.base("admin").create_with_context(TracingContext).map_err(unavailable)?;
         let meta = config.consumer_config(None).create_with_context(TracingContext).map_err(unavailable)?;
         let probe = config
@@ -91,7 +83,7 @@ impl KafkaLog {
         Ok(KafkaLog {
             inner: Arc::new(Inner {
                 config,
-                producer,
+                producer: RwLock::new(Arc::new(producer)),
                 admin,
                 meta: Arc::new(meta),
                 probe: Arc::new(tokio::sync::Mutex::new(probe)),
@@ -106,7 +98,69 @@ impl KafkaLog {
     pub fn config(&self) -> &KafkaConfig {
         &self.inner.config
     }
+}
 
+/// The process's idempotent producer.
+fn new_producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, LogError> {
+    let mut producer_config = config.base("producer");
+    producer_config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("message.timeout.ms", "30000")
+        .set("compression.type", "lz4");
+    for (key, value) in &config.extra {
+        producer_config.set(key, value);
+    }
+    producer_config.create_with_context(TracingContext).map_err(unavailable)
+}
+
+impl Inner {
+    /// The producer appends use now.
+    pub(super) fn producer(&self) -> Arc<FutureProducer<TracingContext>> {
+        self.producer.read().clone()
+    }
+
+    /// After an append through `failed` went wrong with `error`: if that
+    /// producer cannot recover (librdkafka calls it fatal, or the broker
+    /// fenced its producer id or epoch, as Tansu does once an idempotent
+    /// producer's messages timed out during a network cut), a new one takes
+    /// its place, so the process appends again instead of failing every
+    /// append until it is restarted. The appends that failed are retried by
+    /// their callers; Missive's consumers drop what a retry repeats.
+    pub(super) fn producer_failed(&self, failed: &Arc<FutureProducer<TracingContext>>, error: &KafkaError) {
+        use rdkafka::producer::Producer;
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                Code::ProducerFenced
+                    | Code::InvalidProducerEpoch
+                    | Code::OutOfOrderSequenceNumber
+                    | Code::UnknownProducerId
+                    | Code::Fenced
+            )
+        );
+        let (code, reason) = match failed.client().fatal_error() {
+            Some((code, reason)) => (code, reason),
+            None if fenced => (error.rdkafka_error_code().unwrap_or(Code::Fenced), error.to_string()),
+            None => return,
+        };
+        let mut current = self.producer.write();
+        if !Arc::ptr_eq(&current, failed) {
+            return; // another append replaced it already
+        }
+        match new_producer(&self.config) {
+            Ok(fresh) => {
+                tracing::error!(?code, %reason, "the Kafka producer failed for good; a new producer takes over");
+                *current = Arc::new(fresh);
+            }
+            Err(error) => tracing::error!(%error, %reason, "the Kafka producer failed for good and a new one cannot be made"),
+        }
+    }
+}
+
+impl KafkaLog {
     /// Waits until the brokers answer a metadata request.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), LogError> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -108,6 +108,11 @@ impl Log for KafkaLog {
             };
             partitions.push(partition);
         }
+        let producer = self.inner.producer();
+        let failed = |error: KafkaError, topic: &str| {
+            self.inner.producer_failed(&producer, &error);
+            map_error(topic, error)
+        };
         let mut deliveries = Vec::with_capacity(records.len());
         for (record, partition) in records.iter().zip(&partitions) {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -125,13 +130,13 @@ impl Log for KafkaLog {
             // Waits while librdkafka's queue is full (backpressure), then
             // returns a future for the broker's acknowledgement.
             let delivery = loop {
-                match self.inner.producer.send_result(out) {
+                match producer.send_result(out) {
                     Ok(delivery) => break delivery,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         out = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((error, _)) => return Err(map_error(&record.topic, error)),
+                    Err((error, _)) => return Err(failed(error, &record.topic)),
                 }
             };
             deliveries.push(delivery);
@@ -140,7 +145,7 @@ impl Log for KafkaLog {
         for (delivery, record) in futures::future::join_all(deliveries).await.into_iter().zip(&records) {
             match delivery {
                 Ok(Ok(delivered)) => placed.push((delivered.partition as u32, Offset(delivered.offset as u64))),
-                Ok(Err((error, _))) => return Err(map_error(&record.topic, error)),
+                Ok(Err((error, _))) => return Err(failed(error, &record.topic)),
                 Err(_) => return Err(LogError::Closed),
             }
         }
