@@ -74,7 +74,8 @@ pub struct BenchArgs {
     /// and 20 s after; probe users time what a normal user sees. Prints
     /// each second and a JSON summary (refusals, p99 before, during and
     /// after, recovery time, RSS, exactly-once delivery). Use enough
-    /// `--users` (500) that no account passes its own allowance.
+    /// `--users` (532: 500 flood users and 32 probes) that no account
+    /// passes its own allowance.
     #[arg(long, default_value_t = 0, conflicts_with_all = ["profiles", "group", "media", "backlog", "flood"])]
     pub overload: u64,
     /// Code requests per second during `--flood`.

@@ -13,6 +13,7 @@ mod args;
 mod fan_out;
 mod flood;
 mod one_to_one;
+mod open_loop;
 mod overload;
 mod samples;
 mod scenarios;

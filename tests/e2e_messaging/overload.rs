@@ -48,7 +48,11 @@ async fn send_all(connection: &mut missive_client::Connection, to: &str, tag: &s
                 unconfirmed.retain(|other| other != index);
             } else {
                 assert_eq!(answer["code"], "unavailable", "{answer}");
-                assert_eq!(answer["retry_after"], 1, "an overload refusal says when to send again: {answer}");
+                let hint = answer["retry_after"].as_u64();
+                assert!(
+                    hint.is_some_and(|seconds| (1..=3).contains(&seconds)),
+                    "a refusal says when to send again: {answer}"
+                );
                 refusals += 1;
                 retry_after = answer["retry_after"].as_u64();
             }

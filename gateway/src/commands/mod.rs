@@ -9,5 +9,5 @@ mod snowflake;
 
 pub use bus::*;
 pub use outcomes::{Subject, carried_out, refusal};
-pub use replies::{PendingReply, ReplyRouter};
+pub use replies::{PendingReply, ROOM, ReplyRouter};
 pub use snowflake::Snowflakes;

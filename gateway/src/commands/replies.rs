@@ -12,15 +12,27 @@ use missive_processors::topics::REPLIES;
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::poll_decoded;
 
+tokio::task_local! {
+    /// Room among the gateway's pending sends (`session::limits`): the
+    /// first command registered within its scope takes it and holds it
+    /// until that command is answered or given up, whether or not its
+    /// session is polling for the answer then (a session waiting for room
+    /// for its next send does not hold on to the room of its answered ones).
+    pub static ROOM: std::cell::Cell<Option<OwnedSemaphorePermit>>;
+}
+
+/// A waiting request: where its reply goes, and the room it holds.
+type Waiting = (oneshot::Sender<CommandReply>, Option<OwnedSemaphorePermit>);
+
 pub struct ReplyRouter {
     pub gateway_id: String,
     next_request: AtomicI64,
-    waiting: Mutex<HashMap<i64, oneshot::Sender<CommandReply>>>,
+    waiting: Mutex<HashMap<i64, Waiting>>,
     /// Where the router reads next. Fixed before the gateway accepts its
     /// first command (`start_at_end`) and kept across router restarts, so
     /// no reply to a command this gateway sent can be skipped.
@@ -79,7 +91,8 @@ impl ReplyRouter {
     pub fn register(self: &Arc<Self>) -> PendingReply {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = oneshot::channel();
-        self.waiting.lock().insert(request, sender);
+        let room = ROOM.try_with(std::cell::Cell::take).ok().flatten();
+        self.waiting.lock().insert(request, (sender, room));
         PendingReply { router: self.clone(), request, answer }
     }
 
@@ -88,7 +101,8 @@ impl ReplyRouter {
         if reply.gateway != self.gateway_id {
             return;
         }
-        if let Some(sender) = self.waiting.lock().remove(&reply.request) {
+        let waiting = self.waiting.lock().remove(&reply.request);
+        if let Some((sender, _room)) = waiting {
             let _ = sender.send(reply);
         }
     }

@@ -220,7 +220,7 @@ enum Admission {
 /// counted, paced by the account's allowance, admitted (see [`Admission`])
 /// and started (`start` runs only once awaited) under the device's writer
 /// lock, so appends keep the order the client sent them in. An admitted
-/// one holds its room until it is answered.
+/// one holds its room until its outcome arrives.
 async fn paced(
     session: &mut Session,
     admission: Admission,
@@ -257,16 +257,13 @@ async fn paced(
         }
     };
     let permit = session.writer().await?;
-    let result = start.await;
+    // The room goes with the command's registration (`commands::ROOM`) and
+    // is freed when its outcome arrives.
+    let result = match room {
+        Some(room) => crate::commands::ROOM.scope(std::cell::Cell::new(Some(room)), start).await,
+        None => start.await,
+    };
     drop(permit);
-    let result = result.map(|pending| match room {
-        Some(room) => Box::pin(async move {
-            let reply = pending.await;
-            drop(room);
-            reply
-        }) as Pending,
-        None => pending,
-    });
     started(session, result).await
 }
 

@@ -155,7 +155,9 @@ impl Inner {
                 tracing::error!(?code, %reason, "the Kafka producer failed for good; a new producer takes over");
                 *current = Arc::new(fresh);
             }
-            Err(error) => tracing::error!(%error, %reason, "the Kafka producer failed for good and a new one cannot be made"),
+            Err(error) => {
+                tracing::error!(%error, %reason, "the Kafka producer failed for good and a new one cannot be made")
+            }
         }
     }
 }
