@@ -9,7 +9,11 @@
 //! - **phantom**: a device saw a message no one sent;
 //! - **gap**: a device's feed skipped a `seq` without a `recovered: false`
 //!   welcome before it;
-//! - **receipt backwards**: a receipt watermark went down.
+//! - **receipt backwards**: a receipt watermark went down;
+//! - **read before delivered**: a device saw one of its own messages read
+//!   by someone before it saw it delivered to them (the server advances
+//!   delivered first whenever a read passes it). Not asked of a device
+//!   whose feed may have skipped entries (a `recovered: false` welcome).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -25,11 +29,19 @@ pub enum Rule {
     Phantom,
     Gap,
     ReceiptBackwards,
+    ReadBeforeDelivered,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 6] =
-        [Rule::Lost, Rule::Duplicated, Rule::Reordered, Rule::Phantom, Rule::Gap, Rule::ReceiptBackwards];
+    pub const ALL: [Rule; 7] = [
+        Rule::Lost,
+        Rule::Duplicated,
+        Rule::Reordered,
+        Rule::Phantom,
+        Rule::Gap,
+        Rule::ReceiptBackwards,
+        Rule::ReadBeforeDelivered,
+    ];
 }
 
 /// One broken promise: which, where in the history, and what.
@@ -98,6 +110,10 @@ struct Seen {
     conv_seq: HashMap<String, u64>,
     /// Connected during the run (welcomed at least once).
     connected: bool,
+    /// Welcomed with `recovered: false` at some point: entries may be missing.
+    ever_jumped: bool,
+    /// Its own messages' `conv_seq`s, by conversation (from `sent`).
+    own: HashMap<String, BTreeSet<u64>>,
 }
 
 /// Checks a whole history.
@@ -116,8 +132,14 @@ pub fn check(history: &[Op]) -> Report {
             Op::Send { content, .. } => {
                 contents.insert(content.clone());
             }
-            Op::Sent { device, message_id, conversation_id, .. } => {
+            Op::Sent { device, message_id, conversation_id, conv_seq, .. } => {
                 sent_ids.entry(message_id.clone()).or_insert((at, conversation_id.clone(), device.clone()));
+                seen.entry(device.clone())
+                    .or_default()
+                    .own
+                    .entry(conversation_id.clone())
+                    .or_default()
+                    .insert(*conv_seq);
             }
             Op::Expect { conversation_id, devices } => {
                 expected.entry(conversation_id.clone()).or_default().extend(devices.iter().cloned());
@@ -125,6 +147,7 @@ pub fn check(history: &[Op]) -> Report {
             Op::Welcome { device, recovered } => {
                 let state = seen.entry(device.clone()).or_default();
                 state.may_jump |= !recovered;
+                state.ever_jumped |= !recovered;
                 state.connected = true;
             }
             Op::Ack { device, seq } => {
@@ -138,6 +161,23 @@ pub fn check(history: &[Op]) -> Report {
                     flag(Rule::ReceiptBackwards, at, format!("{device}: {status} by {by} went from {mark} to {up_to}"));
                 }
                 *mark = (*mark).max(*up_to);
+                if status == "read" {
+                    let delivered = watermarks
+                        .get(&(device.clone(), conversation_id.clone(), by.clone(), "delivered".to_string()))
+                        .copied()
+                        .unwrap_or_default();
+                    let state = seen.entry(device.clone()).or_default();
+                    let own_read = state.own.get(conversation_id).and_then(|own| own.range(..=*up_to).next_back());
+                    if let Some(own_read) = own_read.filter(|own_read| **own_read > delivered && !state.ever_jumped) {
+                        flag(
+                            Rule::ReadBeforeDelivered,
+                            at,
+                            format!(
+                                "{device} saw its conv_seq {own_read} read by {by} with delivered only up to {delivered}"
+                            ),
+                        );
+                    }
+                }
             }
             Op::Entry { device, seq, message } => {
                 let state = seen.entry(device.clone()).or_default();
@@ -285,6 +325,24 @@ mod tests {
         history.extend([receipt(2), receipt(1)]);
         let report = check(&history);
         assert_eq!(report.count(Rule::ReceiptBackwards), 1);
+        // Alice's message 1 read by Bob before she saw it delivered; fine
+        // once delivered came first, or when the read covers none of hers.
+        let delivered = Op::Receipt {
+            device: "alice/1".into(),
+            conversation_id: "c".into(),
+            by: "bob".into(),
+            status: "delivered".into(),
+            up_to: 1,
+        };
+        let mut read_first = clean();
+        read_first.extend([receipt(1), delivered.clone()]);
+        assert_eq!(check(&read_first).count(Rule::ReadBeforeDelivered), 1, "{}", check(&read_first));
+        let mut delivered_first = clean();
+        delivered_first.extend([delivered, receipt(1)]);
+        assert!(check(&delivered_first).ok(), "{}", check(&delivered_first));
+        let mut jumped = clean();
+        jumped.extend([welcome("alice/1", false), receipt(1)]);
+        assert_eq!(check(&jumped).count(Rule::ReadBeforeDelivered), 0);
         assert!(report.to_string().contains("> 11:"), "the neighbourhood marks the op: {report}");
     }
 
