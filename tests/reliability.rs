@@ -180,6 +180,26 @@ async fn take(connection: &mut Connection, client: &mut Client, wait: Duration, 
     }
 }
 
+/// The clients go on sending (within their windows) and reading for `lasts`,
+/// while a fault is on.
+async fn keep_sending(
+    lasts: Duration,
+    (clients, connections): (&mut [Client], &mut [Connection]),
+    accounts: &[Account],
+    history: &Recorder,
+    rng: &mut impl Rng,
+) {
+    let until = tokio::time::Instant::now() + lasts;
+    while tokio::time::Instant::now() < until {
+        for (n, client) in clients.iter_mut().enumerate() {
+            if client.outstanding.len() < WINDOW {
+                send_new(&mut connections[n], (client, n), accounts, history, rng).await;
+            }
+            take(&mut connections[n], client, Duration::from_millis(5), history).await;
+        }
+    }
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`) to a process.
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
@@ -267,15 +287,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 }
             };
             network_faults += 1;
-            let until = tokio::time::Instant::now() + lasts;
-            while tokio::time::Instant::now() < until {
-                for (n, client) in clients.iter_mut().enumerate() {
-                    if client.outstanding.len() < WINDOW {
-                        send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
-                    }
-                    take(&mut connections[n], client, Duration::from_millis(5), &history).await;
-                }
-            }
+            keep_sending(lasts, (&mut clients, &mut connections), &accounts, &history, &mut rng).await;
             proxy.heal();
             proxy.set_latency(Duration::ZERO);
             eprintln!("cycle {cycle}: {what} for {lasts:?} ({} connections closed so far)", proxy.dropped());
@@ -291,15 +303,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             };
             let pause = Duration::from_millis(rng.random_range(1_000..5_000));
             signal(pid, "-STOP");
-            let until = tokio::time::Instant::now() + pause;
-            while tokio::time::Instant::now() < until {
-                for (n, client) in clients.iter_mut().enumerate() {
-                    if client.outstanding.len() < WINDOW {
-                        send_new(&mut connections[n], (client, n), &accounts, &history, &mut rng).await;
-                    }
-                    take(&mut connections[n], client, Duration::from_millis(5), &history).await;
-                }
-            }
+            keep_sending(pause, (&mut clients, &mut connections), &accounts, &history, &mut rng).await;
             signal(pid, "-CONT");
             eprintln!("cycle {cycle}: paused {name} for {pause:?}");
         } else {

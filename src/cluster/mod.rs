@@ -133,6 +133,18 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker: &BrokerSettings) -> 
     let token_file = dir.join("schema-registry.token");
     crate::roles::load_or_create_token(&token_file)?;
     let token_file = token_file.display().to_string();
+    // A processor's or gateway's first flags: its role, the brokers, the registry.
+    let member_args = |role: &str| {
+        let mut args = vec![role.to_string()];
+        kafka(&mut args);
+        args.extend([
+            "--schema-registry".to_string(),
+            registry_url.clone(),
+            "--schema-registry-token-file".to_string(),
+            token_file.clone(),
+        ]);
+        args
+    };
     let mut registry_args = vec!["schema-registry".to_string()];
     kafka(&mut registry_args);
     registry_args.extend([
@@ -152,13 +164,8 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker: &BrokerSettings) -> 
         env: settings.clone(),
     });
     for instance in 0..processors {
-        let mut args = vec!["process".to_string()];
-        kafka(&mut args);
+        let mut args = member_args("process");
         args.extend([
-            "--schema-registry".into(),
-            registry_url.clone(),
-            "--schema-registry-token-file".into(),
-            token_file.clone(),
             "--data-dir".into(),
             data.join(format!("process-{instance}")).display().to_string(),
             "--instance".into(),
@@ -178,13 +185,8 @@ fn up(dir: &Path, gateways: usize, processors: u32, broker: &BrokerSettings) -> 
         });
     }
     for (index, port) in gateway_ports.iter().enumerate() {
-        let mut args = vec!["gateway".to_string()];
-        kafka(&mut args);
+        let mut args = member_args("gateway");
         args.extend([
-            "--schema-registry".into(),
-            registry_url.clone(),
-            "--schema-registry-token-file".into(),
-            token_file.clone(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--data-dir".into(),
