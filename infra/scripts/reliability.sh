@@ -2,7 +2,7 @@
 # The long fault runs of the reliability suite (issue 20), bounded and
 # stopping by themselves: many clients through N kill -9 cycles of the
 # embedded server, then the history checker over the whole run (its summary
-# table is printed). CI runs the short version (tests/reliability.rs, 10
+# table is printed). CI runs the short version (tests/reliability/, 10
 # cycles) as part of test.sh.
 #
 #   infra/scripts/reliability.sh --cycles 1000

@@ -1,5 +1,9 @@
 //! The checker: reads a whole history and says which promises it breaks.
 //!
+//! Edits and group changes are conversation entries like messages
+//! ([`Op::Changed`], ids from [`super::entry_id`]): lost, duplicated,
+//! reordered and phantom apply to them too.
+//!
 //! - **lost**: an acknowledged message (`sent`) that a device expected to
 //!   get it (an [`Op::Expect`] of its conversation that connected during
 //!   the run; the sending device itself excepted) never saw;
@@ -140,6 +144,9 @@ pub fn check(history: &[Op]) -> Report {
                     .entry(conversation_id.clone())
                     .or_default()
                     .insert(*conv_seq);
+            }
+            Op::Changed { device, id, conversation_id } => {
+                sent_ids.entry(id.clone()).or_insert((at, conversation_id.clone(), device.clone()));
             }
             Op::Expect { conversation_id, devices } => {
                 expected.entry(conversation_id.clone()).or_default().extend(devices.iter().cloned());
@@ -344,6 +351,37 @@ mod tests {
         jumped.extend([welcome("alice/1", false), receipt(1)]);
         assert_eq!(check(&jumped).count(Rule::ReadBeforeDelivered), 0);
         assert!(report.to_string().contains("> 11:"), "the neighbourhood marks the op: {report}");
+    }
+
+    #[test]
+    fn edits_and_group_changes_are_held_to_the_same_promises() {
+        use crate::history::entry_id;
+        let edit = |seq: u64, content: &str| {
+            let message = Delivered {
+                message_id: entry_id("c", 3),
+                conversation_id: "c".into(),
+                conv_seq: 3,
+                content: content.into(),
+            };
+            Op::Entry { device: "bob/1".into(), seq, message: Some(message) }
+        };
+        let mut history = clean();
+        history.push(Op::Send { device: "alice/1".into(), req: "e".into(), content: "a, edited".into() });
+        history.push(Op::Changed { device: "alice/1".into(), id: entry_id("c", 3), conversation_id: "c".into() });
+        assert_eq!(check(&history).count(Rule::Lost), 1, "an acknowledged edit Bob never saw");
+        history.push(edit(3, "a, edited"));
+        assert!(check(&history).ok(), "{}", check(&history));
+        let mut twice = history.clone();
+        twice.push(edit(4, "a, edited"));
+        assert_eq!(check(&twice).count(Rule::Duplicated), 1);
+        let mut invented = clean();
+        invented.push(edit(3, "no one wrote this"));
+        assert_eq!(check(&invented).count(Rule::Phantom), 1);
+        // An entry before the message it follows in the conversation.
+        let mut reordered = clean();
+        reordered.insert(5, edit(1, "a, edited"));
+        reordered.insert(3, Op::Send { device: "alice/1".into(), req: "e".into(), content: "a, edited".into() });
+        assert!(check(&reordered).count(Rule::Reordered) >= 1, "{}", check(&reordered));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 mod check;
 mod ops;
 pub use check::{Report, Rule, Violation, check};
-pub use ops::{Delivered, Device, Op};
+pub use ops::{Delivered, Device, Op, entry_id};
 
 /// The shared record: clone it into each test client.
 #[derive(Clone, Default)]
@@ -54,11 +54,19 @@ impl Recorder {
                         up_to: entry["up_to"].as_u64().unwrap_or_default(),
                     });
                 }
-                let message = (entry["kind"] == "message").then(|| Delivered {
-                    message_id: text(&entry["message_id"]),
-                    conversation_id: text(&entry["conversation_id"]),
-                    conv_seq: entry["conv_seq"].as_u64().unwrap_or_default(),
-                    content: text(&entry["content"]),
+                let conversation_id = text(&entry["conversation_id"]);
+                let conv_seq = entry["conv_seq"].as_u64().unwrap_or_default();
+                let message = match entry["kind"].as_str() {
+                    Some("message") => Some((text(&entry["message_id"]), text(&entry["content"]))),
+                    Some("modified") => Some((entry_id(&conversation_id, conv_seq), text(&entry["content"]))),
+                    Some("group") => Some((entry_id(&conversation_id, conv_seq), text(&entry["name"]))),
+                    _ => None,
+                }
+                .map(|(message_id, content)| Delivered {
+                    message_id,
+                    conversation_id,
+                    conv_seq,
+                    content,
                 });
                 self.record(Op::Entry { device, seq, message });
             }

@@ -22,9 +22,22 @@ pub enum Op {
     Receipt { device: Device, conversation_id: String, by: String, status: String, up_to: u64 },
     /// Which devices must get the conversation's messages (members' devices that stay or come back).
     Expect { conversation_id: String, devices: Vec<Device> },
+    /// The server acknowledged a change that takes a place in a
+    /// conversation without being a message (an edit's `done`, a group
+    /// change's answer): its entry, [`entry_id`], must reach the expected
+    /// devices like a message.
+    Changed { device: Device, id: String, conversation_id: String },
 }
 
-/// A message as a feed entry showed it.
+/// The id the history gives a conversation entry that is not a message (an
+/// edit's `modified` entry, a group change): its place in the conversation.
+pub fn entry_id(conversation_id: &str, conv_seq: u64) -> String {
+    format!("{conversation_id}@{conv_seq}")
+}
+
+/// A conversation entry as a feed showed it: a message, or an edit's
+/// `modified` entry or a group change (whose `message_id` is [`entry_id`]
+/// and whose `content` is the new text or the group's name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered {
     pub message_id: String,
