@@ -83,4 +83,17 @@ impl S3 {
             ("MISSIVE_S3_SECRET_KEY", S3_SECRET.into()),
         ]
     }
+
+    /// The settings that make a local cluster's broker (Tansu) keep its
+    /// log here, so it survives its own `kill -9`.
+    pub fn broker_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MISSIVE_BROKER_STORAGE", format!("s3://{S3_BUCKET}/")),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
 }

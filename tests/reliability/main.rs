@@ -35,7 +35,7 @@ use std::time::Duration;
 use changes::GroupChanges;
 use clients::{Client, USERS, WINDOW, World, keep_sending, reconnect, reconnect_all, send_new, take};
 use common::proxy::FaultProxy;
-use common::{CLUSTER_MEMBERS, Server, WAIT, kafka_mode};
+use common::{CLUSTER_MEMBERS, S3, Server, WAIT, kafka_mode};
 use missive_client::history::{Recorder, Rule, check};
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -50,17 +50,30 @@ fn signal(pid: u32, signal: &str) {
 async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker() {
     let cycles: usize = std::env::var("RELIABILITY_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
     // Kafka mode: the processes reach the broker through the fault proxy.
-    let (proxy, env) = if kafka_mode() {
+    // With RELIABILITY_BROKER=s3 the broker keeps its log on an S3 server
+    // instead of in memory, and is among the processes killed (no network
+    // faults then: see RELIABILITY.md on Tansu's S3 engine).
+    let broker_kills = kafka_mode() && std::env::var("RELIABILITY_BROKER").is_ok_and(|broker| broker == "s3");
+    let (proxy, _s3, env) = if kafka_mode() {
         let broker_port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("port").port();
         let proxy = FaultProxy::start(([127, 0, 0, 1], broker_port).into()).await;
-        let env = vec![
+        let mut env = vec![
             ("MISSIVE_BROKER_PORT", broker_port.to_string()),
             ("MISSIVE_BROKER_ADVERTISE", proxy.address.to_string()),
         ];
-        (Some(proxy), env)
+        let s3 = if broker_kills { Some(S3::start().await) } else { None };
+        if let Some(s3) = &s3 {
+            // Tansu reads the object store on every fetch: fewer, longer fetches.
+            env.extend(s3.broker_env());
+            env.extend([
+                ("MISSIVE_KAFKA_FETCH_WAIT_MS", "500".into()),
+                ("MISSIVE_KAFKA_SHARED_CONSUMER", "true".into()),
+            ]);
+        }
+        (Some(proxy), s3, env)
     } else {
-        (None, Vec::new())
+        (None, None, Vec::new())
     };
     let cut_seconds: u64 =
         std::env::var("RELIABILITY_CUT_SECONDS").ok().and_then(|text| text.parse().ok()).unwrap_or(30);
@@ -94,7 +107,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 send_new(&mut connections[n], (client, n), &world, &mut rng).await;
             }
         }
-        if let Some(proxy) = proxy.as_ref().filter(|_| cycle % 4 == 1) {
+        if let Some(proxy) = proxy.as_ref().filter(|_| cycle % 4 == 1 && !broker_kills) {
             // A network fault between the processes and the broker while the clients go on.
             let (what, lasts) = match (network_faults, rng.random_range(0..3)) {
                 (0, _) => {
@@ -139,12 +152,13 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             eprintln!("cycle {cycle}: paused {name} for {pause:?}");
         } else {
             match server.cluster() {
-                // Kafka mode: one or two of the gateways and processor
-                // instances at once. (The broker stays: see RELIABILITY.md
-                // on a broker that keeps its log on S3.)
+                // Kafka mode: one to three of the gateways, the processor
+                // instances and (on S3) the broker at once.
                 Some(cluster) => {
-                    let count = rng.random_range(1..=2);
-                    let victims: Vec<&str> = CLUSTER_MEMBERS.choose_multiple(&mut rng, count).copied().collect();
+                    let count = rng.random_range(1..=3);
+                    let broker: &[&str] = if broker_kills { &["broker"] } else { &[] };
+                    let members = [broker, &CLUSTER_MEMBERS[..]].concat();
+                    let victims: Vec<&str> = members.choose_multiple(&mut rng, count).copied().collect();
                     for victim in &victims {
                         cluster.kill9(victim).await;
                     }
