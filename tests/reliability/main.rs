@@ -1,25 +1,26 @@
-//! Many clients under repeated `kill -9` (issue 20's fault runs, embedded):
-//! each user sends to random others and to a group they share with a window
-//! of unconfirmed sends, edits its messages, reads its feed and acks as it
-//! goes, while the group's admin changes the group once a cycle
-//! (`changes`); at a random moment of every cycle the
-//! server is killed with SIGKILL and restarted; the clients reconnect,
-//! resuming their feeds where they acked, and resend what was never
-//! confirmed, in order; every third message a client gets is marked read,
-//! so senders get read receipts through the kills. At the end every client drains its feed and the
-//! history checker (`missive_client::history`) reads the whole run: nothing
-//! lost, duplicated, reordered or invented, no feed gap.
+//! Many clients under repeated faults, judged by the history checker
+//! (issue 20's fault runs). Each user sends to random others and to a group
+//! they share with a window of unconfirmed sends, edits its messages, marks
+//! every third message it gets read and acks its feed as it goes, while the
+//! group's admin changes the group once a cycle (`changes`). At a random
+//! moment of every cycle the server is killed with SIGKILL and restarted;
+//! the clients reconnect, resuming their feeds where they acked, and resend
+//! what was never confirmed, in order. Every fourth cycle pauses it instead
+//! (SIGSTOP for 1 to 5 s, then SIGCONT) while the clients go on. At the end
+//! every client drains its feed and the checker (`missive_client::history`)
+//! reads the whole run: nothing lost, duplicated, reordered or invented, no
+//! feed gap, receipts never backwards.
 //!
-//! In Kafka mode (`MISSIVE_E2E_MODE=kafka`) each cycle kills one or two of
-//! the cluster's gateways and processor instances at once instead. Every
-//! fourth cycle pauses a process (SIGSTOP for 1 to 5 s, then SIGCONT)
-//! instead of killing it, while the clients go on sending. In Kafka mode
-//! the processes reach the broker through a fault proxy
-//! (`common::proxy`), and every fourth cycle (from the second) injects a
-//! network fault instead: the first cuts a gateway off the broker for
-//! `RELIABILITY_CUT_SECONDS` (30), later ones add 50 to 300 ms of latency
-//! each way for a few seconds, drop every connection, or cut a processor
-//! instance off for 5 s.
+//! In Kafka mode (`MISSIVE_E2E_MODE=kafka`) each kill cycle kills one to
+//! three of the cluster's gateways and processor instances at once, and the
+//! first pause lasts `RELIABILITY_LONG_PAUSE_SECONDS` (65). The processes
+//! reach the broker through a fault proxy (`common::proxy`), and every
+//! fourth cycle (from the second) injects a network fault instead: the
+//! first cuts a gateway off the broker for `RELIABILITY_CUT_SECONDS` (30),
+//! later ones add 50 to 300 ms of latency each way for a few seconds, drop
+//! every connection, or cut a processor instance off for 5 s. With
+//! `RELIABILITY_BROKER=s3` the broker keeps its log on an S3 server and is
+//! killed too (no network faults then).
 //!
 //! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
 //! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
@@ -77,6 +78,8 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
     };
     let cut_seconds: u64 =
         std::env::var("RELIABILITY_CUT_SECONDS").ok().and_then(|text| text.parse().ok()).unwrap_or(30);
+    let long_pause_seconds: u64 =
+        std::env::var("RELIABILITY_LONG_PAUSE_SECONDS").ok().and_then(|text| text.parse().ok()).unwrap_or(65);
     let mut network_faults = 0;
     let mut server = Server::start_with_env(&env).await;
     let mut accounts = Vec::new();
@@ -137,7 +140,11 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             eprintln!("cycle {cycle}: {what} for {lasts:?} ({} connections closed so far)", proxy.dropped());
         } else if cycle % 4 == 3 {
             // Every fourth cycle pauses a process instead (SIGSTOP, then
-            // SIGCONT 1 to 5 s later) while the clients go on sending.
+            // SIGCONT 1 to 5 s later) while the clients go on sending. In
+            // Kafka mode the first pause is long (RELIABILITY_LONG_PAUSE_SECONDS,
+            // 65): past the transaction timeout (60 s) an open transaction
+            // of a paused processor, and the producer's queued appends
+            // (30 s), run out while it sleeps.
             let (name, pid) = match server.cluster() {
                 Some(cluster) => {
                     let name = *CLUSTER_MEMBERS.choose(&mut rng).expect("members");
@@ -145,7 +152,10 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 }
                 None => ("the server".to_string(), server.embedded_pid()),
             };
-            let pause = Duration::from_millis(rng.random_range(1_000..5_000));
+            let pause = match server.cluster() {
+                Some(_) if cycle == 3 => Duration::from_secs(long_pause_seconds),
+                _ => Duration::from_millis(rng.random_range(1_000..5_000)),
+            };
             signal(pid, "-STOP");
             keep_sending(pause, (&mut clients, &mut connections), &world, &mut rng).await;
             signal(pid, "-CONT");
