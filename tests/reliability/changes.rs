@@ -66,11 +66,10 @@ impl GroupChanges {
     /// Asks for the next change (or the last one again, if it went
     /// unanswered) unless the last is still waiting for its answer.
     pub async fn next(&mut self, server: &Server, history: &Recorder) {
-        if let Some(task) = self.task.take_if(|task| task.is_finished()) {
-            if task.await.expect("change task") {
-                self.answered += 1;
-                self.step += 1;
-            }
+        if let Some(task) = self.task.take_if(|task| task.is_finished())
+            && task.await.expect("change task")
+        {
+            self.advance();
         }
         if self.task.is_none() {
             self.task = Some(self.ask(server.api.clone(), history.clone()));
@@ -82,14 +81,19 @@ impl GroupChanges {
         let deadline = tokio::time::Instant::now() + WAIT * 3;
         while let Some(task) = self.task.take() {
             if task.await.expect("change task") {
-                self.answered += 1;
-                self.step += 1;
+                self.advance();
                 return;
             }
             assert!(tokio::time::Instant::now() < deadline, "group change {} never answered", self.step);
             tokio::time::sleep(Duration::from_millis(500)).await;
             self.task = Some(self.ask(server.api.clone(), history.clone()));
         }
+    }
+
+    /// The change asked last was answered: on to the next.
+    fn advance(&mut self) {
+        self.answered += 1;
+        self.step += 1;
     }
 
     /// Sends change `step` over HTTP; true once answered `200` (recorded).
