@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # The long fault runs of the reliability suite (issue 20), bounded and
-# stopping by themselves: many clients through N kill -9 cycles of the
-# embedded server, then the history checker over the whole run (its summary
-# table is printed). CI runs the short version (tests/reliability/, 10
-# cycles) as part of test.sh.
+# stopping by themselves: many clients through N fault cycles (kill -9,
+# pauses; in Kafka mode also network faults through a proxy), then the
+# history checker over the whole run (its summary table is printed). CI
+# runs the short version (tests/reliability/, 10 cycles) in test.sh.
 #
-#   infra/scripts/reliability.sh --cycles 1000
+#   infra/scripts/reliability.sh --cycles 1000            # embedded server
+#   infra/scripts/reliability.sh --cycles 100 --kafka     # a local cluster
+#   infra/scripts/reliability.sh --cycles 12 --kafka --broker-s3
+#                                   # the broker on S3, killed too (RELIABILITY.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cycles=100
+mode=embedded
+broker=memory
 while (($#)); do
   case "$1" in
     --cycles) cycles=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "reliability: unknown argument $1 (try --cycles N)" >&2; exit 2 ;;
+    --kafka) mode=kafka; shift ;;
+    --broker-s3) broker=s3; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "reliability: unknown argument $1 (try --cycles N [--kafka [--broker-s3]])" >&2; exit 2 ;;
   esac
 done
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
 cd "$MISSIVE_ROOT"
-echo "reliability: $cycles kill -9 cycles; progress per cycle below, the checker's table at the end" >&2
-RELIABILITY_CYCLES=$cycles cargo test --test reliability -- --nocapture 2>&1 |
-  grep -E --line-buffered '^(cycle [0-9]+:|[0-9]+ kill -9 cycles|[0-9]+ operations|\| |test result|thread .* panicked|the history checker)'
+echo "reliability: $cycles fault cycles ($mode mode); progress per cycle below, the checker's table at the end" >&2
+env MISSIVE_E2E_MODE="$mode" RELIABILITY_BROKER="$broker" RELIABILITY_CYCLES="$cycles" \
+  cargo test --test reliability -- --nocapture 2>&1 |
+  grep -E --line-buffered '^(cycle [0-9]+:|[0-9]+ kill -9 cycles|[0-9]+ operations|\| |test result|thread .* panicked|the history checker|not everything arrived)'
