@@ -25,7 +25,8 @@ while (($#)); do
 done
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
 cd "$MISSIVE_ROOT"
-echo "reliability: $cycles fault cycles ($mode mode); progress per cycle below, the checker's table at the end" >&2
+log="${TMPDIR:-/tmp}/missive-reliability-$(date +%Y%m%d-%H%M%S).log"
+echo "reliability: $cycles fault cycles ($mode mode); progress per cycle below, the checker's table at the end; everything in $log" >&2
 env MISSIVE_E2E_MODE="$mode" RELIABILITY_BROKER="$broker" RELIABILITY_CYCLES="$cycles" \
-  cargo test --test reliability -- --nocapture 2>&1 |
-  grep -E --line-buffered '^(cycle [0-9]+:|[0-9]+ kill -9 cycles|[0-9]+ operations|\| |test result|thread .* panicked|the history checker|not everything arrived)'
+  cargo test --test reliability -- --nocapture 2>&1 | tee "$log" |
+  grep -E --line-buffered '^(cycle [0-9]+:|[0-9]+ kill -9 cycles|[0-9]+ operations|\| |test result|thread .* panicked|the history checker|stuck: )'

@@ -41,6 +41,16 @@ use missive_client::history::{Recorder, Rule, check};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
+/// The run stopped making progress: fails, after keeping the processes up
+/// for `RELIABILITY_HOLD_ON_FAILURE` seconds (when set) for inspection.
+async fn stuck(what: &str) -> ! {
+    if let Some(hold) = std::env::var("RELIABILITY_HOLD_ON_FAILURE").ok().and_then(|text| text.parse().ok()) {
+        eprintln!("stuck: {what}; the processes stay up for {hold} s for inspection");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
+    panic!("stuck: {what}");
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`) to a process.
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
@@ -203,9 +213,13 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             if missing == 0 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "not everything arrived: {missing} deliveries missing");
+            if tokio::time::Instant::now() >= deadline {
+                stuck(&format!("not everything arrived: {missing} deliveries missing")).await;
+            }
         }
-        assert!(tokio::time::Instant::now() < deadline, "sends never confirmed");
+        if tokio::time::Instant::now() >= deadline {
+            stuck("sends never confirmed").await;
+        }
     }
     let report = check(&world.history.ops());
     let edits: u64 = clients.iter().map(|client| client.edits_done).sum();
