@@ -359,3 +359,30 @@ async fn protocol_violations_close_with_a_code() {
         assert!(how.starts_with(expected), "{how}");
     }
 }
+
+/// A body over the limit is read to its end before the `too_large` answer:
+/// a client still writing it is not reset (CI once lost the answer to a
+/// broken pipe) and reads the answer.
+#[tokio::test]
+async fn an_oversized_body_is_answered_once_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_embedded().await;
+    let account = server.register("+14155557191", "d").await;
+    let address = server.api.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let (chunk, chunks) = (55_000, 20);
+    let head = format!(
+        "PUT /v1/profile HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        account.access_token,
+        chunk * chunks
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    for _ in 0..chunks {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        stream.write_all(&vec![b' '; chunk]).await.expect("the server reads the whole body");
+    }
+    let mut answer = vec![0u8; 4096];
+    let read = stream.read(&mut answer).await.expect("the answer");
+    let answer = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("too_large"), "{answer}");
+}

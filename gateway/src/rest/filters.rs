@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use warp::{Filter, Rejection};
 
-use super::reply::MAX_BODY_BYTES;
+use super::reply::{MAX_BODY_BYTES, too_large};
 use crate::auth::{Auth, Principal};
 use crate::commands::CommandBus;
 use crate::protocol::ApiError;
@@ -40,9 +40,69 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned + Send>()
     // Read as JSON whatever the declared type: `curl -d` (the README's own
     // tour) declares a form. Only the content decides; a bad body is a
     // `bad_request` naming what is wrong.
-    warp::body::content_length_limit(MAX_BODY_BYTES)
-        .and(warp::body::bytes())
-        .and_then(|body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) })
+    bounded_body().and_then(|body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) })
+}
+
+/// The most of a body over [`MAX_BODY_BYTES`] that is read (and dropped)
+/// before the `too_large` answer, and for how long.
+const DRAIN_BYTES: u64 = 4 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A request body of at most [`MAX_BODY_BYTES`] (`Content-Length`
+/// required). A longer one is refused `too_large`, but first read to its end
+/// and dropped when it is at most [`DRAIN_BYTES`] and arrives within
+/// [`DRAIN_TIME`]: a server that answers and closes while the client is
+/// still writing resets the connection, and the client may never read the
+/// answer. Longer still is refused at once.
+pub(crate) fn bounded_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(|declared: Option<u64>, body| async move { read_bounded(declared, body).await })
+}
+
+async fn read_bounded<B: bytes::Buf>(
+    declared: Option<u64>,
+    body: impl futures::Stream<Item = Result<B, warp::Error>>,
+) -> Result<bytes::Bytes, Rejection> {
+    use bytes::BufMut;
+    use futures::StreamExt;
+    let declared = declared.ok_or_else(|| {
+        warp::reject::custom(ApiError::new(
+            warp::http::StatusCode::LENGTH_REQUIRED,
+            "bad_request",
+            "Content-Length required",
+        ))
+    })?;
+    if declared > DRAIN_BYTES {
+        return Err(warp::reject::custom(too_large()));
+    }
+    let mut body = std::pin::pin!(body);
+    let (mut kept, mut total) = (bytes::BytesMut::new(), 0u64);
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|error| {
+                warp::reject::custom(ApiError::bad_request("bad_request", format!("cannot read the body: {error}")))
+            })?;
+            total += chunk.remaining() as u64;
+            if total <= MAX_BODY_BYTES {
+                kept.put(&mut chunk);
+            } else if total > DRAIN_BYTES {
+                break;
+            }
+        }
+        Ok::<_, Rejection>(())
+    };
+    match tokio::time::timeout(DRAIN_TIME, read).await {
+        Ok(result) => result?,
+        Err(_) if declared > MAX_BODY_BYTES => {}
+        Err(_) => {
+            return Err(warp::reject::custom(ApiError::bad_request("bad_request", "the body did not arrive in time")));
+        }
+    }
+    if declared > MAX_BODY_BYTES || total > MAX_BODY_BYTES {
+        return Err(warp::reject::custom(too_large()));
+    }
+    Ok(kept.freeze())
 }
 
 /// A request body as JSON of the endpoint's shape.

@@ -28,6 +28,15 @@ pub(crate) fn ok(body: Value) -> Result<warp::reply::Response, ApiError> {
     Ok(reply_json(StatusCode::OK, body))
 }
 
+/// A request body over [`MAX_BODY_BYTES`].
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
 /// Turns every rejection into the JSON error shape.
 pub async fn handle_rejection(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
     let error = if let Some(error) = rejection.find::<ApiError>() {
@@ -37,11 +46,7 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<warp::reply::Respo
     } else if let Some(error) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         ApiError::bad_request("bad_request", format!("bad JSON body: {error}"))
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-        )
+        too_large()
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
