@@ -98,6 +98,15 @@ impl KafkaLog {
     pub fn config(&self) -> &KafkaConfig {
         &self.inner.config
     }
+
+    /// A consumer of its own for one reader, fetching with `fetch_wait_ms`.
+    pub(super) fn dedicated_consumer(&self, fetch_wait_ms: u32) -> Result<StreamConsumer<TracingContext>, LogError> {
+        let mut config = self.inner.config.consumer_config(None);
+        if !self.inner.config.extra.iter().any(|(key, _)| key == "fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", fetch_wait_ms.to_string());
+        }
+        config.create_with_context(TracingContext).map_err(unavailable)
+    }
 }
 
 /// The process's idempotent producer.

@@ -17,6 +17,7 @@ use crate::log::{Header, LogConsumer, LogError, Record, RecordData, TopicPartiti
 use super::client::*;
 use super::config::*;
 use super::holes::*;
+use super::pace::*;
 
 pub(super) type PartitionQueue = rdkafka::consumer::stream_consumer::StreamPartitionQueue<TracingContext>;
 
@@ -102,9 +103,79 @@ pub(super) struct KafkaConsumer {
     pub(super) consumer: StreamConsumer<TracingContext>,
     pub(super) positions: HashMap<TopicPartition, Offset>,
     pub(super) holes: Holes,
+    pub(super) pace: Pace,
 }
 
 impl KafkaConsumer {
+    /// Records as they arrive, up to `max_records`, waiting up to `max_wait`
+    /// for the first.
+    async fn fetch(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
+        let mut records = Vec::new();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while records.is_empty() {
+            let record = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => return Ok(records),
+                Ok(Ok(message)) => owned_record(&message),
+                // Transport errors are retried inside librdkafka; they are
+                // reported here for information only.
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "consumer error");
+                    continue;
+                }
+            };
+            if !admit(self, record, &mut records).await? {
+                return Ok(records);
+            }
+        }
+        while records.len() < max_records {
+            let record = match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => owned_record(&message),
+                _ => break,
+            };
+            if !admit(self, record, &mut records).await? {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Asks the broker whether this reader, its polls empty for a while,
+    /// is behind, and reopens it with the fetch wait [`Pace`] chooses.
+    async fn keep_pace(&mut self) -> Result<(), LogError> {
+        let mut behind = Some(false);
+        for (partition, position) in &self.positions {
+            match self.holes.log.broker_watermarks(partition).await {
+                Ok((_, end)) if end > *position => {
+                    behind = Some(true);
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%partition, %error, "no partition end to pace the reader by");
+                    behind = None;
+                    break;
+                }
+            }
+        }
+        let Some(reopen) = self.pace.judge(std::time::Instant::now(), behind) else { return Ok(()) };
+        let narrow = self.holes.log.config().fetch_wait_ms;
+        let wait = match reopen {
+            Reopen::Wide => {
+                tracing::warn!(
+                    partitions = ?self.positions,
+                    "a reader behind its partitions' ends gets nothing from the broker; fetching with {WIDE_FETCH_WAIT_MS} ms waits until it catches up"
+                );
+                WIDE_FETCH_WAIT_MS.max(narrow)
+            }
+            Reopen::Narrow => {
+                tracing::info!(partitions = ?self.positions, "a starved reader caught up; fetching with {narrow} ms waits again");
+                narrow
+            }
+        };
+        self.consumer = self.holes.log.dedicated_consumer(wait)?;
+        self.assign()
+    }
+
     pub(super) fn assign(&self) -> Result<(), LogError> {
         let mut list = TopicPartitionList::new();
         for (partition, offset) in &self.positions {
@@ -156,31 +227,9 @@ impl Placing for QueueConsumer {
 #[async_trait]
 impl LogConsumer for KafkaConsumer {
     async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
-        let mut records = Vec::new();
-        let deadline = tokio::time::Instant::now() + max_wait;
-        while records.is_empty() {
-            let record = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_) => return Ok(records),
-                Ok(Ok(message)) => owned_record(&message),
-                // Transport errors are retried inside librdkafka; they are
-                // reported here for information only.
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "consumer error");
-                    continue;
-                }
-            };
-            if !admit(self, record, &mut records).await? {
-                return Ok(records);
-            }
-        }
-        while records.len() < max_records {
-            let record = match self.consumer.recv().now_or_never() {
-                Some(Ok(message)) => owned_record(&message),
-                _ => break,
-            };
-            if !admit(self, record, &mut records).await? {
-                break;
-            }
+        let records = self.fetch(max_records, max_wait).await?;
+        if self.pace.after_poll(std::time::Instant::now(), !records.is_empty()) {
+            self.keep_pace().await?;
         }
         Ok(records)
     }

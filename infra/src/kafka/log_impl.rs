@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -19,6 +19,7 @@ use super::client::*;
 use super::config::*;
 use super::consumer::*;
 use super::holes::Holes;
+use super::pace::Pace;
 use super::time::*;
 
 #[async_trait]
@@ -224,10 +225,13 @@ impl Log for KafkaLog {
         {
             return Ok(Box::new(consumer));
         }
-        let consumer: StreamConsumer<TracingContext> =
-            self.inner.config.consumer_config(None).create_with_context(TracingContext).map_err(unavailable)?;
-        let consumer =
-            KafkaConsumer { consumer, positions: assignment.into_iter().collect(), holes: Holes::new(self.clone()) };
+        let consumer = self.dedicated_consumer(self.inner.config.fetch_wait_ms)?;
+        let consumer = KafkaConsumer {
+            consumer,
+            positions: assignment.into_iter().collect(),
+            holes: Holes::new(self.clone()),
+            pace: Pace::default(),
+        };
         consumer.assign()?;
         Ok(Box::new(consumer))
     }

@@ -12,13 +12,14 @@
 //!
 //! `config` holds the settings and librdkafka plumbing, `client` the log's
 //! handle, `log_impl` the `Log` trait, `time` offsets by time, `consumer`
-//! and `holes` reading.
+//! and `holes` reading, `pace` a reader the broker starves.
 
 mod client;
 mod config;
 mod consumer;
 mod holes;
 mod log_impl;
+mod pace;
 mod time;
 
 pub use client::KafkaLog;
