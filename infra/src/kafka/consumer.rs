@@ -139,36 +139,35 @@ impl KafkaConsumer {
         Ok(records)
     }
 
-    /// Asks the broker whether this reader, its polls empty for a while,
-    /// is behind, and reopens it with the fetch wait [`Pace`] chooses.
-    async fn keep_pace(&mut self) -> Result<(), LogError> {
-        let mut behind = Some(false);
+    /// Whether this reader, its polls empty for a while, is behind its
+    /// partitions' ends (`None`: the broker did not say).
+    async fn behind(&self) -> Option<bool> {
         for (partition, position) in &self.positions {
             match self.holes.log.broker_watermarks(partition).await {
-                Ok((_, end)) if end > *position => {
-                    behind = Some(true);
-                    break;
-                }
+                Ok((_, end)) if end > *position => return Some(true),
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(%partition, %error, "no partition end to pace the reader by");
-                    behind = None;
-                    break;
+                    return None;
                 }
             }
         }
-        let Some(reopen) = self.pace.judge(std::time::Instant::now(), behind) else { return Ok(()) };
+        Some(false)
+    }
+
+    /// Reopens the reader at its positions with the fetch wait [`Pace`] chose.
+    fn reopen(&mut self, reopen: Reopen) -> Result<(), LogError> {
         let narrow = self.holes.log.config().fetch_wait_ms;
         let wait = match reopen {
             Reopen::Wide => {
                 tracing::warn!(
                     partitions = ?self.positions,
-                    "a reader behind its partitions' ends gets nothing from the broker; fetching with {WIDE_FETCH_WAIT_MS} ms waits until it catches up"
+                    "a reader behind its partitions' ends gets nothing from the broker; fetching with {WIDE_FETCH_WAIT_MS} ms waits for {WIDE_FOR:?}"
                 );
                 WIDE_FETCH_WAIT_MS.max(narrow)
             }
             Reopen::Narrow => {
-                tracing::info!(partitions = ?self.positions, "a starved reader caught up; fetching with {narrow} ms waits again");
+                tracing::info!(partitions = ?self.positions, "fetching with {narrow} ms waits again");
                 narrow
             }
         };
@@ -228,8 +227,16 @@ impl Placing for QueueConsumer {
 impl LogConsumer for KafkaConsumer {
     async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Record>, LogError> {
         let records = self.fetch(max_records, max_wait).await?;
-        if self.pace.after_poll(std::time::Instant::now(), !records.is_empty()) {
-            self.keep_pace().await?;
+        let reopen = match self.pace.after_poll(std::time::Instant::now(), !records.is_empty()) {
+            Next::Read => None,
+            Next::Check => {
+                let behind = self.behind().await;
+                self.pace.judge(std::time::Instant::now(), behind)
+            }
+            Next::Reopen(reopen) => Some(reopen),
+        };
+        if let Some(reopen) = reopen {
+            self.reopen(reopen)?;
         }
         Ok(records)
     }
