@@ -45,7 +45,12 @@ pub(crate) async fn run(log: Arc<dyn Log>, reachable: watch::Sender<bool>, cance
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(PROBE_EVERY) => {}
         }
-        match tokio::time::timeout(PROBE_TIMEOUT, log.watermarks(&partition)).await {
+        // The cheapest round trip to the partition's leader (Kafka's
+        // ListOffsets), not the verified end: a broker whose fetches are
+        // slow still takes appends, and on Tansu 0.6 a fetch of a long
+        // partition took past the timeout and cut a serving gateway off
+        // (RELIABILITY.md).
+        match tokio::time::timeout(PROBE_TIMEOUT, log.end_hint(&partition)).await {
             Ok(Ok(_)) => {
                 failures = 0;
                 if !*reachable.borrow() {
