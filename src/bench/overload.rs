@@ -33,7 +33,7 @@ use super::support::{percentile, rss_kib};
 
 /// Probe users (in pairs) and the messages each sends a second: a person
 /// chatting, within any connection's fair share of an overloaded gateway
-/// (which serves waiting connections in turn).
+/// (which gives a freed place to the waiting connection holding fewest).
 const PROBES: usize = 32;
 const PROBE_RATE: f64 = 1.0;
 /// Phase lengths in seconds (the overload's is `--overload`).

@@ -82,13 +82,18 @@ impl Client {
 
 async fn connect(server: &Server, client: &mut Client, history: &Recorder) -> Connection {
     // A gateway that cannot reach the log yet (just after a network fault)
-    // answers `unavailable` with `retry_after`: come back then, as a client does.
+    // answers `unavailable` with `retry_after`: come back then, as a client
+    // does. So does a client whose hello got no answer within 10 s.
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     let connection = loop {
         let resume = client.epoch.as_deref().map(|epoch| (epoch, client.seq));
         match Connection::open(&server.ws_url, &client.account.access_token, resume).await {
             Ok(connection) => break connection,
-            Err(error) if error.to_string().contains("\"unavailable\"") && tokio::time::Instant::now() < deadline => {
+            Err(error)
+                if (error.to_string().contains("\"unavailable\"")
+                    || error.to_string().contains("timed out waiting for a frame"))
+                    && tokio::time::Instant::now() < deadline =>
+            {
                 eprintln!("{}: {error}; connecting again in 1 s", client.name);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

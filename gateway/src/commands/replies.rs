@@ -12,7 +12,7 @@ use missive_processors::topics::REPLIES;
 use missive_schemas::wire::CommandReply;
 use missive_schemas::{Codec, WireValue};
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::poll_decoded;
@@ -23,11 +23,11 @@ tokio::task_local! {
     /// until that command is answered or given up, whether or not its
     /// session is polling for the answer then (a session waiting for room
     /// for its next send does not hold on to the room of its answered ones).
-    pub static ROOM: std::cell::Cell<Option<OwnedSemaphorePermit>>;
+    pub static ROOM: std::cell::Cell<Option<crate::session::Place>>;
 }
 
 /// A waiting request: where its reply goes, and the room it holds.
-type Waiting = (oneshot::Sender<CommandReply>, Option<OwnedSemaphorePermit>);
+type Waiting = (oneshot::Sender<CommandReply>, Option<crate::session::Place>);
 
 pub struct ReplyRouter {
     pub gateway_id: String,

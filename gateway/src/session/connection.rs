@@ -77,6 +77,9 @@ pub(super) struct Session {
     /// The `client_msg_id` of a send refused for overload: later sends are
     /// refused the same way until that one comes again, so none overtakes it.
     pub(super) shed: Option<Box<str>>,
+    /// The places this connection holds in the gateway's room for pending
+    /// sends (`room.rs`): the fewer, the sooner it gets the next one.
+    pub(super) room: super::room::Holder,
     /// When the session's access token expires: the session ends then
     /// unless a `reauth` frame brings a fresh token.
     pub(super) expires: Instant,

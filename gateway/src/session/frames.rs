@@ -240,7 +240,7 @@ async fn paced(
             let refused_first = session.shed.as_deref();
             let admitted = match refused_first {
                 Some(first) if first != client_msg_id => Err(overloaded()),
-                _ => deps.limits.admit_send().await,
+                _ => deps.limits.admit_send(&session.room).await,
             };
             match admitted {
                 Ok(room) => {

@@ -14,20 +14,20 @@
 //!
 //! Past the accounts' allowances the gateway as a whole admits at most
 //! `--max-pending-sends` sends and forwards appended but not yet answered
-//! (`admit_send`). A send that finds no room within `--admission-wait-ms` is
-//! refused `unavailable` with `retry_after` (nothing appended), so overload
-//! turns into prompt refusals the client retries instead of a queue that
-//! grows with the number of connections.
+//! (`admit_send`, shared fairly between connections: `room.rs`). A send
+//! that finds no room within `--admission-wait-ms` is refused `unavailable`
+//! with `retry_after` (nothing appended), so overload turns into prompt
+//! refusals the client retries instead of a queue that grows with the
+//! number of connections.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::room::{Holder, Place, SendRoom};
+use crate::protocol::ApiError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use missive_core::UserId;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::protocol::ApiError;
 
 /// Sends and forwards per account per second, sustained.
 pub const SENDS_PER_SECOND: u32 = 100;
@@ -44,7 +44,7 @@ pub const MAX_PENDING_SENDS: usize = 1_024;
 /// How long a send waits for room among the pending ones before it is
 /// refused, by default (`--admission-wait-ms`). Waiting is the cheaper
 /// push-back (the connection is simply not read meanwhile, and waiters are
-/// served in turn); a refusal costs a frame each way and a resend, so it is
+/// served fewest-held first); a refusal costs a frame each way and a resend, so it is
 /// kept for a queue of waiting connections longer than this.
 pub const ADMISSION_WAIT: Duration = Duration::from_millis(1_000);
 
@@ -73,7 +73,7 @@ pub struct FrameLimits {
     writes: DefaultKeyedRateLimiter<UserId>,
     typing: DefaultKeyedRateLimiter<UserId>,
     /// Room for sends and forwards appended and not yet answered.
-    pending_sends: std::sync::Arc<Semaphore>,
+    pending_sends: SendRoom,
     admission_wait: Duration,
 }
 
@@ -125,22 +125,17 @@ impl FrameLimits {
             sends: RateLimiter::keyed(quota(SENDS_PER_SECOND, SEND_BURST)),
             writes: RateLimiter::keyed(quota(WRITES_PER_SECOND, WRITE_BURST)),
             typing: RateLimiter::keyed(quota(1, 3)),
-            pending_sends: std::sync::Arc::new(Semaphore::new(admission.max_pending.max(1))),
+            pending_sends: SendRoom::new(admission.max_pending),
             admission_wait: admission.wait,
         }
     }
 
-    /// Room for one more send or forward in flight, held until it is
-    /// answered; waits up to the admission wait (first come, first
-    /// served), then [`overloaded`].
-    pub async fn admit_send(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.pending_sends.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        match tokio::time::timeout(self.admission_wait, self.pending_sends.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(overloaded()),
-        }
+    /// Room for one more send or forward of the connection `holder` in
+    /// flight, held until it is answered; waits up to the admission wait
+    /// (the connection holding the fewest places is served first), then
+    /// [`overloaded`].
+    pub async fn admit_send(&self, holder: &Holder) -> Result<Place, ApiError> {
+        self.pending_sends.enter(holder, self.admission_wait).await.ok_or_else(overloaded)
     }
 
     /// Waits until `user` may send another message.
@@ -197,14 +192,15 @@ mod tests {
     #[tokio::test]
     async fn a_full_gateway_refuses_sends_with_a_retry_hint_and_admits_once_room_returns() {
         let limits = FrameLimits::new(SendAdmission { max_pending: 2, wait: ADMISSION_WAIT });
-        let first = limits.admit_send().await.expect("room");
-        let _second = limits.admit_send().await.expect("room");
+        let holder = Holder::default();
+        let first = limits.admit_send(&holder).await.expect("room");
+        let _second = limits.admit_send(&holder).await.expect("room");
         let started = std::time::Instant::now();
-        let refused = limits.admit_send().await.expect_err("full");
+        let refused = limits.admit_send(&holder).await.expect_err("full");
         assert_eq!(refused.code, "unavailable");
         assert!(refused.retry_after.is_some_and(|seconds| (1..=3).contains(&seconds)), "{:?}", refused.retry_after);
         assert!(started.elapsed() >= ADMISSION_WAIT, "a send waits a moment for room first");
         drop(first);
-        let _room = limits.admit_send().await.expect("an answered send frees its room");
+        let _room = limits.admit_send(&holder).await.expect("an answered send frees its room");
     }
 }

@@ -17,6 +17,7 @@ mod frames;
 pub mod limits;
 pub mod live;
 pub mod registry;
+pub mod room;
 mod run;
 mod serve;
 
@@ -25,5 +26,6 @@ pub use connection::{SessionDeps, WebSocket};
 pub use limits::FrameLimits;
 pub use live::{TYPING_TTL_MS, run as run_live_router, start_positions as live_start_positions};
 pub use registry::{MAX_WATCHED, Sessions};
+pub use room::Place;
 pub use run::{HELLO_TIMEOUT, IDLE_TIMEOUT, accept, run, websocket_config};
 pub use serve::MAX_IN_FLIGHT;

@@ -1,0 +1,190 @@
+//! The gateway's room for sends and forwards appended and not yet answered
+//! (`--max-pending-sends`), shared fairly between connections.
+//!
+//! When the room is full, a send waits for a place (`--admission-wait-ms`,
+//! then it is refused `unavailable`). Places that come free go first to the
+//! waiting connection that holds the fewest places already, in arrival
+//! order among equals, not simply to the longest waiting one: under a flood
+//! of many connections each keeping dozens of sends in flight, a person
+//! sending one message now and then is let in at the next free place
+//! instead of behind every flooding connection's queue, and once the flood
+//! stops the people's latency is back at once rather than after the
+//! flooders' backlog has drained. A connection's share is its `Holder`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+/// How many places one connection holds right now.
+#[derive(Clone, Default)]
+pub struct Holder(Arc<AtomicUsize>);
+
+impl Holder {
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Waiters in the order they get places: fewest held first, then arrival.
+type Queue = BTreeMap<(usize, u64), (Holder, oneshot::Sender<()>)>;
+
+struct State {
+    free: usize,
+    arrivals: u64,
+    waiting: Queue,
+}
+
+#[derive(Clone)]
+pub struct SendRoom {
+    state: Arc<Mutex<State>>,
+}
+
+/// One place in the room, held until dropped (when the send is answered).
+pub struct Place {
+    state: Arc<Mutex<State>>,
+    holder: Holder,
+}
+
+impl SendRoom {
+    /// Room for `places` sends in flight (at least one).
+    pub fn new(places: usize) -> SendRoom {
+        let state = State { free: places.max(1), arrivals: 0, waiting: BTreeMap::new() };
+        SendRoom { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// A place for `holder`'s connection, waiting up to `wait` for one;
+    /// `None` when none came free in time.
+    pub async fn enter(&self, holder: &Holder, wait: Duration) -> Option<Place> {
+        let (key, mut granted) = {
+            let mut state = self.state.lock();
+            if state.free > 0 && state.waiting.is_empty() {
+                state.free -= 1;
+                return Some(self.place(holder));
+            }
+            state.arrivals += 1;
+            let key = (holder.held(), state.arrivals);
+            let (grant, granted) = oneshot::channel();
+            state.waiting.insert(key, (holder.clone(), grant));
+            (key, granted)
+        };
+        // The receiver lives until this returns, so a grant always lands.
+        if let Ok(Ok(())) = tokio::time::timeout(wait, &mut granted).await {
+            return Some(Place { state: self.state.clone(), holder: holder.clone() });
+        }
+        // Timed out, unless a place was granted just now (grants happen
+        // under the lock, so a waiter no longer queued was granted one).
+        let queued = self.state.lock().waiting.remove(&key).is_some();
+        if queued { None } else { Some(Place { state: self.state.clone(), holder: holder.clone() }) }
+    }
+
+    fn place(&self, holder: &Holder) -> Place {
+        holder.0.fetch_add(1, Ordering::Relaxed);
+        Place { state: self.state.clone(), holder: holder.clone() }
+    }
+
+    /// Places free now (for tests and metrics).
+    pub fn free(&self) -> usize {
+        self.state.lock().free
+    }
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "Place (its connection holds {})", self.holder.held())
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.holder.0.fetch_sub(1, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        // The place passes to the first waiter still listening; its holder
+        // counts it from now, under the lock, so the order stays exact.
+        while let Some((_, (holder, grant))) = state.waiting.pop_first() {
+            holder.0.fetch_add(1, Ordering::Relaxed);
+            if grant.send(()).is_ok() {
+                return;
+            }
+            holder.0.fetch_sub(1, Ordering::Relaxed);
+        }
+        state.free += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_full_room_admits_the_connection_holding_fewest_places_first() {
+        let room = SendRoom::new(3);
+        let (flood, person) = (Holder::default(), Holder::default());
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(room.enter(&flood, LONG).await.expect("room"));
+        }
+        assert_eq!((room.free(), flood.held()), (0, 3));
+        // The flooding connection queues first, the person after it.
+        let flood_waits = tokio::spawn({
+            let (room, flood) = (room.clone(), flood.clone());
+            async move { room.enter(&flood, LONG).await.map(|place| (place, tokio::time::Instant::now())) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let person_waits = tokio::spawn({
+            let (room, person) = (room.clone(), person.clone());
+            async move { room.enter(&person, LONG).await.map(|place| (place, tokio::time::Instant::now())) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held.pop());
+        let (person_place, person_at) = person_waits.await.expect("task").expect("the person gets the place");
+        assert_eq!(person.held(), 1);
+        drop(held.pop());
+        let (flood_place, flood_at) = flood_waits.await.expect("task").expect("then the flood");
+        assert!(person_at <= flood_at);
+        assert_eq!(flood.held(), 2);
+        drop((person_place, flood_place, held));
+        assert_eq!((room.free(), flood.held(), person.held()), (3, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_past_its_wait_is_refused_and_leaves_no_trace() {
+        let room = SendRoom::new(1);
+        let holder = Holder::default();
+        let first = room.enter(&holder, LONG).await.expect("room");
+        let started = std::time::Instant::now();
+        assert!(room.enter(&Holder::default(), Duration::from_millis(30)).await.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(30), "it waited before giving up");
+        drop(first);
+        assert_eq!((room.free(), holder.held()), (1, 0), "the place went back, not to the gone waiter");
+        assert!(room.enter(&holder, LONG).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn equal_holders_are_served_in_arrival_order() {
+        let room = SendRoom::new(1);
+        let first = room.enter(&Holder::default(), LONG).await.expect("room");
+        let (order, mut waiters) = (Arc::new(Mutex::new(Vec::new())), Vec::new());
+        for n in 0..4 {
+            let (room, order) = (room.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let place = room.enter(&Holder::default(), LONG).await.expect("a place in turn");
+                order.lock().push(n);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(place);
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(first);
+        for waiter in waiters {
+            waiter.await.expect("task");
+        }
+        assert_eq!(*order.lock(), vec![0, 1, 2, 3]);
+        assert_eq!(room.free(), 1);
+    }
+}
