@@ -23,11 +23,12 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use super::room::{Holder, Place, SendRoom};
-use crate::protocol::ApiError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use missive_core::UserId;
+
+use super::room::{Holder, Place, SendRoom};
+use crate::protocol::ApiError;
 
 /// Sends and forwards per account per second, sustained.
 pub const SENDS_PER_SECOND: u32 = 100;
@@ -44,8 +45,8 @@ pub const MAX_PENDING_SENDS: usize = 1_024;
 /// How long a send waits for room among the pending ones before it is
 /// refused, by default (`--admission-wait-ms`). Waiting is the cheaper
 /// push-back (the connection is simply not read meanwhile, and waiters are
-/// served fewest-held first); a refusal costs a frame each way and a resend, so it is
-/// kept for a queue of waiting connections longer than this.
+/// served fewest-held first); a refusal costs a frame each way and a
+/// resend, so it is kept for a queue of waiting connections longer than this.
 pub const ADMISSION_WAIT: Duration = Duration::from_millis(1_000);
 
 /// How many sends and forwards a gateway holds in flight, and how long a

@@ -63,7 +63,8 @@ impl SendRoom {
             let mut state = self.state.lock();
             if state.free > 0 && state.waiting.is_empty() {
                 state.free -= 1;
-                return Some(self.place(holder));
+                holder.0.fetch_add(1, Ordering::Relaxed);
+                return Some(self.granted(holder));
             }
             state.arrivals += 1;
             let key = (holder.held(), state.arrivals);
@@ -73,21 +74,22 @@ impl SendRoom {
         };
         // The receiver lives until this returns, so a grant always lands.
         if let Ok(Ok(())) = tokio::time::timeout(wait, &mut granted).await {
-            return Some(Place { state: self.state.clone(), holder: holder.clone() });
+            return Some(self.granted(holder));
         }
         // Timed out, unless a place was granted just now (grants happen
         // under the lock, so a waiter no longer queued was granted one).
         let queued = self.state.lock().waiting.remove(&key).is_some();
-        if queued { None } else { Some(Place { state: self.state.clone(), holder: holder.clone() }) }
+        if queued { None } else { Some(self.granted(holder)) }
     }
 
-    fn place(&self, holder: &Holder) -> Place {
-        holder.0.fetch_add(1, Ordering::Relaxed);
+    /// The place `holder` was granted (and already counts).
+    fn granted(&self, holder: &Holder) -> Place {
         Place { state: self.state.clone(), holder: holder.clone() }
     }
 
-    /// Places free now (for tests and metrics).
-    pub fn free(&self) -> usize {
+    /// Places free now.
+    #[cfg(test)]
+    fn free(&self) -> usize {
         self.state.lock().free
     }
 }
