@@ -7,6 +7,9 @@
 #
 #   infra/scripts/reliability.sh --cycles 1000            # embedded server
 #   infra/scripts/reliability.sh --cycles 100 --kafka     # a local cluster
+#   infra/scripts/reliability.sh --cycles 100 --kafka --broker-sqlite
+#                                   # the broker keeps its log in a SQLite file
+#                                   # and is killed too (durable-broker.sh)
 #   infra/scripts/reliability.sh --cycles 12 --kafka --broker-s3
 #                                   # the broker on S3, killed too (RELIABILITY.md)
 #   infra/scripts/reliability.sh --cycles 1000 --kafka --fetch-wait-ms 100
@@ -23,12 +26,16 @@ while (($#)); do
     --cycles) cycles=$2; shift 2 ;;
     --kafka) mode=kafka; shift ;;
     --broker-s3) broker=s3; shift ;;
+    --broker-sqlite) broker=sqlite; shift ;;
     --fetch-wait-ms) fetch_wait_ms=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "reliability: unknown argument $1 (try --cycles N [--kafka [--broker-s3] [--fetch-wait-ms MS]])" >&2; exit 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "reliability: unknown argument $1 (try --cycles N [--kafka [--broker-sqlite|--broker-s3] [--fetch-wait-ms MS]])" >&2; exit 2 ;;
   esac
 done
 "$MISSIVE_ROOT/infra/scripts/install-deps.sh"
+if [ "$broker" = sqlite ]; then
+  "$MISSIVE_ROOT/infra/scripts/durable-broker.sh" >/dev/null
+fi
 cd "$MISSIVE_ROOT"
 log="${TMPDIR:-/tmp}/missive-reliability-$(date +%Y%m%d-%H%M%S).log"
 echo "reliability: $cycles fault cycles ($mode mode); progress per cycle below, the checker's table at the end; everything in $log" >&2

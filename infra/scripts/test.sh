@@ -31,6 +31,13 @@ echo "test.sh: the messaging, accounts, groups, operations, presence, replay, me
 # Each test starts a cluster of six processes plus a broker: at most three
 # at once on a two-core machine (eight at once starved them into reply timeouts).
 MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay --test e2e_media --test e2e_keys --test e2e_encryption --test e2e_chat --test web_chat --test reliability "$@" -- --test-threads=3 || status=$?
+echo "test.sh: the kill -9 reliability run in Kafka mode with the broker killed too (a test broker that keeps its log in a SQLite file; infra/scripts/durable-broker.sh builds it the first time, about 10 minutes)" >&2
+if "$MISSIVE_ROOT/infra/scripts/durable-broker.sh" >/dev/null; then
+  RELIABILITY_BROKER=sqlite MISSIVE_E2E_MODE=kafka cargo test --test reliability "$@" || status=$?
+else
+  echo "test.sh: building the durable test broker failed (above); the broker-kill run did not run" >&2
+  status=1
+fi
 echo "test.sh: fuzzing every decoder and parser, 60 s each (infra/scripts/fuzz.sh; the first run builds the instrumented targets)" >&2
 "$MISSIVE_ROOT/infra/scripts/fuzz.sh" --seconds "${MISSIVE_FUZZ_SECONDS:-60}" || status=$?
 exit "$status"

@@ -36,9 +36,12 @@ pub enum Action {
         #[arg(long, default_value_t = 2)]
         processors: u32,
         /// Where the broker keeps its log: `memory://tansu/` (gone with
-        /// the broker), or `s3://BUCKET/` (survives a broker restart; the
-        /// endpoint and keys come from `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
+        /// the broker), `sqlite://FILE` (a file in the broker's data
+        /// directory; needs the broker `infra/scripts/durable-broker.sh`
+        /// builds, through `MISSIVE_TEST_BROKER_BIN`), or `s3://BUCKET/`
+        /// (the endpoint and keys come from `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
         /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`).
+        /// The last two survive a broker restart.
         #[arg(long, env = "MISSIVE_BROKER_STORAGE", default_value = "memory://tansu/")]
         broker_storage: String,
         /// The broker's port on 127.0.0.1 (default: a free one).

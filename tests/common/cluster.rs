@@ -35,7 +35,10 @@ impl Cluster {
             command.env(name, value);
         }
         let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("cluster up");
-        assert!(output.status.success(), "cluster up failed: {}", String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("cluster up failed: {stderr}{}", log_tail(&stderr));
+        }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary: Value = serde_json::from_str(stdout.lines().last().expect("summary line")).expect("summary JSON");
         let text = |key: &str| summary[key].as_str().expect("address").to_string();
@@ -57,7 +60,10 @@ impl Cluster {
         let mut command = Cluster::command(&self.dir);
         command.arg("cluster").args(args);
         let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("cluster");
-        assert!(output.status.success(), "cluster {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("cluster {args:?}: {stderr}{}", log_tail(&stderr));
+        }
         let stdout = String::from_utf8_lossy(&output.stdout);
         serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
     }
@@ -118,4 +124,15 @@ pub fn running(pid: u32) -> bool {
     let leader_alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "));
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
     leader_alive || threads > 1
+}
+
+/// The last lines of the member log a `missive cluster` error points to
+/// ("see PATH"): the cluster's directory is gone once the test fails.
+fn log_tail(stderr: &str) -> String {
+    let Some(path) = stderr.split("see ").nth(1).and_then(|rest| rest.split_whitespace().next()) else {
+        return String::new();
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!("\nthe last lines of {path}:\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
 }

@@ -47,6 +47,18 @@ pub fn kafka_mode() -> bool {
     std::env::var("MISSIVE_E2E_MODE").is_ok_and(|mode| mode == "kafka")
 }
 
+/// A fresh directory for a server's data and logs, removed when the test
+/// ends unless `MISSIVE_TEST_KEEP_DIRS` is set (for looking into a failure:
+/// the path is printed).
+fn test_dir() -> tempfile::TempDir {
+    let keep = std::env::var_os("MISSIVE_TEST_KEEP_DIRS").is_some();
+    let dir = tempfile::Builder::new().prefix("missive-test-").disable_cleanup(keep).tempdir().expect("temp dir");
+    if keep {
+        eprintln!("test directory (kept): {}", dir.path().display());
+    }
+    dir
+}
+
 impl Server {
     /// A fresh server in the mode the suite runs in.
     pub async fn start() -> Server {
@@ -55,7 +67,7 @@ impl Server {
 
     /// A fresh server in the suite's mode, with extra environment (`MISSIVE_*` settings).
     pub async fn start_with_env(env: &[(&str, String)]) -> Server {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = Arc::new(test_dir());
         if !kafka_mode() {
             let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
             let data = dir.path().join("data").display().to_string();
@@ -115,7 +127,7 @@ impl Server {
     }
 
     async fn start_embedded_command_env(command: Command, flags: &[&str], env: &[(&str, String)]) -> Server {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = Arc::new(test_dir());
         let sink = format!("file:{}", dir.path().join("sms.jsonl").display());
         let data = dir.path().join("data").display().to_string();
         let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data, "--sms-sink", &sink];

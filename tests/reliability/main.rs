@@ -19,8 +19,10 @@
 //! first cuts a gateway off the broker for `RELIABILITY_CUT_SECONDS` (30),
 //! later ones add 50 to 300 ms of latency each way for a few seconds, drop
 //! every connection, or cut a processor instance off for 5 s. With
-//! `RELIABILITY_BROKER=s3` the broker keeps its log on an S3 server and is
-//! killed too (no network faults then).
+//! `RELIABILITY_BROKER=sqlite` the broker keeps its log in a SQLite file
+//! (the patched Tansu `infra/scripts/durable-broker.sh` builds) and is among
+//! the processes killed; with `RELIABILITY_BROKER=s3` it keeps it on an S3
+//! server and is killed too (no network faults then).
 //!
 //! `RELIABILITY_CYCLES` sets the number of cycles (10 here by default, the
 //! short version CI runs); `infra/scripts/reliability.sh --cycles 1000` is the
@@ -51,6 +53,21 @@ async fn stuck(what: &str) -> ! {
     panic!("stuck: {what}");
 }
 
+/// The durable test broker's path: `infra/scripts/durable-broker.sh`
+/// builds it the first time (about 10 minutes) and prints it.
+fn durable_broker() -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/scripts/durable-broker.sh");
+    let output = std::process::Command::new(script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|error| panic!("{script} did not run: {error}"));
+    assert!(
+        output.status.success(),
+        "{script} failed (its messages above say why); RELIABILITY_BROKER=sqlite needs it"
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`) to a process.
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
@@ -61,10 +78,12 @@ fn signal(pid: u32, signal: &str) {
 async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker() {
     let cycles: usize = std::env::var("RELIABILITY_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
     // Kafka mode: the processes reach the broker through the fault proxy.
-    // With RELIABILITY_BROKER=s3 the broker keeps its log on an S3 server
-    // instead of in memory, and is among the processes killed (no network
-    // faults then: see RELIABILITY.md on Tansu's S3 engine).
-    let broker_kills = kafka_mode() && std::env::var("RELIABILITY_BROKER").is_ok_and(|broker| broker == "s3");
+    // With RELIABILITY_BROKER=sqlite or s3 the broker keeps its log in a
+    // file or on an S3 server instead of in memory, and is among the
+    // processes killed (on S3 without network faults: see RELIABILITY.md
+    // on Tansu's S3 engine).
+    let broker = std::env::var("RELIABILITY_BROKER").unwrap_or_default();
+    let broker_kills = kafka_mode() && matches!(broker.as_str(), "s3" | "sqlite");
     let (proxy, _s3, env) = if kafka_mode() {
         let broker_port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("port").port();
@@ -73,7 +92,13 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             ("MISSIVE_BROKER_PORT", broker_port.to_string()),
             ("MISSIVE_BROKER_ADVERTISE", proxy.address.to_string()),
         ];
-        let s3 = if broker_kills { Some(S3::start().await) } else { None };
+        if broker == "sqlite" {
+            env.extend([
+                ("MISSIVE_TEST_BROKER_BIN", durable_broker()),
+                ("MISSIVE_BROKER_STORAGE", "sqlite://tansu.db".into()),
+            ]);
+        }
+        let s3 = if broker_kills && broker == "s3" { Some(S3::start().await) } else { None };
         if let Some(s3) = &s3 {
             // Tansu reads the object store on every fetch: fewer, longer fetches.
             env.extend(s3.broker_env());
@@ -120,7 +145,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                 send_new(&mut connections[n], (client, n), &world, &mut rng).await;
             }
         }
-        if let Some(proxy) = proxy.as_ref().filter(|_| cycle % 4 == 1 && !broker_kills) {
+        if let Some(proxy) = proxy.as_ref().filter(|_| cycle % 4 == 1 && broker != "s3") {
             // A network fault between the processes and the broker while the clients go on.
             let (what, lasts) = match (network_faults, rng.random_range(0..3)) {
                 (0, _) => {
@@ -173,12 +198,16 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
         } else {
             match server.cluster() {
                 // Kafka mode: one to three of the gateways, the processor
-                // instances and (on S3) the broker at once.
+                // instances and (when it keeps its log) the broker at once.
                 Some(cluster) => {
                     let count = rng.random_range(1..=3);
-                    let broker: &[&str] = if broker_kills { &["broker"] } else { &[] };
-                    let members = [broker, &CLUSTER_MEMBERS[..]].concat();
-                    let victims: Vec<&str> = members.choose_multiple(&mut rng, count).copied().collect();
+                    let durable: &[&str] = if broker_kills { &["broker"] } else { &[] };
+                    let members = [durable, &CLUSTER_MEMBERS[..]].concat();
+                    let mut victims: Vec<&str> = members.choose_multiple(&mut rng, count).copied().collect();
+                    // A broker that keeps its log dies every fourth cycle for sure.
+                    if broker_kills && cycle % 4 == 0 && !victims.contains(&"broker") {
+                        victims[0] = "broker";
+                    }
                     for victim in &victims {
                         cluster.kill9(victim).await;
                     }
