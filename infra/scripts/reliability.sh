@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cycles=100
 mode=embedded
 broker=memory
-fetch_wait_ms=${MISSIVE_KAFKA_FETCH_WAIT_MS:-10}
+fetch_wait_ms=${MISSIVE_KAFKA_FETCH_WAIT_MS:-} # unset: 10 ms, or 100 ms with --broker-sqlite
 while (($#)); do
   case "$1" in
     --cycles) cycles=$2; shift 2 ;;
@@ -40,6 +40,6 @@ cd "$MISSIVE_ROOT"
 log="${TMPDIR:-/tmp}/missive-reliability-$(date +%Y%m%d-%H%M%S).log"
 echo "reliability: $cycles fault cycles ($mode mode); progress per cycle below, the checker's table at the end; everything in $log" >&2
 env MISSIVE_E2E_MODE="$mode" RELIABILITY_BROKER="$broker" RELIABILITY_CYCLES="$cycles" \
-  MISSIVE_KAFKA_FETCH_WAIT_MS="$fetch_wait_ms" \
+  ${fetch_wait_ms:+MISSIVE_KAFKA_FETCH_WAIT_MS="$fetch_wait_ms"} \
   cargo test --test reliability -- --nocapture 2>&1 | tee "$log" |
   grep -E --line-buffered '^(cycle [0-9]+:|[0-9]+ kill -9 cycles|[0-9]+ operations|\| |test result|thread .* panicked|the history checker|stuck: )'

@@ -84,7 +84,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
     // on Tansu's S3 engine).
     let broker = std::env::var("RELIABILITY_BROKER").unwrap_or_default();
     let broker_kills = kafka_mode() && matches!(broker.as_str(), "s3" | "sqlite");
-    let (proxy, _s3, env) = if kafka_mode() {
+    let (proxy, _s3, mut env) = if kafka_mode() {
         let broker_port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("port").port();
         let proxy = FaultProxy::start(([127, 0, 0, 1], broker_port).into()).await;
@@ -93,9 +93,13 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             ("MISSIVE_BROKER_ADVERTISE", proxy.address.to_string()),
         ];
         if broker == "sqlite" {
+            // Its storage answers one request at a time, parsing each
+            // statement anew: fewer, longer fetches (RELIABILITY.md).
+            let fetch_wait = std::env::var("MISSIVE_KAFKA_FETCH_WAIT_MS").unwrap_or_else(|_| "100".into());
             env.extend([
                 ("MISSIVE_TEST_BROKER_BIN", durable_broker()),
                 ("MISSIVE_BROKER_STORAGE", "sqlite://tansu.db".into()),
+                ("MISSIVE_KAFKA_FETCH_WAIT_MS", fetch_wait),
             ]);
         }
         let s3 = if broker_kills && broker == "s3" { Some(S3::start().await) } else { None };
@@ -111,6 +115,10 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
     } else {
         (None, None, Vec::new())
     };
+    // A long run outlasts an access token (1 h by default), and these
+    // clients do not refresh theirs (e2e_accounts and e2e_auth test that):
+    // tokens issued here live a day.
+    env.push(("MISSIVE_ACCESS_TTL_SECONDS", "86400".into()));
     let cut_seconds: u64 =
         std::env::var("RELIABILITY_CUT_SECONDS").ok().and_then(|text| text.parse().ok()).unwrap_or(30);
     let long_pause_seconds: u64 =
@@ -211,7 +219,11 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
                     for victim in &victims {
                         cluster.kill9(victim).await;
                     }
-                    for victim in &victims {
+                    // The broker comes back first: a gateway or processor
+                    // gives up when no broker answers its start within 60 s.
+                    let mut restarts = victims.clone();
+                    restarts.sort_by_key(|victim| *victim != "broker");
+                    for victim in &restarts {
                         cluster.restart(victim).await;
                     }
                     eprintln!("cycle {cycle}: killed {victims:?}");
