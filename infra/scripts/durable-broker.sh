@@ -8,7 +8,7 @@
 # The broker-kill fault runs use it (reliability.sh --broker-sqlite).
 #
 # Idempotent: a second call with the same patch prints the path at once.
-# The first build takes about 10 minutes on two cores; its cargo target
+# The first build takes about 14 minutes on two cores; its cargo target
 # directory stays under ~/.cache/missive for the next one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -39,7 +39,7 @@ fetch tansu 0.6.0 4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f
 fetch tansu-storage 0.6.0 720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
 (cd "$src/tansu-storage-0.6.0" && git apply -p1 "$patch")
 printf '\n[patch.crates-io.tansu-storage]\npath = "../tansu-storage-0.6.0"\n' >>"$src/tansu-0.6.0/Cargo.toml"
-echo "durable-broker: building Tansu 0.6.0 with the patched SQLite engine (about 10 minutes the first time)" >&2
+echo "durable-broker: building Tansu 0.6.0 with the patched SQLite engine (about 14 minutes the first time)" >&2
 CARGO_TARGET_DIR="$HOME/.cache/missive/tansu-build/target" \
   cargo build --release --quiet --no-default-features --features libsql \
   --manifest-path "$src/tansu-0.6.0/Cargo.toml" >&2

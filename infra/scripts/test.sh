@@ -31,7 +31,7 @@ echo "test.sh: the messaging, accounts, groups, operations, presence, replay, me
 # Each test starts a cluster of six processes plus a broker: at most three
 # at once on a two-core machine (eight at once starved them into reply timeouts).
 MISSIVE_E2E_MODE=kafka cargo test --workspace --no-fail-fast --test e2e_messaging --test e2e_accounts --test e2e_groups --test e2e_operations --test e2e_presence --test e2e_replay --test e2e_media --test e2e_keys --test e2e_encryption --test e2e_chat --test web_chat --test reliability "$@" -- --test-threads=3 || status=$?
-echo "test.sh: the kill -9 reliability run in Kafka mode with the broker killed too (a test broker that keeps its log in a SQLite file; infra/scripts/durable-broker.sh builds it the first time, about 10 minutes)" >&2
+echo "test.sh: the kill -9 reliability run in Kafka mode with the broker killed too (a test broker that keeps its log in a SQLite file; infra/scripts/durable-broker.sh builds it the first time, about 14 minutes)" >&2
 if "$MISSIVE_ROOT/infra/scripts/durable-broker.sh" >/dev/null; then
   RELIABILITY_BROKER=sqlite MISSIVE_E2E_MODE=kafka cargo test --test reliability "$@" || status=$?
 else

@@ -54,7 +54,7 @@ async fn stuck(what: &str) -> ! {
 }
 
 /// The durable test broker's path: `infra/scripts/durable-broker.sh`
-/// builds it the first time (about 10 minutes) and prints it.
+/// builds it the first time (about 14 minutes) and prints it.
 fn durable_broker() -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/scripts/durable-broker.sh");
     let output = std::process::Command::new(script)
