@@ -97,7 +97,7 @@ async fn many_clients_through_repeated_kill_minus_nine_pass_the_history_checker(
             // statement anew: fewer, longer fetches (RELIABILITY.md).
             let fetch_wait = std::env::var("MISSIVE_KAFKA_FETCH_WAIT_MS").unwrap_or_else(|_| "100".into());
             env.extend([
-                ("MISSIVE_TEST_BROKER_BIN", durable_broker()),
+                ("MISSIVE_TEST_BROKER_BIN", tokio::task::spawn_blocking(durable_broker).await.expect("join")),
                 ("MISSIVE_BROKER_STORAGE", "sqlite://tansu.db".into()),
                 ("MISSIVE_KAFKA_FETCH_WAIT_MS", fetch_wait),
             ]);
