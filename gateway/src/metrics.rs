@@ -11,6 +11,8 @@ pub struct GatewayMetrics {
     pub send_to_deliver: Histogram,
     /// Sends and forwards refused because the gateway was full (`unavailable`, `retry_after`).
     pub sends_shed: IntCounter,
+    /// How many sends and forwards the gateway lets into the pipeline at once now (`session::room`).
+    pub send_room: IntGauge,
 }
 
 impl GatewayMetrics {
@@ -35,12 +37,25 @@ impl GatewayMetrics {
             "missive_ws_sends_shed_total",
             "Sends and forwards refused unavailable because the gateway had --max-pending-sends in flight",
         )?;
+        let send_room = IntGauge::new(
+            "missive_ws_send_room",
+            "Sends and forwards the gateway lets into the pipeline at once now (adapts up to --max-pending-sends)",
+        )?;
+        registry.register(Box::new(send_room.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(frames_in.clone()))?;
         registry.register(Box::new(frames_out.clone()))?;
         registry.register(Box::new(append_latency.clone()))?;
         registry.register(Box::new(send_to_deliver.clone()))?;
         registry.register(Box::new(sends_shed.clone()))?;
-        Ok(GatewayMetrics { connections, frames_in, frames_out, append_latency, send_to_deliver, sends_shed })
+        Ok(GatewayMetrics {
+            connections,
+            frames_in,
+            frames_out,
+            append_latency,
+            send_to_deliver,
+            sends_shed,
+            send_room,
+        })
     }
 }

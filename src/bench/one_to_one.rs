@@ -44,7 +44,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return backlog_push(&args, &ws_url, &accounts).await;
     }
     if args.overload > 0 {
-        return overload::run(&args, &ws_url, &accounts, server.child.as_ref().and_then(|child| child.id())).await;
+        return overload::run(&args, (&api, &ws_url), &accounts, server.child.as_ref().and_then(|child| child.id()))
+            .await;
     }
 
     if args.sealed {

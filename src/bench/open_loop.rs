@@ -36,6 +36,11 @@ pub(super) struct Second {
     pub(super) delivered: u64,
     /// Probe messages: from the time they were due to their delivery (µs).
     pub(super) probe_us: Vec<u64>,
+    /// ... and to their `sent` (the commit path alone, µs).
+    pub(super) probe_sent_us: Vec<u64>,
+    /// The server's processor lag (records behind, summed over partitions)
+    /// by processor, as `/metrics` showed it this second.
+    pub(super) lag: Vec<(String, u64)>,
     pub(super) rss_kib: u64,
 }
 
@@ -194,7 +199,11 @@ pub(super) async fn user(
                             let wait = answer["retry_after"].as_u64().unwrap_or(1);
                             retry_at.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(wait));
                             timeline.record(|second| second.refused += 1);
-                        } else if outbox.remove(&number).is_some() {
+                        } else if let Some((due_us, _)) = outbox.remove(&number) {
+                            if probe {
+                                let latency = timeline.now_us().saturating_sub(due_us);
+                                timeline.record(|second| second.probe_sent_us.push(latency));
+                            }
                             report.confirmed += 1;
                             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
                             shared.confirmed.fetch_add(1, Ordering::Relaxed);

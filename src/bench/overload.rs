@@ -13,7 +13,8 @@
 //!
 //! It prints one line a second and a JSON summary: the capacity, what each
 //! phase offered, refused and confirmed, the probes' p99 before, during
-//! and after, how long after the overload their p99 took to come back
+//! and after (due to delivered, and due to `sent`: the commit path alone;
+//! beside them the processors' lag, to show where a queue stands), how long after the overload their p99 took to come back
 //! (within 2x the baseline's, or 25 ms of it), the server's RSS, and
 //! whether every confirmed message arrived exactly once and in order.
 
@@ -23,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::SinkExt;
-use missive_client::Account;
+use missive_client::{Account, Api};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::args::BenchArgs;
 use super::open_loop::{Pace, SATURATE, Second, Shared, Timeline, pace_for, user};
-use super::support::{percentile, rss_kib};
+use super::support::{percentile, processor_lag, rss_kib};
 
 /// Probe users (in pairs) and the messages each sends a second: a person
 /// chatting, within any connection's fair share of an overloaded gateway
@@ -41,11 +42,25 @@ const CALIBRATE: u64 = 10;
 const BASELINE: u64 = 10;
 const AFTER: u64 = 20;
 
-/// The p99 of the probes' latencies (ms) over `seconds`.
+/// The p99 of the probes' latencies (ms) over `seconds`: due to delivered.
 fn probe_p99(seconds: &[Second]) -> f64 {
-    let mut samples: Vec<u64> = seconds.iter().flat_map(|second| second.probe_us.iter().copied()).collect();
+    p99_of(seconds, |second| &second.probe_us)
+}
+
+fn p99_of(seconds: &[Second], samples_of: fn(&Second) -> &Vec<u64>) -> f64 {
+    let mut samples: Vec<u64> = seconds.iter().flat_map(|second| samples_of(second).iter().copied()).collect();
     samples.sort_unstable();
     percentile(&samples, 0.99)
+}
+
+/// The largest lag each processor showed over `seconds`.
+fn lag_max(seconds: &[Second]) -> serde_json::Map<String, serde_json::Value> {
+    let mut most = std::collections::BTreeMap::<&str, u64>::new();
+    for (processor, lag) in seconds.iter().flat_map(|second| second.lag.iter()) {
+        let entry = most.entry(processor.as_str()).or_default();
+        *entry = (*entry).max(*lag);
+    }
+    most.into_iter().map(|(processor, lag)| (processor.to_string(), json!(lag))).collect()
 }
 
 fn phase_figures(seconds: &[Second], phase: &str) -> serde_json::Value {
@@ -62,12 +77,19 @@ fn phase_figures(seconds: &[Second], phase: &str) -> serde_json::Value {
         "confirmed_per_second": (sum(|s| s.confirmed) as f64 / length).round(),
         "delivered_per_second": (sum(|s| s.delivered) as f64 / length).round(),
         "probe_p99_ms": probe_p99(&of),
+        "probe_sent_p99_ms": p99_of(&of, |second| &second.probe_sent_us),
+        "processor_lag_max": lag_max(&of),
         "server_rss_mib_max": of.iter().map(|s| s.rss_kib).max().unwrap_or(0) / 1024,
     })
 }
 
 /// Runs the phases against the server at `ws_url` (its RSS read from `pid`).
-pub(super) async fn run(args: &BenchArgs, ws_url: &str, accounts: &[Account], pid: Option<u32>) -> anyhow::Result<()> {
+pub(super) async fn run(
+    args: &BenchArgs,
+    (api, ws_url): (&Api, &str),
+    accounts: &[Account],
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
     if accounts.len() < PROBES + 2 {
         bail!("--overload needs at least {} --users", PROBES + 2);
     }
@@ -103,18 +125,22 @@ pub(super) async fn run(args: &BenchArgs, ws_url: &str, accounts: &[Account], pi
     eprintln!("bench: {} flood users and {PROBES} probes connected", flood.len());
     let phase = |name: &'static str| *shared.timeline.phase.lock().expect("phase") = name;
     let sampler = {
-        let shared = shared.clone();
+        let (shared, api) = (shared.clone(), api.clone());
         tokio::spawn(async move {
             let mut printed = 0;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let rss = pid.and_then(rss_kib).unwrap_or(0);
-                shared.timeline.record(|second| second.rss_kib = rss);
+                let lag = processor_lag(&api).await;
+                shared.timeline.record(|second| {
+                    second.rss_kib = rss;
+                    second.lag = lag;
+                });
                 let seconds = shared.timeline.seconds.lock().expect("timeline").clone();
                 let done = seconds.len().saturating_sub(1);
                 for (at, second) in seconds.iter().enumerate().take(done).skip(printed) {
                     eprintln!(
-                        "bench: {at:>3}s {:<9} due {:>6} deferred {:>6} sent {:>6} refused {:>6} confirmed {:>6} delivered {:>6} probe p99 {:>8.1} ms rss {} MiB",
+                        "bench: {at:>3}s {:<9} due {:>6} deferred {:>6} sent {:>6} refused {:>6} confirmed {:>6} delivered {:>6} probe p99 {:>8.1} ms (sent {:>7.1}) rss {} MiB lag {}",
                         second.phase,
                         second.offered + second.deferred,
                         second.deferred,
@@ -123,7 +149,14 @@ pub(super) async fn run(args: &BenchArgs, ws_url: &str, accounts: &[Account], pi
                         second.confirmed,
                         second.delivered,
                         probe_p99(std::slice::from_ref(second)),
-                        second.rss_kib / 1024
+                        p99_of(std::slice::from_ref(second), |second| &second.probe_sent_us),
+                        second.rss_kib / 1024,
+                        second
+                            .lag
+                            .iter()
+                            .map(|(processor, lag)| format!("{processor} {lag}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
                 printed = printed.max(done);

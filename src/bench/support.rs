@@ -153,6 +153,22 @@ pub(super) async fn log_records(api: &Api) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix("missive_log_records_appended_total ")?.trim().parse().ok())
 }
 
+/// The server's processor lag (`missive_processor_lag_records`, refreshed
+/// every few seconds) summed over partitions, by processor.
+pub(super) async fn processor_lag(api: &Api) -> Vec<(String, u64)> {
+    let Ok(text) = api.get_text("/metrics").await else { return Vec::new() };
+    let mut lag = std::collections::BTreeMap::<String, u64>::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("missive_processor_lag_records{") else { continue };
+        let Some((labels, value)) = rest.split_once("} ") else { continue };
+        let processor = labels.split(',').find_map(|label| label.strip_prefix("processor=\"")?.strip_suffix('"'));
+        if let (Some(processor), Ok(value)) = (processor, value.trim().parse::<f64>()) {
+            *lag.entry(processor.to_string()).or_default() += value.max(0.0) as u64;
+        }
+    }
+    lag.into_iter().collect()
+}
+
 pub(super) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

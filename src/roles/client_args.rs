@@ -99,6 +99,13 @@ pub struct ClientArgs {
     /// is refused.
     #[arg(long, env = "MISSIVE_ADMISSION_WAIT_MS", default_value_t = missive_gateway::session::limits::ADMISSION_WAIT.as_millis() as u64)]
     pub admission_wait_ms: u64,
+    /// Milliseconds a send may take longer than the quietest lately before
+    /// the gateway lets fewer sends in at once (down to a sixteenth of
+    /// --max-pending-sends), so that under overload sends wait for room,
+    /// fairly, rather than inside the pipeline; 0 keeps the room at
+    /// --max-pending-sends.
+    #[arg(long, env = "MISSIVE_SEND_QUEUE_SLACK_MS", default_value_t = missive_gateway::session::limits::SEND_QUEUE_SLACK.as_millis() as u64)]
+    pub send_queue_slack_ms: u64,
     /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
     /// names the client for rate limits; from anyone else the header is
     /// ignored.
@@ -213,6 +220,7 @@ impl ClientArgs {
             send_admission: missive_gateway::session::limits::SendAdmission {
                 max_pending: self.max_pending_sends as usize,
                 wait: Duration::from_millis(self.admission_wait_ms),
+                slack: (self.send_queue_slack_ms > 0).then(|| Duration::from_millis(self.send_queue_slack_ms)),
             },
             clock: missive_infra::Clock::system(),
         })

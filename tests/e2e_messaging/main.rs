@@ -24,6 +24,7 @@ async fn health_metrics_and_http_errors() {
         "missive_log_append_seconds",
         "missive_processor_lag_records",
         "missive_send_to_deliver_seconds",
+        "missive_ws_send_room",
     ] {
         assert!(text.contains(name), "metrics lack {name}");
     }

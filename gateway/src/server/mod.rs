@@ -115,6 +115,7 @@ pub async fn serve(
     )
     .served_at(config.routing.own_url());
     let metrics = GatewayMetrics::new(&registry)?;
+    metrics.send_room.set(config.send_admission.max_pending as i64);
     let replies = ReplyRouter::new(config.gateway_id.clone(), &clock);
     replies.start_at_end(log.as_ref()).await?;
     // Deciders running in this process (embedded mode) hand outcomes over

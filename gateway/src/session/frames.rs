@@ -244,6 +244,7 @@ async fn paced(
             };
             match admitted {
                 Ok(room) => {
+                    deps.metrics.send_room.set(deps.limits.send_room_size() as i64);
                     session.shed = None;
                     Some(room)
                 }

@@ -14,7 +14,8 @@
 //!
 //! Past the accounts' allowances the gateway as a whole admits at most
 //! `--max-pending-sends` sends and forwards appended but not yet answered
-//! (`admit_send`, shared fairly between connections: `room.rs`). A send
+//! (`admit_send`, shared fairly between connections: `room.rs`), fewer
+//! while they queue inside the pipeline (`room_size.rs`). A send
 //! that finds no room within `--admission-wait-ms` is refused `unavailable`
 //! with `retry_after` (nothing appended), so overload turns into prompt
 //! refusals the client retries instead of a queue that grows with the
@@ -49,17 +50,33 @@ pub const MAX_PENDING_SENDS: usize = 1_024;
 /// resend, so it is kept for a queue of waiting connections longer than this.
 pub const ADMISSION_WAIT: Duration = Duration::from_millis(1_000);
 
+/// How much longer than the quietest lately a send may take to be
+/// answered before the gateway lets fewer in at once, by default
+/// (`--send-queue-slack-ms`; `room_size.rs`).
+pub const SEND_QUEUE_SLACK: Duration = Duration::from_millis(20);
+
 /// How many sends and forwards a gateway holds in flight, and how long a
 /// new one waits for room before it is refused.
 #[derive(Clone, Copy, Debug)]
 pub struct SendAdmission {
+    /// The most in flight; the room adapts between a sixteenth of it (at
+    /// least 16) and all of it.
     pub max_pending: usize,
     pub wait: Duration,
+    /// `None`: the room stays at `max_pending`.
+    pub slack: Option<Duration>,
+}
+
+impl SendAdmission {
+    /// The fewest places the adaptive room keeps.
+    pub fn min_pending(&self) -> usize {
+        (self.max_pending / 16).max(16).min(self.max_pending)
+    }
 }
 
 impl Default for SendAdmission {
     fn default() -> SendAdmission {
-        SendAdmission { max_pending: MAX_PENDING_SENDS, wait: ADMISSION_WAIT }
+        SendAdmission { max_pending: MAX_PENDING_SENDS, wait: ADMISSION_WAIT, slack: Some(SEND_QUEUE_SLACK) }
     }
 }
 /// Seconds an overloaded gateway tells a refused sender to wait, at least
@@ -126,7 +143,7 @@ impl FrameLimits {
             sends: RateLimiter::keyed(quota(SENDS_PER_SECOND, SEND_BURST)),
             writes: RateLimiter::keyed(quota(WRITES_PER_SECOND, WRITE_BURST)),
             typing: RateLimiter::keyed(quota(1, 3)),
-            pending_sends: SendRoom::new(admission.max_pending),
+            pending_sends: SendRoom::adaptive(admission.min_pending(), admission.max_pending, admission.slack),
             admission_wait: admission.wait,
         }
     }
@@ -137,6 +154,11 @@ impl FrameLimits {
     /// [`overloaded`].
     pub async fn admit_send(&self, holder: &Holder) -> Result<Place, ApiError> {
         self.pending_sends.enter(holder, self.admission_wait).await.ok_or_else(overloaded)
+    }
+
+    /// How many sends and forwards the room lets in at once now.
+    pub fn send_room_size(&self) -> usize {
+        self.pending_sends.size()
     }
 
     /// Waits until `user` may send another message.
@@ -192,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_gateway_refuses_sends_with_a_retry_hint_and_admits_once_room_returns() {
-        let limits = FrameLimits::new(SendAdmission { max_pending: 2, wait: ADMISSION_WAIT });
+        let limits = FrameLimits::new(SendAdmission { max_pending: 2, wait: ADMISSION_WAIT, slack: None });
         let holder = Holder::default();
         let first = limits.admit_send(&holder).await.expect("room");
         let _second = limits.admit_send(&holder).await.expect("room");

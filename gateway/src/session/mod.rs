@@ -18,6 +18,7 @@ pub mod limits;
 pub mod live;
 pub mod registry;
 pub mod room;
+mod room_size;
 mod run;
 mod serve;
 

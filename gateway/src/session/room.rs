@@ -10,14 +10,22 @@
 //! instead of behind every flooding connection's queue, and once the flood
 //! stops the people's latency is back at once rather than after the
 //! flooders' backlog has drained. A connection's share is its `Holder`.
+//!
+//! How many places there are adapts to the pipeline's answers
+//! (`room_size.rs`): when sends start queueing inside the pipeline, the
+//! room shrinks, so the queue stands here, where the fair order applies,
+//! and not behind the room, where a person's send waits for every send
+//! let in before it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
+
+use super::room_size::RoomSize;
 
 /// How many places one connection holds right now.
 #[derive(Clone, Default)]
@@ -33,9 +41,17 @@ impl Holder {
 type Queue = BTreeMap<(usize, u64), (Holder, oneshot::Sender<()>)>;
 
 struct State {
-    free: usize,
+    /// Places held now, and how many there may be.
+    held: usize,
+    size: RoomSize,
     arrivals: u64,
     waiting: Queue,
+}
+
+impl State {
+    fn has_room(&self) -> bool {
+        self.held < self.size.limit()
+    }
 }
 
 #[derive(Clone)]
@@ -47,12 +63,21 @@ pub struct SendRoom {
 pub struct Place {
     state: Arc<Mutex<State>>,
     holder: Holder,
+    since: Instant,
 }
 
 impl SendRoom {
-    /// Room for `places` sends in flight (at least one).
+    /// Room for `places` sends in flight (at least one), always.
     pub fn new(places: usize) -> SendRoom {
-        let state = State { free: places.max(1), arrivals: 0, waiting: BTreeMap::new() };
+        SendRoom::adaptive(places, places, None)
+    }
+
+    /// Room for between `least` and `most` sends in flight: fewer while
+    /// sends take more than `slack` longer than the quietest lately
+    /// (`room_size.rs`; `None`: always `most`).
+    pub fn adaptive(least: usize, most: usize, slack: Option<Duration>) -> SendRoom {
+        let size = RoomSize::new(least, most, slack, Instant::now());
+        let state = State { held: 0, size, arrivals: 0, waiting: BTreeMap::new() };
         SendRoom { state: Arc::new(Mutex::new(state)) }
     }
 
@@ -61,8 +86,8 @@ impl SendRoom {
     pub async fn enter(&self, holder: &Holder, wait: Duration) -> Option<Place> {
         let (key, mut granted) = {
             let mut state = self.state.lock();
-            if state.free > 0 && state.waiting.is_empty() {
-                state.free -= 1;
+            if state.has_room() && state.waiting.is_empty() {
+                state.held += 1;
                 holder.0.fetch_add(1, Ordering::Relaxed);
                 return Some(self.granted(holder));
             }
@@ -84,13 +109,19 @@ impl SendRoom {
 
     /// The place `holder` was granted (and already counts).
     fn granted(&self, holder: &Holder) -> Place {
-        Place { state: self.state.clone(), holder: holder.clone() }
+        Place { state: self.state.clone(), holder: holder.clone(), since: Instant::now() }
     }
 
     /// Places free now.
     #[cfg(test)]
     fn free(&self) -> usize {
-        self.state.lock().free
+        let state = self.state.lock();
+        state.size.limit().saturating_sub(state.held)
+    }
+
+    /// Places the room has now.
+    pub fn size(&self) -> usize {
+        self.state.lock().size.limit()
     }
 }
 
@@ -103,17 +134,23 @@ impl std::fmt::Debug for Place {
 impl Drop for Place {
     fn drop(&mut self) {
         self.holder.0.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
         let mut state = self.state.lock();
-        // The place passes to the first waiter still listening; its holder
-        // counts it from now, under the lock, so the order stays exact.
-        while let Some((_, (holder, grant))) = state.waiting.pop_first() {
+        let held = state.held;
+        state.size.answered(now.duration_since(self.since), held, now);
+        state.held -= 1;
+        // Free places (this one, and more if the room grew) pass to the
+        // first waiters still listening; a holder counts its place from
+        // now, under the lock, so the order stays exact.
+        while state.has_room() {
+            let Some((_, (holder, grant))) = state.waiting.pop_first() else { return };
             holder.0.fetch_add(1, Ordering::Relaxed);
-            if grant.send(()).is_ok() {
-                return;
+            state.held += 1;
+            if grant.send(()).is_err() {
+                holder.0.fetch_sub(1, Ordering::Relaxed);
+                state.held -= 1;
             }
-            holder.0.fetch_sub(1, Ordering::Relaxed);
         }
-        state.free += 1;
     }
 }
 
