@@ -14,8 +14,9 @@
 //!
 //! Past the accounts' allowances the gateway as a whole admits at most
 //! `--max-pending-sends` sends and forwards appended but not yet answered
-//! (`admit_send`, shared fairly between connections: `room.rs`), fewer
-//! while they queue inside the pipeline (`room_size.rs`). A send
+//! (`admit_send`, shared fairly between connections: `room.rs`; with
+//! `--send-queue-slack-ms`, fewer while they queue inside the pipeline:
+//! `room_size.rs`). A send
 //! that finds no room within `--admission-wait-ms` is refused `unavailable`
 //! with `retry_after` (nothing appended), so overload turns into prompt
 //! refusals the client retries instead of a queue that grows with the
@@ -51,8 +52,11 @@ pub const MAX_PENDING_SENDS: usize = 1_024;
 pub const ADMISSION_WAIT: Duration = Duration::from_millis(1_000);
 
 /// How much longer than the quietest lately a send may take to be
-/// answered before the gateway lets fewer in at once, by default
-/// (`--send-queue-slack-ms`; `room_size.rs`).
+/// answered before an adaptive room lets fewer in at once, when one is
+/// asked for (`--send-queue-slack-ms 20`; `room_size.rs`). Off by default:
+/// at 2,000 flooding connections it halved a person's p99 during the
+/// overload but cost 13 % of the goodput, so the backlog drained later
+/// (BENCHMARKS.md, Overload).
 pub const SEND_QUEUE_SLACK: Duration = Duration::from_millis(20);
 
 /// How many sends and forwards a gateway holds in flight, and how long a
@@ -76,7 +80,7 @@ impl SendAdmission {
 
 impl Default for SendAdmission {
     fn default() -> SendAdmission {
-        SendAdmission { max_pending: MAX_PENDING_SENDS, wait: ADMISSION_WAIT, slack: Some(SEND_QUEUE_SLACK) }
+        SendAdmission { max_pending: MAX_PENDING_SENDS, wait: ADMISSION_WAIT, slack: None }
     }
 }
 /// Seconds an overloaded gateway tells a refused sender to wait, at least
