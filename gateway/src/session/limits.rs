@@ -51,14 +51,6 @@ pub const MAX_PENDING_SENDS: usize = 1_024;
 /// resend, so it is kept for a queue of waiting connections longer than this.
 pub const ADMISSION_WAIT: Duration = Duration::from_millis(1_000);
 
-/// How much longer than the quietest lately a send may take to be
-/// answered before an adaptive room lets fewer in at once, when one is
-/// asked for (`--send-queue-slack-ms 20`; `room_size.rs`). Off by default:
-/// at 2,000 flooding connections it halved a person's p99 during the
-/// overload but cost 13 % of the goodput, so the backlog drained later
-/// (BENCHMARKS.md, Overload).
-pub const SEND_QUEUE_SLACK: Duration = Duration::from_millis(20);
-
 /// How many sends and forwards a gateway holds in flight, and how long a
 /// new one waits for room before it is refused.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +59,12 @@ pub struct SendAdmission {
     /// least 16) and all of it.
     pub max_pending: usize,
     pub wait: Duration,
-    /// `None`: the room stays at `max_pending`.
+    /// How much longer than the quietest lately a send may take to be
+    /// answered before the room lets fewer in (`--send-queue-slack-ms`;
+    /// `room_size.rs`). `None`, the default: the room stays at
+    /// `max_pending`. At 2,000 flooding connections a slack of 20 ms
+    /// halved a person's p99 during the overload but cost 13 % of the
+    /// goodput, so the backlog drained later (BENCHMARKS.md, Overload).
     pub slack: Option<Duration>,
 }
 

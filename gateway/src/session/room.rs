@@ -11,11 +11,11 @@
 //! stops the people's latency is back at once rather than after the
 //! flooders' backlog has drained. A connection's share is its `Holder`.
 //!
-//! How many places there are adapts to the pipeline's answers
-//! (`room_size.rs`): when sends start queueing inside the pipeline, the
-//! room shrinks, so the queue stands here, where the fair order applies,
-//! and not behind the room, where a person's send waits for every send
-//! let in before it.
+//! How many places there are can adapt to the pipeline's answers
+//! (`room_size.rs`, with `--send-queue-slack-ms`): when sends start
+//! queueing inside the pipeline, the room shrinks, so the queue stands
+//! here, where the fair order applies, and not behind the room, where a
+//! person's send waits for every send let in before it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,14 +54,20 @@ impl State {
     }
 }
 
+/// The room's state, and its size as last decided (read without the lock).
+struct Shared {
+    state: Mutex<State>,
+    size: AtomicUsize,
+}
+
 #[derive(Clone)]
 pub struct SendRoom {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
 }
 
 /// One place in the room, held until dropped (when the send is answered).
 pub struct Place {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     holder: Holder,
     since: Instant,
 }
@@ -77,15 +83,16 @@ impl SendRoom {
     /// (`room_size.rs`; `None`: always `most`).
     pub fn adaptive(least: usize, most: usize, slack: Option<Duration>) -> SendRoom {
         let size = RoomSize::new(least, most, slack, Instant::now());
+        let limit = AtomicUsize::new(size.limit());
         let state = State { held: 0, size, arrivals: 0, waiting: BTreeMap::new() };
-        SendRoom { state: Arc::new(Mutex::new(state)) }
+        SendRoom { shared: Arc::new(Shared { state: Mutex::new(state), size: limit }) }
     }
 
     /// A place for `holder`'s connection, waiting up to `wait` for one;
     /// `None` when none came free in time.
     pub async fn enter(&self, holder: &Holder, wait: Duration) -> Option<Place> {
         let (key, mut granted) = {
-            let mut state = self.state.lock();
+            let mut state = self.shared.state.lock();
             if state.has_room() && state.waiting.is_empty() {
                 state.held += 1;
                 holder.0.fetch_add(1, Ordering::Relaxed);
@@ -103,25 +110,25 @@ impl SendRoom {
         }
         // Timed out, unless a place was granted just now (grants happen
         // under the lock, so a waiter no longer queued was granted one).
-        let queued = self.state.lock().waiting.remove(&key).is_some();
+        let queued = self.shared.state.lock().waiting.remove(&key).is_some();
         if queued { None } else { Some(self.granted(holder)) }
     }
 
     /// The place `holder` was granted (and already counts).
     fn granted(&self, holder: &Holder) -> Place {
-        Place { state: self.state.clone(), holder: holder.clone(), since: Instant::now() }
+        Place { shared: self.shared.clone(), holder: holder.clone(), since: Instant::now() }
     }
 
     /// Places free now.
     #[cfg(test)]
     fn free(&self) -> usize {
-        let state = self.state.lock();
+        let state = self.shared.state.lock();
         state.size.limit().saturating_sub(state.held)
     }
 
     /// Places the room has now.
     pub fn size(&self) -> usize {
-        self.state.lock().size.limit()
+        self.shared.size.load(Ordering::Relaxed)
     }
 }
 
@@ -135,9 +142,10 @@ impl Drop for Place {
     fn drop(&mut self) {
         self.holder.0.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
-        let mut state = self.state.lock();
+        let mut state = self.shared.state.lock();
         let held = state.held;
         state.size.answered(now.duration_since(self.since), held, now);
+        self.shared.size.store(state.size.limit(), Ordering::Relaxed);
         state.held -= 1;
         // Free places (this one, and more if the room grew) pass to the
         // first waiters still listening; a holder counts its place from

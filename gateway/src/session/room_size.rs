@@ -134,11 +134,17 @@ mod tests {
         now
     }
 
+    /// A room of 64 to 1,024 places that has seen `windows` quiet windows
+    /// (3 ms), from `start`; and the time after them.
+    fn quiet_room(windows: u32, start: Instant) -> (RoomSize, Instant) {
+        let mut size = RoomSize::new(64, 1024, SLACK, start);
+        let now = feed(&mut size, Duration::from_millis(3), windows, start);
+        (size, now)
+    }
+
     #[test]
     fn a_queue_inside_the_pipeline_shrinks_the_room_to_its_floor_and_no_further() {
-        let start = Instant::now();
-        let mut size = RoomSize::new(64, 1024, SLACK, start);
-        let now = feed(&mut size, Duration::from_millis(3), 5, start);
+        let (mut size, now) = quiet_room(5, Instant::now());
         assert_eq!(size.limit(), 1024, "quiet and full: stays at the most");
         let now = feed(&mut size, Duration::from_millis(150), 5, now);
         assert!(size.limit() < 1024 * 9 / 10 * 9 / 10, "shrinks while sends queue: {}", size.limit());
@@ -148,9 +154,7 @@ mod tests {
 
     #[test]
     fn a_room_that_answers_quickly_again_grows_back() {
-        let start = Instant::now();
-        let mut size = RoomSize::new(64, 1024, SLACK, start);
-        let now = feed(&mut size, Duration::from_millis(3), 3, start);
+        let (mut size, now) = quiet_room(3, Instant::now());
         let now = feed(&mut size, Duration::from_millis(200), 60, now);
         assert_eq!(size.limit(), 64);
         feed(&mut size, Duration::from_millis(4), 200, now);
@@ -159,13 +163,10 @@ mod tests {
 
     #[test]
     fn latency_within_the_slack_or_a_room_not_full_leaves_it_alone() {
-        let start = Instant::now();
-        let mut size = RoomSize::new(64, 1024, SLACK, start);
-        let now = feed(&mut size, Duration::from_millis(3), 3, start);
+        let (mut size, now) = quiet_room(3, Instant::now());
         let now = feed(&mut size, Duration::from_millis(20), 50, now);
         assert_eq!(size.limit(), 1024, "3 ms quiet + 20 ms slack covers 20 ms");
-        let mut shrunk = RoomSize::new(64, 1024, SLACK, now);
-        let now = feed(&mut shrunk, Duration::from_millis(3), 3, now);
+        let (mut shrunk, now) = quiet_room(3, now);
         let now = feed(&mut shrunk, Duration::from_millis(200), 30, now);
         let small = shrunk.limit();
         // Quick answers, but only two places held: no reason to grow.
