@@ -70,6 +70,14 @@ impl Timeline {
 pub(super) type Pace = Arc<AtomicU64>;
 pub(super) const SATURATE: u64 = u64::MAX;
 
+/// A gap of a Poisson process whose gaps are `mean_us` on average.
+fn poisson_gap(mean_us: u64) -> Duration {
+    let uniform: f64 = rand::random::<f64>();
+    // 1 - uniform is in (0, 1]: its logarithm is finite.
+    let gap = -(1.0 - uniform).ln() * mean_us as f64;
+    Duration::from_micros(gap.min(mean_us as f64 * 20.0) as u64)
+}
+
 pub(super) fn pace_for(total_per_second: f64, users: usize) -> u64 {
     if total_per_second <= 0.0 { 0 } else { (users as f64 * 1e6 / total_per_second).max(1.0) as u64 }
 }
@@ -170,8 +178,14 @@ pub(super) async fn user(
                     } else {
                         timeline.record(|second| second.deferred += 1);
                     }
-                    // A user that fell behind (a slow turn) does not catch up in a burst.
-                    due = (due + Duration::from_micros(interval)).max(now - Duration::from_millis(100));
+                    // Each user's messages come as a Poisson process (gaps
+                    // exponential, `interval` apart on average), as a
+                    // population's do: equal gaps kept the users' phases
+                    // from the calibration, so all of them sent within a
+                    // few ms of each other, and the bursts, not the server,
+                    // set the baseline's p99. A user that fell behind (a
+                    // slow turn) does not catch up in a burst.
+                    due = (due + poisson_gap(interval)).max(now - Duration::from_millis(100));
                 }
                 tick.as_mut().reset(due);
             }
